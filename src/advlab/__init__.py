@@ -1,0 +1,19 @@
+"""advlab: craft, measure and defend against adversarial examples for PyTorch models."""
+
+from advlab.attacks import FGM, FGSM, Attack, AttackResult, make_attack
+from advlab.errors import AdvlabError, CheckpointError, DataError, InputError, UnknownNameError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FGM",
+    "FGSM",
+    "AdvlabError",
+    "Attack",
+    "AttackResult",
+    "CheckpointError",
+    "DataError",
+    "InputError",
+    "UnknownNameError",
+    "make_attack",
+]

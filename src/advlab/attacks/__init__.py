@@ -1,0 +1,36 @@
+"""Attacks: one module each, all through the `Attack` base, found by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning, frozen_eval
+from advlab.attacks.fgsm import FGM, FGSM
+from advlab.attacks.result import AttackResult
+from advlab.errors import UnknownNameError
+
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, FGM)}
+
+
+def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
+    """Build a registered attack by name."""
+    try:
+        cls = ATTACKS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown attack {name!r}; known attacks: {', '.join(sorted(ATTACKS))}") from None
+    return cls(model, **params)
+
+
+__all__ = [
+    "ATTACKS",
+    "FGM",
+    "FGSM",
+    "Attack",
+    "AttackResult",
+    "Perturbed",
+    "ProbabilityOutputWarning",
+    "frozen_eval",
+    "make_attack",
+]

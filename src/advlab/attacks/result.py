@@ -1,0 +1,125 @@
+"""AttackResult: what every attack returns, per example and in summary."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from advlab.io import write_bytes_atomic
+
+
+@dataclass
+class AttackResult:
+    """Adversarial examples with per-example success (from re-running the model) and norms.
+
+    `success[i]` is True when the model's prediction on `x_adv[i]` is not `labels[i]`
+    (untargeted) or equals `targets[i]` (targeted). An example the model already gets wrong
+    counts as a success of an untargeted attack; `clean_correct` tells those apart.
+    Norms are of r = x_adv - x: `linf`, `l2`, and Szegedy's `distortion` = sqrt(sum r^2 / n).
+    """
+
+    attack: str
+    params: dict[str, Any]
+    x_adv: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor | None
+    success: torch.Tensor
+    clean_logits: torch.Tensor
+    adv_logits: torch.Tensor
+    linf: torch.Tensor
+    l2: torch.Tensor
+    distortion: torch.Tensor
+    seconds: float
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # attack-specific per-example data
+
+    @property
+    def targeted(self) -> bool:
+        return self.targets is not None
+
+    @property
+    def clean_pred(self) -> torch.Tensor:
+        return self.clean_logits.argmax(1)
+
+    @property
+    def adv_pred(self) -> torch.Tensor:
+        return self.adv_logits.argmax(1)
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        return self.clean_pred == self.labels
+
+    @property
+    def adv_correct(self) -> torch.Tensor:
+        return self.adv_pred == self.labels
+
+    @property
+    def clean_confidence(self) -> torch.Tensor:
+        """Softmax probability of the predicted class on the clean input."""
+        return self.clean_logits.softmax(1).amax(1)
+
+    @property
+    def adv_confidence(self) -> torch.Tensor:
+        """Softmax probability of the predicted class on the adversarial input."""
+        return self.adv_logits.softmax(1).amax(1)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregates over the batch. Norm means are over successful examples (nan if none)."""
+        ok = self.success
+
+        def mean(t: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+            t = t.double() if mask is None else t[mask].double()
+            return float(t.mean()) if t.numel() else float("nan")
+
+        wrong = ~self.adv_correct
+        return {
+            "attack": self.attack,
+            "n": len(self),
+            "targeted": self.targeted,
+            "clean_accuracy": mean(self.clean_correct),
+            "adversarial_accuracy": mean(self.adv_correct),
+            "adversarial_error": mean(wrong),
+            "success_rate": mean(ok),
+            "mean_linf": mean(self.linf, ok),
+            "mean_l2": mean(self.l2, ok),
+            "mean_distortion": mean(self.distortion, ok),
+            "median_l2": float(self.l2[ok].double().median()) if bool(ok.any()) else float("nan"),
+            "mean_clean_confidence": mean(self.clean_confidence),
+            "mean_adv_confidence": mean(self.adv_confidence),
+            "mean_confidence_on_errors": mean(self.adv_confidence, wrong),
+            "seconds": self.seconds,
+            "images_per_second": len(self) / self.seconds if self.seconds > 0 else float("inf"),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "summary": self.summary()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-example arrays as numpy (x_adv as float32)."""
+        out = {
+            "x_adv": self.x_adv.detach().float().cpu().numpy(),
+            "labels": self.labels.cpu().numpy(),
+            "success": self.success.cpu().numpy(),
+            "clean_logits": self.clean_logits.cpu().numpy(),
+            "adv_logits": self.adv_logits.cpu().numpy(),
+            "linf": self.linf.cpu().numpy(),
+            "l2": self.l2.cpu().numpy(),
+            "distortion": self.distortion.cpu().numpy(),
+        }
+        if self.targets is not None:
+            out["targets"] = self.targets.cpu().numpy()
+        out.update({k: v.cpu().numpy() for k, v in self.extra.items()})
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the per-example arrays as a compressed .npz, atomically."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **self.arrays())
+        write_bytes_atomic(path, buffer.getvalue())

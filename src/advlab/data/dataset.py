@@ -1,0 +1,61 @@
+"""An in-memory labelled image set: float32 images in [0, 1] and int64 labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from advlab.errors import InputError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: torch.Tensor  # (N, 1, 28, 28) float32 in [0, 1]
+    labels: torch.Tensor  # (N,) int64
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.shape[0] != self.labels.shape[0]:
+            raise InputError(
+                f"{self.name}: {self.images.shape[0]} images but {self.labels.shape[0]} labels"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.images[0].numel())
+
+    def take(self, n: int | None) -> Dataset:
+        """The first n examples (all of them when n is None)."""
+        if n is None or n >= len(self):
+            return self
+        return Dataset(self.images[:n], self.labels[:n], f"{self.name}[:{n}]")
+
+    def select_classes(self, classes: Sequence[int], *, relabel: bool = True) -> Dataset:
+        """Keep only `classes`; with relabel, class classes[i] becomes label i (3 vs 7 -> 0 vs 1)."""
+        classes = list(classes)
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise InputError(f"need at least two distinct classes, got {classes}")
+        wanted = torch.tensor(classes, dtype=self.labels.dtype)
+        keep = torch.isin(self.labels, wanted)
+        labels = self.labels[keep]
+        if relabel:
+            labels = (labels.unsqueeze(1) == wanted.unsqueeze(0)).int().argmax(dim=1).long()
+        tag = "v".join(str(c) for c in classes)
+        return Dataset(self.images[keep], labels, f"{self.name}:{tag}")
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Dataset
+    test: Dataset
+    source: str  # a human-readable description of where the data came from
+
+    def select_classes(self, classes: Sequence[int]) -> Splits:
+        return Splits(
+            self.train.select_classes(classes), self.test.select_classes(classes), self.source
+        )

