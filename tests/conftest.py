@@ -1,0 +1,53 @@
+"""Shared fixtures: real MNIST when ../shared/data/mnist exists (skipped otherwise), the
+embedded default, and small trained models (trained once per session, deterministically)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from advlab.data import Splits, load_mnist
+from advlab.models import build_model
+from advlab.training import TrainConfig, train_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST folder; tests that use it skip cleanly when it is absent."""
+    if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {SHARED_MNIST}")
+    return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def embedded() -> Splits:
+    return load_mnist(None)
+
+
+@pytest.fixture(scope="session")
+def embedded_37(embedded: Splits) -> Splits:
+    return embedded.select_classes([3, 7])
+
+
+def _train(name: str, splits: Splits, epochs: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name)
+    train_model(model, splits.train, TrainConfig(epochs=epochs, lr=0.01, weight_decay=1e-4, seed=0), progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def logreg_37(embedded_37: Splits) -> torch.nn.Module:
+    """Binary logistic regression on embedded 3s vs 7s (label 0 = 3, 1 = 7)."""
+    return _train("logreg", embedded_37, epochs=10)
+
+
+@pytest.fixture(scope="session")
+def softmax_model(embedded: Splits) -> torch.nn.Module:
+    """Softmax regression 784->10 on the embedded training split."""
+    return _train("softmax", embedded, epochs=5)
