@@ -361,19 +361,24 @@ def _reach(
     cons.add([(prev_cols, row[None, :])], -offset, np.inf)  # z_target - z_label >= 0
     cost = np.zeros(next_col)
     cost[prev_cols.ravel()] = -row
-    options: dict[str, Any] = {
-        **HIGHS_OPTIONS,
-        "time_limit": max(time_limit, 1e-3),
-        "objective_bound": offset + 1e-6 * (1.0 + abs(offset)),  # objective = offset - margin
-    }
+    return _highs(
+        cost, np.concatenate(integrality), np.concatenate(lower), np.concatenate(upper), cons.constraint(next_col),
+        {
+            **HIGHS_OPTIONS,
+            "time_limit": max(time_limit, 1e-3),
+            "objective_bound": offset + 1e-6 * (1.0 + abs(offset)),  # objective = offset - margin
+        },
+    )
+
+
+def _highs(
+    cost: np.ndarray, integrality: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+    constraint: LinearConstraint, options: dict[str, Any],
+) -> OptimizeResult:
     with warnings.catch_warnings():  # scipy warns that it passes HiGHS's own options on verbatim
         warnings.simplefilter("ignore", RuntimeWarning)
         return milp(
-            cost,
-            integrality=np.concatenate(integrality),
-            bounds=VariableBounds(np.concatenate(lower), np.concatenate(upper)),
-            constraints=cons.constraint(next_col),
-            options=options,
+            cost, integrality=integrality, bounds=VariableBounds(lower, upper), constraints=constraint, options=options
         )
 
 
@@ -402,11 +407,9 @@ def _region_witness(
     cons.add([(inputs, row[None, :])], slack * np.abs(row).sum() - offset, np.inf)
     cost = np.zeros(n + 1)
     cost[n] = 1.0
-    res = milp(
-        cost,
-        integrality=np.zeros(n + 1),
-        bounds=VariableBounds(np.append(np.full(n, bounds[0]), 0.0), np.append(np.full(n, bounds[1]), np.inf)),
-        constraints=cons.constraint(n + 1),
+    res = _highs(
+        cost, np.zeros(n + 1), np.append(np.full(n, bounds[0]), 0.0), np.append(np.full(n, bounds[1]), np.inf),
+        cons.constraint(n + 1), {"primal_feasibility_tolerance": 1e-9},
     )
     return None if res.x is None else np.clip(res.x[:n], bounds[0], bounds[1])
 
