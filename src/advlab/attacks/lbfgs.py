@@ -12,18 +12,22 @@ approximately by box-constrained L-BFGS, with a line search over c > 0. Here, pe
   distance term, small c always succeeds, and the smallest perturbation comes from the
   LARGEST c that still succeeds. That is what the search finds: per example, multiply or
   divide c by 10 until a success and a failure are seen, then bisect in log c, keeping the
-  smallest successful perturbation seen at any c (`advlab.attacks.search`).
+  smallest successful perturbation seen at any c (`advlab.attacks.penalized`).
 - The box is the bound constraint of the quasi-Newton method (projection), never a clip after.
-- loss_f = softplus(u) with u < 0 exactly when x + r is adversarial:
-  targeted to t: u = M_{j != t} z_j - z_t; untargeted from y: u = z_y - M_{j != y} z_j.
-  loss="ce": M = logsumexp, so the targeted loss is the cross-entropy CE(z, t) (the paper's
-  choice of a "continuous loss function") and the untargeted one is -log(1 - p_y).
-  loss="margin" (default): M = max, so the loss is a smooth increasing function of the
-  decision margin alone; on a linear model the minimisers are then exactly the minimal-norm
-  points of the KKT conditions and the c at which they cross the boundary gives the exact
-  minimal perturbation (see `advlab.exact.linear`). The untargeted margin only follows the
-  boundary it approaches first; `all_targets=True` attacks every other class (as targeted)
-  and keeps the smallest, which is the global minimum on a linear model.
+- loss_f = softplus(u) with u < 0 when x + r is adversarial (up to `temperature`):
+  targeted to t: u = M_{j != t} z_j - z_t; untargeted from y: u = z_y - M_{j != y} z_j,
+  where M is the smooth maximum M(v) = T * logsumexp(v / T), T = `temperature`.
+  T = 1 makes the targeted loss the cross-entropy CE(z, t) (the paper's choice of a
+  "continuous loss function"; untargeted it is -log(1 - p_y)). As T -> 0, M -> max and the
+  loss becomes a smooth increasing function of the decision margin alone: on a linear model
+  the minimisers are then exactly the minimal-norm points of the KKT conditions, so the c at
+  which they cross the boundary gives the exact minimal perturbation (`advlab.exact.linear`).
+  The exact max has kinks where two classes tie, on which L-BFGS stalls; T = 0.01 (default)
+  keeps the loss smooth and moves the crossing by at most T * log(C - 1) logits (measured:
+  median ratio 1.00001, worst 1.002 to the exact minimum on targeted softmax regression,
+  against 1.008 and 1.13 for T = 1). The untargeted loss only follows the boundary it
+  approaches first; `all_targets=True` attacks every other class (as targeted) and keeps the
+  smallest, which is the global minimum on a linear model.
 
 Examples the search never makes adversarial are returned unchanged (x_adv = x) with c = nan;
 examples that are adversarial already are returned unchanged with c = nan (distance 0).
@@ -45,19 +49,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import Attack, Bounds, Perturbed, check_positive
-from advlab.attacks.search import WeightSearch
+from advlab.attacks.penalized import WeightSearch, goal_margin
 from advlab.errors import InputError
 
-LOSSES = ("margin", "ce")
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def goal_margin(logits: torch.Tensor, goal: torch.Tensor, targeted: bool, loss: str) -> torch.Tensor:
-    """u: negative exactly when the logits are adversarial (up to ties), see the module doc."""
-    goal_logit = logits.gather(1, goal.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, goal.unsqueeze(1), -torch.inf)
-    rest = others.amax(1) if loss == "margin" else others.logsumexp(1)
-    return rest - goal_logit if targeted else goal_logit - rest
 
 
 def projected_lbfgs(
@@ -137,13 +132,16 @@ def projected_lbfgs(
             g_new[sub] = torch.where(ok.unsqueeze(1), g_trial, g_new[sub])
             pending[sub] = ~ok
             step = 0.5 * step
-        # a row stops when its line search fails or its decrease is down to rounding
-        active[rows] = converging & ~pending & (fr - f_new > ftol * fr.abs().clamp_min(1.0))
+        # a failed line search restarts the row from a gradient step (its memory may be stale,
+        # e.g. at a kink); a row stops when that fails too or its decrease is down to rounding
+        restart = converging & pending & (rho_r > 0).any(0)
+        active[rows] = converging & (restart | (fr - f_new > ftol * fr.abs().clamp_min(1.0)))
         s, y = x_new - xr, g_new - gr
         sy = (s * y).sum(1)
         slot = k % memory
         s_hist[slot, rows], y_hist[slot, rows] = s, y
         rho[slot, rows] = torch.where(sy > 1e-10 * s.norm(dim=1) * y.norm(dim=1), 1.0 / sy, 0.0)
+        rho[:, rows] = torch.where(restart, 0.0, rho[:, rows])
         x[rows], f[rows], g[rows] = x_new, f_new, g_new
     return x
 
@@ -160,7 +158,7 @@ class LBFGS(Attack):
         c: float = 1.0,
         search_steps: int = 20,
         max_iter: int = 100,
-        loss: str = "margin",
+        temperature: float = 0.01,
         all_targets: bool = False,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
@@ -169,10 +167,8 @@ class LBFGS(Attack):
         self.c = check_positive("c", c)
         if int(search_steps) < 1 or int(max_iter) < 1:
             raise InputError(f"search_steps and max_iter must be >= 1, got {search_steps}, {max_iter}")
-        if loss not in LOSSES:
-            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.search_steps, self.max_iter = int(search_steps), int(max_iter)
-        self.loss = loss
+        self.temperature = check_positive("temperature", temperature)
         self.all_targets = bool(all_targets)
 
     def params(self) -> dict[str, Any]:
@@ -181,7 +177,7 @@ class LBFGS(Attack):
             "c": self.c,
             "search_steps": self.search_steps,
             "max_iter": self.max_iter,
-            "loss": self.loss,
+            "temperature": self.temperature,
             "all_targets": self.all_targets,
             "norm": "l2",
         }
@@ -239,7 +235,7 @@ class LBFGS(Attack):
                 logits = self.logits(flat.view(-1, *shape[1:]))
                 if not logits.requires_grad:
                     raise InputError("the model's output has no gradient with respect to its input")
-                u = goal_margin(logits, goal[rows], targeted, self.loss)
+                u = goal_margin(logits, goal[rows], targeted, self.temperature)
                 f = c[rows] * (flat - x0[rows]).pow(2).sum(1) + F.softplus(u)
                 (grad,) = torch.autograd.grad(f.sum(), flat)
             return f.detach(), grad

@@ -1,10 +1,12 @@
-"""Per-example search over the weight of the distance term in a penalty formulation.
+"""The penalty formulation shared by L-BFGS and the penalty attack (Szegedy et al. 2013, Sec. 4.1):
 
-Attacks of the form  minimise  w * dist(x', x) + loss(x')  (Szegedy et al. 2013, Sec. 4.1,
-with w = c) give adversarial minimisers for small w and near-clean ones for large w; the
-smallest perturbation is found near the largest w that still succeeds. Each example keeps its
-own w: multiply (success) or divide (failure) by `factor` until both a success and a failure
-are seen, then bisect geometrically between the largest success and the smallest failure.
+    minimise  w * ||x' - x||_2^2 + softplus(u(x'))  over x' in the box,
+
+where u < 0 when x' is adversarial (`goal_margin`), and w is searched per example.
+Small w gives adversarial minimisers, large w near-clean ones; the smallest perturbation is
+found near the largest w that still succeeds. Each example keeps its own w (`WeightSearch`):
+multiply (success) or divide (failure) by `factor` until both a success and a failure are
+seen, then bisect geometrically between the largest success and the smallest failure.
 """
 
 from __future__ import annotations
@@ -35,3 +37,16 @@ class WeightSearch:
     def settled(self) -> torch.Tensor:
         """Examples whose bracket is tighter than RTOL."""
         return (self.best_success > 0) & (self.first_failure <= self.best_success * (1 + RTOL))
+
+
+def goal_margin(logits: torch.Tensor, goal: torch.Tensor, targeted: bool, temperature: float) -> torch.Tensor:
+    """u, negative when adversarial: M_{j != t} z_j - z_t (targeted), z_y - M_{j != y} z_j (not).
+
+    M is the smooth maximum T * logsumexp(v / T) at temperature T. At T = 1, softplus(u) is
+    the cross-entropy CE(z, t) (targeted) or -log(1 - p_y) (untargeted); as T -> 0 it becomes
+    a function of the decision margin alone.
+    """
+    goal_logit = logits.gather(1, goal.unsqueeze(1)).squeeze(1)
+    others = logits.scatter(1, goal.unsqueeze(1), -torch.inf)
+    rest = temperature * (others / temperature).logsumexp(1)
+    return rest - goal_logit if targeted else goal_logit - rest
