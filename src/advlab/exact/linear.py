@@ -43,6 +43,9 @@ def max_linear_l2(x: torch.Tensor, a: torch.Tensor, eps: float, bounds: Bounds =
     shape, dtype = x.shape, x.dtype
     x = x.flatten(1).double()
     a = torch.broadcast_to(a.double().reshape(1, -1) if a.ndim == 1 else a.flatten(1).double(), x.shape)
+    # The maximiser is scale-free in a: normalise rows, and drop entries too small to square.
+    a = a / a.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+    a = torch.where(a.abs() < 1e-150, torch.zeros_like(a), a)
     low, high = bounds[0] - x, bounds[1] - x
     magnitude = a.abs()
     cap = torch.where(a > 0, high, -low)
