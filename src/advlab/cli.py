@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from advlab.attacks import ATTACKS, make_attack
+from advlab.attacks import ATTACKS, Attack, make_attack
 from advlab.data import Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic
@@ -121,19 +121,22 @@ def _coerce(annotation: Any, text: str) -> Any:
 
 def attack_params(method: str, pairs: Sequence[str]) -> dict[str, Any]:
     """Turn KEY=VALUE strings into keyword arguments typed by the attack's constructor."""
-    cls = ATTACKS.get(method)
-    signature = inspect.signature(cls.__init__) if cls else None
+    cls = ATTACKS[method]
+    accepted = {
+        name: parameter
+        for init in (Attack.__init__, cls.__init__)
+        for name, parameter in inspect.signature(init).parameters.items()
+        if name not in ("self", "model") and parameter.kind is parameter.KEYWORD_ONLY
+    }
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise InputError(f"--param takes KEY=VALUE, got {pair!r}")
-        if signature is not None and key not in signature.parameters and not any(
-            p.kind is p.VAR_KEYWORD for p in signature.parameters.values()
-        ):
-            raise InputError(f"attack {method!r} has no parameter {key!r}")
-        annotation = signature.parameters[key].annotation if signature and key in signature.parameters else ""
+        if key not in accepted:
+            raise InputError(f"attack {method!r} has no parameter {key!r}; it takes {', '.join(sorted(accepted))}")
+        annotation = accepted[key].annotation
         try:
             params[key] = _coerce(annotation, value)
         except ValueError:

@@ -29,7 +29,7 @@ class FGSM(Attack):
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
         grad, logits = self.loss_gradient(x, goal, targeted)
-        return Perturbed(x + self.eps * grad.sign(), clean_logits=logits)
+        return Perturbed(x.add(grad.sign(), alpha=self.eps), clean_logits=logits)
 
 
 class FGM(Attack):
