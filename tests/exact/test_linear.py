@@ -78,7 +78,7 @@ def test_halfspace_matches_independent_solvers(n, data, m, norm):
     x = np.array(data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n)))
     a = np.array(data.draw(st.lists(coords, min_size=n, max_size=n)))
     distance, r, feasible = min_norm_halfspace(
-        torch.tensor(x)[None], torch.tensor(a)[None], torch.tensor([m]), norm=norm
+        torch.tensor(x)[None], torch.tensor(a)[None], torch.tensor([m], dtype=torch.float64), norm=norm
     )
     assert close(float(distance[0]), reference(x, a, m, norm))
     if bool(feasible[0]):
