@@ -204,7 +204,10 @@ class LBFGS(Attack):
         rows = x.repeat_interleave(classes - 1, dim=0)
         already = self.is_adversarial(clean_logits, goal, False).repeat_interleave(classes - 1)
         goals, size = others.reshape(-1), self.batch_size  # (C - 1) rows per example, in chunks
-        parts = [self._search(rows[i : i + size], goals[i : i + size], True, already[i : i + size]) for i in range(0, len(rows), size)]
+        parts = [
+            self._search(rows[i : i + size], goals[i : i + size], True, already[i : i + size])
+            for i in range(0, len(rows), size)
+        ]
         x_all, c_all = (torch.cat([part[k] for part in parts]) for k in range(2))
         dist = (x_all - rows).flatten(1).norm(dim=1)
         with torch.no_grad():
