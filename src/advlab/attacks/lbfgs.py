@@ -37,8 +37,11 @@ examples that are adversarial already are returned unchanged with c = nan (dista
 
 The quasi-Newton solver is a batched projected L-BFGS in torch (`projected_lbfgs`): per
 example curvature pairs, bound-aware directions and a projected Armijo search. It beat
-scipy's L-BFGS-B run on the whole batch as one separable problem; bench/lbfgs_backend.py
-holds the measurement.
+scipy's L-BFGS-B run on the whole batch as one separable problem (bench/lbfgs_backend.py,
+100 MNIST test images, one thread: 8.7x faster on logistic regression, 1.8x on targeted
+softmax regression, 1.6x on an MLP, and closer to the exact minimum: median ratio 1.00001
+against 1.022 on logistic regression, where scipy's shared line search and stopping test
+leave some examples unconverged).
 """
 
 from __future__ import annotations
