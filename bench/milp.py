@@ -3,30 +3,28 @@
 Targets (issue 3): on 784-20-20-10 every test image proven optimal with median time < 3 s;
 on 784-50-50-10 at least 95% proven within 120 s each. Run single-threaded:
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python bench/milp.py [--data ../shared/data/mnist]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python bench/milp.py [--images 100 40]
+
+Data: real MNIST from ../shared/data/mnist when present, else the embedded 5k.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
+from common import bench_data
 
-from advlab.data import load_mnist
-from advlab.exact.milp import minimal_linf
+from advlab.exact import minimal_linf
 from advlab.models import build_model, get_spec
 from advlab.training import TrainConfig, error_rate, train_model
-
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="MNIST IDX folder ('embedded' for the built-in 5k)")
     parser.add_argument("--models", nargs="+", default=["mlp-20-20", "mlp-50-50"])
-    parser.add_argument("--images", nargs="+", type=int, default=[100, 30], help="first test images, per model")
+    parser.add_argument("--images", nargs="+", type=int, default=[100, 40], help="first test images, per model")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's training epochs")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per image")
     parser.add_argument("--seed", type=int, default=0)
@@ -34,7 +32,7 @@ def main() -> None:
     if len(args.images) != len(args.models):
         parser.error("give one --images count per model")
 
-    splits = load_mnist(None if args.data == "embedded" else args.data)
+    splits = bench_data()
     print(f"data: {splits.source}; torch threads: {torch.get_num_threads()}; time limit {args.time_limit:g} s/image")
     rows = []
     for name, count in zip(args.models, args.images):
@@ -63,7 +61,8 @@ def main() -> None:
                 f"{summary['mean_gap']:.1e}",
             )
         )
-    header = ("model", "test err", "train", "images", "proven", "status", "median s", "max s", "median eps*", "mean gap")
+    header = ("model", "test err", "train", "images", "proven", "status")
+    header += ("median s", "max s", "median eps*", "mean gap")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advlab.errors import InputError
-from advlab.exact.milp import MILPResult, minimal_linf, relu_network
+from advlab.exact import MILPResult, minimal_linf, minimal_perturbation, relu_network
 from advlab.models import MLP, LogisticRegression, Normalize, SoftmaxRegression, as_multiclass_logits
 
 
@@ -65,7 +65,8 @@ def _closer_points_keep_label(model: nn.Module, x: torch.Tensor, y: torch.Tensor
     r = radius.view(-1, 1, 1)
     x64 = x.double().unsqueeze(1)
     corners = torch.tensor(np.array(np.meshgrid(*[[-1.0, 1.0]] * d)).reshape(d, -1).T) if d <= 8 else torch.empty(0, d)
-    samples = torch.cat([2 * torch.rand(n, 4000, d, generator=gen, dtype=torch.float64) - 1, corners.expand(n, -1, -1)], 1)
+    uniform = 2 * torch.rand(n, 4000, d, generator=gen, dtype=torch.float64) - 1
+    samples = torch.cat([uniform, corners.expand(n, -1, -1)], 1)
     points = (x64 + r * samples).clamp(0, 1)
     pred = as_multiclass_logits(model64(points.reshape(-1, d)).detach()).argmax(1).view(n, -1)
     assert bool((pred == y.view(-1, 1)).all()), "a point inside the proven radius is misclassified"
@@ -125,6 +126,8 @@ def test_softmax_regression_matches_the_closed_form() -> None:
         assert result.lower[i].item() == pytest.approx(expected, rel=2e-5, abs=1e-6)
         assert result.upper[i].item() == pytest.approx(expected, rel=2e-5, abs=1e-6)
     _check_witnesses(model, x, y, result)
+    reference = minimal_perturbation(model, x, y, norm="linf").distance  # advlab's own closed form
+    assert torch.allclose(result.lower, reference, rtol=2e-5, atol=1e-6)
 
 
 def test_logistic_regression_matches_the_closed_form() -> None:
@@ -260,7 +263,11 @@ def test_time_limit_must_be_positive(time_limit: float) -> None:
         (MLP(4, (5,), 3, activation="sigmoid"), (2, 4), "Sigmoid"),
         (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3)), (2, 1, 4, 4), "Conv2d"),
         (nn.Sequential(nn.Linear(4, 3)), (2, 1, 2, 2), "Flatten"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), Normalize([0.0], [1.0]), nn.Linear(5, 3)), (2, 4), "Normalize"),
+        (
+            nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), Normalize([0.0], [1.0]), nn.Linear(5, 3)),
+            (2, 4),
+            "Normalize",
+        ),
     ],
 )
 def test_unsupported_networks_are_rejected(model: nn.Module, shape: tuple[int, ...], message: str) -> None:
