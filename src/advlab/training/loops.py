@@ -64,7 +64,7 @@ def train_model(
     device = next(model.parameters()).device
     history = TrainHistory()
     model.train()
-    bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=None if progress else True, leave=False)
     for _ in bar:
         order = torch.randperm(len(data), generator=generator)
         total = torch.zeros((), device=device)
