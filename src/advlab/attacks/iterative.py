@@ -83,13 +83,12 @@ def objective(logits: torch.Tensor, goal: torch.Tensor, targeted: bool, loss: st
 class Ball:
     """The feasible set {x' : ||x' - x|| <= eps} ∩ [lo, hi]^n of a batch, with per-example eps.
 
-    `alpha` is the per-example step length. Under L-inf the two sets are coordinate-wise
-    intervals, so projecting onto their intersection is one clamp to [low, high].
+    Under L-inf the two sets are coordinate-wise intervals, so projecting onto their
+    intersection is one clamp to [low, high].
     """
 
     x: torch.Tensor
     eps: torch.Tensor  # (N,)
-    alpha: torch.Tensor  # (N,)
     norm: str
     bounds: Bounds
 
@@ -100,14 +99,11 @@ class Ball:
             self.high = (self.x + eps).clamp_max(self.bounds[1])
 
     @classmethod
-    def of(cls, x: torch.Tensor, eps: float | torch.Tensor, alpha: float | torch.Tensor, norm: str, bounds: Bounds) -> Ball:
-        def full(value: float | torch.Tensor) -> torch.Tensor:
-            return torch.as_tensor(value, dtype=x.dtype, device=x.device).expand(x.shape[0]).clone()
-
-        return cls(x, full(eps), full(alpha), norm, bounds)
+    def of(cls, x: torch.Tensor, eps: float, norm: str, bounds: Bounds) -> Ball:
+        return cls(x, torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device), norm, bounds)
 
     def take(self, index: torch.Tensor) -> Ball:
-        return Ball(self.x[index], self.eps[index], self.alpha[index], self.norm, self.bounds)
+        return Ball(self.x[index], self.eps[index], self.norm, self.bounds)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
@@ -117,12 +113,12 @@ class Ball:
         scale = (self.eps / length.clamp_min(torch.finfo(z.dtype).tiny)).clamp_max(1.0)
         return (self.x + delta * per_example(scale, z)).clamp(self.bounds[0], self.bounds[1])
 
-    def step(self, z: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def step(self, z: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
         """One steepest-ascent step of length alpha, projected back into the set."""
         if self.norm == "linf":
-            return torch.clamp(z + per_example(self.alpha, z) * grad.sign(), self.low, self.high)
+            return torch.clamp(z.add(grad.sign(), alpha=alpha), self.low, self.high)
         length = grad.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
-        return self.project(z + per_example(self.alpha / length, z) * grad)
+        return self.project(z + per_example(alpha / length, z) * grad)
 
     def sample(self, generator: torch.Generator) -> torch.Tensor:
         """A point drawn uniformly from the ball, clipped to the box."""
@@ -212,7 +208,7 @@ class PGD(Attack):
         return grad, logits.detach()
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        ball = Ball.of(x, self.eps, self.step_size, self.norm, self.bounds)
+        ball = Ball.of(x, self.eps, self.norm, self.bounds)
         start = ball.sample(self.generator(x.device)) if self.random_start else x
         best, clean_logits = self.run(ball, start, goal, targeted)
         if self.restarts == 1:
@@ -249,7 +245,7 @@ class PGD(Attack):
             for step in range(self.steps):
                 if step:
                     grad, _ = self.gradient(x_adv, goal, targeted)
-                x_adv = ball.step(x_adv, grad)
+                x_adv = ball.step(x_adv, grad, self.step_size)
             return x_adv, first_logits
         out = x_adv.clone()
         active = torch.arange(x_adv.shape[0], device=x_adv.device)
@@ -265,7 +261,7 @@ class PGD(Attack):
                 if keep.numel() == 0:
                     return out, first_logits
                 active, x_adv, grad, goal, ball = active[keep], x_adv[keep], grad[keep], goal[keep], ball.take(keep)
-            x_adv = ball.step(x_adv, grad)
+            x_adv = ball.step(x_adv, grad, self.step_size)
         out[active] = x_adv
         return out, first_logits
 
