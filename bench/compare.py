@@ -10,7 +10,8 @@ result), and robust accuracy, which must agree within 0.5 points. "advlab early 
 `PGD(early_exit=True)`: an example stops at its first misclassified iterate, which gives the
 same robust accuracy (an example counts as robust only if no iterate fools the model; the
 fixed-step run can, rarely, step back out of the adversarial region, so the two may differ
-by a few examples). Times are medians of `--repeats` rounds, all candidates run in turn in
+by a few examples). Times are medians of at least `--repeats` rounds (more, up to 25, for fast
+attacks, so each is timed for about a second), all candidates run in turn in
 every round (interleaved), after one warm-up round. The model's parameters are frozen
 (requires_grad False) for every library, so no library pays for weight gradients.
 
@@ -193,33 +194,42 @@ def speed_candidates(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack:
 
 
 def timed_medians(candidates: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device):
-    """Median seconds and the robust accuracy of each candidate, interleaved, one warm-up round."""
+    """Median seconds and the predictions of each candidate, interleaved, after one warm-up round.
+
+    At least `repeats` timed rounds, more (up to 25) while a round is short, so that each
+    candidate is timed for about a second in all: one-pass attacks take milliseconds and a
+    shared machine's noise would otherwise decide their ratios.
+    """
+    def timed(run: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        out = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start, out
+
+    warm = {name: timed(run) for name, run in candidates.items()}
+    rounds = max(repeats, min(25, math.ceil(1.0 / statistics.median(t for t, _ in warm.values()))))
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    preds: dict[str, torch.Tensor] = {}
-    for round_ in range(repeats + 1):
+    preds = {name: out for name, (_, out) in warm.items()}
+    for _ in range(rounds):
         for name, run in candidates.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            out = run()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if round_:
-                times[name].append(time.perf_counter() - start)
-            preds[name] = out
-    return {name: statistics.median(v) for name, v in times.items()}, preds
+            seconds, preds[name] = timed(run)
+            times[name].append(seconds)
+    return {name: statistics.median(v) for name, v in times.items()}, preds, rounds
 
 
 def speed(models, x, y, args, device) -> list[str]:  # noqa: ANN001
     verdicts = []
-    print(f"\n## Speed: {len(x)} images, batch {args.batch}, median of {args.repeats} interleaved rounds\n")
+    print(f"\n## Speed: {len(x)} images, batch {args.batch}, medians of >= {args.repeats} interleaved rounds\n")
     print("| model | attack | implementation | images/s | advlab time / this | this / floor | robust acc. | verdict |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for model_name, model in models:
         for attack in ("fgsm", "pgd"):
             label = "FGSM eps .25" if attack == "fgsm" else "PGD-40 L-inf eps .3"
             candidates = speed_candidates(model, x, y, attack, args.batch, device)
-            seconds, preds = timed_medians(candidates, args.repeats, device)
+            seconds, preds, rounds = timed_medians(candidates, args.repeats, device)
             acc = {name: 100 * float((p.to(y.device) == y).double().mean()) for name, p in preds.items()}
             floor = seconds["floor (plain PyTorch)"]
             for name in candidates:
@@ -233,7 +243,7 @@ def speed(models, x, y, args, device) -> list[str]:  # noqa: ANN001
                     r = seconds[name] / seconds["advlab"]
                     verdict = f"advlab {r:.2f}x {'faster' if r >= 1 else 'slower'}"
                     verdict += "" if abs(acc[name] - acc["advlab"]) <= 0.5 else " (robust accuracy DISAGREES)"
-                print(f"| {model_name} | {label} | {name} | {len(x) / seconds[name]:.0f} | {ratio} | "
+                print(f"| {model_name} | {label} ({rounds} rounds) | {name} | {len(x) / seconds[name]:.0f} | {ratio} | "
                       f"{seconds[name] / floor:.3f} | {acc[name]:.1f}% | {verdict} |", flush=True)
             libs = ["torchattacks", "foolbox", "ART"]
             fastest = min(libs, key=seconds.get)
