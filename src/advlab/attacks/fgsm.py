@@ -15,6 +15,11 @@ from torch import nn
 from advlab.attacks.base import Attack, Bounds, Perturbed, check_eps
 
 
+def fgsm_step(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:
+    """x + eps * sign(grad), unclipped: the maximiser of the loss linearised at x over the L-inf eps-ball."""
+    return x + eps * grad.sign()
+
+
 class FGSM(Attack):
     """Fast gradient sign method, L-inf budget eps."""
 
@@ -29,7 +34,7 @@ class FGSM(Attack):
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
         grad, logits = self.loss_gradient(x, goal, targeted)
-        return Perturbed(x + self.eps * grad.sign(), clean_logits=logits)
+        return Perturbed(fgsm_step(x, grad, self.eps), clean_logits=logits)
 
 
 class FGM(Attack):
