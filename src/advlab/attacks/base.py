@@ -103,6 +103,10 @@ def _validate_labels(name: str, labels: Any, n: int) -> torch.Tensor:
     return labels.long()
 
 
+def _join(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
+
+
 class Attack(abc.ABC):
     """Base of every attack: `attack(x, y, targets=None) -> AttackResult`.
 
@@ -185,23 +189,19 @@ class Attack(abc.ABC):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
-        x_adv, clean_logits, adv_logits = (torch.cat([p[k] for p in parts]).to(out_device) for k in range(3))
-        extra = {k: torch.cat([p[3][k] for p in parts]).to(out_device) for k in parts[0][3]}
+        x_adv, clean_logits, adv_logits = (_join([p[k] for p in parts], out_device) for k in range(3))
+        extra = {k: _join([p[3][k] for p in parts], out_device) for k in parts[0][3]}
         self._warn_if_probabilities(adv_logits)
-        r = (x_adv - x).flatten(1)
-        l2 = r.norm(dim=1)
         return AttackResult(
             attack=self.name,
             params=self.params(),
+            x=x,
             x_adv=x_adv,
             labels=y.to(out_device),
             targets=None if resolved is None else resolved.to(out_device),
             success=self.is_adversarial(adv_logits, goal.to(out_device), resolved is not None),
             clean_logits=clean_logits,
             adv_logits=adv_logits,
-            linf=r.abs().amax(dim=1),
-            l2=l2,
-            distortion=l2 / math.sqrt(r.shape[1]),
             seconds=seconds,
             extra=extra,
         )

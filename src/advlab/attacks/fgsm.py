@@ -17,7 +17,7 @@ from advlab.attacks.base import Attack, Bounds, Perturbed, check_eps
 
 def fgsm_step(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:
     """x + eps * sign(grad), unclipped: the maximiser of the loss linearised at x over the L-inf eps-ball."""
-    return x + eps * grad.sign()
+    return x.add(grad.sign(), alpha=eps)
 
 
 class FGSM(Attack):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,22 +22,38 @@ class AttackResult:
     `success[i]` is True when the model's prediction on `x_adv[i]` is not `labels[i]`
     (untargeted) or equals `targets[i]` (targeted). An example the model already gets wrong
     counts as a success of an untargeted attack; `clean_correct` tells those apart.
-    Norms are of r = x_adv - x: `linf`, `l2`, and Szegedy's `distortion` = sqrt(sum r^2 / n).
+    Norms are of r = x_adv - x: `linf`, `l2`, and Szegedy's `distortion` = sqrt(sum r^2 / n),
+    computed on first access (an evaluation that needs only `success` never pays for them).
     """
 
     attack: str
     params: dict[str, Any]
+    x: torch.Tensor
     x_adv: torch.Tensor
     labels: torch.Tensor
     targets: torch.Tensor | None
     success: torch.Tensor
     clean_logits: torch.Tensor
     adv_logits: torch.Tensor
-    linf: torch.Tensor
-    l2: torch.Tensor
-    distortion: torch.Tensor
     seconds: float
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # attack-specific per-example data
+
+    @cached_property
+    def _perturbation(self) -> torch.Tensor:
+        return (self.x_adv - self.x).flatten(1)
+
+    @cached_property
+    def linf(self) -> torch.Tensor:
+        return torch.linalg.vector_norm(self._perturbation, ord=math.inf, dim=1)
+
+    @cached_property
+    def l2(self) -> torch.Tensor:
+        return torch.linalg.vector_norm(self._perturbation, ord=2, dim=1)
+
+    @cached_property
+    def distortion(self) -> torch.Tensor:
+        """Szegedy et al. 2013, Sec. 4.2: sqrt(sum_i r_i^2 / n), n the number of inputs."""
+        return self.l2 / math.sqrt(self._perturbation.shape[1])
 
     @property
     def targeted(self) -> bool:

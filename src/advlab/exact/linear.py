@@ -33,27 +33,38 @@ def max_linear_linf(x: torch.Tensor, a: torch.Tensor, eps: float, bounds: Bounds
     return (x + eps * torch.sign(a)).clamp(bounds[0], bounds[1])
 
 
-def max_linear_l2(
-    x: torch.Tensor, a: torch.Tensor, eps: float, bounds: Bounds = (0.0, 1.0), *, iterations: int = 200
-) -> torch.Tensor:
-    """argmax of a.x' over ||x' - x||_2 <= eps and x' in the box, batched over the first axis."""
-    shape = x.shape
+def max_linear_l2(x: torch.Tensor, a: torch.Tensor, eps: float, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
+    """argmax of a.x' over ||x' - x||_2 <= eps and x' in the box, batched over the first axis.
+
+    r(t) = clip(t * a, lo - x, hi - x); coordinate i saturates at t_i = cap_i / |a_i|. Between
+    sorted breakpoints ||r(t)||^2 = S + t^2 A (S: saturated squares, A: sum of a_i^2 still free),
+    so the t with ||r(t)|| = eps is found exactly on the first segment that reaches eps.
+    """
+    shape, dtype = x.shape, x.dtype
     x = x.flatten(1).double()
     a = torch.broadcast_to(a.double().reshape(1, -1) if a.ndim == 1 else a.flatten(1).double(), x.shape)
+    # The maximiser is scale-free in a: normalise rows, and drop entries too small to square.
+    a = a / a.abs().amax(dim=1, keepdim=True).clamp_min(1e-300)
+    a = torch.where(a.abs() < 1e-150, torch.zeros_like(a), a)
     low, high = bounds[0] - x, bounds[1] - x
-    span = torch.where(a > 0, high, -low) / a.abs().clamp_min(1e-300)
-    t_high = torch.where(a != 0, span, torch.zeros_like(span)).amax(dim=1, keepdim=True)
-    t_low = torch.zeros_like(t_high)
-
-    def step(t: torch.Tensor) -> torch.Tensor:
-        return torch.minimum(torch.maximum(t * a, low), high)
-
-    for _ in range(iterations):
-        middle = 0.5 * (t_low + t_high)
-        too_long = step(middle).norm(dim=1, keepdim=True) > eps
-        t_high = torch.where(too_long, middle, t_high)
-        t_low = torch.where(too_long, t_low, middle)
-    return (x + step(t_low)).reshape(shape)
+    magnitude = a.abs()
+    cap = torch.where(a > 0, high, -low)
+    breaks = torch.where(magnitude > 0, cap / magnitude.clamp_min(1e-300), torch.zeros_like(cap))
+    order = breaks.argsort(dim=1)
+    t_sorted = breaks.gather(1, order)
+    saturated = torch.where(magnitude > 0, cap.square(), torch.zeros_like(cap)).gather(1, order).cumsum(1)
+    a_squared = a.square().gather(1, order)
+    suffix = a_squared.flip(1).cumsum(1).flip(1)  # sum of a_j^2 for j >= k, no cancellation
+    free = torch.cat([suffix[:, 1:], torch.zeros_like(suffix[:, :1])], dim=1)
+    reaches = saturated + t_sorted.square() * free >= eps**2
+    k = reaches.int().argmax(dim=1, keepdim=True)  # first breakpoint at which ||r|| >= eps
+    before = (k - 1).clamp_min(0)
+    s_prev = torch.where(k > 0, saturated.gather(1, before), torch.zeros_like(before, dtype=x.dtype))
+    a_prev = torch.where(k > 0, free.gather(1, before), suffix[:, :1])
+    t = ((eps**2 - s_prev) / a_prev.clamp_min(1e-300)).clamp_min(0).sqrt()
+    t = torch.where(reaches.any(dim=1, keepdim=True), t, t_sorted[:, -1:])  # else: every bound hit
+    r = torch.minimum(torch.maximum(t * a, low), high)
+    return (x + r).reshape(shape).to(dtype)
 
 
 def logistic_loss_direction(weight: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from advlab.data import load_embedded, load_mnist, write_idx
+from advlab.errors import DataError, InputError
+
+
+def write_fake_mnist(directory, n_train=7, n_test=5, *, gzip=True, seed=0):
+    rng = np.random.default_rng(seed)
+    suffix = ".gz" if gzip else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(directory / f"{split}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(directory / f"{split}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, n, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("gzip", [True, False])
+def test_directory_source_reads_counts_from_headers(tmp_path, gzip):
+    write_fake_mnist(tmp_path, 7, 5, gzip=gzip)
+    splits = load_mnist(tmp_path)
+    assert len(splits.train) == 7 and len(splits.test) == 5
+    assert splits.train.images.shape == (7, 1, 28, 28)
+    assert splits.train.images.dtype == torch.float32 and splits.train.labels.dtype == torch.int64
+    assert 0 <= float(splits.train.images.min()) and float(splits.train.images.max()) <= 1
+
+
+def test_missing_directory_and_files(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_mnist(tmp_path / "absent")
+    with pytest.raises(DataError, match="missing train-images"):
+        load_mnist(tmp_path)
+
+
+def test_mismatched_counts_and_bad_labels(tmp_path):
+    write_fake_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(4, dtype=np.uint8))
+    with pytest.raises(DataError, match="5 test images but 4 labels"):
+        load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.full(5, 12, dtype=np.uint8))
+    with pytest.raises(DataError, match="label 12"):
+        load_mnist(tmp_path)
+
+
+def test_embedded_default_is_deterministic_real_mnist():
+    a, b = load_embedded(), load_embedded()
+    assert (len(a.train), len(a.test)) == (4000, 1000)
+    assert torch.equal(a.test.labels, b.test.labels) and torch.equal(a.train.images, b.train.images)
+    counts = torch.bincount(torch.cat([a.train.labels, a.test.labels]), minlength=10)
+    assert int(counts.min()) > 400  # all ten digits, roughly balanced
+    assert float(a.train.images.max()) == 1.0 and float(a.train.images.min()) == 0.0
+
+
+def test_select_classes_relabels(embedded):
+    sub = embedded.test.select_classes([7, 3])
+    original = embedded.test.labels[torch.isin(embedded.test.labels, torch.tensor([3, 7]))]
+    assert torch.equal(sub.labels, (original == 3).long())  # 7 -> 0, 3 -> 1
+    with pytest.raises(InputError):
+        embedded.test.select_classes([3, 3])
+
+
+def test_shared_mnist_prefix(mnist_dir):
+    splits = load_mnist(mnist_dir)
+    assert (len(splits.train), len(splits.test)) == (6309, 10000)
+    expected = [616, 707, 616, 642, 654, 542, 635, 683, 579, 635]
+    assert torch.bincount(splits.train.labels, minlength=10).tolist() == expected

@@ -1,0 +1,15 @@
+import json
+
+from advlab.experiments.goodfellow import goodfellow_fig2
+from advlab.report.goodfellow import write_report
+
+
+def test_report_files(tmp_path, embedded):
+    experiment = goodfellow_fig2(embedded)
+    paths = write_report("Fig. 2", [experiment], tmp_path, command="advlab reproduce goodfellow-fig2", notes=["n"], figure_name="fig2.png")
+    assert {p.name for p in paths} == {"results.json", "report.md", "fig2.png"}
+    assert (tmp_path / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "report.md").read_text()
+    assert "| clean test error | 1.6% |" in report and "advlab reproduce goodfellow-fig2" in report
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["experiments"][0]["fgsm_error"] == experiment.fgsm_error

@@ -1,0 +1,80 @@
+"""The CLI end to end through `main(argv)`: exit codes, one-line errors, files written."""
+
+import json
+
+import numpy as np
+import pytest
+
+from advlab.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "logreg.safetensors"
+    assert main(["train", "logreg", "--classes", "3,7", "--epochs", "3", "--out", str(path), "--no-progress"]) == 0
+    return path
+
+
+def test_train_attack_round_trip(tmp_path, capsys, checkpoint):
+    code, out, err = run(capsys, "attack", checkpoint, "--method", "fgsm", "--eps", "0.25", "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "adversarial accuracy" in out
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["model"] == "logreg" and summary["summary"]["n"] == 194
+    assert summary["summary"]["adversarial_error"] > 0.9
+    with np.load(tmp_path / "a" / "adversarial.npz") as saved:
+        assert saved["x_adv"].shape == (194, 1, 28, 28)
+
+
+def test_targeted_and_params(tmp_path, capsys, checkpoint):
+    code, out, err = run(capsys, "attack", checkpoint, "--method", "fgm", "-p", "eps=2.0", "--targets", "random", "--limit", "20", "--out", tmp_path / "b")
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["summary"]["targeted"] is True
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "fgsm", "--eps", "-1"], "eps must be a finite number >= 0"),
+        (["--method", "fgsm", "--eps", "nan"], "eps must be a finite number >= 0"),
+        (["--method", "fgsm", "-p", "steps=3", "--eps", "0.1"], "has no parameter 'steps'"),
+        (["--method", "fgsm", "-p", "eps", "--eps", "0.1"], "KEY=VALUE"),
+        (["--method", "fgsm", "--eps", "0.1", "--data-dir", "/nonexistent"], "does not exist"),
+        (["--method", "fgsm", "--eps", "0.1", "--targets", "5"], "targets must lie in 0..1"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, checkpoint, argv, message):
+    code, out, err = run(capsys, "attack", checkpoint, *argv, "--out", tmp_path / "out")
+    assert code == 2
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_checkpoint_and_model(tmp_path, capsys):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "attack", junk, "--method", "fgsm", "--eps", "0.1", "--out", tmp_path / "o")
+    assert code == 2 and "not a valid advlab checkpoint" in err
+    code, _, err = run(capsys, "train", "resnet", "--out", tmp_path / "m")
+    assert code == 2 and "unknown model 'resnet'" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_reproduce_fig2_on_embedded(tmp_path, capsys):
+    code, out, err = run(capsys, "reproduce", "goodfellow-fig2", "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    assert {p.name for p in tmp_path.iterdir()} == {"fig2.png", "report.md", "results.json"}
+    assert "FGSM error" in out
+
+
+def test_models_and_data_info(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "logreg" in out and "softmax" in out
+    code, out, _ = run(capsys, "data", "info")
+    assert code == 0 and "4000 images" in out

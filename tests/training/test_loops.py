@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from advlab.errors import InputError
+from advlab.models import build_model
+from advlab.training import TrainConfig, error_rate, predict, train_model
+
+
+def _weights(data, seed):
+    torch.manual_seed(seed)
+    model = build_model("logreg")
+    train_model(model, data, TrainConfig(epochs=2, seed=seed, weight_decay=1e-3), progress=False)
+    return model.linear.weight.detach().clone()
+
+
+def test_training_is_deterministic_given_a_seed(embedded_37):
+    data = embedded_37.train.take(300)
+    assert torch.equal(_weights(data, 1), _weights(data, 1))
+    assert not torch.equal(_weights(data, 1), _weights(data, 2))
+
+
+def test_trained_linear_models_learn(logreg_37, softmax_model, embedded_37, embedded):
+    assert error_rate(logreg_37, embedded_37.test) < 0.05
+    assert error_rate(softmax_model, embedded.test) < 0.15
+
+
+def test_predict_restores_mode(softmax_model, embedded):
+    softmax_model.train()
+    predict(softmax_model, embedded.test.images[:10])
+    assert softmax_model.training
+    softmax_model.eval()
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"weight_decay": -1.0}, {"optimizer": "lbfgs"}])
+def test_bad_config(kwargs):
+    with pytest.raises(InputError):
+        TrainConfig(**kwargs)
