@@ -122,7 +122,8 @@ def write_advtrain_report(
                 + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
                 + f", checkpoint `{trained.checkpoint}`"
             )
-    attacks = {p.attack: p.params for pair in experiment.pairs.values() for t in pair for p in t.evaluation.points}
+    attacks = {p.attack: {k: v for k, v in p.params.items() if k != "eps"}
+               for pair in experiment.pairs.values() for t in pair for p in t.evaluation.points}
     lines += [f"- attack `{a}`: {params}" for a, params in attacks.items()]
     notes_all = notes + next(iter(experiment.pairs.values()))[0].evaluation.notes
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes_all] + [""]

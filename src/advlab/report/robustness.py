@@ -70,7 +70,7 @@ def write_robustness_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curve_figure(evaluation, out / "robustness.png", title=title)
-    params = {p.attack: p.params for p in evaluation.points}
+    params = {p.attack: {k: v for k, v in p.params.items() if k != "eps"} for p in evaluation.points}
     lines = [
         f"# {title}",
         "",
