@@ -108,8 +108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = _splits(args, classes)
     torch.manual_seed(args.seed)
     model = build_model(args.model).to(_device(args.device))
-    data = {"source": splits.source, "data_dir": args.data_dir, "classes": list(classes) if classes else None}
-    checkpoint = EpochCheckpoint(args.out, args.model, spec.architecture, run={"data": data})
+    checkpoint = EpochCheckpoint(
+        args.out, args.model, spec.architecture,
+        run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
+        extra={"data_source": {"source": splits.source, "data_dir": args.data_dir}},
+    )
     start = time.perf_counter()
     history = train_model(model, splits.train, config, progress=not args.no_progress, objective=objective,
                           checkpoint=checkpoint, resume=args.resume)
@@ -259,22 +262,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---- reproductions -----------------------------------------------------------------------------
-ADVTRAIN_NOTES = [
-    "`../shared/data/mnist` holds only the first 6,309 of MNIST's 60,000 training images (the embedded default: "
-    "4,000), so clean errors are several times the paper's 0.94% / 0.84%; compare the adversarial effects, not the clean errors.",
-    "The paper's adversarially trained maxout network has 1,600 units per layer and was early-stopped on the adversarial "
-    "validation error; advlab's has the 240 x 5 units of the original maxout network and a fixed number of epochs, "
-    "so that the whole reproduction runs in minutes on two CPU cores.",
-    "FGSM examples for training are crafted with dropout off (the network FGSM attacks at test time); both loss terms "
-    "are computed with dropout on. See advlab.training.adversarial for why.",
-    "Errors count an example wrong when either its clean or its adversarial input is misclassified; confidence is the "
-    "softmax probability of the predicted class, averaged over the misclassified adversarial examples.",
-    "PGD (L-inf, 20 steps of 2.5 eps / 20, 2 random restarts, early exit) runs on the first test images only, for time; "
-    "with early exit its examples stop just past the decision boundary, so their confidence is not comparable to FGSM's.",
-    "The paper does not train a CNN on MNIST; the CNN rows have no paper column.",
-]
-
-
 def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
     from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
     from advlab.report.advtrain import write_advtrain_report
@@ -283,7 +270,7 @@ def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     print(f"goodfellow-advtrain: {splits.source}; checkpoints in {out / 'checkpoints'} (re-run to resume) ...", flush=True)
     experiment = goodfellow_advtrain(splits, out / "checkpoints", eps=args.eps, seed=args.seed, progress=not args.no_progress)
-    paths = write_advtrain_report(experiment, out, command=_command_line(), notes=ADVTRAIN_NOTES)
+    paths = write_advtrain_report(experiment, out, command=_command_line())
     for name, (standard, adversarial) in experiment.pairs.items():
         for t in (standard, adversarial):
             print(f"  {name} {t.training:>11}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "

@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from advlab.analysis import AttackPoint, RobustnessEvaluation, evaluate_robustness
-from advlab.analysis.masking import check_iterative, check_monotone, check_transfer
+from advlab.analysis.masking import check_iterative, check_monotone, check_single_step_gap, check_transfer
 
 
 class Quantised(nn.Module):
@@ -62,5 +62,8 @@ def test_checks_on_constructed_curves():
     assert check_monotone(rising, 0.01).status == "fail" and "fgsm" in check_monotone(rising, 0.01).detail
     assert check_transfer(_evaluation([0.9, 0.5, 0.2], [0.9, 0.4, 0.1], transfer=[0.2, 0.1]), 0.01).status == "fail"
     assert check_transfer(_evaluation([0.9, 0.5, 0.2], [0.9, 0.4, 0.1]), 0.01).status == "skipped"
+    assert check_single_step_gap(honest).status == "pass"
+    masked_for_one_step = _evaluation([0.9, 0.8, 0.7], [0.9, 0.4, 0.1])
+    assert check_single_step_gap(masked_for_one_step).status == "fail" and "eps=0.2" in check_single_step_gap(masked_for_one_step).detail
     fgsm_only = RobustnessEvaluation(100, 0.9, [0.0], ["fgsm"], [_point("fgsm", 0.0, 0.9)], [0.9])
-    assert check_iterative(fgsm_only, 0.01).status == "skipped"
+    assert check_iterative(fgsm_only, 0.01).status == check_single_step_gap(fgsm_only).status == "skipped"

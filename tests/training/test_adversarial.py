@@ -1,6 +1,7 @@
 """Adversarial training: the mixed objective's math, validation, determinism and exact resume."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,6 +183,16 @@ def test_killed_run_resumes_to_the_same_weights_bit_for_bit(tmp_path, small_mnis
     assert a.keys() == b.keys() and any(k.startswith("@state/optimizer/") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_metadata(killed)["resumed_from_epoch"] == progress["epoch"]
+
+
+def test_cli_resumes_the_same_data_from_another_folder(tmp_path, small_mnist_dir, capsys):
+    out, moved = tmp_path / "m.safetensors", tmp_path / "moved"
+    shutil.copytree(small_mnist_dir, moved)
+    assert main(["train", "softmax", "--data-dir", str(small_mnist_dir), "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "softmax", "--data-dir", str(moved), "--epochs", "2", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert "resumed after epoch 1" in capsys.readouterr().out
+    assert main(["train", "softmax", "--epochs", "3", "--out", str(out), "--no-progress", "--resume"]) == 2  # other data
+    assert "data.train" in capsys.readouterr().err
 
 
 def test_cli_refuses_to_resume_another_model_or_bad_settings(tmp_path, small_mnist_dir, capsys):

@@ -11,6 +11,10 @@ et al. 2019 ("On Evaluating Adversarial Robustness", Sec. 5) list the symptoms c
 3. `transfer <= white-box`: examples crafted on an undefended source model must not beat the
    white-box attacks; at every eps > 0, transfer accuracy >= white-box worst case - tolerance.
 4. `monotone in eps`: accuracy under each attack must not rise with eps by more than tolerance.
+5. `single-step ~ iterative`: FGSM accuracy must not exceed PGD accuracy by more than
+   `MAX_SINGLE_STEP_GAP`; a larger gap means the loss is locally masked for single steps
+   (typical of single-step adversarial training, Tramer et al. 2018, Sec. 3) and FGSM figures
+   overstate the robustness.
 
 A check that cannot run (no PGD registered, no source model) is reported as skipped.
 """
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from advlab.analysis.robustness import RobustnessEvaluation, Runner
 
 LARGE_EPS_MAX_ACCURACY = 0.05
+MAX_SINGLE_STEP_GAP = 0.2
 
 
 @dataclass
@@ -99,11 +104,24 @@ def check_monotone(evaluation: RobustnessEvaluation, tolerance: float) -> Maskin
     return MaskingCheck(name, "pass", "accuracy under every attack falls (or stays) as eps grows")
 
 
+def check_single_step_gap(evaluation: RobustnessEvaluation) -> MaskingCheck:
+    name = "single-step ~ iterative"
+    if not {"fgsm", "pgd"} <= set(evaluation.attacks):
+        return MaskingCheck(name, "skipped", "needs both fgsm and pgd results")
+    gaps = [(evaluation.point("fgsm", e).accuracy - evaluation.point("pgd", e).accuracy, e) for e in evaluation.eps]
+    gap, eps = max(gaps)
+    detail = f"largest gap at eps={eps:g}: FGSM {_pct(evaluation.point('fgsm', eps).accuracy)} vs PGD {_pct(evaluation.point('pgd', eps).accuracy)}"
+    if gap > MAX_SINGLE_STEP_GAP:
+        return MaskingCheck(name, "fail", f"{detail}: single-step attacks overstate the robustness; quote PGD")
+    return MaskingCheck(name, "pass", f"{detail} (at most {_pct(MAX_SINGLE_STEP_GAP)})")
+
+
 def masking_checks(evaluation: RobustnessEvaluation, runner: Runner, *, large_eps: float, tolerance: float) -> list[MaskingCheck]:
-    """All four checks, in the order of the module docstring."""
+    """All five checks, in the order of the module docstring."""
     return [
         check_iterative(evaluation, tolerance),
         check_large_eps(evaluation, runner, large_eps),
         check_transfer(evaluation, tolerance),
         check_monotone(evaluation, tolerance),
+        check_single_step_gap(evaluation),
     ]

@@ -99,7 +99,8 @@ def _train(
     config = TrainConfig(**{**spec.training, "epochs": epochs, "seed": seed})
     torch.manual_seed(seed)
     model = build_model(name)
-    checkpoint = EpochCheckpoint(path, name, spec.architecture, run={"data": {"source": splits.source}})
+    checkpoint = EpochCheckpoint(path, name, spec.architecture, run={"data": {"train": splits.train.fingerprint()}},
+                                 extra={"data_source": {"source": splits.source}})
     start = time.perf_counter()
     history = train_model(model, splits.train, config, objective=objective, checkpoint=checkpoint, resume=True, progress=progress)
     return model, config, history.resumed_from, time.perf_counter() - start

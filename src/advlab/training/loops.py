@@ -75,13 +75,15 @@ class EpochCheckpoint:
     """Where `train_model` saves the model and its training state after every epoch.
 
     `run` describes the run beyond the model, the training settings and the objective (e.g. the
-    data); a resume refuses a checkpoint whose model, architecture, settings, objective or run differ.
+    data's fingerprint); a resume refuses a checkpoint whose model, architecture, settings,
+    objective or run differ. `extra` is written along but not compared (e.g. the data's path).
     """
 
     path: Path
     model_name: str
     architecture: dict[str, Any]
     run: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -189,6 +191,7 @@ def _save(
         model_name=checkpoint.model_name,
         architecture=checkpoint.architecture,
         metadata={
+            **checkpoint.extra,
             **identity,
             "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs, "loss": history.loss},
             "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
