@@ -16,7 +16,6 @@ from advlab.cli import main
 from advlab.errors import CheckpointError, InputError
 from advlab.exact.linear import logistic_loss_direction, max_linear_linf
 from advlab.models import MaxoutNet, SoftmaxRegression
-from advlab.models.layers import as_multiclass_logits
 from advlab.training import AdversarialObjective, EpochCheckpoint, TrainConfig, read_metadata, save_checkpoint, train_model
 
 from ..conftest import REPO

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from advlab.analysis.masking import MaskingCheck, masking_checks
-from advlab.attacks import ATTACKS, make_attack
+from advlab.attacks import ATTACKS, AttackResult, make_attack
 from advlab.attacks.base import Bounds, check_bounds, check_eps, frozen_eval
 from advlab.errors import InputError, UnknownNameError
 from advlab.models.layers import as_multiclass_logits
@@ -145,7 +145,7 @@ class Runner:
         self.params, self.bounds, self.batch_size, self.seed = params, bounds, batch_size, seed
         self.clean_correct = clean_logits(model, images, batch_size=batch_size).argmax(1) == labels
 
-    def craft(self, attack: str, eps: float, on: nn.Module | None = None) -> Any:
+    def craft(self, attack: str, eps: float, on: nn.Module | None = None) -> AttackResult:
         """The attack's result at eps, crafted on `on` (default: the evaluated model)."""
         kwargs = {"eps": eps, "bounds": self.bounds, "batch_size": self.batch_size, "seed": self.seed, **self.params.get(attack, {})}
         if on is not None:
@@ -205,6 +205,10 @@ def evaluate_robustness(
     early exit). source_model: an undefended model to craft transfer attacks on (check 3).
     large_eps: the budget at which accuracy must be about 0 (default: the width of the box).
     """
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise InputError("images and labels must be torch tensors")
+    if images.ndim < 2 or labels.shape != (images.shape[0],):
+        raise InputError(f"need images (N, ...) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     bounds = check_bounds(bounds)
     names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
     if not names:
