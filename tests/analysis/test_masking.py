@@ -63,6 +63,7 @@ def test_checks_on_constructed_curves():
     assert check_transfer(_evaluation([0.9, 0.5, 0.2], [0.9, 0.4, 0.1], transfer=[0.2, 0.1]), 0.01).status == "fail"
     assert check_transfer(_evaluation([0.9, 0.5, 0.2], [0.9, 0.4, 0.1]), 0.01).status == "skipped"
     assert check_single_step_gap(honest).status == "pass"
+    assert check_single_step_gap(_evaluation([0.9, 0.8, 0.1], [0.9, 0.4, 0.0])).status == "pass"  # gap at mid eps only
     masked_for_one_step = _evaluation([0.9, 0.8, 0.7], [0.9, 0.4, 0.1])
     assert check_single_step_gap(masked_for_one_step).status == "fail" and "eps=0.2" in check_single_step_gap(masked_for_one_step).detail
     fgsm_only = RobustnessEvaluation(100, 0.9, [0.0], ["fgsm"], [_point("fgsm", 0.0, 0.9)], [0.9])

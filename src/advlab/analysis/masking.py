@@ -11,10 +11,11 @@ et al. 2019 ("On Evaluating Adversarial Robustness", Sec. 5) list the symptoms c
 3. `transfer <= white-box`: examples crafted on an undefended source model must not beat the
    white-box attacks; at every eps > 0, transfer accuracy >= white-box worst case - tolerance.
 4. `monotone in eps`: accuracy under each attack must not rise with eps by more than tolerance.
-5. `single-step ~ iterative`: FGSM accuracy must not exceed PGD accuracy by more than
-   `MAX_SINGLE_STEP_GAP`; a larger gap means the loss is locally masked for single steps
-   (typical of single-step adversarial training, Tramer et al. 2018, Sec. 3) and FGSM figures
-   overstate the robustness.
+5. `single-step ~ iterative at large eps`: at the largest eps evaluated, FGSM accuracy must not
+   exceed PGD accuracy by more than `MAX_SINGLE_STEP_GAP`. With a large budget one step is
+   enough against a model whose loss is not masked; a single-step attack that stays weak there
+   while PGD succeeds means the loss is masked locally for single steps (typical of single-step
+   adversarial training, Tramer et al. 2018, Sec. 3), and FGSM figures overstate the robustness.
 
 A check that cannot run (no PGD registered, no source model) is reported as skipped.
 """
@@ -105,15 +106,15 @@ def check_monotone(evaluation: RobustnessEvaluation, tolerance: float) -> Maskin
 
 
 def check_single_step_gap(evaluation: RobustnessEvaluation) -> MaskingCheck:
-    name = "single-step ~ iterative"
-    if not {"fgsm", "pgd"} <= set(evaluation.attacks):
-        return MaskingCheck(name, "skipped", "needs both fgsm and pgd results")
-    gaps = [(evaluation.point("fgsm", e).accuracy - evaluation.point("pgd", e).accuracy, e) for e in evaluation.eps]
-    gap, eps = max(gaps)
-    detail = f"largest gap at eps={eps:g}: FGSM {_pct(evaluation.point('fgsm', eps).accuracy)} vs PGD {_pct(evaluation.point('pgd', eps).accuracy)}"
-    if gap > MAX_SINGLE_STEP_GAP:
-        return MaskingCheck(name, "fail", f"{detail}: single-step attacks overstate the robustness; quote PGD")
-    return MaskingCheck(name, "pass", f"{detail} (at most {_pct(MAX_SINGLE_STEP_GAP)})")
+    name = "single-step ~ iterative at large eps"
+    if not {"fgsm", "pgd"} <= set(evaluation.attacks) or evaluation.eps[-1] == 0:
+        return MaskingCheck(name, "skipped", "needs fgsm and pgd results at some eps > 0")
+    eps = evaluation.eps[-1]
+    fgsm, pgd = evaluation.point("fgsm", eps).accuracy, evaluation.point("pgd", eps).accuracy
+    detail = f"at eps={eps:g}: FGSM {_pct(fgsm)} vs PGD {_pct(pgd)}"
+    if fgsm - pgd > MAX_SINGLE_STEP_GAP:
+        return MaskingCheck(name, "fail", f"{detail}: the loss is masked for single steps; FGSM figures overstate the robustness")
+    return MaskingCheck(name, "pass", f"{detail} (gap at most {_pct(MAX_SINGLE_STEP_GAP)})")
 
 
 def masking_checks(evaluation: RobustnessEvaluation, runner: Runner, *, large_eps: float, tolerance: float) -> list[MaskingCheck]:
