@@ -17,7 +17,7 @@ import torch
 from advlab.attacks import ATTACKS, Attack, make_attack
 from advlab.data import Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
-from advlab.io import write_json_atomic
+from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import build_model, get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
@@ -261,6 +261,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- exact minimal distances ----------------------------------------------------------------------
+def _is_linear(model: torch.nn.Module) -> bool:
+    from advlab.exact import linear_weights
+
+    try:
+        linear_weights(model)
+    except InputError:
+        return False
+    return True
+
+
+def cmd_exact(args: argparse.Namespace) -> int:
+    """Exact minimal distances: closed forms for linear models, MILP for small ReLU networks."""
+    from advlab.exact import minimal_linf, minimal_perturbation
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    classes = (checkpoint.metadata.get("data") or {}).get("classes")
+    splits = _splits(args, classes)
+    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    model, x, y = checkpoint.model, data.images, data.labels
+    start = time.perf_counter()
+    if _is_linear(model):
+        exact = minimal_perturbation(model, x, y, norm=args.norm)
+        distance, witness = exact.distance, exact.x_adv
+        per_example = {"distance": distance.tolist(), "feasible": exact.feasible.tolist(), "target": exact.target.tolist()}
+        finite = distance[torch.isfinite(distance)]
+        summary = {"solver": "closed form (linear model)", "n": len(y), "unreachable": int((~exact.feasible).sum()),
+                   "median_distance": float(finite.median()) if finite.numel() else float("nan"),
+                   "mean_distance": float(finite.mean()) if finite.numel() else float("nan")}
+    else:
+        if args.norm != "linf":
+            raise InputError(f"exact {args.norm} distances need a linear model; for ReLU networks use --norm linf (MILP)")
+        result = minimal_linf(model, x, y, time_limit=args.time_limit, progress=not args.no_progress)
+        witness = result.witness
+        per_example = {"lower": result.lower.tolist(), "upper": result.upper.tolist(), "status": result.status,
+                       "target": result.target.tolist(), "seconds": result.seconds.tolist()}
+        summary = {"solver": "MILP (HiGHS)", **result.summary()}
+    summary["seconds"] = time.perf_counter() - start
+    out = Path(args.out)
+    write_npz_atomic(out / "witnesses.npz", witness=witness.detach().float().cpu().numpy(), labels=y.numpy())
+    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": str(args.checkpoint),
+                                           "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
+                                           "summary": summary, "per_example": per_example})
+    rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
+    print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
+    print(table(["", "value"], rows))
+    print(f"wrote {out / 'exact.json'} and {out / 'witnesses.npz'}")
+    return 0
+
+
 # ---- reproductions -----------------------------------------------------------------------------
 def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
     from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
@@ -405,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
     data_dir(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    exact = sub.add_parser("exact", help="exact minimal adversarial distances of a checkpoint on a split")
+    exact.add_argument("checkpoint")
+    exact.add_argument("--norm", choices=["linf", "l2", "l1"], default="linf")
+    exact.add_argument("--time-limit", type=float, default=60.0, help="MILP seconds per image (ReLU networks)")
+    exact.add_argument("--split", choices=["test", "train"], default="test")
+    exact.add_argument("--limit", type=int, help="only the first N examples")
+    exact.add_argument("--no-progress", action="store_true")
+    exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz")
+    data_dir(exact)
+    exact.set_defaults(func=cmd_exact)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
     reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain"])
