@@ -1,6 +1,7 @@
 """advlab side by side with torchattacks, Foolbox and ART: same models, images and machine (issue 6).
 
-Speed (same computation). On a small CNN and an MLP trained on MNIST (seeded), the first
+Speed (same computation). On advlab's "cnn" (conv5x5 16 - pool - conv5x5 32 - pool - fc128) and
+"mlp" (784-100-100-10 ReLU), trained on MNIST with their registered settings (seed 0), the first
 `--images` test images in batches of `--batch`: FGSM (eps .25) and PGD/BIM L-inf (eps .3,
 step .01, 40 steps, no random start), every library set to compute the same thing: the
 adversarial examples AND the model's predictions on them (robust accuracy). Rows: images per
@@ -50,7 +51,7 @@ from torch import nn
 
 from advlab.attacks import FGSM, LBFGS, PGD, CarliniWagnerL2, DeepFool, MinPGD
 from advlab.exact import minimal_perturbation
-from advlab.models import build_model, get_spec, model_names
+from advlab.models import build_model, get_spec
 from advlab.models.layers import as_multiclass_logits
 from advlab.training import TrainConfig, train_model
 
@@ -58,21 +59,6 @@ warnings.filterwarnings("ignore")
 
 
 # ---- models ---------------------------------------------------------------------------------
-class SmallCNN(nn.Module):
-    """conv5x5(16)-pool-conv5x5(32)-pool-fc128-fc10: the layout of advlab's "cnn" (issue 5),
-    defined here while that model is not merged."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2)
-        )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
-
-
 class TwoLogits(nn.Module):
     """A one-logit binary model seen as logits [0, z] (what advlab does internally)."""
 
@@ -86,11 +72,8 @@ class TwoLogits(nn.Module):
 
 def train(name: str, splits, device: torch.device) -> nn.Module:  # noqa: ANN001
     torch.manual_seed(0)
-    if name == "cnn" and "cnn" not in model_names():
-        model, config = SmallCNN(), {"epochs": 8, "lr": 1e-3, "batch_size": 64}
-    else:
-        model, config = build_model(name), dict(get_spec(name).training)
-    train_model(model, splits.train, TrainConfig(**{**config, "seed": 0}), progress=False)
+    model = build_model(name)
+    train_model(model, splits.train, TrainConfig(**{**get_spec(name).training, "seed": 0}), progress=False)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval().to(device)
