@@ -224,7 +224,7 @@ def speed(models, x, y, args, device) -> list[str]:  # noqa: ANN001
                     verdict = f"{seconds[name] / floor:.2f}x the floor"
                 else:
                     r = seconds[name] / seconds["advlab"]
-                    verdict = f"advlab {r:.2f}x {'faster' if r >= 1 else 'slower'}"
+                    verdict = f"advlab {max(r, 1 / r):.2f}x {'faster' if r >= 1 else 'slower'}"
                     verdict += "" if abs(acc[name] - acc["advlab"]) <= 0.5 else " (robust accuracy DISAGREES)"
                 print(f"| {model_name} | {label} ({rounds} rounds) | {name} | {len(x) / seconds[name]:.0f} | {ratio} | "
                       f"{seconds[name] / floor:.3f} | {acc[name]:.1f}% | {verdict} |", flush=True)
