@@ -24,7 +24,9 @@ ratio to the exact minimum, seconds per image. Foolbox's minimal attacks run wit
 epsilons=None. Iteration budgets are matched where the algorithms match (C&W: 9 binary-search
 steps x 1000 Adam steps for advlab and Foolbox; ART's C&W is a different, slower line-search
 implementation and gets 9 x 100); DDN and FMN get 1000 steps (their defaults are 100: the
-comparison is against the stronger setting).
+comparison is against the stronger setting). MinPGD-L2 runs twice: with its defaults (100 steps,
+20 bisections, 9 rival classes) and with a budget chosen (on these images, in one trial of four
+settings) to cost no more than Foolbox's DDN(1000) per image.
 
     PYTHONPATH=src .venv-compare/bin/python bench/compare.py [--images 1000] [--repeats 3] [--device cpu|cuda]
 
@@ -284,6 +286,9 @@ def strength_attacks(model: nn.Module, x: torch.Tensor, device: torch.device):
         "advlab CW-L2 (9x1000)": ours(CarliniWagnerL2(model, search_steps=9, steps=1000, batch_size=n)),
         "advlab DeepFool": ours(DeepFool(model, batch_size=n)),
         "advlab MinPGD-L2": ours(MinPGD(model, norm="l2", batch_size=n)),
+        "advlab MinPGD-L2 (30 steps, 12 bisections, 4 classes)": ours(
+            MinPGD(model, norm="l2", steps=30, search_steps=12, candidates=4, batch_size=n)
+        ),
         "foolbox CW-L2 (9x1000)": foolbox(fb.attacks.L2CarliniWagnerAttack(binary_search_steps=9, steps=1000)),
         "foolbox DDN (100, default)": foolbox(fb.attacks.DDNAttack()),
         "foolbox DDN (1000)": foolbox(fb.attacks.DDNAttack(steps=1000)),
