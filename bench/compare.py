@@ -348,7 +348,7 @@ def strength(cases, args, device) -> list[str]:  # noqa: ANN001
         if exact is None:
             line += f"; target >= 2% below in no more time: {'met' if gap <= -0.02 and rows[ours][3] <= rows[best][3] else 'MISSED'}"
             if cheaper != best:
-                line += f" (and {cheaper}, within 0.1% of the best library, is {versus(ours, cheaper)} than it)"
+                line += f" (against {cheaper}, within 0.1% of the best library's median, advlab's is {versus(ours, cheaper)})"
         else:
             r = rows[ours][2]
             line += f"; median ratio to exact {r:.5f}: {'met' if abs(r - 1) <= 1e-3 else 'MISSED'} (within 0.1%)"
