@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-compare clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,22 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/fgsm.py
 
+# A separate environment with the libraries advlab is compared against. torchattacks declares
+# torchvision (no CPU build here) but does not import it for the attacks used: install it alone.
+CVENV := .venv-compare
+CPY := $(CVENV)/bin/python
+CSTAMP := $(CVENV)/.installed
+
+$(CSTAMP): pyproject.toml requirements.lock requirements-compare.lock
+	$(PYTHON) -m venv $(CVENV)
+	$(CPY) -m pip install --quiet torch==2.13.0
+	$(CPY) -m pip install --quiet -r requirements.lock -r requirements-compare.lock
+	$(CPY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	$(CPY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(CSTAMP)
+
+bench-compare: $(CSTAMP)
+	$(CPY) bench/compare.py
+
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) $(CVENV) results

@@ -8,10 +8,12 @@ from torch import nn
 
 from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning, frozen_eval
 from advlab.attacks.fgsm import FGM, FGSM
+from advlab.attacks.lbfgs import LBFGS
+from advlab.attacks.penalty import Penalty
 from advlab.attacks.result import AttackResult
 from advlab.errors import UnknownNameError
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, FGM)}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty)}
 
 
 def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
@@ -27,8 +29,10 @@ __all__ = [
     "ATTACKS",
     "FGM",
     "FGSM",
+    "LBFGS",
     "Attack",
     "AttackResult",
+    "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",
     "frozen_eval",

@@ -7,7 +7,8 @@ Targeted: step down the loss of the target label instead of up the loss of the t
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -15,37 +16,43 @@ from torch import nn
 from advlab.attacks.base import Attack, Bounds, Perturbed, check_eps
 
 
-class FGSM(Attack):
+class FastGradient(Attack):
+    """One gradient step of size eps in the steepest-ascent direction of a norm."""
+
+    norm: ClassVar[str]
+
+    def __init__(self, model: nn.Module, *, eps: float, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
+        super().__init__(model, bounds=bounds, **kwargs)
+        self.eps = check_eps(eps, self.bounds, norm=self.norm)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "eps": self.eps, "norm": self.norm}
+
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+        grad, logits = self.loss_gradient(x, goal, targeted)
+        return Perturbed(self.step(x, grad), clean_logits=logits)
+
+    @abc.abstractmethod
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """x moved by eps along the norm's steepest-ascent direction of grad."""
+
+
+class FGSM(FastGradient):
     """Fast gradient sign method, L-inf budget eps."""
 
     name = "fgsm"
+    norm = "linf"
 
-    def __init__(self, model: nn.Module, *, eps: float, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.eps = check_eps(eps, self.bounds, norm="linf")
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": "linf"}
-
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        grad, logits = self.loss_gradient(x, goal, targeted)
-        return Perturbed(x.add(grad.sign(), alpha=self.eps), clean_logits=logits)
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return x.add(grad.sign(), alpha=self.eps)
 
 
-class FGM(Attack):
+class FGM(FastGradient):
     """Fast gradient method, L2 budget eps: a step of length eps along the gradient."""
 
     name = "fgm"
+    norm = "l2"
 
-    def __init__(self, model: nn.Module, *, eps: float, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.eps = check_eps(eps, self.bounds, norm="l2")
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": "l2"}
-
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        grad, logits = self.loss_gradient(x, goal, targeted)
+    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         norm = grad.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
-        step = grad / norm.view(-1, *([1] * (grad.ndim - 1)))
-        return Perturbed(x + self.eps * step, clean_logits=logits)
+        return x + self.eps * grad / norm.view(-1, *([1] * (grad.ndim - 1)))

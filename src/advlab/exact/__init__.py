@@ -1,5 +1,25 @@
 """Ground truth: exact optima for the questions attacks answer approximately."""
 
-from advlab.exact.linear import linear_weights, logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.exact.linear import (
+    NORMS,
+    MinimalPerturbation,
+    linear_weights,
+    logistic_loss_direction,
+    max_linear_l2,
+    max_linear_linf,
+    min_norm_halfspace,
+    minimal_perturbation,
+    multiclass_weights,
+)
 
-__all__ = ["linear_weights", "logistic_loss_direction", "max_linear_l2", "max_linear_linf"]
+__all__ = [
+    "NORMS",
+    "MinimalPerturbation",
+    "linear_weights",
+    "logistic_loss_direction",
+    "max_linear_l2",
+    "max_linear_linf",
+    "min_norm_halfspace",
+    "minimal_perturbation",
+    "multiclass_weights",
+]
