@@ -110,7 +110,8 @@ def test_goal_margin_at_temperature_one_is_cross_entropy():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 5, generator=generator, dtype=torch.float64)
     goal = torch.tensor([0, 1, 2, 3, 4, 0])
-    torch.testing.assert_close(F.softplus(goal_margin(logits, goal, True, 1.0)), F.cross_entropy(logits, goal, reduction="none"))
+    ce = F.cross_entropy(logits, goal, reduction="none")
+    torch.testing.assert_close(F.softplus(goal_margin(logits, goal, True, 1.0)), ce)
     not_y = -torch.log1p(-logits.softmax(1).gather(1, goal[:, None]).squeeze(1))
     torch.testing.assert_close(F.softplus(goal_margin(logits, goal, False, 1.0)), not_y)
     hard = goal_margin(logits, goal, True, 1e-4)
@@ -153,7 +154,8 @@ def test_registry_and_cli(tmp_path, capsys):
     checkpoint = tmp_path / "logreg.safetensors"
     assert main(["train", "logreg", "--classes", "3,7", "--epochs", "1", "--out", str(checkpoint), "--no-progress"]) == 0
     out = tmp_path / "out"
-    code = main(["attack", str(checkpoint), "--method", "lbfgs", "-p", "c=0.5", "-p", "all_targets=true", "--limit", "4", "--out", str(out)])
+    argv = ["attack", str(checkpoint), "--method", "lbfgs", "-p", "c=0.5", "-p", "all_targets=true", "--limit", "4"]
+    code = main([*argv, "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params"]["all_targets"] is True and summary["summary"]["success_rate"] == 1.0

@@ -147,7 +147,16 @@ def projected_lbfgs(
 
 
 class LBFGS(Attack):
-    """Szegedy et al.'s box-constrained L-BFGS with a per-example search over c (L2)."""
+    """Szegedy et al.'s box-constrained L-BFGS with a per-example search over c (L2).
+
+    c: the first c of every example's search; search_steps: at most this many solves per
+    example (the search stops early once every bracket is within 1e-4); max_iter: L-BFGS
+    iterations per solve; temperature: of the smooth maximum in the loss (1 = cross-entropy);
+    all_targets: in untargeted calls, attack each other class and keep the smallest success
+    (C - 1 times the work, in chunks of batch_size rows; ignored for targeted calls).
+    The solver holds 2 x 10 curvature pairs per row: about 80 * batch_size * features bytes
+    in float32.
+    """
 
     name = "lbfgs"
 
@@ -194,9 +203,15 @@ class LBFGS(Attack):
         others = others[others != goal.unsqueeze(1)].reshape(n, classes - 1)
         rows = x.repeat_interleave(classes - 1, dim=0)
         already = self.is_adversarial(clean_logits, goal, False).repeat_interleave(classes - 1)
-        x_all, c_all = self._search(rows, others.reshape(-1), True, already)
+        goals, size = others.reshape(-1), self.batch_size  # (C - 1) rows per example, in chunks
+        parts = [
+            self._search(rows[i : i + size], goals[i : i + size], True, already[i : i + size])
+            for i in range(0, len(rows), size)
+        ]
+        x_all, c_all = (torch.cat([part[k] for part in parts]) for k in range(2))
         dist = (x_all - rows).flatten(1).norm(dim=1)
-        success = self.is_adversarial(self.logits(x_all).detach(), goal.repeat_interleave(classes - 1), False)
+        with torch.no_grad():
+            success = self.is_adversarial(self.logits(x_all), goal.repeat_interleave(classes - 1), False)
         dist = torch.where(success, dist, torch.inf).reshape(n, classes - 1)
         pick = dist.argmin(1) + torch.arange(n, device=x.device) * (classes - 1)
         return Perturbed(x_all[pick], clean_logits=clean_logits, extra={"c": c_all[pick]})

@@ -264,7 +264,8 @@ def _labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> torch.
 
 
 def _untargeted(
-    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor, norm: str, bounds: Bounds, slack: float
+    x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor, norm: str, bounds: Bounds,
+    slack: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """min over k != y of the half-space problem (w_k - w_y).r >= z_y - z_k, all k at once."""
     n, c = logits.shape
@@ -281,7 +282,8 @@ def _untargeted(
 
 
 def _targeted(
-    x: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor, norm: str, bounds: Bounds, slack: float
+    x: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, logits: torch.Tensor, norm: str, bounds: Bounds,
+    slack: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All constraints (w_k - w_j).r >= z_j - z_k for j != k, k the target."""
     n, c = logits.shape
