@@ -193,26 +193,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 # ---- reproductions -----------------------------------------------------------------------------
-SZEGEDY_NOTES = [
-    "The paper trains on the full 60,000-image MNIST training set; `../shared/data/mnist` holds only its first "
-    "6,309 images (the embedded default: 4,000). What follows from that: higher test errors for every network "
-    "(FC100-100-10: about 6% against the paper's 1.64%), a near-zero training error for FC10(1e-4), which can "
-    "almost fit 6,309 images while it errs on 6.7% of 60,000, and P1/P2 halves of about 3,150 images for Tables 3-4.",
-    "FC10(lambda): advlab minimises mean cross-entropy + lambda * 0.5 * ||W||^2. At the optimum on 6,309 images "
-    "lambda = 1 gives 23.7% / 23.6% train / test error (the paper: 21.2% / 20%), lambda = 1e-2 7.7% / 10%.",
-    "Training: Adam with fixed epochs (FC10: lr 1e-3, batch 256, 60 epochs; sigmoid networks: lr 3e-3, batch 64, "
-    "20 epochs; AE400-10: 12 epochs of autoencoder pretraining then 12 of fine-tuning the encoder with the "
-    "classifier), each with the paper's weight decays. A classifier on the frozen code of an autoencoder trained "
-    "on 6,309 images errs on ~10% of the test set, so AE400-10 is fine-tuned, the usual practice of 2013.",
-    "The attack is untargeted: per image, the smallest perturbation found that changes the prediction, which is "
-    "what 'the distortion needed to reach 0% accuracy' asks. Images are a random subset of the training set "
-    "(Tables 1-2) and of the test set (Table 4), not all of them, to finish in minutes on two CPU cores.",
-]
-
-
 def cmd_reproduce_szegedy(args: argparse.Namespace) -> int:
     from advlab.experiments.szegedy import SzegedySettings, szegedy
-    from advlab.report.szegedy import write_report
+    from advlab.report.szegedy import NOTES, write_report
 
     settings = SzegedySettings.quick(seed=args.seed) if args.quick else SzegedySettings(seed=args.seed)
     if args.images is not None:
@@ -220,7 +203,7 @@ def cmd_reproduce_szegedy(args: argparse.Namespace) -> int:
     splits = load_mnist(args.data_dir)
     print(f"szegedy: {splits.source}, cache under {Path(args.out) / 'cache'} ...", flush=True)
     result = szegedy(splits, settings, work_dir=args.out, progress=not args.no_progress)
-    paths = write_report(result, args.out, command=_command_line(), notes=SZEGEDY_NOTES)
+    paths = write_report(result, args.out, command=_command_line(), notes=NOTES)
     distortion = {d.key: d for d in result.distortion}
     print(table(
         ["model", "train error", "test error", "mean min. distortion", "fooled"],

@@ -60,3 +60,14 @@ def test_bad_input():
         equal_norm_noise(x, torch.ones(2), "laplace", torch.Generator())
     with pytest.raises(InputError, match="do not match"):
         perturb_to_norm(x, torch.rand(2, 4), torch.ones(2))
+
+
+def test_directions_with_entries_of_wildly_different_sizes():
+    """An adversarial r has entries near 0: the t that saturates them is astronomically large."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 50, generator=g, dtype=torch.float64)
+    d = torch.randn(3, 50, generator=g, dtype=torch.float64) * 10.0 ** -torch.randint(0, 300, (3, 50), generator=g)
+    d[:, :5] = 0.1 * torch.randn(3, 5, generator=g, dtype=torch.float64)
+    norms = torch.tensor([0.05, 0.3, 1.0], dtype=torch.float64)
+    out = perturb_to_norm(x, d, norms)
+    assert torch.allclose((out - x).norm(dim=1), norms, rtol=1e-9)

@@ -30,9 +30,10 @@ def perturb_to_norm(
 ) -> torch.Tensor:
     """clip(x + t d) with ||clip(x + t d) - x||_2 = norms, t >= 0 found per example.
 
-    ||clip(x + t d) - x|| is continuous and non-decreasing in t and at least t ||d|| shortened by
-    the box, so t lies between norm / ||d|| and the t at which every moving pixel is at a bound;
-    64 bisection steps (float64) pin it down. A norm the box cannot reach gives the farthest point.
+    ||clip(x + t d) - x|| is continuous and non-decreasing in t and at most t ||d||, so t lies
+    between norm / ||d|| and the t at which every moving pixel is at a bound. Those two can be
+    hundreds of orders of magnitude apart (an adversarial r has entries near 0), so t is
+    bisected geometrically, 64 steps in float64. A norm the box cannot reach gives the farthest point.
     """
     if x.shape != direction.shape or norms.shape != x.shape[:1]:
         raise InputError(f"x {tuple(x.shape)}, direction {tuple(direction.shape)} and norms {tuple(norms.shape)} do not match")
@@ -44,13 +45,13 @@ def perturb_to_norm(
     def length(t: torch.Tensor) -> torch.Tensor:
         return ((flat + t * d).clamp(bounds[0], bounds[1]) - flat).norm(dim=1, keepdim=True)
 
-    low = (target / d.norm(dim=1, keepdim=True).clamp_min(1e-300)).minimum(saturate)
-    high = saturate
+    low = (target / d.norm(dim=1, keepdim=True).clamp_min(1e-300)).minimum(saturate).clamp_min(1e-300)
+    high = saturate.clamp_min(1e-300)
     for _ in range(BISECTION_STEPS):
-        middle = 0.5 * (low + high)
+        middle = low.sqrt() * high.sqrt()
         short = length(middle) < target
         low, high = torch.where(short, middle, low), torch.where(short, high, middle)
-    high = torch.where(target > 0, high, torch.zeros_like(high))
+    high = torch.where((target > 0) & (saturate > 0), high, torch.zeros_like(high))
     return (flat + high * d).clamp(bounds[0], bounds[1]).reshape(x.shape).to(x.dtype)
 
 

@@ -101,6 +101,7 @@ class SzegedySettings:
     max_epochs: int | None = None  # cap on every model's training epochs (quick runs)
     noise_stddevs: tuple[float, ...] = (0.1, 0.3)
     magnify_to: float = 0.1
+    random_targets: bool = True  # Table 1 also with a random target class per image (a second attack)
     units_model: str = "fc100-100-10"
     units_layer: str = "act2"  # the model's last hidden layer (after its sigmoid)
     n_units: int = 8
@@ -152,6 +153,8 @@ class MinimalDistortion:
 
     Averages are over the images the model classifies correctly and the attack misclassifies.
     `exact_mean_distortion`: the true minimum over the same images (linear models only).
+    `random_target_*`: the same attack asked for a uniformly drawn wrong class per image
+    (averaged over the images it reaches that class on), when the settings ask for it.
     """
 
     key: str
@@ -162,6 +165,8 @@ class MinimalDistortion:
     median_distortion: float
     exact_mean_distortion: float | None
     seconds: float
+    random_target_mean_distortion: float | None = None
+    random_target_success_rate: float | None = None
 
 
 @dataclass
@@ -309,21 +314,24 @@ def _train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, s
     return model.eval(), row
 
 
-def _attack(key: str, model: nn.Module, data: Dataset, settings: SzegedySettings, cache: _Cache) -> AttackResult:
-    """The attack's result on `data`, from the cache or run now (and cached)."""
+def _attack(
+    key: str, model: nn.Module, data: Dataset, settings: SzegedySettings, cache: _Cache, targets: str | None = None
+) -> AttackResult:
+    """The attack's result on `data` (untargeted, or with `targets`), from the cache or run now (and cached)."""
     arrays_path, meta_path = cache.root / "attacks" / f"{key}.npz", cache.root / "attacks" / f"{key}.json"
     if not (arrays_path.is_file() and meta_path.is_file()):
-        result = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))(data.images, data.labels)
+        attack = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))
+        result = attack(data.images, data.labels, targets=targets)
         result.save(arrays_path)
         write_json_atomic(meta_path, {"attack": result.attack, "params": result.params, "seconds": result.seconds})
         return result
     meta = json.loads(meta_path.read_text())
     with np.load(arrays_path) as saved:
         arrays = {k: torch.from_numpy(saved[k]) for k in saved.files}
-    standard = {"x_adv", "labels", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion"}
+    standard = {"x_adv", "labels", "targets", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion"}
     return AttackResult(
         attack=meta["attack"], params=meta["params"], x=data.images, x_adv=arrays["x_adv"].to(data.images.dtype),
-        labels=arrays["labels"], targets=None, success=arrays["success"], clean_logits=arrays["clean_logits"],
+        labels=arrays["labels"], targets=arrays.get("targets"), success=arrays["success"], clean_logits=arrays["clean_logits"],
         adv_logits=arrays["adv_logits"], seconds=meta["seconds"], extra={k: v for k, v in arrays.items() if k not in standard},
     )
 
@@ -333,7 +341,7 @@ def _adversarial(result: AttackResult) -> torch.Tensor:
     return result.clean_correct & result.success
 
 
-def _minimal_distortion(key: str, model: nn.Module, result: AttackResult) -> MinimalDistortion:
+def _minimal_distortion(key: str, model: nn.Module, result: AttackResult, targeted: AttackResult | None) -> MinimalDistortion:
     ok = _adversarial(result)
     found = result.distortion[ok].double()
     exact = None
@@ -350,7 +358,17 @@ def _minimal_distortion(key: str, model: nn.Module, result: AttackResult) -> Min
         median_distortion=float(found.median()) if found.numel() else float("nan"),
         exact_mean_distortion=exact,
         seconds=result.seconds,
+        **({} if targeted is None else _targeted_summary(targeted)),
     )
+
+
+def _targeted_summary(result: AttackResult) -> dict[str, float]:
+    reached = result.clean_correct & result.success
+    correct = int(result.clean_correct.sum())
+    return {
+        "random_target_mean_distortion": float(result.distortion[reached].double().mean()) if bool(reached.any()) else float("nan"),
+        "random_target_success_rate": float(reached.sum()) / correct if correct else float("nan"),
+    }
 
 
 def _table(sets: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], models: dict[str, nn.Module]) -> TransferTable:
@@ -402,12 +420,16 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     attacked_test = _subset(splits.test, settings.n_attack_test, _generator(settings, 3))
     results = {name: _attack(name, zoo[name], attacked_train, settings, cache) for name in bar(settings.zoo, "attack zoo")}
     split_results = {key: _attack(key, split_models[key], attacked_test, settings, cache) for key in bar(split_models, "attack P1/P2")}
+    targeted = {
+        name: _attack(f"{name}-random-target", zoo[name], attacked_train, settings, cache, targets="random")
+        for name in bar(settings.zoo if settings.random_targets else (), "attack zoo, random targets")
+    }
     seconds["attack"] = time.perf_counter() - start
 
     labels = {row.key: row.label for row in rows + split_rows}
     distortions, seconds["distortion"] = cache.stage(
         "table1-distortion",
-        lambda: [_minimal_distortion(name, zoo[name], results[name]) for name in settings.zoo],
+        lambda: [_minimal_distortion(name, zoo[name], results[name], targeted.get(name)) for name in settings.zoo],
         lambda v: [asdict(d) for d in v],
         lambda d: [MinimalDistortion(**x) for x in d],
     )
@@ -424,7 +446,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     def table4() -> TransferTable:
         x, y = attacked_test.images, attacked_test.labels
         found = _transfer_sets(split_results, labels)
-        sets = {}
+        sets = {"clean images (all attacked)": (x, x, y)}
         for row, (clean, adversarial, truth) in found.items():
             sets[row] = (clean, adversarial, truth)
             norms = torch.full((len(truth),), settings.magnify_to * math.sqrt(x[0].numel()), dtype=torch.float64)
