@@ -148,7 +148,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "images the model classifies correctly (the paper: the distortion needed to reach 0% accuracy on the "
         "training set). For the linear models, the exact minimum over the same images (`advlab.exact`) grades the attack. "
         "Random target: the same attack asked to reach a uniformly drawn wrong class on each image (mean over the "
-        "images where it did); the paper's numbers sit closer to this column than to the untargeted one.",
+        "images where it did). The paper does not say whether its Table 1 attacks were targeted; compare its numbers "
+        "with both columns.",
         "",
         table(["model", "train error", "test error", "mean min. distortion", "exact minimum", "random target",
                "attacked / correct / fooled",
