@@ -74,6 +74,7 @@ MODELS = [
     (build_model("fc100-100-10").double(), (1, 28, 28)),
     (build_model("ae400-10").double(), (1, 28, 28)),
     (build_model("fc10-1").double(), (1, 28, 28)),
+    (build_model("cnn").double(), (1, 28, 28)),
 ]
 BOUNDS = [network_bound(layer_bounds(model, torch.rand(2, *shape, dtype=torch.float64))) for model, shape in MODELS]
 

@@ -11,8 +11,10 @@ from advlab.exact.linear import (
     minimal_perturbation,
     multiclass_weights,
 )
+from advlab.exact.milp import MILPResult, minimal_linf, relu_network
 
 __all__ = [
+    "MILPResult",
     "NORMS",
     "MinimalPerturbation",
     "linear_weights",
@@ -20,6 +22,8 @@ __all__ = [
     "max_linear_l2",
     "max_linear_linf",
     "min_norm_halfspace",
+    "minimal_linf",
     "minimal_perturbation",
     "multiclass_weights",
+    "relu_network",
 ]

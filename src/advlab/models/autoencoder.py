@@ -10,6 +10,8 @@ the trained model) but is not on the path from images to logits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,9 @@ from tqdm.auto import tqdm
 
 from advlab.data.dataset import Dataset
 from advlab.errors import InputError
-from advlab.training.loops import TrainConfig, weight_penalty
+
+if TYPE_CHECKING:  # advlab.training imports the attacks, which import the models
+    from advlab.training.loops import TrainConfig
 
 
 class AutoencoderClassifier(nn.Module):
@@ -40,9 +44,9 @@ class AutoencoderClassifier(nn.Module):
     def pretrain(self, data: Dataset, config: TrainConfig, *, progress: bool = True) -> list[float]:
         """Fit encoder and decoder to reconstruct `data` (config's epochs, lr, batch size, seed and
         weight decay). Returns the mean loss per epoch."""
-        autoencoder = nn.ModuleList([self.encoder, self.decoder])
-        decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else config.weight_decay
-        params = list(autoencoder.parameters())
+        weights = (self.encoder[1].weight, self.decoder.weight)
+        decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else (config.weight_decay,) * 2
+        params = [*self.encoder.parameters(), *self.decoder.parameters()]
         optimizer: torch.optim.Optimizer = (
             torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else torch.optim.SGD(params, lr=config.lr, momentum=0.9)
         )
@@ -56,7 +60,7 @@ class AutoencoderClassifier(nn.Module):
             for start in range(0, len(data), config.batch_size):
                 x = data.images[order[start : start + config.batch_size]].to(device).flatten(1)
                 loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(x)), x)
-                loss = loss + weight_penalty(autoencoder, decay)
+                loss = loss + 0.5 * sum(d * w.pow(2).sum() for d, w in zip(decay, weights))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
