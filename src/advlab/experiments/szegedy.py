@@ -224,6 +224,7 @@ class SzegedyResult:
     lipschitz: list[LipschitzBounds]
     units: UnitsVsDirections
     seconds: dict[str, float]  # wall time per stage in this run (0 for a stage read from the cache)
+    compute_seconds: dict[str, float]  # training and attack time recorded in the cache when first computed
     cache_dir: str
     # for figures, not in to_dict: per zoo model (x, x_adv, label, adversarial prediction)
     examples: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = field(repr=False, default_factory=dict)
@@ -523,6 +524,10 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         lipschitz=lipschitz_rows,
         units=unit_result,
         seconds=seconds,
+        compute_seconds={
+            "train": sum(row.train_seconds for row in rows + split_rows),
+            "attack": sum(r.seconds for r in (*results.values(), *split_results.values(), *targeted.values())),
+        },
         cache_dir=str(cache.root),
         examples=_figure_examples(results, settings.figure_examples),
         unit_images=splits.test.images[torch.tensor(unit_result.unit_top + unit_result.random_top)],

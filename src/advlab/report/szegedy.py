@@ -212,6 +212,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         f"- Wall time per stage in this run (0: read from the cache): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()),
+        f"- Compute time recorded in the cache when each model was trained and attacked: training "
+        f"{result.compute_seconds['train']:.0f} s, attacks {result.compute_seconds['attack']:.0f} s.",
         f"- Cache (trained models, attacks, stage results): `{result.cache_dir}`; a rerun with the same settings "
         "and data resumes from it.",
         f"- Settings: `{settings}`",
