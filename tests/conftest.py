@@ -51,3 +51,15 @@ def logreg_37(embedded_37: Splits) -> torch.nn.Module:
 def softmax_model(embedded: Splits) -> torch.nn.Module:
     """Softmax regression 784->10 on the embedded training split."""
     return _train("softmax", embedded, epochs=5)
+
+
+@pytest.fixture(scope="session")
+def small_mnist_dir(tmp_path_factory: pytest.TempPathFactory, embedded: Splits) -> Path:
+    """A tiny MNIST folder in IDX format (300 train / 50 test embedded images), for fast CLI runs."""
+    from advlab.data import write_idx
+
+    folder = tmp_path_factory.mktemp("small-mnist")
+    for split, data, n in (("train", embedded.train, 300), ("t10k", embedded.test, 50)):
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", (data.images[:n, 0] * 255).round().to(torch.uint8).numpy())
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", data.labels[:n].to(torch.uint8).numpy())
+    return folder

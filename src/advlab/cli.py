@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import shlex
@@ -17,10 +18,18 @@ import torch
 from advlab.attacks import ATTACKS, Attack, make_attack
 from advlab.data import Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
-from advlab.io import write_json_atomic
+from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import build_model, get_spec, model_names
 from advlab.report.markdown import number, percent, table
-from advlab.training import TrainConfig, error_rate, load_checkpoint, save_checkpoint, train_model
+from advlab.training import (
+    AdversarialObjective,
+    EpochCheckpoint,
+    TrainConfig,
+    error_rate,
+    load_checkpoint,
+    train_model,
+    update_metadata,
+)
 
 
 def _command_line() -> str:
@@ -74,33 +83,47 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _objective(args: argparse.Namespace) -> AdversarialObjective | None:
+    """--adversarial fgsm|pgd with its settings; alpha defaults to .5 for FGSM (Goodfellow), 0 for PGD (Madry)."""
+    if args.adversarial is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("eps", "alpha", "steps", "step_size") if getattr(args, k) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: only used with --adversarial fgsm|pgd")
+        return None
+    settings = {"eps": 0.25 if args.eps is None else args.eps, "alpha": args.alpha, "craft_mode": args.craft_mode}
+    if settings["alpha"] is None:
+        settings["alpha"] = 0.5 if args.adversarial == "fgsm" else 0.0
+    if args.adversarial == "pgd":
+        settings.update(steps=10 if args.steps is None else args.steps, step_size=args.step_size)
+    elif args.steps is not None or args.step_size is not None:
+        raise InputError("--steps and --step-size only apply with --adversarial pgd")
+    return AdversarialObjective(args.adversarial, **settings)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if getattr(args, k) is not None}
     config = TrainConfig(**{**spec.training, **overrides, "seed": args.seed})
+    objective = _objective(args)
     classes = _classes(args.classes)
     splits = _splits(args, classes)
     torch.manual_seed(args.seed)
     model = build_model(args.model).to(_device(args.device))
+    checkpoint = EpochCheckpoint(
+        args.out, args.model, spec.architecture,
+        run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
+        extra={"data_source": {"source": splits.source, "data_dir": args.data_dir}},
+    )
     start = time.perf_counter()
-    history = train_model(model, splits.train, config, progress=not args.no_progress)
+    history = train_model(model, splits.train, config, progress=not args.no_progress, objective=objective,
+                          checkpoint=checkpoint, resume=args.resume)
     seconds = time.perf_counter() - start
     metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
-    save_checkpoint(
-        args.out,
-        model,
-        model_name=args.model,
-        architecture=spec.architecture,
-        metadata={
-            "training": config.to_dict(),
-            "data": {"source": splits.source, "data_dir": args.data_dir, "classes": list(classes) if classes else None},
-            "metrics": metrics,
-            "final_loss": history.loss[-1],
-            "train_seconds": seconds,
-            "command": _command_line(),
-        },
-    )
-    print(f"{args.model}: train error {percent(metrics['train_error'], 2)}, test error "
+    update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": seconds,
+                               "resumed_from_epoch": history.resumed_from, "command": _command_line()})
+    how = "standard" if objective is None else f"adversarial {objective.to_dict()}"
+    resumed = f", resumed after epoch {history.resumed_from}" if history.resumed_from else ""
+    print(f"{args.model} ({how}{resumed}): train error {percent(metrics['train_error'], 2)}, test error "
           f"{percent(metrics['test_error'], 2)} ({seconds:.1f} s) -> {args.out}")
     return 0
 
@@ -191,9 +214,154 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- robustness evaluation ---------------------------------------------------------------------
+def _grouped_params(attacks: Sequence[str], pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """-p ATTACK.KEY=VALUE strings -> {attack: typed keyword arguments}."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or name not in attacks:
+            raise InputError(f"--param takes ATTACK.KEY=VALUE for an evaluated attack ({', '.join(attacks)}), got {pair!r}")
+        grouped.setdefault(name, []).append(rest)
+    return {name: attack_params(name, items) for name, items in grouped.items()}
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from advlab.analysis import default_attacks, evaluate_robustness, parse_eps
+    from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
+
+    device = _device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    classes = (checkpoint.metadata.get("data") or {}).get("classes")
+    splits = _splits(args, classes)
+    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
+    source = load_checkpoint(args.source, device=device).model if args.source else None
+    evaluation = evaluate_robustness(
+        checkpoint.model, data.images, data.labels, attacks=attacks, eps=parse_eps(args.eps),
+        attack_params=_grouped_params(attacks, args.param), source_model=source,
+        source_name=Path(args.source).name if args.source else "source", batch_size=args.batch_size,
+        seed=args.seed, progress=not args.no_progress,
+    )
+    progress = checkpoint.metadata.get("progress") or {}
+    if progress and not progress.get("complete", True):
+        evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
+    title = f"Robustness of {checkpoint.model_name} ({Path(args.checkpoint).name}) on {data.name}"
+    paths = write_robustness_report(
+        evaluation, args.out, title=title, command=_command_line(),
+        context={"checkpoint": str(args.checkpoint), "model": checkpoint.model_name,
+                 "objective": checkpoint.metadata.get("objective"), "data": data.name},
+    )
+    print(title)
+    print(evaluation_table(evaluation))
+    print(checks_table(evaluation))
+    for note in evaluation.notes:
+        print(f"note: {note}")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+# ---- exact minimal distances ----------------------------------------------------------------------
+def _is_linear(model: torch.nn.Module) -> bool:
+    from advlab.exact import linear_weights
+
+    try:
+        linear_weights(model)
+    except InputError:
+        return False
+    return True
+
+
+def cmd_exact(args: argparse.Namespace) -> int:
+    """Exact minimal distances: closed forms for linear models, MILP for small ReLU networks."""
+    from advlab.exact import minimal_linf, minimal_perturbation
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    classes = (checkpoint.metadata.get("data") or {}).get("classes")
+    splits = _splits(args, classes)
+    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    model, x, y = checkpoint.model, data.images, data.labels
+    start = time.perf_counter()
+    if _is_linear(model):
+        exact = minimal_perturbation(model, x, y, norm=args.norm)
+        distance, witness = exact.distance, exact.x_adv
+        per_example = {"distance": distance.tolist(), "feasible": exact.feasible.tolist(), "target": exact.target.tolist()}
+        finite = distance[torch.isfinite(distance)]
+        summary = {"solver": "closed form (linear model)", "n": len(y), "unreachable": int((~exact.feasible).sum()),
+                   "median_distance": float(finite.median()) if finite.numel() else float("nan"),
+                   "mean_distance": float(finite.mean()) if finite.numel() else float("nan")}
+    else:
+        if args.norm != "linf":
+            raise InputError(f"exact {args.norm} distances need a linear model; for ReLU networks use --norm linf (MILP)")
+        result = minimal_linf(model, x, y, time_limit=args.time_limit, progress=not args.no_progress)
+        witness = result.witness
+        per_example = {"lower": result.lower.tolist(), "upper": result.upper.tolist(), "status": result.status,
+                       "target": result.target.tolist(), "seconds": result.seconds.tolist()}
+        summary = {"solver": "MILP (HiGHS)", **result.summary()}
+    summary["seconds"] = time.perf_counter() - start
+    out = Path(args.out)
+    write_npz_atomic(out / "witnesses.npz", witness=witness.detach().float().cpu().numpy(), labels=y.numpy())
+    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": str(args.checkpoint),
+                                           "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
+                                           "summary": summary, "per_example": per_example})
+    rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
+    print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
+    print(table(["", "value"], rows))
+    print(f"wrote {out / 'exact.json'} and {out / 'witnesses.npz'}")
+    return 0
+
+
 # ---- reproductions -----------------------------------------------------------------------------
+def cmd_reproduce_szegedy(args: argparse.Namespace) -> int:
+    from advlab.experiments.szegedy import SzegedySettings, szegedy
+    from advlab.report.szegedy import NOTES, write_report
+
+    settings = SzegedySettings.quick(seed=args.seed) if args.quick else SzegedySettings(seed=args.seed)
+    if args.images is not None:
+        settings = dataclasses.replace(settings, n_attack=args.images, n_attack_test=args.images)
+    splits = load_mnist(args.data_dir)
+    print(f"szegedy: {splits.source}, cache under {Path(args.out) / 'cache'} ...", flush=True)
+    result = szegedy(splits, settings, work_dir=args.out, progress=not args.no_progress)
+    paths = write_report(result, args.out, command=_command_line(), notes=NOTES)
+    distortion = {d.key: d for d in result.distortion}
+    print(table(
+        ["model", "train error", "test error", "mean min. distortion", "fooled"],
+        [[r.label, percent(r.train_error), percent(r.test_error), number(distortion[r.key].mean_distortion),
+          percent(distortion[r.key].success_rate)] for r in result.models],
+    ))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
+    from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
+    from advlab.report.advtrain import write_advtrain_report
+
+    splits = load_mnist(args.data_dir)
+    out = Path(args.out)
+    print(f"goodfellow-advtrain: {splits.source}; checkpoints in {out / 'checkpoints'} (re-run to resume) ...", flush=True)
+    experiment = goodfellow_advtrain(splits, out / "checkpoints", eps=args.eps, seed=args.seed, progress=not args.no_progress)
+    paths = write_advtrain_report(experiment, out, command=_command_line())
+    for name, (standard, adversarial) in experiment.pairs.items():
+        for t in (standard, adversarial):
+            print(f"  {name} {t.training:>11}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "
+                  f"(confidence on errors {percent(t.fgsm_confidence_on_errors)}), PGD error {percent(t.pgd_error)}, "
+                  f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
+        print(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.experiment == "szegedy":
+        return cmd_reproduce_szegedy(args)
     from advlab.experiments import goodfellow
+
+    if args.experiment == "goodfellow-advtrain":
+        return cmd_reproduce_advtrain(args)
     from advlab.report.goodfellow import write_report
 
     common = [
@@ -270,6 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--resume", action="store_true", help="continue the run checkpointed at --out (written every epoch)")
+    adversarial = train.add_argument_group("adversarial training (Goodfellow et al. 2014, Sec. 6; Madry et al. 2017)")
+    adversarial.add_argument("--adversarial", choices=["fgsm", "pgd"], help="train on alpha J(x) + (1 - alpha) J(x_adv)")
+    adversarial.add_argument("--eps", type=float, help="L-inf budget of x_adv (default .25)")
+    adversarial.add_argument("--alpha", type=float, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
+    adversarial.add_argument("--steps", type=int, help="PGD steps (default 10)")
+    adversarial.add_argument("--step-size", type=float, help="PGD step (default 2.5 eps / steps)")
+    adversarial.add_argument("--craft-mode", choices=["eval", "train"], default="eval",
+                             help="model mode x_adv is computed in (default eval: dropout off)")
     train.set_defaults(func=cmd_train)
 
     attack = sub.add_parser("attack", help="attack a data split with a checkpoint's model")
@@ -287,10 +464,40 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(attack)
     attack.set_defaults(func=cmd_attack)
 
+    evaluate = sub.add_parser("evaluate", help="robust accuracy against eps, with gradient-masking checks")
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--attacks", help="comma-separated fixed-budget attacks (default: fgsm,pgd, those registered)")
+    evaluate.add_argument("--eps", default="0:0.3:0.05", help="START:STOP:STEP (STOP included) or a comma list")
+    evaluate.add_argument("-p", "--param", action="append", default=[], metavar="ATTACK.KEY=VALUE",
+                          help="attack parameter, e.g. pgd.steps=40 (repeatable)")
+    evaluate.add_argument("--source", help="checkpoint of an undefended model to transfer attacks from")
+    evaluate.add_argument("--split", choices=["test", "train"], default="test")
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}")
+    evaluate.add_argument("--no-progress", action="store_true")
+    data_dir(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    exact = sub.add_parser("exact", help="exact minimal adversarial distances of a checkpoint on a split")
+    exact.add_argument("checkpoint")
+    exact.add_argument("--norm", choices=["linf", "l2", "l1"], default="linf")
+    exact.add_argument("--time-limit", type=float, default=60.0, help="MILP seconds per image (ReLU networks)")
+    exact.add_argument("--split", choices=["test", "train"], default="test")
+    exact.add_argument("--limit", type=int, help="only the first N examples")
+    exact.add_argument("--no-progress", action="store_true")
+    exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz")
+    data_dir(exact)
+    exact.set_defaults(func=cmd_exact)
+
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
-    reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax"])
+    reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain", "szegedy"])
     reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT)")
-    reproduce.add_argument("--eps", type=float, default=0.25)
+    reproduce.add_argument("--eps", type=float, default=0.25, help="FGSM budget (goodfellow-*)")
+    reproduce.add_argument("--quick", action="store_true", help="szegedy: 2 epochs and 20 images per model (a smoke run)")
+    reproduce.add_argument("--images", type=int, help="szegedy: images attacked per model (default 300; --quick: 20)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce)

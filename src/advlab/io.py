@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -36,6 +39,13 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+    """A compressed .npz of named arrays."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

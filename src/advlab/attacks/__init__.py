@@ -11,11 +11,15 @@ from advlab.attacks.cw import CarliniWagnerL2
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fgsm import FGM, FGSM
 from advlab.attacks.iterative import BIM, PGD
+from advlab.attacks.lbfgs import LBFGS
 from advlab.attacks.minpgd import MinPGD
+from advlab.attacks.penalty import Penalty
 from advlab.attacks.result import AttackResult
 from advlab.errors import UnknownNameError
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, FGM, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD)
+}
 
 
 def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
@@ -32,12 +36,14 @@ __all__ = [
     "BIM",
     "FGM",
     "FGSM",
+    "LBFGS",
     "PGD",
+    "Attack",
+    "AttackResult",
     "CarliniWagnerL2",
     "DeepFool",
     "MinPGD",
-    "Attack",
-    "AttackResult",
+    "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",
     "frozen_eval",

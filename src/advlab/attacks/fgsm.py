@@ -16,6 +16,11 @@ from torch import nn
 from advlab.attacks.base import Attack, Bounds, Perturbed, check_eps
 
 
+def fgsm_step(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:
+    """x + eps * sign(grad), unclipped: the maximiser of the loss linearised at x over the L-inf eps-ball."""
+    return x.add(grad.sign(), alpha=eps)
+
+
 class FastGradient(Attack):
     """One gradient step of size eps in the steepest-ascent direction of a norm."""
 
@@ -44,7 +49,7 @@ class FGSM(FastGradient):
     norm = "linf"
 
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return x.add(grad.sign(), alpha=self.eps)
+        return fgsm_step(x, grad, self.eps)
 
 
 class FGM(FastGradient):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advlab.io import write_bytes_atomic
+from advlab.io import write_npz_atomic
 
 
 @dataclass
@@ -138,6 +137,4 @@ class AttackResult:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the per-example arrays as a compressed .npz, atomically."""
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **self.arrays())
-        write_bytes_atomic(path, buffer.getvalue())
+        write_npz_atomic(path, **self.arrays())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,12 @@ class Dataset:
     @property
     def num_features(self) -> int:
         return int(self.images[0].numel())
+
+    def fingerprint(self) -> str:
+        """sha256 of the images and labels: names the data whatever folder it was read from."""
+        digest = hashlib.sha256(self.images.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(self.labels.detach().cpu().contiguous().numpy().tobytes())
+        return f"{len(self)} examples, sha256 {digest.hexdigest()[:16]}"
 
     def take(self, n: int | None) -> Dataset:
         """The first n examples (all of them when n is None)."""

@@ -1,5 +1,29 @@
 """Ground truth: exact optima for the questions attacks answer approximately."""
 
-from advlab.exact.linear import linear_weights, logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.exact.linear import (
+    NORMS,
+    MinimalPerturbation,
+    linear_weights,
+    logistic_loss_direction,
+    max_linear_l2,
+    max_linear_linf,
+    min_norm_halfspace,
+    minimal_perturbation,
+    multiclass_weights,
+)
+from advlab.exact.milp import MILPResult, minimal_linf, relu_network
 
-__all__ = ["linear_weights", "logistic_loss_direction", "max_linear_l2", "max_linear_linf"]
+__all__ = [
+    "MILPResult",
+    "NORMS",
+    "MinimalPerturbation",
+    "linear_weights",
+    "logistic_loss_direction",
+    "max_linear_l2",
+    "max_linear_linf",
+    "min_norm_halfspace",
+    "minimal_linf",
+    "minimal_perturbation",
+    "multiclass_weights",
+    "relu_network",
+]

@@ -1,16 +1,39 @@
-"""Training loops and checkpoints."""
+"""Training loops (standard and adversarial) and checkpoints."""
 
-from advlab.training.checkpoints import Checkpoint, load_checkpoint, read_metadata, save_checkpoint
-from advlab.training.loops import TrainConfig, TrainHistory, error_rate, predict, train_model
+from advlab.training.adversarial import AdversarialObjective
+from advlab.training.checkpoints import (
+    Checkpoint,
+    load_checkpoint,
+    read_metadata,
+    read_state,
+    save_checkpoint,
+    update_metadata,
+)
+from advlab.training.loops import (
+    EpochCheckpoint,
+    Objective,
+    TrainConfig,
+    TrainHistory,
+    cross_entropy,
+    error_rate,
+    predict,
+    train_model,
+)
 
 __all__ = [
+    "AdversarialObjective",
     "Checkpoint",
+    "EpochCheckpoint",
+    "Objective",
     "TrainConfig",
     "TrainHistory",
+    "cross_entropy",
     "error_rate",
     "load_checkpoint",
     "predict",
     "read_metadata",
+    "read_state",
     "save_checkpoint",
     "train_model",
+    "update_metadata",
 ]

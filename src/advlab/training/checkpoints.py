@@ -1,6 +1,10 @@
 """Checkpoints: one safetensors file whose header metadata carries a JSON document
 (model name, architecture, training settings, data source, seed, clean metrics).
 
+A checkpoint written during training also holds the training state (optimizer tensors, RNG
+states) under names starting with `STATE_PREFIX`, so that a killed run resumes exactly;
+`load_checkpoint` loads only the model's own tensors.
+
 Loading parses only tensors and JSON, so it never executes code from the file.
 """
 
@@ -23,6 +27,7 @@ from advlab.io import write_bytes_atomic
 from advlab.models.registry import build_model
 
 FORMAT = "advlab-checkpoint/1"
+STATE_PREFIX = "@state/"  # not a valid module attribute path, so never a state_dict key
 
 
 @dataclass
@@ -40,8 +45,9 @@ def save_checkpoint(
     model_name: str,
     architecture: dict[str, Any],
     metadata: dict[str, Any] | None = None,
+    state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write weights and metadata to `path` atomically."""
+    """Write weights, metadata and optional training-state tensors to `path` atomically."""
     document = {
         "format": FORMAT,
         "model": model_name,
@@ -49,12 +55,28 @@ def save_checkpoint(
         **(metadata or {}),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({STATE_PREFIX + k: v.detach().cpu().contiguous() for k, v in (state or {}).items()})
     write_bytes_atomic(path, save_safetensors(tensors, metadata={"advlab": json.dumps(document)}))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON document stored in a checkpoint's header (no tensors are loaded)."""
     return _parse(Path(path))[1]
+
+
+def read_state(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """(model tensors, training-state tensors with the prefix removed, JSON document)."""
+    tensors, document = _parse(Path(path))
+    state = {k[len(STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(STATE_PREFIX)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}
+    return weights, state, document
+
+
+def update_metadata(path: str | os.PathLike[str], extra: dict[str, Any]) -> None:
+    """Add or replace top-level entries of a checkpoint's JSON document (tensors kept), atomically."""
+    tensors, document = _parse(Path(path))
+    document = {**document, **extra}
+    write_bytes_atomic(path, save_safetensors(tensors, metadata={"advlab": json.dumps(document)}))
 
 
 def _parse(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -78,7 +100,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the registered model named in the checkpoint and load its weights (strict)."""
     path = Path(path)
-    tensors, document = _parse(path)
+    tensors, _, document = read_state(path)
     name = document["model"]
     if expected_model is not None and name != expected_model:
         raise CheckpointError(f"{path}: checkpoint holds model {name!r}, expected {expected_model!r}")

@@ -1,12 +1,19 @@
 """Deterministic training and evaluation.
 
-The loss is cross-entropy on the model's logits (a single logit z is read as [0, z], which is
-logistic loss) plus 0.5 * weight_decay * ||W||^2 over the weight matrices (not the biases).
+The loss is an objective (by default cross-entropy on the model's logits; a single logit z is
+read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over the weight
+matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
+order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
+differently). A model with a `pretrain(data, config, progress=...)` method (an autoencoder below
+a classifier) is pretrained by it first. Training can checkpoint every epoch and resume exactly.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,8 +22,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from advlab.data.dataset import Dataset
-from advlab.errors import InputError
+from advlab.errors import CheckpointError, InputError
 from advlab.models.layers import as_multiclass_logits
+from advlab.training.checkpoints import read_state, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -24,14 +32,17 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 0.01
     batch_size: int = 64
-    weight_decay: float = 0.0
+    weight_decay: float | tuple[float, ...] = 0.0  # one for all weight matrices, or one per matrix
     optimizer: str = "adam"  # "adam" or "sgd"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0:
+        if isinstance(self.weight_decay, (list, tuple)):
+            object.__setattr__(self, "weight_decay", tuple(float(d) for d in self.weight_decay))
+        decays = self.weight_decay if isinstance(self.weight_decay, tuple) else (self.weight_decay,)
+        if not self.lr > 0 or not decays or min(decays) < 0:
             raise InputError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
@@ -43,45 +54,211 @@ class TrainConfig:
 @dataclass
 class TrainHistory:
     loss: list[float] = field(default_factory=list)  # mean training loss per epoch
+    resumed_from: int = 0  # epochs already done in the checkpoint a resumed run started from
 
 
-def weight_penalty(model: nn.Module) -> torch.Tensor:
-    """0.5 * sum of squared entries of every weight matrix (parameters with ndim > 1)."""
-    terms = [p.pow(2).sum() for p in model.parameters() if p.ndim > 1]
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""objective(model, x, y) -> the scalar loss of one minibatch, computed with the model in train mode.
+
+An objective may also leave gradients in the parameters' `.grad` (the loop zeroes them before the
+call and calls backward on the returned loss after it), which lets one backward pass serve both
+an input gradient and a term of the loss (see `advlab.training.adversarial`)."""
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The standard objective: mean cross-entropy of the model's logits."""
+    return F.cross_entropy(as_multiclass_logits(model(x)), y)
+
+
+def describe_objective(objective: Objective) -> dict[str, Any]:
+    """An objective's settings for checkpoints: its `to_dict()`, else its name."""
+    to_dict = getattr(objective, "to_dict", None)
+    return to_dict() if callable(to_dict) else {"name": getattr(objective, "__name__", type(objective).__name__)}
+
+
+@dataclass(frozen=True)
+class EpochCheckpoint:
+    """Where `train_model` saves the model and its training state after every epoch.
+
+    `run` describes the run beyond the model, the training settings and the objective (e.g. the
+    data's fingerprint); a resume refuses a checkpoint whose model, architecture, settings,
+    objective or run differ. `extra` is written along but not compared (e.g. the data's path).
+    """
+
+    path: Path
+    model_name: str
+    architecture: dict[str, Any]
+    run: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+
+def weight_penalty(model: nn.Module, weight_decay: float | tuple[float, ...] = 1.0) -> torch.Tensor:
+    """0.5 * sum_i decay_i * ||W_i||^2 over the weight matrices W_i (parameters with ndim > 1).
+
+    weight_decay: one coefficient for every matrix, or one per matrix in `model.parameters()` order.
+    """
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    decays = weight_decay if isinstance(weight_decay, tuple) else (weight_decay,) * len(weights)
+    if len(decays) != len(weights):
+        raise InputError(f"weight_decay gives {len(decays)} coefficients but the model has {len(weights)} weight matrices")
+    terms = [d * p.pow(2).sum() for d, p in zip(decays, weights) if d]
     return 0.5 * torch.stack(terms).sum() if terms else torch.zeros(())
 
 
 def train_model(
-    model: nn.Module, data: Dataset, config: TrainConfig, *, progress: bool = True
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    objective: Objective | None = None,
+    checkpoint: EpochCheckpoint | None = None,
+    resume: bool = False,
 ) -> TrainHistory:
-    """Minimise mean CE + weight decay with minibatches shuffled by a seeded generator."""
-    generator = torch.Generator().manual_seed(config.seed)
+    """Minimise the mean objective (default cross-entropy) + weight decay over seeded minibatches.
+
+    Randomness: the minibatch order comes from a generator seeded with `config.seed`; whatever the
+    model or objective draws from torch's global RNG (dropout masks, random starts) comes from a
+    fork of it seeded with `config.seed`, so the caller's RNG is left as it was. With `checkpoint`,
+    the model, the optimizer and both RNG states are written atomically after every epoch; with
+    `resume` and an existing checkpoint, training continues after its last epoch and ends with the
+    same weights, bit for bit, as a run that was never interrupted. Nothing in an epoch depends
+    on `config.epochs`, so resuming with more epochs extends a finished run exactly as a longer run.
+    """
+    objective = objective or cross_entropy
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
     else:
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9)
     device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(config.seed)
+    identity = _identity(checkpoint, config, objective) if checkpoint else {}
     history = TrainHistory()
-    model.train()
-    bar = tqdm(range(config.epochs), desc="train", unit="epoch", disable=None if progress else True, leave=False)
-    for _ in bar:
-        order = torch.randperm(len(data), generator=generator)
-        total = torch.zeros((), device=device)
-        for start in range(0, len(data), config.batch_size):
-            index = order[start : start + config.batch_size]
-            x, y = data.images[index].to(device), data.labels[index].to(device)
-            loss = F.cross_entropy(as_multiclass_logits(model(x)), y)
-            if config.weight_decay:
-                loss = loss + config.weight_decay * weight_penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(index)
-        history.loss.append(float(total) / len(data))
-        bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.default_generator.manual_seed(config.seed)
+        if device.type == "cuda":
+            torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
+        if checkpoint and resume and checkpoint.path.is_file():
+            history = _restore(checkpoint, identity, model, optimizer, generator, device)
+        elif callable(pretrain := getattr(model, "pretrain", None)):
+            pretrain(data, config, progress=progress)
+        model.train()
+        bar = tqdm(
+            range(history.resumed_from, config.epochs), initial=history.resumed_from, total=config.epochs,
+            desc="train", unit="epoch", disable=None if progress else True, leave=False,
+        )
+        for epoch in bar:
+            order = torch.randperm(len(data), generator=generator)
+            total = torch.zeros((), device=device)
+            for start in range(0, len(data), config.batch_size):
+                index = order[start : start + config.batch_size]
+                x, y = data.images[index].to(device), data.labels[index].to(device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = objective(model, x, y)
+                if config.weight_decay:
+                    loss = loss + weight_penalty(model, config.weight_decay)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(index)
+            history.loss.append(float(total) / len(data))
+            bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
+            if checkpoint:
+                _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history)
     model.eval()
     return history
+
+
+# ---- per-epoch checkpoints ----------------------------------------------------------------------
+def _identity(checkpoint: EpochCheckpoint, config: TrainConfig, objective: Objective) -> dict[str, Any]:
+    """What a resume must match, in its JSON form (tuples become lists)."""
+    run = {"training": config.to_dict(), "objective": describe_objective(objective), **checkpoint.run}
+    return json.loads(json.dumps(run))
+
+
+def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"rng/shuffle": generator.get_state(), "rng/torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng/cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _save(
+    checkpoint: EpochCheckpoint,
+    identity: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+    epoch: int,
+    epochs: int,
+    history: TrainHistory,
+) -> None:
+    state = optimizer.state_dict()
+    tensors = {f"optimizer/{i}/{k}": v for i, entry in state["state"].items() for k, v in entry.items() if isinstance(v, torch.Tensor)}
+    scalars = {str(i): {k: v for k, v in entry.items() if not isinstance(v, torch.Tensor)} for i, entry in state["state"].items()}
+    save_checkpoint(
+        checkpoint.path,
+        model,
+        model_name=checkpoint.model_name,
+        architecture=checkpoint.architecture,
+        metadata={
+            **checkpoint.extra,
+            **identity,
+            "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs, "loss": history.loss},
+            "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
+        },
+        state={**tensors, **_rng_states(generator, device)},
+    )
+
+
+def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return [d for k in sorted(set(stored) | set(wanted)) for d in _differences(stored.get(k), wanted.get(k), f"{prefix}{k}.")]
+    return [] if stored == wanted else [f"{prefix.rstrip('.')} (checkpoint {stored!r}, now {wanted!r})"]
+
+
+def _restore(
+    checkpoint: EpochCheckpoint,
+    identity: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+) -> TrainHistory:
+    """Load weights, optimizer and RNG states from a checkpoint of the same run."""
+    weights, state, document = read_state(checkpoint.path)
+    stored = {"model": document.get("model"), "architecture": document.get("architecture"), **{k: document.get(k) for k in identity}}
+    wanted = json.loads(json.dumps({"model": checkpoint.model_name, "architecture": checkpoint.architecture, **identity}))
+    for run in (stored, wanted):  # nothing in an epoch depends on the total, so a run may be extended
+        if isinstance(run.get("training"), dict):
+            run["training"] = {k: v for k, v in run["training"].items() if k != "epochs"}
+    differences = _differences(stored, wanted)
+    if differences:
+        raise CheckpointError(f"{checkpoint.path}: cannot resume a different run: " + "; ".join(differences))
+    if "progress" not in document or "rng/shuffle" not in state:
+        raise CheckpointError(f"{checkpoint.path}: holds no training state to resume from")
+    done, epochs = int(document["progress"]["epoch"]), int(identity["training"]["epochs"])
+    if done > epochs:
+        raise CheckpointError(f"{checkpoint.path}: the checkpoint is at epoch {done}, past the {epochs} epochs asked for")
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{checkpoint.path}: weights do not fit the model: {str(exc).splitlines()[0]}") from None
+    entries: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in document["optimizer"]["scalars"].items()}
+    for name, value in state.items():
+        if name.startswith("optimizer/"):
+            _, index, key = name.split("/", 2)
+            entries.setdefault(int(index), {})[key] = value  # load_state_dict moves it to the parameter's device
+    optimizer.load_state_dict({"state": entries, "param_groups": document["optimizer"]["param_groups"]})
+    generator.set_state(state["rng/shuffle"])
+    torch.set_rng_state(state["rng/torch"])
+    if device.type == "cuda" and "rng/cuda" in state:
+        torch.cuda.set_rng_state(state["rng/cuda"], device)
+    return TrainHistory(loss=list(document["progress"]["loss"]), resumed_from=done)
 
 
 @torch.no_grad()

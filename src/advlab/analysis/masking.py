@@ -1,0 +1,128 @@
+"""Checks against gradient masking, run with every robustness evaluation.
+
+A defence can look robust only because its gradients no longer point the attacks anywhere useful
+(saturated, zero, noisy or shattered gradients; Athalye, Carlini & Wagner 2018, Sec. 3). Carlini
+et al. 2019 ("On Evaluating Adversarial Robustness", Sec. 5) list the symptoms checked here:
+
+1. `iterative >= single-step`: PGD with restarts must be at least as strong as FGSM; at every
+   eps > 0, accuracy under PGD <= accuracy under FGSM + tolerance.
+2. `large eps -> 0`: with eps as wide as the box the attacker can reach any image, so accuracy
+   under the strongest attack must fall to about 0 (<= `LARGE_EPS_MAX_ACCURACY`).
+3. `transfer <= white-box`: examples crafted on an undefended source model must not beat the
+   white-box attacks; at every eps > 0, transfer accuracy >= white-box worst case - tolerance.
+4. `monotone in eps`: accuracy under each attack must not rise with eps by more than tolerance.
+5. `single-step ~ iterative at large eps`: at the largest eps evaluated, FGSM accuracy must not
+   exceed PGD accuracy by more than `MAX_SINGLE_STEP_GAP`. With a large budget one step is
+   enough against a model whose loss is not masked; a single-step attack that stays weak there
+   while PGD succeeds means the loss is masked locally for single steps (typical of single-step
+   adversarial training, Tramer et al. 2018, Sec. 3), and FGSM figures overstate the robustness.
+
+A check that cannot run (no PGD registered, no source model) is reported as skipped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from advlab.attacks import ATTACKS
+
+if TYPE_CHECKING:
+    from advlab.analysis.robustness import RobustnessEvaluation, Runner
+
+LARGE_EPS_MAX_ACCURACY = 0.05
+MAX_SINGLE_STEP_GAP = 0.2
+
+
+@dataclass
+class MaskingCheck:
+    name: str
+    status: str  # "pass", "fail" or "skipped"
+    detail: str
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def check_iterative(evaluation: RobustnessEvaluation, tolerance: float) -> MaskingCheck:
+    name = "iterative >= single-step"
+    if not {"fgsm", "pgd"} <= set(evaluation.attacks):
+        missing = "pgd is not registered" if "pgd" not in ATTACKS else "fgsm and pgd were not both evaluated"
+        return MaskingCheck(name, "skipped", f"{missing}; cannot compare PGD with FGSM")
+    restarts = evaluation.point("pgd", evaluation.eps[-1]).params.get("restarts", 1)
+    worse = [
+        f"eps={e:g}: PGD {_pct(evaluation.point('pgd', e).accuracy)} > FGSM {_pct(evaluation.point('fgsm', e).accuracy)}"
+        for e in evaluation.eps
+        if e > 0 and evaluation.point("pgd", e).accuracy > evaluation.point("fgsm", e).accuracy + tolerance
+    ]
+    if worse:
+        return MaskingCheck(name, "fail", f"PGD ({restarts} restart(s)) is weaker than FGSM: " + "; ".join(worse))
+    return MaskingCheck(name, "pass", f"PGD ({restarts} restart(s)) is at least as strong as FGSM at every eps")
+
+
+def check_large_eps(evaluation: RobustnessEvaluation, runner: Runner, eps: float) -> MaskingCheck:
+    name = "large eps -> 0"
+    attack = "pgd" if "pgd" in evaluation.attacks else evaluation.attacks[-1]
+    known = [p for p in evaluation.points if p.attack == attack and p.eps >= eps]
+    point = known[0] if known else runner.run(attack, eps)[0]
+    verdict = "pass" if point.accuracy <= LARGE_EPS_MAX_ACCURACY else "fail"
+    detail = f"{attack} at eps={point.eps:g}: accuracy {_pct(point.accuracy)} (must be <= {_pct(LARGE_EPS_MAX_ACCURACY)})"
+    if verdict == "fail":
+        detail += "; the attack cannot find examples that must exist: its gradients are likely masked"
+    return MaskingCheck(name, verdict, detail)
+
+
+def check_transfer(evaluation: RobustnessEvaluation, tolerance: float) -> MaskingCheck:
+    name = "transfer <= white-box"
+    if not evaluation.transfer:
+        return MaskingCheck(name, "skipped", "no undefended source model given")
+    best: dict[float, float] = defaultdict(lambda: 1.0)
+    for p in evaluation.transfer:
+        best[p.eps] = min(best[p.eps], p.accuracy)
+    worst_case = dict(zip(evaluation.eps, evaluation.worst_case))
+    stronger = [
+        f"eps={e:g}: transfer {_pct(acc)} < white-box {_pct(worst_case[e])}"
+        for e, acc in sorted(best.items())
+        if acc < worst_case[e] - tolerance
+    ]
+    if stronger:
+        return MaskingCheck(name, "fail", f"attacks transferred from {evaluation.transfer[0].source} beat the white-box attacks: " + "; ".join(stronger))
+    return MaskingCheck(name, "pass", f"white-box attacks are at least as strong as transfer from {evaluation.transfer[0].source} at every eps")
+
+
+def check_monotone(evaluation: RobustnessEvaluation, tolerance: float) -> MaskingCheck:
+    name = "monotone in eps"
+    rises = [
+        f"{attack}: {_pct(a)} at eps={e0:g} -> {_pct(b)} at eps={e1:g}"
+        for attack in evaluation.attacks
+        for (e0, a), (e1, b) in zip(zip(evaluation.eps, evaluation.curve(attack)), zip(evaluation.eps[1:], evaluation.curve(attack)[1:]))
+        if b > a + tolerance
+    ]
+    if rises:
+        return MaskingCheck(name, "fail", "accuracy rises with eps: " + "; ".join(rises))
+    return MaskingCheck(name, "pass", "accuracy under every attack falls (or stays) as eps grows")
+
+
+def check_single_step_gap(evaluation: RobustnessEvaluation) -> MaskingCheck:
+    name = "single-step ~ iterative at large eps"
+    if not {"fgsm", "pgd"} <= set(evaluation.attacks) or evaluation.eps[-1] == 0:
+        return MaskingCheck(name, "skipped", "needs fgsm and pgd results at some eps > 0")
+    eps = evaluation.eps[-1]
+    fgsm, pgd = evaluation.point("fgsm", eps).accuracy, evaluation.point("pgd", eps).accuracy
+    detail = f"at eps={eps:g}: FGSM {_pct(fgsm)} vs PGD {_pct(pgd)}"
+    if fgsm - pgd > MAX_SINGLE_STEP_GAP:
+        return MaskingCheck(name, "fail", f"{detail}: the loss is masked for single steps; FGSM figures overstate the robustness")
+    return MaskingCheck(name, "pass", f"{detail} (gap at most {_pct(MAX_SINGLE_STEP_GAP)})")
+
+
+def masking_checks(evaluation: RobustnessEvaluation, runner: Runner, *, large_eps: float, tolerance: float) -> list[MaskingCheck]:
+    """All five checks, in the order of the module docstring."""
+    return [
+        check_iterative(evaluation, tolerance),
+        check_large_eps(evaluation, runner, large_eps),
+        check_transfer(evaluation, tolerance),
+        check_monotone(evaluation, tolerance),
+        check_single_step_gap(evaluation),
+    ]

@@ -1,0 +1,56 @@
+"""`advlab evaluate` and `advlab reproduce goodfellow-advtrain` through `main(argv)`."""
+
+import json
+
+import pytest
+
+from advlab.cli import main
+from advlab.experiments import goodfellow_advtrain
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, small_mnist_dir):
+    path = tmp_path_factory.mktemp("ckpt") / "softmax.safetensors"
+    assert main(["train", "softmax", "--data-dir", str(small_mnist_dir), "--epochs", "3", "--out", str(path), "--no-progress"]) == 0
+    return path
+
+
+def test_evaluate_writes_table_curve_and_checks(tmp_path, capsys, checkpoint, small_mnist_dir):
+    code = main(["evaluate", str(checkpoint), "--attacks", "fgsm", "--eps", "0:0.2:0.1", "--source", str(checkpoint),
+                 "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "gradient-masking check" in out and "| 0.1 |" in out
+    saved = json.loads((tmp_path / "robustness.json").read_text())
+    assert saved["n"] == 50 and saved["model"] == "softmax" and saved["eps"] == [0.0, 0.1, 0.2]
+    assert saved["points"][0]["accuracy"] == saved["clean_accuracy"]
+    assert (tmp_path / "robustness.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--eps", "0:x"], "eps must be"), (["--attacks", "nope"], "unknown attack"), (["--attacks", "fgsm", "-p", "pgd.steps=3"], "ATTACK.KEY=VALUE"),
+     (["--attacks", "fgsm", "-p", "fgsm.nope=3"], "no parameter"), (["--eps", "0,2"], "exceeds the width")],
+)
+def test_evaluate_bad_input(tmp_path, capsys, checkpoint, small_mnist_dir, extra, message):
+    code = main(["evaluate", str(checkpoint), "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress", *extra])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_mnist_dir, monkeypatch):
+    monkeypatch.setattr(goodfellow_advtrain, "EPOCHS", {"maxout": (1, 2), "cnn": (1, 1)})
+    argv = ["reproduce", "goodfellow-advtrain", "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    out = capsys.readouterr().out
+    assert "FGSM error ratio adversarial / standard" in out
+    report = (tmp_path / "report.md").read_text()
+    assert "89.4%" in report and "17.9%" in report and "6,309" in report and "gradient-masking check" in report
+    maxout = first["models"]["maxout"]
+    assert maxout["adversarial"]["train_config"]["epochs"] == 2 and maxout["adversarial"]["objective"]["alpha"] == 0.5
+    assert maxout["fgsm_ratio"] == pytest.approx(maxout["adversarial"]["fgsm_error"] / maxout["standard"]["fgsm_error"])
+    assert (tmp_path / "curves.png").is_file() and len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 4
+    assert main(argv) == 0  # a second run reuses every finished checkpoint
+    second = json.loads((tmp_path / "results.json").read_text())
+    assert second["models"]["maxout"]["adversarial"]["resumed_from"] == 2
+    assert second["models"]["cnn"]["standard"]["fgsm_error"] == first["models"]["cnn"]["standard"]["fgsm_error"]
