@@ -7,13 +7,19 @@ from typing import Any
 from torch import nn
 
 from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning, frozen_eval
+from advlab.attacks.cw import CarliniWagnerL2
+from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fgsm import FGM, FGSM
+from advlab.attacks.iterative import BIM, PGD
 from advlab.attacks.lbfgs import LBFGS
+from advlab.attacks.minpgd import MinPGD
 from advlab.attacks.penalty import Penalty
 from advlab.attacks.result import AttackResult
 from advlab.errors import UnknownNameError
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD)
+}
 
 
 def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
@@ -27,11 +33,16 @@ def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "BIM",
     "FGM",
     "FGSM",
     "LBFGS",
+    "PGD",
     "Attack",
     "AttackResult",
+    "CarliniWagnerL2",
+    "DeepFool",
+    "MinPGD",
     "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",
