@@ -80,6 +80,25 @@ def test_models_and_data_info(capsys):
     assert code == 0 and "4000 images" in out
 
 
+def test_reproduce_szegedy_quick_resumes(tmp_path, capsys, monkeypatch):
+    from advlab.experiments.szegedy import SzegedySettings
+
+    tiny = SzegedySettings(zoo=("fc10-1e-4", "fc100-100-10"), split=(("fc10-1", "P1"),), max_epochs=1,
+                           attack_params=(("search_steps", 4), ("max_iter", 20)), n_units=2, n_random=2, top_k=3)
+    monkeypatch.setattr(SzegedySettings, "quick", classmethod(lambda cls, seed=0: tiny))
+    code, out, err = run(capsys, "reproduce", "szegedy", "--quick", "--images", "5", "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    assert {"report.md", "results.json", "adversarial.png", "units_vs_directions.png", "cache"} <= {p.name for p in tmp_path.iterdir()}
+    assert "FC10(1e-4)" in out and "FC100-100-10" in out
+    assert json.loads((tmp_path / "results.json").read_text())["settings"]["n_attack"] == 5
+    first = json.loads((tmp_path / "results.json").read_text())
+    code, out, err = run(capsys, "reproduce", "szegedy", "--quick", "--images", "5", "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["models"] == first["models"] and again["transfer"] == first["transfer"]
+    assert again["seconds"]["table2"] == 0.0
+
+
 def test_exact_linear_and_relu(tmp_path, capsys, checkpoint):
     code, out, err = run(capsys, "exact", checkpoint, "--norm", "l2", "--limit", "20", "--out", tmp_path / "lin")
     assert code == 0, err

@@ -1,7 +1,7 @@
 """advlab: craft, measure and defend against adversarial examples for PyTorch models."""
 
 from advlab.attacks import FGM, FGSM, Attack, AttackResult, make_attack
-from advlab.errors import AdvlabError, CheckpointError, DataError, InputError, UnknownNameError
+from advlab.errors import AdvlabError, CheckpointError, DataError, InputError, SolverError, UnknownNameError
 
 __version__ = "0.1.0"
 
@@ -14,6 +14,7 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "InputError",
+    "SolverError",
     "UnknownNameError",
     "make_attack",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import shlex
@@ -15,13 +16,14 @@ from typing import Any
 import torch
 
 from advlab.attacks import ATTACKS, Attack, make_attack
-from advlab.data import Splits, fetch_mnist, load_mnist
+from advlab.data import Dataset, Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import build_model, get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
     AdversarialObjective,
+    Checkpoint,
     EpochCheckpoint,
     TrainConfig,
     error_rate,
@@ -175,12 +177,16 @@ def _targets(text: str | None) -> Any:
         raise InputError(f"--targets takes random, least-likely or a class label, got {text!r}") from None
 
 
-def cmd_attack(args: argparse.Namespace) -> int:
-    device = _device(args.device)
+def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
+    """The checkpoint, and the split it is to be run on (with the classes it was trained on)."""
     checkpoint = load_checkpoint(args.checkpoint, device=device)
     classes = (checkpoint.metadata.get("data") or {}).get("classes")
     splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    return checkpoint, (splits.test if args.split == "test" else splits.train).take(args.limit)
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    checkpoint, data = _checkpoint_and_split(args, _device(args.device))
     params = attack_params(args.method, args.param)
     if args.eps is not None:
         params["eps"] = args.eps
@@ -230,10 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
     device = _device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
-    classes = (checkpoint.metadata.get("data") or {}).get("classes")
-    splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    checkpoint, data = _checkpoint_and_split(args, device)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     source = load_checkpoint(args.source, device=device).model if args.source else None
     evaluation = evaluate_robustness(
@@ -276,10 +279,7 @@ def cmd_exact(args: argparse.Namespace) -> int:
     """Exact minimal distances: closed forms for linear models, MILP for small ReLU networks."""
     from advlab.exact import minimal_linf, minimal_perturbation
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    classes = (checkpoint.metadata.get("data") or {}).get("classes")
-    splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    checkpoint, data = _checkpoint_and_split(args, torch.device("cpu"))
     model, x, y = checkpoint.model, data.images, data.labels
     start = time.perf_counter()
     if _is_linear(model):
@@ -312,6 +312,28 @@ def cmd_exact(args: argparse.Namespace) -> int:
 
 
 # ---- reproductions -----------------------------------------------------------------------------
+def cmd_reproduce_szegedy(args: argparse.Namespace) -> int:
+    from advlab.experiments.szegedy import SzegedySettings, szegedy
+    from advlab.report.szegedy import NOTES, write_report
+
+    settings = SzegedySettings.quick(seed=args.seed) if args.quick else SzegedySettings(seed=args.seed)
+    if args.images is not None:
+        settings = dataclasses.replace(settings, n_attack=args.images, n_attack_test=args.images)
+    splits = load_mnist(args.data_dir)
+    print(f"szegedy: {splits.source}, cache under {Path(args.out) / 'cache'} ...", flush=True)
+    result = szegedy(splits, settings, work_dir=args.out, progress=not args.no_progress)
+    paths = write_report(result, args.out, command=_command_line(), notes=NOTES)
+    distortion = {d.key: d for d in result.distortion}
+    print(table(
+        ["model", "train error", "test error", "mean min. distortion", "fooled"],
+        [[r.label, percent(r.train_error), percent(r.test_error), number(distortion[r.key].mean_distortion),
+          percent(distortion[r.key].success_rate)] for r in result.models],
+    ))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
     from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
     from advlab.report.advtrain import write_advtrain_report
@@ -333,6 +355,8 @@ def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.experiment == "szegedy":
+        return cmd_reproduce_szegedy(args)
     from advlab.experiments import goodfellow
 
     if args.experiment == "goodfellow-advtrain":
@@ -468,9 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     exact.set_defaults(func=cmd_exact)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
-    reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain"])
+    reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain", "szegedy"])
     reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT)")
-    reproduce.add_argument("--eps", type=float, default=0.25)
+    reproduce.add_argument("--eps", type=float, default=0.25, help="FGSM budget (goodfellow-*)")
+    reproduce.add_argument("--quick", action="store_true", help="szegedy: 2 epochs and 20 images per model (a smoke run)")
+    reproduce.add_argument("--images", type=int, help="szegedy: images attacked per model (default 300; --quick: 20)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce)

@@ -22,3 +22,7 @@ class UnknownNameError(AdvlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class SolverError(AdvlabError):
+    """An exact solver that could not certify its answer (it never returns an uncertified one)."""

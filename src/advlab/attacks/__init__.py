@@ -18,7 +18,7 @@ from advlab.attacks.result import AttackResult
 from advlab.errors import UnknownNameError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, FGM, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, LBFGS, Penalty)
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD)
 }
 
 
@@ -38,11 +38,11 @@ __all__ = [
     "FGSM",
     "LBFGS",
     "PGD",
+    "Attack",
+    "AttackResult",
     "CarliniWagnerL2",
     "DeepFool",
     "MinPGD",
-    "Attack",
-    "AttackResult",
     "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",

@@ -9,7 +9,8 @@ The box constraint disappears under the change of variables x' = lo + (hi - lo)(
 each round from w = atanh of x. A binary search over c runs per example (Sec. VI): success
 halves the gap towards a smaller c, failure moves up (x10 until a success has bounded it). The
 result is the smallest perturbation that reached the goal with margin >= kappa over all
-rounds; `extra["c"]` is the c it was found with (nan where none was found).
+rounds; `extra["c"]` is the c it was found with (nan where none was found, 0 for inputs that
+already reach the goal, returned unchanged).
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ class CarliniWagnerL2(Attack):
         n = x.shape[0]
         c = torch.full((n,), self.c, dtype=x.dtype, device=x.device)
         c_low, c_high = torch.zeros_like(c), torch.full_like(c, math.inf)
-        best, best_l2, best_c = x.clone(), torch.full_like(c, math.inf), torch.full_like(c, math.nan)
+        with torch.no_grad():  # inputs that already reach the goal are their own answer (c = 0)
+            clean_logits = self.logits(x)
+            done = self.is_adversarial(clean_logits, goal, targeted) & (margin_objective(clean_logits, goal, targeted) >= self.kappa)
+        best = x.clone()
+        best_l2 = torch.where(done, 0.0, math.inf).to(x.dtype)
+        best_c = torch.where(done, 0.0, math.nan).to(x.dtype)
         check_every = max(1, self.steps // 10)
         for _ in range(self.search_steps):
             w = w_start.clone().requires_grad_(True)
@@ -102,4 +108,4 @@ class CarliniWagnerL2(Attack):
             c_high = torch.where(reached, torch.minimum(c_high, c), c_high)
             c_low = torch.where(reached, c_low, torch.maximum(c_low, c))
             c = torch.where(c_high.isfinite(), (c_low + c_high) / 2, c * 10)
-        return Perturbed(best.detach(), extra={"c": best_c})
+        return Perturbed(best.detach(), clean_logits=clean_logits, extra={"c": best_c})

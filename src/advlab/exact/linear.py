@@ -25,7 +25,7 @@ from scipy.optimize import linprog
 from torch import nn
 
 from advlab.attacks.base import Bounds, check_positive
-from advlab.errors import InputError
+from advlab.errors import InputError, SolverError
 
 
 def linear_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -364,8 +364,12 @@ def _polytope_l2(
             alpha = torch.where(ok, alpha, 0.5 * alpha)
         lam = torch.where(ok.unsqueeze(1), candidate, lam)
     _, feasible, infeasible = certificates(lam)
-    if bool((~feasible & ~infeasible).any()):
-        raise RuntimeError("the exact L2 solver did not reach a certificate; raise `iterations`")
+    unresolved = (~feasible & ~infeasible).nonzero().flatten()
+    if unresolved.numel():
+        raise SolverError(
+            f"the exact L2 solver reached no certificate for {unresolved.numel()} example(s) "
+            f"(first: index {int(unresolved[0])}) in {iterations} Newton steps"
+        )
     _, r = primal(lam)
     r = torch.where(feasible.unsqueeze(1), r, 0.0)
     return torch.where(feasible, r.norm(dim=1), torch.inf), r, feasible
@@ -403,7 +407,7 @@ def _polytope_lp(
         if result.status == 2:
             continue
         if result.status != 0:
-            raise RuntimeError(f"HiGHS failed on example {i}: {result.message}")
+            raise SolverError(f"HiGHS failed on example {i}: {result.message}")
         feasible[i] = True
         r[i] = result.x[:d] if norm == "linf" else result.x[:d] - result.x[d:]
     r_t = torch.from_numpy(r).to(x.device)

@@ -2,7 +2,10 @@
 
 The loss is an objective (by default cross-entropy on the model's logits; a single logit z is
 read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over the weight
-matrices (not the biases). Training can checkpoint every epoch and resume exactly.
+matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
+order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
+differently). A model with a `pretrain(data, config, progress=...)` method (an autoencoder below
+a classifier) is pretrained by it first. Training can checkpoint every epoch and resume exactly.
 """
 
 from __future__ import annotations
@@ -29,14 +32,17 @@ class TrainConfig:
     epochs: int = 10
     lr: float = 0.01
     batch_size: int = 64
-    weight_decay: float = 0.0
+    weight_decay: float | tuple[float, ...] = 0.0  # one for all weight matrices, or one per matrix
     optimizer: str = "adam"  # "adam" or "sgd"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0:
+        if isinstance(self.weight_decay, (list, tuple)):
+            object.__setattr__(self, "weight_decay", tuple(float(d) for d in self.weight_decay))
+        decays = self.weight_decay if isinstance(self.weight_decay, tuple) else (self.weight_decay,)
+        if not self.lr > 0 or not decays or min(decays) < 0:
             raise InputError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
@@ -89,9 +95,16 @@ class EpochCheckpoint:
         object.__setattr__(self, "path", Path(self.path))
 
 
-def weight_penalty(model: nn.Module) -> torch.Tensor:
-    """0.5 * sum of squared entries of every weight matrix (parameters with ndim > 1)."""
-    terms = [p.pow(2).sum() for p in model.parameters() if p.ndim > 1]
+def weight_penalty(model: nn.Module, weight_decay: float | tuple[float, ...] = 1.0) -> torch.Tensor:
+    """0.5 * sum_i decay_i * ||W_i||^2 over the weight matrices W_i (parameters with ndim > 1).
+
+    weight_decay: one coefficient for every matrix, or one per matrix in `model.parameters()` order.
+    """
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    decays = weight_decay if isinstance(weight_decay, tuple) else (weight_decay,) * len(weights)
+    if len(decays) != len(weights):
+        raise InputError(f"weight_decay gives {len(decays)} coefficients but the model has {len(weights)} weight matrices")
+    terms = [d * p.pow(2).sum() for d, p in zip(decays, weights) if d]
     return 0.5 * torch.stack(terms).sum() if terms else torch.zeros(())
 
 
@@ -131,6 +144,8 @@ def train_model(
             torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
         if checkpoint and resume and checkpoint.path.is_file():
             history = _restore(checkpoint, identity, model, optimizer, generator, device)
+        elif callable(pretrain := getattr(model, "pretrain", None)):
+            pretrain(data, config, progress=progress)
         model.train()
         bar = tqdm(
             range(history.resumed_from, config.epochs), initial=history.resumed_from, total=config.epochs,
@@ -145,7 +160,7 @@ def train_model(
                 optimizer.zero_grad(set_to_none=True)
                 loss = objective(model, x, y)
                 if config.weight_decay:
-                    loss = loss + config.weight_decay * weight_penalty(model)
+                    loss = loss + weight_penalty(model, config.weight_decay)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach() * len(index)

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from advlab.data import Dataset
+from advlab.errors import InputError
+from advlab.models import AutoencoderClassifier, MLP, SoftmaxRegression, build_model, get_spec
+from advlab.training import TrainConfig, train_model
+from advlab.training.loops import weight_penalty
+
+
+@pytest.mark.parametrize(
+    "name, cls, widths",
+    [("fc10-1e-4", SoftmaxRegression, None), ("fc10-1", SoftmaxRegression, None), ("fc100-100-10", MLP, (100, 100)),
+     ("fc200-200-10", MLP, (200, 200)), ("fc123-456-10", MLP, (123, 456)), ("ae400-10", AutoencoderClassifier, None)],
+)
+def test_zoo_models_build_and_map_images_to_ten_logits(name, cls, widths):
+    model = build_model(name)
+    assert isinstance(model, cls)
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    if widths:
+        assert model.hidden == widths and model.activation == "sigmoid"
+        assert get_spec(name).training["weight_decay"] == (1e-5, 1e-5, 1e-6)
+
+
+def test_fc10_weight_decays_are_the_papers_lambdas():
+    assert [get_spec(f"fc10-{lam}").training["weight_decay"] for lam in ("1e-4", "1e-2", "1")] == [1e-4, 1e-2, 1.0]
+
+
+def test_per_matrix_weight_decay():
+    model = MLP(4, (3,), 2)
+    w1, w2 = model.fc1.weight, model.out.weight
+    expected = 0.5 * (0.1 * w1.pow(2).sum() + 2.0 * w2.pow(2).sum())
+    assert torch.allclose(weight_penalty(model, (0.1, 2.0)), expected)
+    assert torch.allclose(weight_penalty(model, 0.3), 0.15 * (w1.pow(2).sum() + w2.pow(2).sum()))
+    with pytest.raises(InputError, match="3 coefficients but the model has 2"):
+        weight_penalty(model, (1.0, 1.0, 1.0))
+    assert TrainConfig(weight_decay=[1e-5, 1e-6]).weight_decay == (1e-5, 1e-6)
+    with pytest.raises(InputError):
+        TrainConfig(weight_decay=(1e-5, -1.0))
+
+
+def test_autoencoder_is_pretrained_then_fine_tuned(embedded):
+    data = Dataset(embedded.train.images[:300], embedded.train.labels[:300], "small")
+    torch.manual_seed(0)
+    model = build_model("ae400-10", hidden=32)
+    x = data.images.flatten(1)
+    before = torch.nn.functional.binary_cross_entropy(model.reconstruct(data.images).flatten(1), x)
+    encoder = model.encoder[1].weight.detach().clone()
+    losses = model.pretrain(data, TrainConfig(epochs=3, lr=3e-3), progress=False)
+    after = torch.nn.functional.binary_cross_entropy(model.reconstruct(data.images).flatten(1), x)
+    assert losses[-1] < losses[0] and after < before
+    assert not torch.equal(encoder, model.encoder[1].weight)
+
+    calls = []
+    torch.manual_seed(0)
+    model = build_model("ae400-10", hidden=32)
+    original = model.pretrain
+    model.pretrain = lambda *a, **k: calls.append(1) or original(*a, **k)
+    train_model(model, data, TrainConfig(epochs=1, lr=3e-3), progress=False)
+    assert calls == [1] and all(p.requires_grad for p in model.parameters())
