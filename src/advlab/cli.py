@@ -16,13 +16,14 @@ from typing import Any
 import torch
 
 from advlab.attacks import ATTACKS, Attack, make_attack
-from advlab.data import Splits, fetch_mnist, load_mnist
+from advlab.data import Dataset, Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import build_model, get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
     AdversarialObjective,
+    Checkpoint,
     EpochCheckpoint,
     TrainConfig,
     error_rate,
@@ -176,12 +177,16 @@ def _targets(text: str | None) -> Any:
         raise InputError(f"--targets takes random, least-likely or a class label, got {text!r}") from None
 
 
-def cmd_attack(args: argparse.Namespace) -> int:
-    device = _device(args.device)
+def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
+    """The checkpoint, and the split it is to be run on (with the classes it was trained on)."""
     checkpoint = load_checkpoint(args.checkpoint, device=device)
     classes = (checkpoint.metadata.get("data") or {}).get("classes")
     splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    return checkpoint, (splits.test if args.split == "test" else splits.train).take(args.limit)
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    checkpoint, data = _checkpoint_and_split(args, _device(args.device))
     params = attack_params(args.method, args.param)
     if args.eps is not None:
         params["eps"] = args.eps
@@ -231,10 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
     device = _device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
-    classes = (checkpoint.metadata.get("data") or {}).get("classes")
-    splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    checkpoint, data = _checkpoint_and_split(args, device)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     source = load_checkpoint(args.source, device=device).model if args.source else None
     evaluation = evaluate_robustness(
@@ -277,10 +279,7 @@ def cmd_exact(args: argparse.Namespace) -> int:
     """Exact minimal distances: closed forms for linear models, MILP for small ReLU networks."""
     from advlab.exact import minimal_linf, minimal_perturbation
 
-    checkpoint = load_checkpoint(args.checkpoint)
-    classes = (checkpoint.metadata.get("data") or {}).get("classes")
-    splits = _splits(args, classes)
-    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    checkpoint, data = _checkpoint_and_split(args, torch.device("cpu"))
     model, x, y = checkpoint.model, data.images, data.labels
     start = time.perf_counter()
     if _is_linear(model):
