@@ -9,8 +9,8 @@ from torch import nn
 from advlab.attacks import CarliniWagnerL2
 from advlab.attacks.iterative import margin_objective
 from advlab.errors import InputError
+from advlab.exact import minimal_perturbation
 
-from .linear_minimum import minimal_distance
 
 FAST = dict(steps=150, search_steps=5, c=0.1, lr=0.1)  # converges on linear models
 
@@ -28,7 +28,7 @@ def untargeted(softmax_model, batch):
 def test_distances_are_at_least_and_close_to_the_exact_minimum(softmax_model, batch, untargeted):
     x, y = batch
     result = untargeted
-    exact = minimal_distance(softmax_model, x, y, "l2").float()
+    exact = minimal_perturbation(softmax_model, x, y, norm="l2").distance.float()
     assert bool(result.success.all())
     assert bool((result.l2 >= exact - 1e-4).all())
     ratio = (result.l2 / exact)[exact > 0]
@@ -39,7 +39,7 @@ def test_distances_are_at_least_and_close_to_the_exact_minimum(softmax_model, ba
 def test_binary_logistic_regression(logreg_37, embedded_37):
     x, y = embedded_37.test.images[:16], embedded_37.test.labels[:16]
     result = CarliniWagnerL2(logreg_37, **FAST)(x, y)
-    exact = minimal_distance(logreg_37, x, y, "l2").float()
+    exact = minimal_perturbation(logreg_37, x, y, norm="l2").distance.float()
     assert bool(result.success.all())
     assert bool((result.l2 >= exact - 1e-4).all())
     assert float((result.l2 / exact)[exact > 0].median()) < 1.02
@@ -73,7 +73,7 @@ def test_targeted(softmax_model, batch):
     with torch.no_grad():
         assert torch.equal(result.success, softmax_model(result.x_adv).argmax(1) == result.targets)
     assert bool(result.success.all())
-    exact = minimal_distance(softmax_model, x, y, "l2").float()
+    exact = minimal_perturbation(softmax_model, x, y, norm="l2").distance.float()
     assert bool((result.l2 >= exact - 1e-4).all())  # a target is never closer than the nearest class
 
 

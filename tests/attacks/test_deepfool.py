@@ -7,9 +7,9 @@ from torch import nn
 from advlab.attacks import DeepFool
 from advlab.attacks.deepfool import PUSH
 from advlab.errors import InputError
+from advlab.exact import minimal_perturbation, multiclass_weights
 from advlab.models import LogisticRegression, SoftmaxRegression
 
-from .linear_minimum import logits_of, minimal_distance
 
 WIDE = (-100.0, 100.0)  # a box no step reaches: the unconstrained problem
 DUAL = {"l2": 2, "linf": 1}
@@ -44,7 +44,7 @@ def test_affine_multiclass_classifier_is_solved_exactly(norm):
     y = model(x).argmax(1)
     result = DeepFool(model, norm=norm, overshoot=0.02, bounds=WIDE)(x, y)
     assert bool(result.success.all())
-    exact = minimal_distance(model, x, y, norm, bounds=WIDE)
+    exact = minimal_perturbation(model, x, y, norm=norm, bounds=WIDE).distance
     torch.testing.assert_close(distances(result, norm), 1.02 * (exact + PUSH), rtol=1e-9, atol=1e-12)
 
 
@@ -53,7 +53,7 @@ def test_box_constrained_distances_bound_the_exact_minimum(softmax_model, embedd
     x, y = embedded.test.images[:40], embedded.test.labels[:40]
     result = DeepFool(softmax_model, norm=norm)(x, y)
     assert bool(result.success.all())
-    exact = minimal_distance(softmax_model, x, y, norm).float()
+    exact = minimal_perturbation(softmax_model, x, y, norm=norm).distance.float()
     found = distances(result, norm)
     assert bool((found >= exact - 1e-5).all())
     assert float((found / exact.clamp_min(1e-12))[exact > 0].median()) < 1.2
@@ -62,7 +62,7 @@ def test_box_constrained_distances_bound_the_exact_minimum(softmax_model, embedd
 def test_candidates_limit_the_rival_classes(softmax_model, embedded):
     x, y = embedded.test.images[:40], embedded.test.labels[:40]
     two = DeepFool(softmax_model, candidates=2)(x, y)
-    weight, bias = logits_of(softmax_model)
+    weight, bias = multiclass_weights(softmax_model)
     clean = x.flatten(1).double() @ weight.T + bias
     runner_up = clean.scatter(1, y[:, None], float("-inf")).argmax(1)
     moved = two.success & two.clean_correct

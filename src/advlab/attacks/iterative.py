@@ -133,7 +133,23 @@ class Ball:
         return self.project(x + direction * per_example(radius, x))
 
 
-class PGD(Attack):
+class RandomStarts(Attack):
+    """An attack that draws random starting points: every call draws the same ones for the
+    same seed (one generator per call, advancing batch after batch)."""
+
+    _generator: torch.Generator | None = None
+
+    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None) -> AttackResult:
+        self._generator = None
+        return super().__call__(x, y, targets=targets)
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        if self._generator is None:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+
+class PGD(RandomStarts):
     """Projected gradient descent in the L-inf or L2 ball (Madry et al. 2017).
 
     step_size defaults to 2.5 * eps / steps (Madry et al. 2017, App. A).
@@ -169,7 +185,6 @@ class PGD(Attack):
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss = loss
-        self._generator: torch.Generator | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -183,19 +198,6 @@ class PGD(Attack):
             "early_exit": self.early_exit,
             "loss": self.loss,
         }
-
-    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None) -> AttackResult:
-        self.reset_generator()
-        return super().__call__(x, y, targets=targets)
-
-    def reset_generator(self) -> None:
-        """Start the random starts afresh: every call draws the same ones for the same seed."""
-        self._generator = None
-
-    def generator(self, device: torch.device) -> torch.Generator:
-        if self._generator is None:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generator
 
     def gradient(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Ascent gradient of the loss and the logits at x."""

@@ -18,10 +18,11 @@ fooled:
   (Carlini & Wagner 2017), with gradient steps scaled so that the largest coordinate moves
   alpha: the exact optimum often has coordinates strictly inside the ball, where sign steps
   only oscillate;
-- untargeted, from x on z_k - z_y for each of the `candidates - 1` classes k with the highest
-  clean logits in turn (the per-class problems an exact MILP solves: the nearest class is
-  often not the one the margin heads for); targeted, from x on the margin to the target;
-  both with sign steps, the L-inf steepest ascent.
+- untargeted, on z_k - z_y for each of the `candidates - 1` classes k with the highest clean
+  logits in turn (the per-class problems an exact MILP solves: the nearest class is often not
+  the one the margin heads for); targeted, on the margin to the target; from x with sign
+  steps (the L-inf steepest ascent), from x with scaled steps, then from `restarts` points
+  drawn uniformly from the ball (seeded) with scaled steps.
 
 Step lengths follow alpha_t = fraction * eps * (1 + cos(pi t / steps)) / 2; under L2 every step
 is along g / ||g||_2. The bracket's low end is where the search failed, not a certified lower
@@ -37,15 +38,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, check_positive
+from advlab.attacks.base import Bounds, Perturbed, check_positive
 from advlab.attacks.deepfool import DeepFool
-from advlab.attacks.iterative import Ball, check_count, check_norm, margin_objective, per_example
+from advlab.attacks.iterative import Ball, RandomStarts, check_count, check_norm, margin_objective, per_example
 
-WARM_STEP = 0.5  # initial step of the run from the best point so far, as a fraction of eps
-RIVAL_STEP = 0.1  # initial step of the runs from x towards each rival class
+SCALED_STEP = 0.5  # initial step (a fraction of eps) of the runs with scaled gradient steps
+SIGN_STEP = 0.1  # initial step (a fraction of eps) of the runs with sign steps
 
 
-class MinPGD(Attack):
+class MinPGD(RandomStarts):
     """Smallest-eps adversarial example per input, by bisection over eps of margin PGD."""
 
     name = "minpgd"
@@ -59,6 +60,7 @@ class MinPGD(Attack):
         search_steps: int = 20,
         rtol: float = 1e-4,
         candidates: int = 10,
+        restarts: int = 1,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
@@ -68,6 +70,7 @@ class MinPGD(Attack):
         self.search_steps = check_count("search_steps", search_steps)
         self.rtol = check_positive("rtol", rtol)
         self.candidates = check_count("candidates", candidates, minimum=2)
+        self.restarts = check_count("restarts", restarts, minimum=0)
         self.deepfool = DeepFool(model, norm=norm, bounds=bounds)
 
     def params(self) -> dict[str, Any]:
@@ -78,6 +81,7 @@ class MinPGD(Attack):
             "search_steps": self.search_steps,
             "rtol": self.rtol,
             "candidates": self.candidates,
+            "restarts": self.restarts,
         }
 
     def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +95,11 @@ class MinPGD(Attack):
         with torch.no_grad():
             clean_logits = self.logits(x)
             found = self.is_adversarial(self.logits(start), goal, targeted)
-        k = 0 if targeted else min(self.candidates, clean_logits.shape[1]) - 1
-        rivals = clean_logits.scatter(1, goal.unsqueeze(1), float("-inf")).topk(k, dim=1).indices
+        if targeted:
+            rivals = goal.unsqueeze(1)
+        else:
+            k = min(self.candidates, clean_logits.shape[1]) - 1
+            rivals = clean_logits.scatter(1, goal.unsqueeze(1), float("-inf")).topk(k, dim=1).indices
         best = torch.where(per_example(found, x), start, x)
         high = torch.where(found, self.distance(start, x), torch.full_like(found, cap, dtype=x.dtype))
         low = torch.zeros_like(high)
@@ -116,13 +123,17 @@ class MinPGD(Attack):
         result = warm.clone()
         success = torch.zeros(warm.shape[0], dtype=torch.bool, device=warm.device)
         todo = torch.arange(warm.shape[0], device=warm.device)
-        runs = [(warm, None, WARM_STEP, False)]  # refine the best point so far
-        runs += [(None, rivals[:, k], RIVAL_STEP, True) for k in range(rivals.shape[1])]  # from x to class k
-        if targeted:
-            runs.append((None, None, RIVAL_STEP, True))  # from x to the target
+        starts = [(None, SIGN_STEP, True), (None, SCALED_STEP, False)] + [("random", SCALED_STEP, False)] * self.restarts
+        runs = [(warm, None, SCALED_STEP, False)]  # refine the best point so far
+        runs += [(start, rivals[:, k], fraction, sign) for start, fraction, sign in starts for k in range(rivals.shape[1])]
         for start, toward, fraction, sign in runs:
             sub = ball.take(todo)
-            z = sub.x if start is None else start[todo]
+            if start is None:
+                z = sub.x
+            elif isinstance(start, str):
+                z = sub.sample(self.generator(warm.device))
+            else:
+                z = start[todo]
             candidate = self.ascend(sub, z, goal[todo], targeted, None if toward is None else toward[todo], fraction, sign=sign)
             with torch.no_grad():
                 hit = self.is_adversarial(self.logits(candidate), goal[todo], targeted)
@@ -153,7 +164,7 @@ class MinPGD(Attack):
             z = z.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = self.logits(z)
-                if toward is None:
+                if toward is None or targeted:
                     value = margin_objective(logits, goal, targeted)
                 else:  # z_k - z_y: the MILP's per-class constraint
                     value = logits.gather(1, toward[:, None]) - logits.gather(1, goal[:, None])
