@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from advlab.attacks import MinPGD
 from advlab.errors import InputError
 from advlab.exact import MILPResult, minimal_linf, minimal_perturbation, relu_network
 from advlab.models import MLP, LogisticRegression, Normalize, SoftmaxRegression, as_multiclass_logits
@@ -306,3 +307,40 @@ def test_relu_network_reproduces_the_model() -> None:
     net = relu_network(copy.deepcopy(model).double(), (6,))
     assert [w.shape for w in net.weights] == [(7, 6), (5, 7), (4, 5)]
     np.testing.assert_allclose(net.logits(x.numpy()), _logits64(model, x).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def _scaled_net(seed: int) -> nn.Sequential:
+    """A 12-16-16-3 ReLU net with weights scaled by 3: its decision boundary is close to many inputs."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    with torch.no_grad():
+        for layer in model[::2]:
+            layer.weight.mul_(3)
+    return model
+
+
+def test_lower_bound_is_sound_where_highs_cut_off_a_feasible_problem() -> None:
+    """Regression: stopping HiGHS at its first solution under an objective cutoff made it call a
+    feasible class MILP infeasible, so `lower` = 0.115839 > eps* = 0.1120619 (a point at 0.112063
+    is classified 2, not 0)."""
+    model = _scaled_net(4)
+    x = torch.rand(16, 12, generator=torch.Generator().manual_seed(4))[:1]
+    y = model(x).argmax(1)
+    result = minimal_linf(model, x, y)
+    assert result.status == ["optimal"]
+    assert float(result.lower[0]) <= 0.112063
+    assert float(result.upper[0]) == pytest.approx(0.1120619, abs=2e-6)
+    _check_witnesses(model, x, y, result)
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5, 8, 9])
+def test_no_attack_point_lies_below_the_lower_bound(seed: int) -> None:
+    model = _scaled_net(seed)
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(seed))
+    y = model(x).argmax(1)
+    result = minimal_linf(model, x, y, time_limit=20.0)
+    attack = MinPGD(model)(x, y)
+    found = attack.linf.double()[attack.success]
+    assert bool((found >= result.lower[attack.success] * (1 - 1e-6)).all())
+    assert bool((result.lower <= result.upper).all())
+    _check_witnesses(model, x, y, result)

@@ -60,14 +60,15 @@ from advlab.models.linear import LogisticRegression, SoftmaxRegression
 STATUSES = ("optimal", "time_limit", "unverified", "misclassified", "unreachable")
 OPTIMALITY_TOL = (1e-6, 1e-5)  # "optimal": upper - lower <= 1e-6 + 1e-5 * upper
 RTOL = 1e-5  # a class is settled when no input within (1 - RTOL) * (best distance) reaches it
-# HiGHS settings for the feasibility questions asked here: stop at the first solution, no
-# presolve and no primal heuristics (they only cost time on these models), and tolerances
-# tight enough that a "solution" a relative RTOL below the optimum is not an artefact of
-# rounding. The objective cutoff set per problem also tells HiGHS that any feasible point is
-# good enough, which skips the root heuristics it otherwise runs until it has an incumbent.
+# HiGHS settings for the feasibility questions asked here: no presolve and no primal
+# heuristics (they only cost time on these models), and tolerances tight enough that a
+# "solution" a relative RTOL below the optimum is not an artefact of rounding. The objective
+# cutoff set per problem (above every feasible objective, so it excludes no solution) skips
+# the root heuristics HiGHS otherwise runs until it has an incumbent. No stop at the first
+# solution ("mip_max_improving_sols": 1): combined with the cutoff, HiGHS then reports some
+# feasible problems as infeasible, which made `lower` unsound (tests/exact/test_milp.py).
 HIGHS_OPTIONS: dict[str, Any] = {
     "presolve": False,
-    "mip_max_improving_sols": 1,
     "mip_feasibility_tolerance": 1e-9,
     "primal_feasibility_tolerance": 1e-9,
     "mip_heuristic_effort": 0.0,
@@ -324,7 +325,7 @@ def _reach(
     """Is there an x' with |x' - x|_inf <= eps in the box and z_target(x') >= z_label(x')?
 
     The MILP of Tjeng et al. (Sec. 4.1) with the eps-box as variable bounds. It maximises the
-    margin z_target - z_label and stops at the first solution (status 2: there is none).
+    margin z_target - z_label (status 2: there is no such x'; any solution found is one).
     Variables: x' (n), then per hidden layer the activations of its non-dead neurons and one
     binary per unstable neuron.
     """
