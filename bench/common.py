@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -49,3 +51,18 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats:
             run()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def timing_args(doc: str | None, *, repeats: int) -> argparse.Namespace:
+    """--repeats and --threads for a timing benchmark; applies --threads to torch."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def machine() -> str:
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"

@@ -9,12 +9,10 @@ in one run; the ratio advlab / floor is printed per model (target: at most 1.1).
 
 from __future__ import annotations
 
-import argparse
-import platform
 
 import torch
 import torch.nn.functional as F
-from common import bench_data, interleaved_medians, mlp, trained
+from common import bench_data, interleaved_medians, machine, mlp, timing_args, trained
 
 from advlab import FGSM
 
@@ -31,16 +29,10 @@ def plain_fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = timing_args(__doc__, repeats=50)
     splits = bench_data()
     x, y = splits.test.images[:1000], splits.test.labels[:1000]
-    print(f"data: {splits.source}; 1,000 test images; eps={EPS}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(f"data: {splits.source}; 1,000 test images; eps={EPS}; {machine()}")
     print(f"{'model':<22}{'advlab ms':>11}{'floor ms':>11}{'ratio':>8}  agree  verdict")
     for name, model in (("softmax 784-10", trained("softmax", splits)), ("mlp 784-256-256-10", mlp(splits))):
         for p in model.parameters():

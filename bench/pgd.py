@@ -12,12 +12,10 @@ eps, and the time ratio between the two (early exit only runs the still-robust e
 
 from __future__ import annotations
 
-import argparse
-import platform
 
 import torch
 import torch.nn.functional as F
-from common import bench_data, interleaved_medians, mlp, trained
+from common import bench_data, interleaved_medians, machine, mlp, timing_args, trained
 
 from advlab.attacks import PGD
 
@@ -37,16 +35,11 @@ def plain_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = timing_args(__doc__, repeats=10)
     splits = bench_data()
     x, y = splits.test.images[:1000], splits.test.labels[:1000]
     print(f"data: {splits.source}; 1,000 test images; PGD L-inf eps={EPS} step={STEP} steps={STEPS}, no random start; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+          f"{machine()}")
     print(f"{'model':<20}{'advlab ms':>10}{'floor ms':>10}{'ratio':>7}  agree  verdict")
     models = (("softmax 784-10", trained("softmax", splits)), ("mlp 784-256-256-10", mlp(splits)))
     for name, model in models:
