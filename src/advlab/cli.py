@@ -19,16 +19,15 @@ from advlab.attacks import ATTACKS, Attack, make_attack
 from advlab.data import Dataset, Splits, fetch_mnist, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic, write_npz_atomic
-from advlab.models import build_model, get_spec, model_names
+from advlab.models import get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
     AdversarialObjective,
     Checkpoint,
-    EpochCheckpoint,
-    TrainConfig,
+    default_config,
     error_rate,
     load_checkpoint,
-    train_model,
+    train_registered,
     update_metadata,
 )
 
@@ -102,30 +101,25 @@ def _objective(args: argparse.Namespace) -> AdversarialObjective | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    spec = get_spec(args.model)
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if getattr(args, k) is not None}
-    config = TrainConfig(**{**spec.training, **overrides, "seed": args.seed})
+    config = default_config(args.model, **overrides, seed=args.seed)
     objective = _objective(args)
     classes = _classes(args.classes)
     splits = _splits(args, classes)
-    torch.manual_seed(args.seed)
-    model = build_model(args.model).to(_device(args.device))
-    checkpoint = EpochCheckpoint(
-        args.out, args.model, spec.architecture,
+    trained = train_registered(
+        args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
         extra={"data_source": {"source": splits.source, "data_dir": args.data_dir}},
+        device=_device(args.device), progress=not args.no_progress,
     )
-    start = time.perf_counter()
-    history = train_model(model, splits.train, config, progress=not args.no_progress, objective=objective,
-                          checkpoint=checkpoint, resume=args.resume)
-    seconds = time.perf_counter() - start
+    model, history = trained.model, trained.history
     metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
-    update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": seconds,
+    update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": trained.seconds,
                                "resumed_from_epoch": history.resumed_from, "command": _command_line()})
     how = "standard" if objective is None else f"adversarial {objective.to_dict()}"
     resumed = f", resumed after epoch {history.resumed_from}" if history.resumed_from else ""
     print(f"{args.model} ({how}{resumed}): train error {percent(metrics['train_error'], 2)}, test error "
-          f"{percent(metrics['test_error'], 2)} ({seconds:.1f} s) -> {args.out}")
+          f"{percent(metrics['test_error'], 2)} ({trained.seconds:.1f} s) -> {args.out}")
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Model registry: a name maps to a builder, its default architecture and training settings."""
+"""Model registry: a name maps to a builder, its default architecture and training settings.
+
+`build_model(name, seed=...)` draws the initial weights from a generator seeded with `seed`
+(torch's CPU generator, forked, so the caller's RNG state is left untouched): the same name,
+architecture and seed give the same initial weights in every process.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-from advlab.errors import UnknownNameError
+from advlab.errors import InputError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,16 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownNameError(f"unknown model {name!r}; known models: {known}") from None
 
 
-def build_model(name: str, **architecture: Any) -> nn.Module:
-    """Build a registered model; keywords override its default architecture."""
+def build_model(name: str, *, seed: int = 0, **architecture: Any) -> nn.Module:
+    """Build a registered model (on the CPU) with initial weights drawn from `seed`; keywords
+    override its default architecture. Same as `torch.manual_seed(seed)` then the builder, but
+    the global RNG is restored afterwards."""
     spec = get_spec(name)
-    return spec.builder(**{**spec.architecture, **architecture})
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return spec.builder(**{**spec.architecture, **architecture})
 
 
 def model_names() -> list[str]:

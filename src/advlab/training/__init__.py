@@ -19,6 +19,7 @@ from advlab.training.loops import (
     predict,
     train_model,
 )
+from advlab.training.registered import TrainedModel, default_config, train_registered
 
 __all__ = [
     "AdversarialObjective",
@@ -27,7 +28,9 @@ __all__ = [
     "Objective",
     "TrainConfig",
     "TrainHistory",
+    "TrainedModel",
     "cross_entropy",
+    "default_config",
     "error_rate",
     "load_checkpoint",
     "predict",
@@ -35,5 +38,6 @@ __all__ = [
     "read_state",
     "save_checkpoint",
     "train_model",
+    "train_registered",
     "update_metadata",
 ]
