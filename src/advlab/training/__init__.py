@@ -16,7 +16,6 @@ from advlab.training.loops import (
     TrainHistory,
     cross_entropy,
     error_rate,
-    predict,
     train_model,
 )
 
@@ -30,7 +29,6 @@ __all__ = [
     "cross_entropy",
     "error_rate",
     "load_checkpoint",
-    "predict",
     "read_metadata",
     "read_state",
     "save_checkpoint",
