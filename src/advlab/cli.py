@@ -260,7 +260,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ---- exact minimal distances ----------------------------------------------------------------------
 def _is_linear(model: torch.nn.Module) -> bool:
-    from advlab.exact import linear_weights
+    from advlab.models.linear import linear_weights
 
     try:
         linear_weights(model)

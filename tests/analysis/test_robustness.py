@@ -92,8 +92,8 @@ def test_bad_requests(softmax_model, embedded, monkeypatch):
     monkeypatch.setitem(robustness_module.ATTACKS, "no-budget", _NoBudget)
     with pytest.raises(InputError, match="no eps budget"):
         evaluate_robustness(softmax_model, x, y, attacks=["no-budget"])
-    with pytest.raises(InputError, match="torch tensors"):
-        evaluate_robustness(softmax_model, x.numpy(), y, attacks=["fgsm"])
+    with pytest.raises(InputError, match="images must be a floating tensor"):
+        evaluate_robustness(softmax_model, (x * 255).long(), y, attacks=["fgsm"])
     with pytest.raises(InputError, match="labels"):
         evaluate_robustness(softmax_model, x, y[:5], attacks=["fgsm"])
     for kwargs in ({"eps": [-0.1]}, {"eps": [1.5]}, {"eps": []}, {"attacks": []}, {"attack_params": {"fgm": {"eps": 1}}}):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.attacks import FGSM, ProbabilityOutputWarning
-from advlab.errors import InputError
+from advlab.attacks import FGSM, AttackResult, ProbabilityOutputWarning
+from advlab.errors import DataError, InputError
 
 
 @pytest.fixture
@@ -194,3 +194,24 @@ def test_summary_and_save(tmp_path, softmax_model, batch):
     with np.load(tmp_path / "r.npz") as saved:
         np.testing.assert_array_equal(saved["success"], result.success.numpy())
         assert saved["x_adv"].shape == (64, 1, 28, 28)
+
+
+@pytest.mark.parametrize("targets", [None, "random"])
+def test_load_is_the_inverse_of_save(tmp_path, softmax_model, batch, targets):
+    x, y = batch
+    result = FGSM(softmax_model, eps=0.1)(x, y, targets=targets)
+    result.extra["step"] = torch.arange(64)
+    result.save(tmp_path / "r.npz")
+    loaded = AttackResult.load(tmp_path / "r.npz", x)
+    assert (loaded.attack, loaded.params, loaded.seconds) == (result.attack, result.params, result.seconds)
+    for name in ("x_adv", "labels", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion"):
+        assert torch.equal(getattr(loaded, name), getattr(result, name)), name
+    assert (loaded.targets is None) == (targets is None) and torch.equal(loaded.extra["step"], result.extra["step"])
+    assert loaded.summary() == result.summary()
+    with pytest.raises(InputError, match="shape"):
+        AttackResult.load(tmp_path / "r.npz", x[:3])
+    np.savez(tmp_path / "other.npz", x_adv=np.zeros(3))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    for name in ("other.npz", "junk.npz", "missing.npz"):
+        with pytest.raises(DataError):
+            AttackResult.load(tmp_path / name, x)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advlab.attacks import FGM, FGSM
-from advlab.exact import linear_weights, logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.exact import logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.models.linear import linear_weights
 from advlab.models import LogisticRegression, as_multiclass_logits
 
 

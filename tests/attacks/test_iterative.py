@@ -9,7 +9,8 @@ from torch import nn
 from advlab.attacks import BIM, PGD, make_attack
 from advlab.attacks.iterative import margin_objective
 from advlab.errors import InputError
-from advlab.exact import linear_weights, logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.exact import logistic_loss_direction, max_linear_l2, max_linear_linf
+from advlab.models.linear import linear_weights
 from advlab.models import as_multiclass_logits
 from advlab.training import TrainConfig, train_model
 

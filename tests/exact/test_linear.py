@@ -13,7 +13,8 @@ from scipy.optimize import linprog
 from torch import nn
 
 from advlab.errors import InputError
-from advlab.exact import NORMS, min_norm_halfspace, minimal_perturbation, multiclass_weights
+from advlab.exact import min_norm_halfspace, minimal_perturbation, multiclass_weights
+from advlab.validation import NORMS
 from advlab.models import LogisticRegression, SoftmaxRegression
 
 TOL = 1e-9

@@ -3,7 +3,7 @@ import torch
 
 from advlab.errors import InputError
 from advlab.models import build_model
-from advlab.training import TrainConfig, error_rate, predict, train_model
+from advlab.training import TrainConfig, error_rate, train_model
 
 
 def _weights(data, seed):
@@ -22,13 +22,6 @@ def test_training_is_deterministic_given_a_seed(embedded_37):
 def test_trained_linear_models_learn(logreg_37, softmax_model, embedded_37, embedded):
     assert error_rate(logreg_37, embedded_37.test) < 0.05
     assert error_rate(softmax_model, embedded.test) < 0.15
-
-
-def test_predict_restores_mode(softmax_model, embedded):
-    softmax_model.train()
-    predict(softmax_model, embedded.test.images[:10])
-    assert softmax_model.training
-    softmax_model.eval()
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"weight_decay": -1.0}, {"optimizer": "lbfgs"}])

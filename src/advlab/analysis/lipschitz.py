@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.base import frozen_eval
 from advlab.errors import InputError
+from advlab.models.inference import frozen_eval
 from advlab.models.layers import Normalize, as_multiclass_logits
 
 UNIT_LIPSCHITZ = (nn.ReLU, nn.Tanh, nn.Flatten, nn.Identity, nn.Dropout)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from advlab.attacks.base import Bounds
 from advlab.errors import InputError
+from advlab.validation import Bounds
 
 NOISE_KINDS = ("gaussian", "uniform")
 BISECTION_STEPS = 64

@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from advlab.analysis.masking import MaskingCheck, masking_checks
 from advlab.attacks import ATTACKS, AttackResult, make_attack
-from advlab.attacks.base import Bounds, check_bounds, check_eps, frozen_eval
 from advlab.errors import InputError, UnknownNameError
-from advlab.models.layers import as_multiclass_logits
+from advlab.models.inference import logits
+from advlab.validation import Bounds, check_bounds, check_eps, check_images, check_labels
 
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 PREFERRED_ATTACKS = ("fgsm", "pgd")  # single-step, then iterative with restarts
@@ -117,16 +117,6 @@ class RobustnessEvaluation:
         }
 
 
-@torch.no_grad()
-def clean_logits(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """The model's logits in eval mode (its mode restored after), on the images' device."""
-    device = next(iter(model.parameters()), images).device
-    with frozen_eval(model):
-        return torch.cat(
-            [as_multiclass_logits(model(images[i : i + batch_size].to(device))).to(images.device) for i in range(0, len(images), batch_size)]
-        )
-
-
 class Runner:
     """Runs registered fixed-budget attacks at a given eps and scores them against the clean predictions."""
 
@@ -143,7 +133,7 @@ class Runner:
     ) -> None:
         self.model, self.images, self.labels = model, images, labels
         self.params, self.bounds, self.batch_size, self.seed = params, bounds, batch_size, seed
-        self.clean_correct = clean_logits(model, images, batch_size=batch_size).argmax(1) == labels
+        self.clean_correct = logits(model, images, batch_size=batch_size).argmax(1) == labels
 
     def craft(self, attack: str, eps: float, on: nn.Module | None = None) -> AttackResult:
         """The attack's result at eps, crafted on `on` (default: the evaluated model)."""
@@ -155,7 +145,7 @@ class Runner:
     def run(self, attack: str, eps: float, source: tuple[str, nn.Module] | None = None) -> tuple[AttackPoint, torch.Tensor]:
         """(the point, per-example robust mask). With a source, the examples are crafted on it."""
         result = self.craft(attack, eps, on=source[1] if source else None)
-        adv_logits = result.adv_logits if source is None else clean_logits(self.model, result.x_adv, batch_size=self.batch_size)
+        adv_logits = result.adv_logits if source is None else logits(self.model, result.x_adv, batch_size=self.batch_size)
         adv_correct = adv_logits.argmax(1) == self.labels
         wrong = ~adv_correct
         confidence = adv_logits.softmax(1).amax(1)
@@ -205,11 +195,9 @@ def evaluate_robustness(
     early exit). source_model: an undefended model to craft transfer attacks on (check 3).
     large_eps: the budget at which accuracy must be about 0 (default: the width of the box).
     """
-    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise InputError("images and labels must be torch tensors")
-    if images.ndim < 2 or labels.shape != (images.shape[0],):
-        raise InputError(f"need images (N, ...) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}")
     bounds = check_bounds(bounds)
+    images = check_images("images", images, bounds)
+    labels = check_labels("labels", labels, images.shape[0])
     names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
     if not names:
         raise InputError("no attacks to evaluate with")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from advlab.training.loops import predict
+from advlab.models.inference import predict
 
 
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.base import frozen_eval
 from advlab.errors import InputError
+from advlab.models.inference import frozen_eval
 
 CHANCE_DRAWS = 500
 

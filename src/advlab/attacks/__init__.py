@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning, frozen_eval
+from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning
 from advlab.attacks.cw import CarliniWagnerL2
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fgsm import FGM, FGSM
@@ -46,6 +46,5 @@ __all__ = [
     "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",
-    "frozen_eval",
     "make_attack",
 ]

@@ -9,11 +9,9 @@ example to set `success`, and measures the perturbation norms.
 from __future__ import annotations
 
 import abc
-import contextlib
-import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -24,9 +22,10 @@ from torch import nn
 
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
+from advlab.models.inference import frozen_eval, model_device
 from advlab.models.layers import as_multiclass_logits
+from advlab.validation import Bounds, check_bounds, check_count, check_images, check_labels
 
-Bounds = tuple[float, float]
 TargetSpec = torch.Tensor | np.ndarray | Sequence[int] | Literal["random", "least-likely"] | None
 
 
@@ -41,66 +40,6 @@ class Perturbed:
     x_adv: torch.Tensor
     clean_logits: torch.Tensor | None = None  # pass them when already computed, to save a pass
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients inside; every module's mode and flag restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def check_bounds(bounds: Bounds) -> Bounds:
-    lo, hi = (float(b) for b in bounds)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise InputError(f"bounds must be finite with low < high, got {bounds}")
-    return lo, hi
-
-
-def check_eps(eps: float, bounds: Bounds, *, norm: str = "linf") -> float:
-    """eps must be finite and >= 0; under L-inf it cannot exceed the width of the box."""
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise InputError(f"eps must be a finite number >= 0, got {eps}")
-    width = bounds[1] - bounds[0]
-    if norm == "linf" and eps > width:
-        raise InputError(f"eps={eps} exceeds the width of the bounds {bounds} ({width})")
-    return eps
-
-
-def check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _as_tensor(name: str, value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be a tensor or array: {exc}") from None
-
-
-def _validate_labels(name: str, labels: Any, n: int) -> torch.Tensor:
-    labels = _as_tensor(name, labels)
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise InputError(f"{name} must hold integer class labels, got dtype {labels.dtype}")
-    if labels.shape != (n,):
-        raise InputError(f"{name} must have shape ({n},) to match x, got {tuple(labels.shape)}")
-    return labels.long()
 
 
 def _join(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -122,11 +61,9 @@ class Attack(abc.ABC):
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.bounds = check_bounds(bounds)
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count("batch_size", batch_size)
         self.seed = int(seed)
 
     # ---- what subclasses provide -------------------------------------------------------
@@ -172,7 +109,7 @@ class Attack(abc.ABC):
     # ---- the shared driver ----------------------------------------------------------------
     def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None) -> AttackResult:
         x = self._validate_x(x)
-        y = _validate_labels("y", y, x.shape[0])
+        y = check_labels("y", y, x.shape[0])
         device = self._device(x)
         out_device = x.device
         with frozen_eval(self.model):
@@ -217,29 +154,16 @@ class Attack(abc.ABC):
         return x_adv, clean_logits.detach(), adv_logits, found.extra
 
     def _validate_x(self, x: Any) -> torch.Tensor:
-        x = _as_tensor("x", x)
-        if not x.dtype.is_floating_point:
-            raise InputError(f"x must be a floating tensor (float32 or float64), got {x.dtype}")
-        if x.ndim < 2 or x.shape[0] == 0:
-            raise InputError(f"x must be a non-empty batch of shape (N, ...), got {tuple(x.shape)}")
+        x = check_images("x", x, self.bounds)
         param = next((p for p in self.model.parameters() if p.is_floating_point()), None)
         if param is not None and param.dtype != x.dtype:
             raise InputError(
                 f"x is {x.dtype} but the model's parameters are {param.dtype}; convert one to the other"
             )
-        lo, hi = x.aminmax()  # NaN propagates into both, inf shows as an extreme
-        lo, hi = float(lo), float(hi)
-        if math.isnan(lo) or math.isnan(hi) or math.isinf(lo) or math.isinf(hi):
-            raise InputError("x contains NaN or inf")
-        if lo < self.bounds[0] or hi > self.bounds[1]:
-            raise InputError(
-                f"x has values in [{lo:.4g}, {hi:.4g}], outside the declared bounds {self.bounds}"
-            )
         return x
 
     def _device(self, x: torch.Tensor) -> torch.device:
-        param = next(iter(self.model.parameters()), None)
-        return param.device if param is not None else x.device
+        return model_device(self.model, x.device)
 
     def _resolve_targets(
         self, targets: TargetSpec, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device
@@ -259,7 +183,7 @@ class Attack(abc.ABC):
                 logits.scatter_(1, y.cpu().unsqueeze(1), float("inf"))
                 return logits.argmin(1)
             raise InputError(f"targets must be a tensor of labels, 'random' or 'least-likely', got {targets!r}")
-        resolved = _validate_labels("targets", targets, len(y)).to(y.device)
+        resolved = check_labels("targets", targets, len(y)).to(y.device)
         if bool(((resolved < 0) | (resolved >= num_classes)).any()):
             raise InputError(f"targets must lie in 0..{num_classes - 1}")
         same = (resolved == y).nonzero().flatten()

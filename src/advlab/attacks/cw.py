@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, check_positive
-from advlab.attacks.iterative import check_count, check_nonnegative, margin_objective, per_example
+from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.iterative import margin_objective, per_example
+from advlab.validation import Bounds, check_count, check_nonnegative, check_positive
 
 ATANH_SHRINK = 1 - 1e-6  # keeps atanh finite at the box edges
 

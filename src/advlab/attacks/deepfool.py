@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed
-from advlab.attacks.iterative import check_count, check_nonnegative, check_norm, per_example
+from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.iterative import BALL_NORMS, per_example
+from advlab.validation import Bounds, check_count, check_nonnegative, check_norm
 
 PUSH = 1e-4
 
@@ -46,7 +47,7 @@ class DeepFool(Attack):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm)
+        self.norm = check_norm(norm, BALL_NORMS)
         self.steps = check_count("steps", steps)
         self.overshoot = check_nonnegative("overshoot", overshoot)
         self.candidates = check_count("candidates", candidates, minimum=2)

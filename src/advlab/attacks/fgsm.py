@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, check_eps
+from advlab.attacks.base import Attack, Perturbed
+from advlab.validation import Bounds, check_eps
 
 
 def fgsm_step(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:

@@ -21,7 +21,6 @@ and keeps that iterate, so the later steps run only on the still-robust examples
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,31 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, TargetSpec, check_eps, check_positive
+from advlab.attacks.base import Attack, Perturbed, TargetSpec
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_eps, check_norm, check_positive
 
-NORMS = ("linf", "l2")
+BALL_NORMS = ("linf", "l2")  # the norms whose balls the iterative attacks step and project in
 LOSSES = ("ce", "margin")
-
-
-def check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-    return norm
-
-
-def check_nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise InputError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
-def check_count(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
 
 
 def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -173,7 +154,7 @@ class PGD(RandomStarts):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm)
+        self.norm = check_norm(norm, BALL_NORMS)
         self.eps = check_eps(eps, self.bounds, norm=norm)
         self.steps = check_count("steps", steps)
         self.restarts = check_count("restarts", restarts)

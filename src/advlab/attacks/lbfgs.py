@@ -53,9 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, check_positive
+from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.penalized import WeightSearch, goal_margin
 from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_positive
 
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -179,9 +180,8 @@ class LBFGS(Attack):
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
         self.c = check_positive("c", c)
-        if int(search_steps) < 1 or int(max_iter) < 1:
-            raise InputError(f"search_steps and max_iter must be >= 1, got {search_steps}, {max_iter}")
-        self.search_steps, self.max_iter = int(search_steps), int(max_iter)
+        self.search_steps = check_count("search_steps", search_steps)
+        self.max_iter = check_count("max_iter", max_iter)
         self.temperature = check_positive("temperature", temperature)
         self.all_targets = bool(all_targets)
 

@@ -38,9 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Bounds, Perturbed, check_positive
+from advlab.attacks.base import Perturbed
 from advlab.attacks.deepfool import DeepFool
-from advlab.attacks.iterative import Ball, RandomStarts, check_count, check_norm, margin_objective, per_example
+from advlab.attacks.iterative import BALL_NORMS, Ball, RandomStarts, margin_objective, per_example
+from advlab.validation import Bounds, check_count, check_norm, check_positive
 
 SCALED_STEP = 0.5  # initial step (a fraction of eps) of the runs with scaled gradient steps
 SIGN_STEP = 0.1  # initial step (a fraction of eps) of the runs with sign steps
@@ -65,7 +66,7 @@ class MinPGD(RandomStarts):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm)
+        self.norm = check_norm(norm, BALL_NORMS)
         self.steps = check_count("steps", steps)
         self.search_steps = check_count("search_steps", search_steps)
         self.rtol = check_positive("rtol", rtol)

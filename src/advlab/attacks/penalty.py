@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Bounds, Perturbed, check_positive
+from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.penalized import WeightSearch, goal_margin
 from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_positive
 
 
 class Penalty(Attack):
@@ -51,9 +52,8 @@ class Penalty(Attack):
         super().__init__(model, bounds=bounds, **kwargs)
         self.lam = check_positive("lam", lam)
         self.lr = check_positive("lr", lr)
-        if int(steps) < 1 or int(search_steps) < 1:
-            raise InputError(f"steps and search_steps must be >= 1, got {steps}, {search_steps}")
-        self.steps, self.search_steps = int(steps), int(search_steps)
+        self.steps = check_count("steps", steps)
+        self.search_steps = check_count("search_steps", search_steps)
 
     def params(self) -> dict[str, Any]:
         return {

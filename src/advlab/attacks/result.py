@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -11,7 +12,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from advlab.errors import DataError, InputError
 from advlab.io import write_npz_atomic
+
+# Keys of a saved result that are not attack-specific `extra` arrays (norms are recomputed on load).
+_STANDARD = frozenset({"x_adv", "labels", "targets", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion", "meta"})
 
 
 @dataclass
@@ -119,9 +124,9 @@ class AttackResult:
         return {"params": self.params, "summary": self.summary()}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Per-example arrays as numpy (x_adv as float32)."""
+        """Per-example arrays as numpy (x_adv in its own dtype)."""
         out = {
-            "x_adv": self.x_adv.detach().float().cpu().numpy(),
+            "x_adv": self.x_adv.detach().cpu().numpy(),
             "labels": self.labels.cpu().numpy(),
             "success": self.success.cpu().numpy(),
             "clean_logits": self.clean_logits.cpu().numpy(),
@@ -136,5 +141,38 @@ class AttackResult:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the per-example arrays as a compressed .npz, atomically."""
-        write_npz_atomic(path, **self.arrays())
+        """Write the per-example arrays and, as JSON under `meta`, the attack's name, params and
+        time, as a compressed .npz, atomically. `AttackResult.load(path, x)` reads it back."""
+        meta = {"attack": self.attack, "params": self.params, "seconds": self.seconds}
+        write_npz_atomic(path, **self.arrays(), meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], x: torch.Tensor) -> AttackResult:
+        """The result `save` wrote, given the clean inputs `x` it was computed on (not stored).
+
+        Per-example arrays come back bit for bit; no pickled object is ever loaded.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {k: torch.from_numpy(saved[k]) for k in saved.files if k != "meta"}
+                meta = json.loads(str(saved["meta"])) if "meta" in saved.files else None
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read attack result {os.fspath(path)}: {exc}") from None
+        missing = {"x_adv", "labels", "success", "clean_logits", "adv_logits"} - set(arrays)
+        if meta is None or missing:
+            raise DataError(f"{os.fspath(path)} is not a saved AttackResult (missing {', '.join(sorted(missing)) or 'meta'})")
+        if tuple(x.shape) != tuple(arrays["x_adv"].shape):
+            raise InputError(f"x has shape {tuple(x.shape)} but the saved x_adv has {tuple(arrays['x_adv'].shape)}")
+        return cls(
+            attack=meta["attack"],
+            params=meta["params"],
+            x=x,
+            x_adv=arrays["x_adv"].to(x.device),
+            labels=arrays["labels"].to(x.device),
+            targets=arrays["targets"].to(x.device) if "targets" in arrays else None,
+            success=arrays["success"].to(x.device),
+            clean_logits=arrays["clean_logits"].to(x.device),
+            adv_logits=arrays["adv_logits"].to(x.device),
+            seconds=float(meta["seconds"]),
+            extra={k: v.to(x.device) for k, v in arrays.items() if k not in _STANDARD},
+        )

@@ -1,9 +1,7 @@
 """Ground truth: exact optima for the questions attacks answer approximately."""
 
 from advlab.exact.linear import (
-    NORMS,
     MinimalPerturbation,
-    linear_weights,
     logistic_loss_direction,
     max_linear_l2,
     max_linear_linf,
@@ -15,9 +13,7 @@ from advlab.exact.milp import MILPResult, minimal_linf, relu_network
 
 __all__ = [
     "MILPResult",
-    "NORMS",
     "MinimalPerturbation",
-    "linear_weights",
     "logistic_loss_direction",
     "max_linear_l2",
     "max_linear_linf",

@@ -24,16 +24,9 @@ from scipy import sparse
 from scipy.optimize import linprog
 from torch import nn
 
-from advlab.attacks.base import Bounds, check_positive
 from advlab.errors import InputError, SolverError
-
-
-def linear_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, b) of a model whose only parameterised layer is one nn.Linear (W: (C, n))."""
-    layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-    if len(layers) != 1 or not isinstance(layers[0], nn.Linear):
-        raise InputError("exact linear solutions need a model whose only parameterised layer is nn.Linear")
-    return layers[0].weight.detach(), layers[0].bias.detach()
+from advlab.models.linear import linear_weights
+from advlab.validation import Bounds, check_labels, check_norm, check_positive
 
 
 def max_linear_linf(x: torch.Tensor, a: torch.Tensor, eps: float, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
@@ -103,8 +96,6 @@ def logistic_loss_direction(weight: torch.Tensor, y: torch.Tensor) -> torch.Tens
 # Untargeted: the minimum over k != y of the single-constraint problem. Targeted (a given k):
 # all constraints z_k >= z_j, j != k, at once; L2 by projected Newton on the dual (K = C - 1
 # multipliers, exact once the active pieces are found), L1 and L-inf as linear programs (HiGHS).
-
-NORMS = ("l2", "linf", "l1")
 
 
 @dataclass(frozen=True)
@@ -197,7 +188,7 @@ def min_norm_halfspace(
     where even the whole box cannot reach a.r >= m (r is then 0).
     """
     x, a, m = x.double(), a.double(), m.double()
-    _check_norm(norm)
+    check_norm(norm)
     cap = torch.where(a > 0, bounds[1] - x, torch.where(a < 0, x - bounds[0], 0.0)).clamp_min(0.0)
     reach = (a.abs() * cap).sum(1)
     needed = m > 0
@@ -207,11 +198,6 @@ def min_norm_halfspace(
     r = torch.where(solve.unsqueeze(1), _halfspace_step(a, safe_m, cap, norm), 0.0)
     distance = torch.where(feasible, _distance(r, norm), torch.inf)
     return distance, r, feasible
-
-
-def _check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise InputError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
 
 
 def minimal_perturbation(
@@ -230,7 +216,7 @@ def minimal_perturbation(
     regression (one logit) and softmax regression; all arithmetic in float64. `slack` is the
     relative margin by which witnesses are pushed past the boundary.
     """
-    _check_norm(norm)
+    check_norm(norm)
     check_positive("slack", slack)
     weight, bias = multiclass_weights(model)
     num_classes = weight.shape[0]
@@ -240,27 +226,18 @@ def minimal_perturbation(
         raise InputError(f"x has {x.shape[1]} features but the model expects {weight.shape[1]}")
     if bool((x < bounds[0]).any() | (x > bounds[1]).any()):
         raise InputError(f"x has values outside the bounds {bounds}")
-    y = _labels("y", y, x.shape[0], num_classes).to(weight.device)
+    y = check_labels("y", y, x.shape[0], num_classes).to(weight.device)
     logits = x @ weight.T + bias
     if targets is None:
         distance, r, feasible = _untargeted(x, y, weight, logits, norm, bounds, slack)
     else:
-        targets = _labels("targets", targets, x.shape[0], num_classes).to(weight.device)
+        targets = check_labels("targets", targets, x.shape[0], num_classes).to(weight.device)
         if bool((targets == y).any()):
             raise InputError("targets must differ from the true labels")
         distance, r, feasible = _targeted(x, targets, weight, logits, norm, bounds, slack)
     x_adv = (x + r).clamp(bounds[0], bounds[1])
     target = (x_adv @ weight.T + bias).argmax(1)
     return MinimalPerturbation(distance, x_adv.reshape(shape), feasible, torch.where(feasible, target, -1), norm)
-
-
-def _labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.shape != (n,) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise InputError(f"{name} must be {n} integer labels, got dtype {labels.dtype}, shape {tuple(labels.shape)}")
-    if bool(((labels < 0) | (labels >= num_classes)).any()):
-        raise InputError(f"{name} must lie in 0..{num_classes - 1}")
-    return labels.long()
 
 
 def _untargeted(

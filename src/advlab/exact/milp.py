@@ -52,10 +52,10 @@ from scipy.optimize import LinearConstraint, OptimizeResult, milp
 from torch import nn
 from tqdm.auto import tqdm
 
-from advlab.attacks.base import Bounds, check_bounds
 from advlab.errors import InputError
 from advlab.models.layers import Normalize, as_multiclass_logits
 from advlab.models.linear import LogisticRegression, SoftmaxRegression
+from advlab.validation import Bounds, check_bounds, check_images, check_labels, check_positive
 
 STATUSES = ("optimal", "time_limit", "unverified", "misclassified", "unreachable")
 OPTIMALITY_TOL = (1e-6, 1e-5)  # "optimal": upper - lower <= 1e-6 + 1e-5 * upper
@@ -593,18 +593,11 @@ def minimal_linf(
     seconds per image (math.inf for none). The model must be a ReLU network (see relu_network)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    time_limit = float(time_limit)
-    if not time_limit > 0:
-        raise InputError(f"time_limit must be > 0 seconds, got {time_limit}")
+    time_limit = math.inf if time_limit == math.inf else check_positive("time_limit", time_limit)
     bounds = check_bounds(bounds)
-    if not isinstance(images, torch.Tensor) or not images.dtype.is_floating_point or images.ndim < 2 or not len(images):
-        raise InputError("images must be a non-empty floating tensor of shape (N, ...)")
+    images = check_images("images", images, bounds)
     x64 = images.detach().cpu().double()
-    if not bool(x64.isfinite().all()) or float(x64.min()) < bounds[0] or float(x64.max()) > bounds[1]:
-        raise InputError(f"images must be finite and lie in the bounds {bounds}")
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.shape != (len(images),):
-        raise InputError(f"labels must be an integer tensor of shape ({len(images)},)")
-    labels = labels.detach().cpu().long()
+    labels = check_labels("labels", labels, len(images)).detach().cpu()
     model64 = copy.deepcopy(model).cpu().double().eval().requires_grad_(False)
     net = relu_network(model64, tuple(images.shape[1:]))
     flat = x64.flatten(1).numpy()

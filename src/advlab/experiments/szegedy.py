@@ -19,6 +19,7 @@ stage as JSON, so an interrupted run resumes where it stopped. Nothing here prin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -39,7 +40,7 @@ from advlab.analysis.transfer import distortion, error_rate_on, transfer_table
 from advlab.analysis.units import UnitsVsDirections, layer_activations, units_vs_directions
 from advlab.attacks import AttackResult, make_attack
 from advlab.data import Dataset, Splits
-from advlab.errors import InputError
+from advlab.errors import DataError, InputError
 from advlab.exact import minimal_perturbation
 from advlab.io import write_json_atomic
 from advlab.models import SoftmaxRegression, build_model, get_spec
@@ -319,22 +320,14 @@ def _attack(
     key: str, model: nn.Module, data: Dataset, settings: SzegedySettings, cache: _Cache, targets: str | None = None
 ) -> AttackResult:
     """The attack's result on `data` (untargeted, or with `targets`), from the cache or run now (and cached)."""
-    arrays_path, meta_path = cache.root / "attacks" / f"{key}.npz", cache.root / "attacks" / f"{key}.json"
-    if not (arrays_path.is_file() and meta_path.is_file()):
-        attack = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))
-        result = attack(data.images, data.labels, targets=targets)
-        result.save(arrays_path)
-        write_json_atomic(meta_path, {"attack": result.attack, "params": result.params, "seconds": result.seconds})
-        return result
-    meta = json.loads(meta_path.read_text())
-    with np.load(arrays_path) as saved:
-        arrays = {k: torch.from_numpy(saved[k]) for k in saved.files}
-    standard = {"x_adv", "labels", "targets", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion"}
-    return AttackResult(
-        attack=meta["attack"], params=meta["params"], x=data.images, x_adv=arrays["x_adv"].to(data.images.dtype),
-        labels=arrays["labels"], targets=arrays.get("targets"), success=arrays["success"], clean_logits=arrays["clean_logits"],
-        adv_logits=arrays["adv_logits"], seconds=meta["seconds"], extra={k: v for k, v in arrays.items() if k not in standard},
-    )
+    path = cache.root / "attacks" / f"{key}.npz"
+    if path.is_file():
+        with contextlib.suppress(DataError):  # a file from an older version, or cut short: recompute it
+            return AttackResult.load(path, data.images)
+    attack = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))
+    result = attack(data.images, data.labels, targets=targets)
+    result.save(path)
+    return result
 
 
 def _adversarial(result: AttackResult) -> torch.Tensor:

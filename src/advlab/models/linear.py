@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from advlab.errors import InputError
 from advlab.models.registry import register
+
+
+def linear_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, b) of a model whose only parameterised layer is one nn.Linear (W: (C, n))."""
+    layers = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    if len(layers) != 1 or not isinstance(layers[0], nn.Linear):
+        raise InputError("exact linear solutions need a model whose only parameterised layer is nn.Linear")
+    return layers[0].weight.detach(), layers[0].bias.detach()
 
 
 class LogisticRegression(nn.Module):

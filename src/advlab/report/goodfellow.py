@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from advlab.exact import linear_weights
+from advlab.models.linear import linear_weights
 from advlab.experiments.goodfellow import FGSMExperiment
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure

@@ -16,7 +16,6 @@ from advlab.training.loops import (
     TrainHistory,
     cross_entropy,
     error_rate,
-    predict,
     train_model,
 )
 from advlab.training.registered import TrainedModel, default_config, train_registered
@@ -33,7 +32,6 @@ __all__ = [
     "default_config",
     "error_rate",
     "load_checkpoint",
-    "predict",
     "read_metadata",
     "read_state",
     "save_checkpoint",

@@ -28,9 +28,7 @@ term alone, alpha = 0. The inner loop is written here, on the training cost, rat
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,10 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import check_bounds, check_eps, check_positive
 from advlab.attacks.fgsm import fgsm_step
 from advlab.errors import InputError
+from advlab.models.inference import set_mode
 from advlab.models.layers import as_multiclass_logits
+from advlab.validation import check_bounds, check_count, check_eps, check_positive
 
 METHODS = ("fgsm", "pgd")
 CRAFT_MODES = ("eval", "train")
@@ -82,8 +81,7 @@ class AdversarialObjective:
         if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
             raise InputError(f"alpha must lie in [0, 1], got {self.alpha}")
         object.__setattr__(self, "alpha", alpha)
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise InputError(f"steps must be an integer >= 1, got {self.steps!r}")
+        object.__setattr__(self, "steps", check_count("steps", self.steps))
         if self.step_size is not None:
             object.__setattr__(self, "step_size", check_positive("step_size", self.step_size))
 
@@ -105,7 +103,7 @@ class AdversarialObjective:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.method == "fgsm" and self.craft_mode == "train":
             return self._fgsm_train_mode(model, x, y)
-        with _mode(model, self.craft_mode == "train"):
+        with set_mode(model, self.craft_mode == "train"):
             x_adv = self.fgsm_example(model, x, y) if self.method == "fgsm" else self.pgd_example(model, x, y)
         if self.alpha == 0:
             return _loss(model, x_adv, y)
@@ -152,14 +150,3 @@ class AdversarialObjective:
         adversarial = _loss(model, x_adv, y)
         return self.alpha * clean.detach() + (1 - self.alpha) * adversarial
 
-
-@contextlib.contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Run the block with every module in the given mode; each module's own mode restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from advlab.data.dataset import Dataset
 from advlab.errors import CheckpointError, InputError
+from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
 
@@ -259,22 +260,6 @@ def _restore(
     if device.type == "cuda" and "rng/cuda" in state:
         torch.cuda.set_rng_state(state["rng/cuda"], device)
     return TrainHistory(loss=list(document["progress"]["loss"]), resumed_from=done)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted labels, in eval mode, batch by batch (the model's mode is restored)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        preds = [
-            as_multiclass_logits(model(images[i : i + batch_size].to(device))).argmax(1).cpu()
-            for i in range(0, len(images), batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(preds)
 
 
 def error_rate(model: nn.Module, data: Dataset) -> float:
