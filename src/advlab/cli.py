@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from advlab.attacks import ATTACKS, Attack, make_attack
-from advlab.data import Dataset, Splits, fetch_mnist, load_mnist
+from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import get_spec, model_names
@@ -46,7 +46,7 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 
 
 def _splits(args: argparse.Namespace, classes: Sequence[int] | None = None) -> Splits:
-    splits = load_mnist(args.data_dir)
+    splits = load_data(args.data, args.data_dir)
     return splits.select_classes(classes) if classes else splits
 
 
@@ -60,17 +60,18 @@ def _device(name: str) -> torch.device:
 
 # ---- data ----------------------------------------------------------------------------------
 def cmd_data_info(args: argparse.Namespace) -> int:
-    splits = load_mnist(args.data_dir)
+    splits = _splits(args)
     print(splits.source)
     for split in (splits.train, splits.test):
         counts = torch.bincount(split.labels, minlength=10).tolist()
-        print(f"{split.name}: {len(split)} images, per class {counts}")
+        print(f"{split.name}: {len(split)} images of shape {tuple(split.images.shape[1:])}, per class {counts}")
     return 0
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     mirrors = args.mirror or None
-    paths = fetch_mnist(args.dir, **({"mirrors": mirrors} if mirrors else {}))
+    fetch = fetch_fashion_mnist if args.dataset == "fashion-mnist" else fetch_mnist
+    paths = fetch(args.dir, **({"mirrors": tuple(mirrors)} if mirrors else {}))
     for path in paths:
         print(path)
     return 0
@@ -109,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
-        extra={"data_source": {"source": splits.source, "data_dir": args.data_dir}},
+        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
         device=_device(args.device), progress=not args.no_progress,
     )
     model, history = trained.model, trained.history
@@ -403,8 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advlab", description="Adversarial examples for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (default: embedded data)")
+    def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
+        if not named:  # the paper reproductions read MNIST only
+            p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (default: embedded data)")
+            return
+        p.add_argument("--data", default="mnist", metavar="mnist|fashion-mnist|npz:PATH|folder:PATH",
+                       help="data set (default mnist); npz: arrays x (N,C,H,W or N,H,W; uint8 or floats in [0,1]) and y; "
+                            "folder: one subfolder of images per class")
+        p.add_argument("--data-dir", default=None,
+                       help="folder with the four IDX files of mnist or fashion-mnist (default for mnist: embedded data)")
 
     def checkpoint_split(p: argparse.ArgumentParser) -> None:
         """What `_checkpoint_and_split` reads: the checkpoint, the split and its data."""
@@ -417,12 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
-    data = sub.add_parser("data", help="inspect or download MNIST").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="inspect data or download MNIST / Fashion-MNIST").add_subparsers(dest="data_command", required=True)
     info = data.add_parser("info", help="describe the data a run would use")
     data_dir(info)
     info.set_defaults(func=cmd_data_info)
-    fetch = data.add_parser("fetch", help="download the official MNIST files, verify md5, rename into place")
-    fetch.add_argument("dataset", choices=["mnist"])
+    fetch = data.add_parser("fetch", help="download the official MNIST or Fashion-MNIST files, verify md5, rename into place")
+    fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
     fetch.add_argument("dir")
     fetch.add_argument("--mirror", action="append", help="base URL to try (repeatable; default: the standard mirrors)")
     fetch.set_defaults(func=cmd_data_fetch)
@@ -492,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--images", type=int, help="szegedy: images attacked per model (default 300; --quick: 20)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
-    data_dir(reproduce)
+    data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce)
     return parser
 
