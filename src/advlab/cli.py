@@ -173,11 +173,27 @@ def _targets(text: str | None) -> Any:
 
 
 def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
-    """The checkpoint, and the split it is to be run on (with the classes it was trained on)."""
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    """The model (an advlab checkpoint, or --model with --weights), and the split it is to be run on
+    (with the classes an advlab checkpoint was trained on); refuses a model that cannot take the data."""
+    from advlab.models.external import check_accepts, load_external_model
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise InputError("give either a CHECKPOINT or --model package.module:factory|FILE.pt2, not both or neither")
+    if args.weights is not None and args.model is None:
+        raise InputError("--weights goes with --model package.module:factory")
+    if args.model is not None:
+        checkpoint = Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
+    else:
+        checkpoint = load_checkpoint(args.checkpoint, device=device)
     classes = (checkpoint.metadata.get("data") or {}).get("classes")
     splits = _splits(args, classes)
-    return checkpoint, (splits.test if args.split == "test" else splits.train).take(args.limit)
+    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    check_accepts(checkpoint.model, data.images[:1].to(device), data.name)
+    return checkpoint, data
+
+
+def _model_label(args: argparse.Namespace) -> str:
+    return args.model if args.model is not None else Path(args.checkpoint).name
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -195,7 +211,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     result.save(out / "adversarial.npz")
     write_json_atomic(
         out / "summary.json",
-        {"command": _command_line(), "checkpoint": str(args.checkpoint), "model": checkpoint.model_name,
+        {"command": _command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
          "data": data.name, "params": result.params, "summary": summary},
     )
     rows = [
@@ -243,10 +259,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     progress = checkpoint.metadata.get("progress") or {}
     if progress and not progress.get("complete", True):
         evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
-    title = f"Robustness of {checkpoint.model_name} ({Path(args.checkpoint).name}) on {data.name}"
+    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data.name}"
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=_command_line(),
-        context={"checkpoint": str(args.checkpoint), "model": checkpoint.model_name,
+        context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
                  "objective": checkpoint.metadata.get("objective"), "data": data.name},
     )
     print(title)
@@ -296,7 +312,7 @@ def cmd_exact(args: argparse.Namespace) -> int:
     summary["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     write_npz_atomic(out / "witnesses.npz", witness=witness.detach().float().cpu().numpy(), labels=y.numpy())
-    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": str(args.checkpoint),
+    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": args.checkpoint,
                                            "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
                                            "summary": summary, "per_example": per_example})
     rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
@@ -416,7 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def checkpoint_split(p: argparse.ArgumentParser) -> None:
         """What `_checkpoint_and_split` reads: the checkpoint, the split and its data."""
-        p.add_argument("checkpoint")
+        p.add_argument("checkpoint", nargs="?", help="an advlab checkpoint (.safetensors); or use --model")
+        p.add_argument("--model", metavar="package.module:factory|FILE.pt2",
+                       help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
+                            "(found on PYTHONPATH or in the current folder) and calls factory(); FILE.pt2 is a torch.export "
+                            "program, read without running code from it")
+        p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model package.module:factory (safetensors only)")
         p.add_argument("--split", choices=["test", "train"], default="test")
         p.add_argument("--limit", type=int, help="only the first N examples")
         data_dir(p)
