@@ -3,6 +3,7 @@ embedded default, and small trained models (trained once per session, determinis
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,16 @@ from advlab.models import build_model
 from advlab.training import TrainConfig, train_model
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+SHARED_DATA = Path(os.environ.get("ADVLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_MNIST = SHARED_DATA / "mnist"
+
+
+def shared_data(name: str) -> Path:
+    """../shared/data/NAME (or $ADVLAB_SHARED_DATA/NAME); the calling test skips when it is absent."""
+    folder = SHARED_DATA / name
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"{name} not found at {folder}")
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from advlab.attacks import ATTACKS, Attack, make_attack
-from advlab.data import Dataset, Splits, fetch_mnist, load_mnist
+from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.io import write_json_atomic, write_npz_atomic
 from advlab.models import get_spec, model_names
@@ -46,7 +46,7 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 
 
 def _splits(args: argparse.Namespace, classes: Sequence[int] | None = None) -> Splits:
-    splits = load_mnist(args.data_dir)
+    splits = load_data(args.data, args.data_dir)
     return splits.select_classes(classes) if classes else splits
 
 
@@ -60,17 +60,18 @@ def _device(name: str) -> torch.device:
 
 # ---- data ----------------------------------------------------------------------------------
 def cmd_data_info(args: argparse.Namespace) -> int:
-    splits = load_mnist(args.data_dir)
+    splits = _splits(args)
     print(splits.source)
     for split in (splits.train, splits.test):
         counts = torch.bincount(split.labels, minlength=10).tolist()
-        print(f"{split.name}: {len(split)} images, per class {counts}")
+        print(f"{split.name}: {len(split)} images of shape {tuple(split.images.shape[1:])}, per class {counts}")
     return 0
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     mirrors = args.mirror or None
-    paths = fetch_mnist(args.dir, **({"mirrors": mirrors} if mirrors else {}))
+    fetch = fetch_fashion_mnist if args.dataset == "fashion-mnist" else fetch_mnist
+    paths = fetch(args.dir, **({"mirrors": tuple(mirrors)} if mirrors else {}))
     for path in paths:
         print(path)
     return 0
@@ -109,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
-        extra={"data_source": {"source": splits.source, "data_dir": args.data_dir}},
+        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
         device=_device(args.device), progress=not args.no_progress,
     )
     model, history = trained.model, trained.history
@@ -172,11 +173,27 @@ def _targets(text: str | None) -> Any:
 
 
 def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
-    """The checkpoint, and the split it is to be run on (with the classes it was trained on)."""
-    checkpoint = load_checkpoint(args.checkpoint, device=device)
+    """The model (an advlab checkpoint, or --model with --weights), and the split it is to be run on
+    (with the classes an advlab checkpoint was trained on); refuses a model that cannot take the data."""
+    from advlab.models.external import check_accepts, load_external_model
+
+    if (args.checkpoint is None) == (args.model is None):
+        raise InputError("give either a CHECKPOINT or --model package.module:factory|FILE.pt2, not both or neither")
+    if args.weights is not None and args.model is None:
+        raise InputError("--weights goes with --model package.module:factory")
+    if args.model is not None:
+        checkpoint = Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
+    else:
+        checkpoint = load_checkpoint(args.checkpoint, device=device)
     classes = (checkpoint.metadata.get("data") or {}).get("classes")
     splits = _splits(args, classes)
-    return checkpoint, (splits.test if args.split == "test" else splits.train).take(args.limit)
+    data = (splits.test if args.split == "test" else splits.train).take(args.limit)
+    check_accepts(checkpoint.model, data.images[:1].to(device), data.name)
+    return checkpoint, data
+
+
+def _model_label(args: argparse.Namespace) -> str:
+    return args.model if args.model is not None else Path(args.checkpoint).name
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -194,7 +211,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     result.save(out / "adversarial.npz")
     write_json_atomic(
         out / "summary.json",
-        {"command": _command_line(), "checkpoint": str(args.checkpoint), "model": checkpoint.model_name,
+        {"command": _command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
          "data": data.name, "params": result.params, "summary": summary},
     )
     rows = [
@@ -242,10 +259,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     progress = checkpoint.metadata.get("progress") or {}
     if progress and not progress.get("complete", True):
         evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
-    title = f"Robustness of {checkpoint.model_name} ({Path(args.checkpoint).name}) on {data.name}"
+    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data.name}"
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=_command_line(),
-        context={"checkpoint": str(args.checkpoint), "model": checkpoint.model_name,
+        context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
                  "objective": checkpoint.metadata.get("objective"), "data": data.name},
     )
     print(title)
@@ -295,7 +312,7 @@ def cmd_exact(args: argparse.Namespace) -> int:
     summary["seconds"] = time.perf_counter() - start
     out = Path(args.out)
     write_npz_atomic(out / "witnesses.npz", witness=witness.detach().float().cpu().numpy(), labels=y.numpy())
-    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": str(args.checkpoint),
+    write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": args.checkpoint,
                                            "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
                                            "summary": summary, "per_example": per_example})
     rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
@@ -403,12 +420,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advlab", description="Adversarial examples for PyTorch models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (default: embedded data)")
+    def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
+        if not named:  # the paper reproductions read MNIST only
+            p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (default: embedded data)")
+            return
+        p.add_argument("--data", default="mnist", metavar="mnist|fashion-mnist|npz:PATH|folder:PATH",
+                       help="data set (default mnist); npz: arrays x (N,C,H,W or N,H,W; uint8 or floats in [0,1]) and y; "
+                            "folder: one subfolder of images per class")
+        p.add_argument("--data-dir", default=None,
+                       help="folder with the four IDX files of mnist or fashion-mnist (default for mnist: embedded data)")
 
     def checkpoint_split(p: argparse.ArgumentParser) -> None:
         """What `_checkpoint_and_split` reads: the checkpoint, the split and its data."""
-        p.add_argument("checkpoint")
+        p.add_argument("checkpoint", nargs="?", help="an advlab checkpoint (.safetensors); or use --model")
+        p.add_argument("--model", metavar="package.module:factory|FILE.pt2",
+                       help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
+                            "(found on PYTHONPATH or in the current folder) and calls factory(); FILE.pt2 is a torch.export "
+                            "program, read without running code from it")
+        p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model package.module:factory (safetensors only)")
         p.add_argument("--split", choices=["test", "train"], default="test")
         p.add_argument("--limit", type=int, help="only the first N examples")
         data_dir(p)
@@ -417,12 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
-    data = sub.add_parser("data", help="inspect or download MNIST").add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="inspect data or download MNIST / Fashion-MNIST").add_subparsers(dest="data_command", required=True)
     info = data.add_parser("info", help="describe the data a run would use")
     data_dir(info)
     info.set_defaults(func=cmd_data_info)
-    fetch = data.add_parser("fetch", help="download the official MNIST files, verify md5, rename into place")
-    fetch.add_argument("dataset", choices=["mnist"])
+    fetch = data.add_parser("fetch", help="download the official MNIST or Fashion-MNIST files, verify md5, rename into place")
+    fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
     fetch.add_argument("dir")
     fetch.add_argument("--mirror", action="append", help="base URL to try (repeatable; default: the standard mirrors)")
     fetch.set_defaults(func=cmd_data_fetch)
@@ -492,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--images", type=int, help="szegedy: images attacked per model (default 300; --quick: 20)")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
-    data_dir(reproduce)
+    data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce)
     return parser
 

@@ -13,7 +13,7 @@ from advlab.errors import InputError
 
 @dataclass(frozen=True)
 class Dataset:
-    images: torch.Tensor  # (N, 1, 28, 28) float32 in [0, 1]
+    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
     labels: torch.Tensor  # (N,) int64
     name: str
 

@@ -55,7 +55,7 @@ def _find(directory: Path, stem: str) -> Path:
     raise DataError(f"{directory}: missing {stem}(.gz)")
 
 
-def _split_from_dir(directory: Path, split: str) -> Dataset:
+def _split_from_dir(directory: Path, split: str, name: str = "mnist") -> Dataset:
     image_path = _find(directory, FILES[f"{split}_images"])
     label_path = _find(directory, FILES[f"{split}_labels"])
     images, labels = read_idx(image_path), read_idx(label_path)
@@ -67,7 +67,7 @@ def _split_from_dir(directory: Path, split: str) -> Dataset:
         raise DataError(f"{directory}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
     if labels.size and labels.max() > 9:
         raise DataError(f"{label_path}: label {int(labels.max())} outside 0..9")
-    return Dataset(_to_images(images), torch.from_numpy(labels.astype(np.int64)), f"mnist-{split}")
+    return Dataset(_to_images(images), torch.from_numpy(labels.astype(np.int64)), f"{name}-{split}")
 
 
 def _to_images(pixels: np.ndarray) -> torch.Tensor:
@@ -95,10 +95,15 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None) -> Splits:
     """MNIST from `data_dir` (standard IDX names, gzip or raw), or the embedded default."""
     if data_dir is None:
         return load_embedded()
+    return load_idx_dir(data_dir, "mnist")
+
+
+def load_idx_dir(data_dir: str | os.PathLike[str], name: str) -> Splits:
+    """The four standard IDX files (MNIST's names; Fashion-MNIST uses the same) from a directory."""
     directory = Path(data_dir)
     if not directory.is_dir():
         raise DataError(f"{directory}: data directory does not exist")
-    train, test = _split_from_dir(directory, "train"), _split_from_dir(directory, "test")
+    train, test = _split_from_dir(directory, "train", name), _split_from_dir(directory, "test", name)
     return Splits(train, test, f"{directory} ({len(train)} train / {len(test)} test images)")
 
 

@@ -1,0 +1,71 @@
+"""Data sets by name: `load_data("mnist" | "fashion-mnist" | "npz:PATH" | "folder:PATH", data_dir)`.
+
+- `mnist`: the embedded default, or the four IDX files in `data_dir`.
+- `fashion-mnist` (Xiao, Rasul & Vollgraf 2017; 10 classes of clothing, 60,000 / 10,000
+  28x28 grey images in MNIST's IDX layout): the four IDX files in `data_dir` (no embedded copy;
+  `fetch_fashion_mnist` downloads them).
+- `npz:PATH` and `folder:PATH`: the user's own data (`advlab.data.formats`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from advlab.data.dataset import Splits
+from advlab.data.formats import load_image_folder, load_npz
+from advlab.data.sources import fetch_mnist, load_idx_dir, load_mnist
+from advlab.errors import DataError, InputError
+
+NAMES = ("mnist", "fashion-mnist")
+PREFIXES = ("npz:", "folder:")
+FASHION_MD5 = {  # the official files (torchvision's checksums)
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def check_data_spec(spec: str, data_dir: str | os.PathLike[str] | None = None) -> str:
+    """Refuse an unknown name, an empty path, or --data-dir where it has no meaning (before any work)."""
+    if spec in NAMES:
+        if spec == "fashion-mnist" and data_dir is None:
+            raise InputError("--data fashion-mnist needs --data-dir DIR with its four IDX files (advlab data fetch fashion-mnist DIR)")
+        return spec
+    prefix = next((p for p in PREFIXES if spec.startswith(p)), None)
+    if prefix is None:
+        raise InputError(f"--data takes {', '.join(NAMES)}, npz:PATH or folder:PATH, got {spec!r}")
+    if not spec[len(prefix) :]:
+        raise InputError(f"--data {spec}: give a path after {prefix!r}")
+    if data_dir is not None:
+        raise InputError(f"--data-dir is for mnist and fashion-mnist; --data {spec} names its own path")
+    return spec
+
+
+def load_data(spec: str = "mnist", data_dir: str | os.PathLike[str] | None = None) -> Splits:
+    """The train and test splits named by `spec` (see the module docstring)."""
+    spec = check_data_spec(spec, data_dir)
+    if spec.startswith("npz:"):
+        return load_npz(spec[len("npz:") :])
+    if spec.startswith("folder:"):
+        return load_image_folder(spec[len("folder:") :])
+    if spec == "fashion-mnist" and data_dir is not None:  # check_data_spec refused it without
+        return load_fashion_mnist(data_dir)
+    return load_mnist(data_dir)
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike[str]) -> Splits:
+    """Fashion-MNIST's four IDX files (gzip or raw) from `data_dir`."""
+    splits = load_idx_dir(data_dir, "fashion-mnist")
+    return Splits(splits.train, splits.test, f"Fashion-MNIST, {splits.source}")
+
+
+def fetch_fashion_mnist(dest: str | os.PathLike[str], *, mirrors: tuple[str, ...] = FASHION_MIRRORS) -> list[Path]:
+    """Download the official Fashion-MNIST files, verify their md5 and rename them into `dest`."""
+    try:
+        return fetch_mnist(dest, mirrors=mirrors, checksums=FASHION_MD5)
+    except DataError as exc:
+        raise DataError(f"Fashion-MNIST: {exc}") from None
