@@ -27,16 +27,6 @@ def test_evaluate_writes_table_curve_and_checks(tmp_path, capsys, checkpoint, sm
     assert (tmp_path / "robustness.png").is_file()
 
 
-@pytest.mark.parametrize(
-    "extra, message",
-    [(["--eps", "0:x"], "eps must be"), (["--attacks", "nope"], "unknown attack"), (["--attacks", "fgsm", "-p", "pgd.steps=3"], "ATTACK.KEY=VALUE"),
-     (["--attacks", "fgsm", "-p", "fgsm.nope=3"], "no parameter"), (["--eps", "0,2"], "exceeds the width")],
-)
-def test_evaluate_bad_input(tmp_path, capsys, checkpoint, small_mnist_dir, extra, message):
-    code = main(["evaluate", str(checkpoint), "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress", *extra])
-    assert code == 2 and message in capsys.readouterr().err
-
-
 def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_mnist_dir, monkeypatch):
     monkeypatch.setattr(goodfellow_advtrain, "EPOCHS", {"maxout": (1, 2), "cnn": (1, 1)})
     argv = ["reproduce", "goodfellow-advtrain", "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress"]

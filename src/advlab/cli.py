@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import inspect
 import json
 import shlex
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from advlab.attacks import ATTACKS, Attack, make_attack
+from advlab import cli_checks as checks
+from advlab.attacks import ATTACKS, make_attack
 from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
 from advlab.errors import AdvlabError, InputError
-from advlab.io import write_json_atomic, write_npz_atomic
+from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.models import get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
@@ -36,26 +38,9 @@ def _command_line() -> str:
     return "advlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _classes(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(c) for c in text.split(","))
-    except ValueError:
-        raise InputError(f"--classes takes comma-separated digits like 3,7, got {text!r}") from None
-
-
 def _splits(args: argparse.Namespace, classes: Sequence[int] | None = None) -> Splits:
     splits = load_data(args.data, args.data_dir)
     return splits.select_classes(classes) if classes else splits
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -69,9 +54,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    mirrors = args.mirror or None
     fetch = fetch_fashion_mnist if args.dataset == "fashion-mnist" else fetch_mnist
-    paths = fetch(args.dir, **({"mirrors": tuple(mirrors)} if mirrors else {}))
+    paths = fetch(args.dir, **({"mirrors": tuple(args.mirror)} if args.mirror else {}))
     for path in paths:
         print(path)
     return 0
@@ -105,13 +89,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if getattr(args, k) is not None}
     config = default_config(args.model, **overrides, seed=args.seed)
     objective = _objective(args)
-    classes = _classes(args.classes)
+    classes = args.classes
     splits = _splits(args, classes)
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
         extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
-        device=_device(args.device), progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress,
     )
     model, history = trained.model, trained.history
     metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
@@ -125,53 +109,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---- attacks ---------------------------------------------------------------------------------
-def _coerce(annotation: Any, text: str) -> Any:
-    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    for name, cast in (("bool", lambda s: s.lower() in ("1", "true", "yes")), ("int", int), ("float", float)):
-        if kind.split(" ")[0] == name:
-            return cast(text)
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def attack_params(method: str, pairs: Sequence[str]) -> dict[str, Any]:
-    """Turn KEY=VALUE strings into keyword arguments typed by the attack's constructor."""
-    cls = ATTACKS[method]
-    accepted = {
-        name: parameter
-        for init in (Attack.__init__, cls.__init__)
-        for name, parameter in inspect.signature(init).parameters.items()
-        if name not in ("self", "model") and parameter.kind is parameter.KEYWORD_ONLY
-    }
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InputError(f"--param takes KEY=VALUE, got {pair!r}")
-        if key not in accepted:
-            raise InputError(f"attack {method!r} has no parameter {key!r}; it takes {', '.join(sorted(accepted))}")
-        annotation = accepted[key].annotation
-        try:
-            params[key] = _coerce(annotation, value)
-        except ValueError:
-            raise InputError(f"--param {key}: cannot read {value!r} as {annotation}") from None
-    return params
-
-
-def _targets(text: str | None) -> Any:
-    if text is None or text in ("random", "least-likely"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"--targets takes random, least-likely or a class label, got {text!r}") from None
-
-
 def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
     """The model (an advlab checkpoint, or --model with --weights), and the split it is to be run on
     (with the classes an advlab checkpoint was trained on); refuses a model that cannot take the data."""
@@ -197,23 +134,21 @@ def _model_label(args: argparse.Namespace) -> str:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    checkpoint, data = _checkpoint_and_split(args, _device(args.device))
-    params = attack_params(args.method, args.param)
-    if args.eps is not None:
-        params["eps"] = args.eps
+    checkpoint, data = _checkpoint_and_split(args, args.device)
+    params = args.params
     attack = make_attack(args.method, checkpoint.model, batch_size=args.batch_size, seed=args.seed, **params)
-    targets = _targets(args.targets)
+    targets = args.targets
     if isinstance(targets, int):
         targets = torch.full_like(data.labels, targets)
     result = attack(data.images, data.labels, targets=targets)
     summary = result.summary()
-    out = Path(args.out)
-    result.save(out / "adversarial.npz")
-    write_json_atomic(
-        out / "summary.json",
-        {"command": _command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
-         "data": data.name, "params": result.params, "summary": summary},
-    )
+    out = args.out
+    write_files_atomic({  # both files or neither
+        out / "adversarial.npz": npz_bytes(**result.arrays()),
+        out / "summary.json": json_bytes({"command": _command_line(), "checkpoint": args.checkpoint,
+                                          "model": checkpoint.model_name, "data": data.name, "params": result.params,
+                                          "summary": summary}),
+    })
     rows = [
         ("images", summary["n"]),
         ("clean accuracy", percent(summary["clean_accuracy"], 2)),
@@ -231,28 +166,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 # ---- robustness evaluation ---------------------------------------------------------------------
-def _grouped_params(attacks: Sequence[str], pairs: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """-p ATTACK.KEY=VALUE strings -> {attack: typed keyword arguments}."""
-    grouped: dict[str, list[str]] = {}
-    for pair in pairs:
-        name, dot, rest = pair.partition(".")
-        if not dot or name not in attacks:
-            raise InputError(f"--param takes ATTACK.KEY=VALUE for an evaluated attack ({', '.join(attacks)}), got {pair!r}")
-        grouped.setdefault(name, []).append(rest)
-    return {name: attack_params(name, items) for name, items in grouped.items()}
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from advlab.analysis import default_attacks, evaluate_robustness, parse_eps
+    from advlab.analysis import evaluate_robustness
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
-    device = _device(args.device)
-    checkpoint, data = _checkpoint_and_split(args, device)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
-    source = load_checkpoint(args.source, device=device).model if args.source else None
+    checkpoint, data = _checkpoint_and_split(args, args.device)
+    attacks = args.attacks
+    source = load_checkpoint(args.source, device=args.device).model if args.source else None
     evaluation = evaluate_robustness(
-        checkpoint.model, data.images, data.labels, attacks=attacks, eps=parse_eps(args.eps),
-        attack_params=_grouped_params(attacks, args.param), source_model=source,
+        checkpoint.model, data.images, data.labels, attacks=attacks, eps=args.eps_values,
+        attack_params=args.params, source_model=source,
         source_name=Path(args.source).name if args.source else "source", batch_size=args.batch_size,
         seed=args.seed, progress=not args.no_progress,
     )
@@ -417,7 +340,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 # ---- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advlab", description="Adversarial examples for PyTorch models.")
+    parser = checks.Parser(prog="advlab", description="Adversarial examples for PyTorch models.",
+                           epilog="Bad input exits with code 2 and one line `advlab: error: ...`, before any work.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
@@ -439,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "program, read without running code from it")
         p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model package.module:factory (safetensors only)")
         p.add_argument("--split", choices=["test", "train"], default="test")
-        p.add_argument("--limit", type=int, help="only the first N examples")
+        p.add_argument("--limit", type=checks.positive_int, help="only the first N examples")
         data_dir(p)
 
     def seed_device(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+        p.add_argument("--seed", type=checks.seed, default=0)
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (checked against this machine)")
 
     data = sub.add_parser("data", help="inspect data or download MNIST / Fashion-MNIST").add_subparsers(dest="data_command", required=True)
     info = data.add_parser("info", help="describe the data a run would use")
@@ -452,93 +376,141 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_data_info)
     fetch = data.add_parser("fetch", help="download the official MNIST or Fashion-MNIST files, verify md5, rename into place")
     fetch.add_argument("dataset", choices=["mnist", "fashion-mnist"])
-    fetch.add_argument("dir")
+    fetch.add_argument("dir", help="folder to download into (created; an existing file is refused)")
     fetch.add_argument("--mirror", action="append", help="base URL to try (repeatable; default: the standard mirrors)")
-    fetch.set_defaults(func=cmd_data_fetch)
+    fetch.set_defaults(func=cmd_data_fetch, check=checks.check_data_fetch)
 
     sub.add_parser("models", help="list the registered models").set_defaults(func=cmd_models)
 
     train = sub.add_parser("train", help="train a registered model and save a checkpoint")
     train.add_argument("model")
-    train.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    train.add_argument("--out", required=True,
+                       help="checkpoint path (.safetensors); a folder (existing, or ending in /) means FOLDER/MODEL.safetensors")
     data_dir(train)
-    train.add_argument("--classes", help="keep only these digits, e.g. 3,7 (relabelled 0..k-1)")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--classes", type=checks.class_list, help="keep only these digits, e.g. 3,7 (relabelled 0..k-1)")
+    train.add_argument("--epochs", type=checks.positive_int)
+    train.add_argument("--lr", type=checks.positive_float)
+    train.add_argument("--batch-size", type=checks.positive_int)
+    train.add_argument("--weight-decay", type=checks.nonnegative_float)
     train.add_argument("--optimizer", choices=["adam", "sgd"])
     seed_device(train)
     train.add_argument("--no-progress", action="store_true")
     train.add_argument("--resume", action="store_true", help="continue the run checkpointed at --out (written every epoch)")
+    train.add_argument("--force", action="store_true", help="replace an existing file at --out (otherwise refused)")
     adversarial = train.add_argument_group("adversarial training (Goodfellow et al. 2014, Sec. 6; Madry et al. 2017)")
     adversarial.add_argument("--adversarial", choices=["fgsm", "pgd"], help="train on alpha J(x) + (1 - alpha) J(x_adv)")
-    adversarial.add_argument("--eps", type=float, help="L-inf budget of x_adv (default .25)")
-    adversarial.add_argument("--alpha", type=float, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
-    adversarial.add_argument("--steps", type=int, help="PGD steps (default 10)")
-    adversarial.add_argument("--step-size", type=float, help="PGD step (default 2.5 eps / steps)")
+    adversarial.add_argument("--eps", type=checks.nonnegative_float, help="L-inf budget of x_adv (default .25)")
+    adversarial.add_argument("--alpha", type=checks.fraction, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
+    adversarial.add_argument("--steps", type=checks.positive_int, help="PGD steps (default 10)")
+    adversarial.add_argument("--step-size", type=checks.positive_float, help="PGD step (default 2.5 eps / steps)")
     adversarial.add_argument("--craft-mode", choices=["eval", "train"], default="eval",
                              help="model mode x_adv is computed in (default eval: dropout off)")
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, check=checks.check_train)
 
     attack = sub.add_parser("attack", help="attack a data split with a checkpoint's model")
     checkpoint_split(attack)
     attack.add_argument("--method", required=True, choices=sorted(ATTACKS))
-    attack.add_argument("--eps", type=float, help="perturbation budget (fixed-budget attacks)")
+    needs_eps = ", ".join(m for m in sorted(ATTACKS) if checks.requires_eps(m))
+    attack.add_argument("--eps", type=checks.nonnegative_float, help=f"perturbation budget; required by {needs_eps}")
     attack.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="attack parameter (repeatable)")
     attack.add_argument("--targets", help="random, least-likely or a class label (default: untargeted)")
-    attack.add_argument("--batch-size", type=int, default=1000)
+    attack.add_argument("--batch-size", type=checks.positive_int, default=1000)
     seed_device(attack)
     attack.add_argument("--out", required=True, help="folder for adversarial.npz and summary.json")
-    attack.set_defaults(func=cmd_attack)
+    attack.set_defaults(func=cmd_attack, check=checks.check_attack)
 
     evaluate = sub.add_parser("evaluate", help="robust accuracy against eps, with gradient-masking checks")
     checkpoint_split(evaluate)
     evaluate.add_argument("--attacks", help="comma-separated fixed-budget attacks (default: fgsm,pgd, those registered)")
-    evaluate.add_argument("--eps", default="0:0.3:0.05", help="START:STOP:STEP (STOP included) or a comma list")
+    evaluate.add_argument("--eps", default="0:0.3:0.05",
+                          help=f"START:STOP:STEP (STOP included) or a comma list; at most {checks.MAX_GRID} values")
     evaluate.add_argument("-p", "--param", action="append", default=[], metavar="ATTACK.KEY=VALUE",
-                          help="attack parameter, e.g. pgd.steps=40 (repeatable)")
+                          help="attack parameter, e.g. pgd.steps=40 (repeatable; eps comes from --eps)")
     evaluate.add_argument("--source", help="checkpoint of an undefended model to transfer attacks from")
-    evaluate.add_argument("--batch-size", type=int, default=500)
+    evaluate.add_argument("--batch-size", type=checks.positive_int, default=500)
     seed_device(evaluate)
     evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}")
     evaluate.add_argument("--no-progress", action="store_true")
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.set_defaults(func=cmd_evaluate, check=checks.check_evaluate)
 
     exact = sub.add_parser("exact", help="exact minimal adversarial distances of a checkpoint on a split")
     checkpoint_split(exact)
     exact.add_argument("--norm", choices=["linf", "l2", "l1"], default="linf")
-    exact.add_argument("--time-limit", type=float, default=60.0, help="MILP seconds per image (ReLU networks)")
+    exact.add_argument("--time-limit", type=checks.positive_float, default=60.0, help="MILP seconds per image (ReLU networks)")
     exact.add_argument("--no-progress", action="store_true")
     exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz")
-    exact.set_defaults(func=cmd_exact)
+    exact.set_defaults(func=cmd_exact, check=checks.check_output_dir)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
     reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain", "szegedy"])
     reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT)")
-    reproduce.add_argument("--eps", type=float, default=0.25, help="FGSM budget (goodfellow-*)")
+    reproduce.add_argument("--eps", type=checks.nonnegative_float, default=0.25, help="FGSM budget (goodfellow-*)")
     reproduce.add_argument("--quick", action="store_true", help="szegedy: 2 epochs and 20 images per model (a smoke run)")
-    reproduce.add_argument("--images", type=int, help="szegedy: images attacked per model (default 300; --quick: 20)")
-    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--images", type=checks.positive_int, help="szegedy: images attacked per model (default 300; --quick: 20)")
+    reproduce.add_argument("--seed", type=checks.seed, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
-    reproduce.set_defaults(func=cmd_reproduce)
+    reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)
+    _add_threads(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "out", "") is None and args.command == "reproduce":
-        args.out = f"results/{args.experiment}"
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads on every subcommand (those added later included)."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        parser.add_argument("--threads", type=checks.threads, default=None,
+                            help=f"CPU threads for torch (default: ${checks.THREADS_ENV}, else 1)")
+    for action in subparsers:
+        for child in dict.fromkeys(action.choices.values()):
+            _add_threads(child)
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that temporary files are removed on the way out."""
+
+
+@contextlib.contextmanager
+def _run_settings(threads: int) -> Iterator[None]:
+    """torch's thread count and a SIGTERM handler for the command, both restored afterwards."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
     try:
-        return args.func(args)
+        previous_handler = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous_handler = None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, check everything that can be checked before the work, run; 0 ok, 2 bad input,
+    1 a system error while working (one line too), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    try:
+        args = build_parser().parse_args(argv)
+        checks.validate(args)
+        with _run_settings(args.threads):
+            return args.func(args)
     except AdvlabError as exc:
-        print(f"advlab: error: {exc}", file=sys.stderr)
+        print("advlab: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2
+    except OSError as exc:  # the machine, not the input: a full disk, a file removed under us
+        print("advlab: error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("advlab: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("advlab: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from advlab.errors import InputError
+
+
+def check_classes(classes: Sequence[int]) -> list[int]:
+    """At least two distinct non-negative integer class labels."""
+    try:
+        if any(isinstance(c, bool) for c in classes):
+            raise TypeError
+        classes = [operator.index(c) for c in classes]
+    except TypeError:
+        raise InputError(f"classes must be integers, got {list(classes)}") from None
+    if any(c < 0 for c in classes):
+        raise InputError(f"classes must be non-negative, got {classes}")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise InputError(f"need at least two distinct classes, got {classes}")
+    return classes
 
 
 @dataclass(frozen=True)
@@ -44,9 +60,7 @@ class Dataset:
 
     def select_classes(self, classes: Sequence[int], *, relabel: bool = True) -> Dataset:
         """Keep only `classes`; with relabel, class classes[i] becomes label i (3 vs 7 -> 0 vs 1)."""
-        classes = list(classes)
-        if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise InputError(f"need at least two distinct classes, got {classes}")
+        classes = check_classes(classes)
         wanted = torch.tensor(classes, dtype=self.labels.dtype)
         keep = torch.isin(self.labels, wanted)
         labels = self.labels[keep]
@@ -63,6 +77,12 @@ class Splits:
     source: str  # a human-readable description of where the data came from
 
     def select_classes(self, classes: Sequence[int]) -> Splits:
+        """Both splits restricted to `classes`, each of which must occur in the data."""
+        classes = check_classes(classes)
+        present = set(torch.cat([self.train.labels, self.test.labels]).unique().tolist())
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise InputError(f"class {missing[0]} does not occur in the data (its classes: {sorted(present)})")
         return Splits(
             self.train.select_classes(classes), self.test.select_classes(classes), self.source
         )

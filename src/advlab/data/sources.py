@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -25,7 +26,7 @@ import torch
 
 from advlab.data.dataset import Dataset, Splits
 from advlab.data.idx import read_idx
-from advlab.errors import DataError
+from advlab.errors import DataError, InputError
 from advlab.io import atomic_open
 
 FILES = {
@@ -44,6 +45,8 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+IMAGE_SHAPE = (28, 28)  # MNIST-format files (MNIST, Fashion-MNIST): 28x28 images, 10 classes
+NUM_CLASSES = 10
 EMBEDDED_TRAIN = 4000
 EMBEDDED_SPLIT_SEED = 0
 
@@ -59,14 +62,18 @@ def _split_from_dir(directory: Path, split: str, name: str = "mnist") -> Dataset
     image_path = _find(directory, FILES[f"{split}_images"])
     label_path = _find(directory, FILES[f"{split}_labels"])
     images, labels = read_idx(image_path), read_idx(label_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{image_path}: expected uint8 images of shape (N, rows, cols), got {images.dtype} {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{label_path}: expected a 1-D label array, got shape {labels.shape}")
+    if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE:
+        raise DataError(
+            f"{image_path}: expected uint8 images of shape (N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]}), "
+            f"the header declares {images.dtype} {images.shape}"
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"{label_path}: expected a 1-D integer label array, got {labels.dtype} {labels.shape}")
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{directory}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{label_path}: label {int(labels.max())} outside 0..9")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DataError(f"{label_path}: label {bad} outside 0..{NUM_CLASSES - 1}")
     return Dataset(_to_images(images), torch.from_numpy(labels.astype(np.int64)), f"{name}-{split}")
 
 
@@ -125,6 +132,9 @@ def fetch_mnist(
     """Download each file in `checksums` from the first mirror that has it, verify its md5,
     and rename it into `dest`. A file already present with the right md5 is kept."""
     dest = Path(dest)
+    check_mirrors(mirrors)
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"{dest}: exists and is not a directory; give a folder to download into")
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name, expected in checksums.items():
@@ -137,7 +147,7 @@ def fetch_mnist(
             url = mirror.rstrip("/") + "/" + name
             try:
                 _download_verified(url, target, expected, timeout)
-            except (urllib.error.URLError, OSError, DataError) as exc:
+            except (urllib.error.URLError, OSError, ValueError, DataError) as exc:
                 errors.append(f"{url}: {exc}")
                 continue
             written.append(target)
@@ -145,6 +155,16 @@ def fetch_mnist(
         else:
             raise DataError(f"could not fetch {name}: " + "; ".join(errors))
     return written
+
+
+def check_mirrors(mirrors: Sequence[str]) -> None:
+    """Each mirror must be an http(s), ftp or file URL (a folder holding the files)."""
+    if isinstance(mirrors, str) or not mirrors:
+        raise InputError(f"mirrors must be a non-empty list of URLs, got {mirrors!r}")
+    for mirror in mirrors:
+        parts = urllib.parse.urlparse(str(mirror))
+        if parts.scheme not in ("http", "https", "ftp", "file") or not (parts.netloc or parts.scheme == "file"):
+            raise InputError(f"mirror {mirror!r} is not an http(s), ftp or file URL")
 
 
 def _download_verified(url: str, target: Path, expected_md5: str, timeout: float) -> None:

@@ -62,6 +62,7 @@ MLP_TRAINING = {"epochs": 10, "lr": 0.001, "batch_size": 64, "weight_decay": 0.0
 
 @register(
     "mlp-50-50",
+    fixed=True,
     description="ReLU network 784-50-50-10, small enough for exact MILP distances (Tjeng et al. 2019)",
     training=MLP_TRAINING,
     in_features=784,
@@ -71,6 +72,7 @@ MLP_TRAINING = {"epochs": 10, "lr": 0.001, "batch_size": 64, "weight_decay": 0.0
 )
 @register(
     "mlp-20-20",
+    fixed=True,
     description="ReLU network 784-20-20-10, small enough for exact MILP distances (Tjeng et al. 2019)",
     training=MLP_TRAINING,
     in_features=784,

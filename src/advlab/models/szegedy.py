@@ -30,27 +30,27 @@ FC_TRAINING = {"epochs": 20, "lr": 0.003, "batch_size": 64, "weight_decay": (1e-
 AE_TRAINING = {"epochs": 12, "lr": 0.003, "batch_size": 64, "weight_decay": 1e-6}
 
 
-@register("fc10-1", description="FC10(1): softmax regression, weight decay 1 (Szegedy et al. 2013, Table 1)",
+@register("fc10-1", fixed=True, description="FC10(1): softmax regression, weight decay 1 (Szegedy et al. 2013, Table 1)",
           training={**FC10_TRAINING, "weight_decay": 1.0}, in_features=784, num_classes=10)
-@register("fc10-1e-2", description="FC10(1e-2): softmax regression, weight decay 1e-2 (Szegedy et al. 2013, Table 1)",
+@register("fc10-1e-2", fixed=True, description="FC10(1e-2): softmax regression, weight decay 1e-2 (Szegedy et al. 2013, Table 1)",
           training={**FC10_TRAINING, "weight_decay": 1e-2}, in_features=784, num_classes=10)
-@register("fc10-1e-4", description="FC10(1e-4): softmax regression, weight decay 1e-4 (Szegedy et al. 2013, Table 1)",
+@register("fc10-1e-4", fixed=True, description="FC10(1e-4): softmax regression, weight decay 1e-4 (Szegedy et al. 2013, Table 1)",
           training={**FC10_TRAINING, "weight_decay": 1e-4}, in_features=784, num_classes=10)
 def fc10(in_features: int, num_classes: int) -> nn.Module:
     return SoftmaxRegression(in_features, num_classes)
 
 
-@register("fc123-456-10", description="sigmoid network 784-123-456-10 (Szegedy et al. 2013, Table 3)",
+@register("fc123-456-10", fixed=True, description="sigmoid network 784-123-456-10 (Szegedy et al. 2013, Table 3)",
           training=FC_TRAINING, in_features=784, hidden=(123, 456), num_classes=10, activation="sigmoid")
-@register("fc200-200-10", description="sigmoid network 784-200-200-10 (Szegedy et al. 2013, Table 1)",
+@register("fc200-200-10", fixed=True, description="sigmoid network 784-200-200-10 (Szegedy et al. 2013, Table 1)",
           training=FC_TRAINING, in_features=784, hidden=(200, 200), num_classes=10, activation="sigmoid")
-@register("fc100-100-10", description="sigmoid network 784-100-100-10 (Szegedy et al. 2013, Table 1)",
+@register("fc100-100-10", fixed=True, description="sigmoid network 784-100-100-10 (Szegedy et al. 2013, Table 1)",
           training=FC_TRAINING, in_features=784, hidden=(100, 100), num_classes=10, activation="sigmoid")
 def fc_sigmoid(in_features: int, hidden: Sequence[int], num_classes: int, activation: str) -> nn.Module:
     return MLP(in_features, hidden, num_classes, activation)
 
 
-@register("ae400-10", description="AE400-10: pretrained 400-unit sigmoid autoencoder + softmax (Szegedy et al. 2013, Table 1)",
+@register("ae400-10", fixed=True, description="AE400-10: pretrained 400-unit sigmoid autoencoder + softmax (Szegedy et al. 2013, Table 1)",
           training=AE_TRAINING, in_features=784, hidden=400, num_classes=10)
 def ae400_10(in_features: int, hidden: int, num_classes: int) -> nn.Module:
     return AutoencoderClassifier(in_features, hidden, num_classes)

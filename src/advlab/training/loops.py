@@ -11,6 +11,7 @@ a classifier) is pretrained by it first. Training can checkpoint every epoch and
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,13 +39,17 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{name} must be an integer, got {value!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise InputError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if isinstance(self.weight_decay, (list, tuple)):
             object.__setattr__(self, "weight_decay", tuple(float(d) for d in self.weight_decay))
         decays = self.weight_decay if isinstance(self.weight_decay, tuple) else (self.weight_decay,)
-        if not self.lr > 0 or not decays or min(decays) < 0:
-            raise InputError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        if not math.isfinite(self.lr) or not self.lr > 0 or not decays or not all(math.isfinite(d) and d >= 0 for d in decays):
+            raise InputError(f"need a finite lr > 0 and finite weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
@@ -140,6 +145,7 @@ def train_model(
     identity = _identity(checkpoint, config, objective) if checkpoint else {}
     history = TrainHistory()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        check_labels(model, data)
         torch.default_generator.manual_seed(config.seed)
         if device.type == "cuda":
             torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
@@ -171,6 +177,22 @@ def train_model(
                 _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history)
     model.eval()
     return history
+
+
+def check_labels(model: nn.Module, data: Dataset) -> None:
+    """Every label of `data` is a class of the model (one forward pass in eval mode on one example)."""
+    if len(data) == 0:
+        raise InputError(f"{data.name}: no examples to train on")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            classes = as_multiclass_logits(model(data.images[:1].to(next(model.parameters()).device))).shape[1]
+    finally:
+        model.train(was_training)
+    low, high = int(data.labels.min()), int(data.labels.max())
+    if low < 0 or high >= classes:
+        raise InputError(f"{data.name}: labels run from {low} to {high} but the model has {classes} classes (0..{classes - 1})")
 
 
 # ---- per-epoch checkpoints ----------------------------------------------------------------------

@@ -1,0 +1,365 @@
+"""The checks `advlab` runs on a command line before any work.
+
+Three layers, each written once and shared by the subcommands:
+- argparse types (`positive_int`, `finite_float`, ...) check every number as it is parsed;
+- `validate(args)` runs the common checks (threads, device) and the subcommand's own check (set
+  with `set_defaults(check=...)`): output locations, `-p` parameters typed strictly, eps grids,
+  class lists, what a method requires;
+- the loaders the commands call first check the files themselves (IDX headers and labels in
+  `advlab.data`, checkpoint headers against the model registry's schema in
+  `advlab.training.checkpoints`) before the work starts.
+Every failure is an `AdvlabError`: one line `advlab: error: ...`, exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from advlab.attacks import ATTACKS, Attack
+from advlab.errors import InputError, UnknownNameError
+
+MAX_GRID = 1000  # most eps values an evaluation may ask for
+MAX_THREADS = 1024
+THREADS_ENV = "ADVLAB_THREADS"
+
+
+class UsageError(InputError):
+    """A command line argparse cannot read (unknown option, missing argument, bad number)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line raises `UsageError` (one line, exit 2) instead of
+    printing the usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ---- argparse types: every number is checked as it is read --------------------------------------
+def _number(kind: Callable[[str], Any], text: str, what: str, ok: Callable[[Any], bool]) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(int, text, "an integer >= 1", lambda v: v >= 1)
+
+
+def nonnegative_int(text: str) -> int:
+    return _number(int, text, "an integer >= 0", lambda v: v >= 0)
+
+
+def seed(text: str) -> int:
+    return _number(int, text, "an integer seed in 0..2**63-1", lambda v: 0 <= v < 2**63)
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text, "a finite number", math.isfinite)
+
+
+def nonnegative_float(text: str) -> float:
+    return _number(float, text, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+
+def positive_float(text: str) -> float:
+    return _number(float, text, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+
+
+def fraction(text: str) -> float:
+    return _number(float, text, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+
+
+def threads(text: str) -> int:
+    return _number(int, text, f"a thread count in 1..{MAX_THREADS}", lambda v: 1 <= v <= MAX_THREADS)
+
+
+def class_list(text: str) -> tuple[int, ...]:
+    """'3,7' -> (3, 7): at least two distinct non-negative integers (checked against the data later)."""
+    try:
+        classes = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class labels like 3,7, got {text!r}") from None
+    if min(classes) < 0 or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least two distinct class labels >= 0, got {text!r}")
+    return classes
+
+
+# ---- common checks -------------------------------------------------------------------------------
+def thread_count(given: int | None) -> int:
+    """--threads, else $ADVLAB_THREADS, else 1 (never oversubscribe a shared machine unasked)."""
+    if given is not None:
+        return given
+    text = os.environ.get(THREADS_ENV)
+    if text is None or not text.strip():
+        return 1
+    try:
+        return threads(text.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise InputError(f"${THREADS_ENV}: {exc}") from None
+
+
+def device(name: str) -> torch.device:
+    """cpu, cuda, cuda:N, mps or auto (cuda when available), checked against this machine."""
+    if not re.fullmatch(r"cpu|auto|mps|cuda(:\d+)?", name):
+        raise InputError(f"--device {name!r}: expected cpu, cuda, cuda:N, mps or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: CUDA is not available on this machine")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise InputError("--device mps: MPS is not available on this machine")
+    return torch.device(name)
+
+
+# ---- output locations ---------------------------------------------------------------------------
+def _writable_folder(path: Path, option: str) -> None:
+    """`path` is, or can be created as, a folder this user can write into."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a directory")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: {ancestor} is not writable")
+
+
+def output_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
+    """A folder for a command's output files, checked before the work."""
+    folder = Path(path)
+    _writable_folder(folder, option)
+    return folder
+
+
+def checkpoint_target(out: str, model: str, *, resume: bool, force: bool) -> Path:
+    """Where `train` writes: `out`, or `out/MODEL.safetensors` when `out` is a folder (existing, or
+    written with a trailing slash). An existing checkpoint is only continued (--resume) or
+    replaced (--force), never overwritten silently."""
+    if resume and force:
+        raise InputError("--resume continues the checkpoint at --out and --force replaces it: give one of them")
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        path = path / f"{model}.safetensors"
+    _writable_folder(path.parent, "--out")
+    if path.exists():
+        if path.is_dir():
+            raise InputError(f"--out {path}: is a directory")
+        if not (resume or force):
+            raise InputError(f"--out {path}: already exists; pass --resume to continue that run or --force to replace it")
+    return path
+
+
+# ---- attack parameters (-p KEY=VALUE) ------------------------------------------------------------
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _read_bool(text: str) -> bool:
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _read_int(text: str) -> int:
+    return int(text)
+
+
+def _read_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _read_pair(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError(f"expected two numbers LOW,HIGH, got {text!r}")
+    low, high = (_read_float(p) for p in parts)
+    return low, high
+
+
+_READERS: dict[str, Callable[[str], Any]] = {
+    "bool": _read_bool, "int": _read_int, "float": _read_float, "str": str, "Bounds": _read_pair,
+    "tuple[float, float]": _read_pair,
+}
+
+
+def _reader(parameter: inspect.Parameter) -> tuple[Callable[[str], Any], bool]:
+    """(how to read the value from text, whether 'none' is allowed), from the annotation, else the default."""
+    annotation = parameter.annotation if isinstance(parameter.annotation, str) else getattr(parameter.annotation, "__name__", "")
+    kinds = [k.strip() for k in annotation.split("|")] if annotation else []
+    optional = "None" in kinds
+    for kind in kinds:
+        if kind in _READERS:
+            return _READERS[kind], optional
+    default = parameter.default
+    for kind in (bool, int, float, str):
+        if type(default) is kind:
+            return _READERS[kind.__name__], optional
+    raise InputError(f"parameter {parameter.name!r} cannot be set from the command line")
+
+
+def accepted_params(method: str) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of an attack's constructor (and of the `Attack` base)."""
+    try:
+        cls = ATTACKS[method]
+    except KeyError:
+        raise UnknownNameError(f"unknown attack {method!r}; known attacks: {', '.join(sorted(ATTACKS))}") from None
+    return {
+        name: parameter
+        for init in (Attack.__init__, cls.__init__)
+        for name, parameter in inspect.signature(init).parameters.items()
+        if name not in ("self", "model") and parameter.kind is parameter.KEYWORD_ONLY
+    }
+
+
+def requires_eps(method: str) -> bool:
+    parameter = accepted_params(method).get("eps")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def attack_params(method: str, pairs: Sequence[str], *, reserved: dict[str, str] | None = None) -> dict[str, Any]:
+    """KEY=VALUE strings -> keyword arguments typed strictly by the attack's constructor.
+
+    reserved: keys set by dedicated options of the command (key -> the option), refused here."""
+    accepted = accepted_params(method)
+    reserved = reserved or {}
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InputError(f"--param takes KEY=VALUE, got {pair!r}")
+        if key not in accepted:
+            raise InputError(f"attack {method!r} has no parameter {key!r}; it takes {', '.join(sorted(accepted))}")
+        if key in reserved:
+            raise InputError(f"--param {key}: set by {reserved[key]}, not by -p")
+        if key in params:
+            raise InputError(f"--param {key} given twice")
+        read, optional = _reader(accepted[key])
+        value = value.strip()
+        try:
+            params[key] = None if optional and value.lower() == "none" else read(value)
+        except ValueError as exc:
+            raise InputError(f"--param {key}={value}: {exc}") from None
+    return params
+
+
+def grouped_params(attacks: Sequence[str], pairs: Sequence[str], *, reserved: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """-p ATTACK.KEY=VALUE strings -> {attack: typed keyword arguments}."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or name not in attacks:
+            raise InputError(f"--param takes ATTACK.KEY=VALUE for an evaluated attack ({', '.join(attacks)}), got {pair!r}")
+        grouped.setdefault(name, []).append(rest)
+    return {name: attack_params(name, items, reserved=reserved) for name, items in grouped.items()}
+
+
+def targets(text: str | None) -> str | int | None:
+    if text is None or text in ("random", "least-likely"):
+        return text
+    try:
+        label = int(text)
+    except ValueError:
+        label = -1
+    if label < 0:
+        raise InputError(f"--targets takes random, least-likely or a class label >= 0, got {text!r}")
+    return label
+
+
+def eps_grid(text: str) -> list[float]:
+    """An evaluation's eps values ('START:STOP:STEP' or 'a,b,c'): finite, >= 0, at most MAX_GRID."""
+    from advlab.analysis import parse_eps
+
+    parts = text.split(":") if ":" in text else [p for p in text.split(",") if p.strip()]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []  # parse_eps names the problem
+    if numbers and not all(math.isfinite(v) for v in numbers):
+        raise InputError(f"--eps {text!r}: every number must be finite")
+    if ":" in text and len(numbers) == 3 and numbers[2] > 0 and (numbers[1] - numbers[0]) / numbers[2] + 1 > MAX_GRID:
+        raise InputError(f"--eps {text!r}: more than {MAX_GRID} values; use a larger step")
+    values = parse_eps(text)
+    if len(values) > MAX_GRID:
+        raise InputError(f"--eps {text!r}: more than {MAX_GRID} values")
+    if values[0] < 0:
+        raise InputError(f"--eps {text!r}: eps must be >= 0")
+    return values
+
+
+# ---- per-subcommand checks (set with set_defaults(check=...)) ------------------------------------
+def check_data_fetch(args: argparse.Namespace) -> None:
+    from advlab.data.sources import check_mirrors
+
+    if args.mirror:
+        check_mirrors(args.mirror)
+    args.dir = output_dir(args.dir, "DIR")
+
+
+def check_train(args: argparse.Namespace) -> None:
+    args.out = checkpoint_target(args.out, args.model, resume=args.resume, force=args.force)
+
+
+def check_attack(args: argparse.Namespace) -> None:
+    args.out = output_dir(args.out)
+    reserved = {"batch_size": "--batch-size", "seed": "--seed", **({"eps": "--eps"} if args.eps is not None else {})}
+    args.params = attack_params(args.method, args.param, reserved=reserved)
+    if args.eps is not None:
+        args.params["eps"] = args.eps
+    if requires_eps(args.method) and "eps" not in args.params:
+        raise InputError(f"--eps is required for --method {args.method}")
+    args.targets = targets(args.targets)
+
+
+def check_evaluate(args: argparse.Namespace) -> None:
+    from advlab.analysis import default_attacks
+
+    args.out = output_dir(args.out)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
+    for name in attacks:
+        accepted_params(name)  # an unknown name is refused here
+    if not attacks or len(set(attacks)) != len(attacks):
+        raise InputError(f"--attacks {args.attacks!r}: give distinct attack names")
+    args.attacks = attacks
+    args.eps_values = eps_grid(args.eps)
+    reserved = {"eps": "--eps (the grid)", "batch_size": "--batch-size", "seed": "--seed"}
+    args.params = grouped_params(attacks, args.param, reserved=reserved)
+
+
+def check_output_dir(args: argparse.Namespace) -> None:
+    args.out = output_dir(args.out)
+
+
+def check_reproduce(args: argparse.Namespace) -> None:
+    args.out = output_dir(args.out if args.out is not None else f"results/{args.experiment}")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Everything about a command line that can be checked without reading data or models."""
+    args.threads = thread_count(getattr(args, "threads", None))
+    if isinstance(getattr(args, "device", None), str):
+        args.device = device(args.device)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check(args)
