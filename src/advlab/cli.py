@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import shlex
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -451,44 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)
-    _add_threads(parser)
+    checks.add_threads(parser)
     return parser
-
-
-def _add_threads(parser: argparse.ArgumentParser) -> None:
-    """--threads on every subcommand (those added later included)."""
-    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subparsers:
-        parser.add_argument("--threads", type=checks.threads, default=None,
-                            help=f"CPU threads for torch (default: ${checks.THREADS_ENV}, else 1)")
-    for action in subparsers:
-        for child in dict.fromkeys(action.choices.values()):
-            _add_threads(child)
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so that temporary files are removed on the way out."""
-
-
-@contextlib.contextmanager
-def _run_settings(threads: int) -> Iterator[None]:
-    """torch's thread count and a SIGTERM handler for the command, both restored afterwards."""
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    try:
-        previous_handler = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        previous_handler = None
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous_threads)
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -497,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         checks.validate(args)
-        with _run_settings(args.threads):
+        with checks.run_settings(args.threads):
             return args.func(args)
     except AdvlabError as exc:
         print("advlab: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
@@ -508,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advlab: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
+    except checks.Terminated:
         print("advlab: terminated", file=sys.stderr)
         return 143
 

@@ -1,4 +1,4 @@
-"""The checks `advlab` runs on a command line before any work.
+"""The checks `advlab` runs on a command line before any work, and the settings it runs under.
 
 Three layers, each written once and shared by the subcommands:
 - argparse types (`positive_int`, `finite_float`, ...) check every number as it is parsed;
@@ -14,11 +14,13 @@ Every failure is an `AdvlabError`: one line `advlab: error: ...`, exit code 2, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -363,3 +365,40 @@ def validate(args: argparse.Namespace) -> None:
     check = getattr(args, "check", None)
     if check is not None:
         check(args)
+
+
+# ---- the command's run settings ---------------------------------------------------------------
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """--threads on every subcommand (those added later included)."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        parser.add_argument("--threads", type=threads, default=None,
+                            help=f"CPU threads for torch (default: ${THREADS_ENV}, else 1)")
+    for action in subparsers:
+        for child in dict.fromkeys(action.choices.values()):
+            add_threads(child)
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that temporary files are removed on the way out."""
+
+
+@contextlib.contextmanager
+def run_settings(threads: int) -> Iterator[None]:
+    """torch's thread count and a SIGTERM handler for the command, both restored afterwards."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    try:
+        previous_handler = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous_handler = None
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)

@@ -9,7 +9,7 @@ import pytest
 
 from advlab.data import fetch_mnist, load_mnist
 from advlab.data.sources import OFFICIAL_MD5
-from advlab.errors import DataError
+from advlab.errors import DataError, InputError
 
 from .test_sources import write_fake_mnist
 
@@ -72,3 +72,16 @@ def test_fetch_shared_files_with_official_checksums(tmp_path, serve, mnist_dir):
     with pytest.raises(DataError, match="md5 mismatch"):
         fetch_mnist(dest, mirrors=[url])
     assert not (dest / "train-images-idx3-ubyte.gz").exists()
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "http://", "ftp//x", "/some/path"])
+def test_mirrors_must_be_urls(tmp_path, mirror):
+    with pytest.raises(InputError, match="is not an http"):
+        fetch_mnist(tmp_path / "d", mirrors=[mirror])
+    assert not (tmp_path / "d").exists()
+
+
+def test_fetch_into_an_existing_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(DataError, match="not a directory"):
+        fetch_mnist(tmp_path / "f", mirrors=["http://127.0.0.1:9/"])

@@ -63,3 +63,37 @@ def test_shared_mnist_prefix(mnist_dir):
     assert (len(splits.train), len(splits.test)) == (6309, 10000)
     expected = [616, 707, 616, 642, 654, 542, 635, 683, 579, 635]
     assert torch.bincount(splits.train.labels, minlength=10).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (np.zeros((5, 27, 28), np.uint8), None, r"\(N, 28, 28\)"),
+        (np.zeros((5, 14, 56), np.uint8), None, r"\(N, 28, 28\)"),  # 784 pixels, but not 28x28
+        (None, np.full(5, -1, np.int8), "label -1 outside 0..9"),
+        (None, np.full(5, 10, np.uint8), "label 10 outside 0..9"),
+        (None, np.zeros(5, np.float64), "integer label array"),
+    ],
+)
+def test_header_dims_and_labels_are_checked(tmp_path, images, labels, message):
+    write_fake_mnist(tmp_path, 7, 5, gzip=False)
+    if images is not None:
+        write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    if labels is not None:
+        write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    with pytest.raises(DataError, match=message):
+        load_mnist(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "classes, message",
+    [([3, 17], "class 17 does not occur"), ([-1, 2], "non-negative"), ([3, 3], "distinct"), ([3], "two distinct"),
+     ([3.5, 7], "integers"), ([True, 7], "integers")],
+)
+def test_select_classes_needs_distinct_classes_of_the_data(embedded, classes, message):
+    with pytest.raises(InputError, match=message):
+        embedded.select_classes(classes)
+
+
+def test_select_classes_accepts_numpy_integers(embedded):
+    assert len(embedded.select_classes([np.int64(3), 7]).train) == len(embedded.select_classes([3, 7]).train)

@@ -48,3 +48,67 @@ def test_other_architecture_is_rejected(tmp_path):
     save_checkpoint(path, model, model_name="logreg", architecture={})
     with pytest.raises(CheckpointError, match="do not fit model 'logreg'"):
         load_checkpoint(path)
+
+
+def _rewrite(path, out, **changes):
+    import json
+
+    from safetensors.torch import save
+
+    from advlab.training import read_state
+
+    weights, _, document = read_state(path)
+    document.update(changes)
+    out.write_bytes(save(weights, metadata={"advlab": json.dumps(document)}))
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"architecture": {"bogus": 1}}, "no architecture keyword 'bogus'"),
+        ({"architecture": [784]}, "must be a mapping"),
+        ({"architecture": {"in_features": "784"}}, "expected an integer"),
+        ({"architecture": {"in_features": 1 << 30}}, "expected an integer in 1..1048576"),
+        ({"architecture": {"in_features": 785}}, "linear.weight has shape \\[10, 784\\], the model needs \\[10, 785\\]"),
+        ({"model": None}, "names no model"),
+        ({"model": "fc10-1"}, None),  # same weights, a registered alias: loads
+        ({"data": {"classes": [3, "7"]}}, "classes must be integers"),
+        ({"data": {"classes": [2, 2]}}, "distinct"),
+        ({"data": "everything"}, "data.classes must be a list"),
+    ],
+)
+def test_header_is_checked_against_the_schema(tmp_path, changes, message):
+    path = tmp_path / "m.safetensors"
+    _save(path)
+    bad = _rewrite(path, tmp_path / "bad.safetensors", **changes)
+    if message is None:
+        assert load_checkpoint(bad).model_name == changes["model"]
+        return
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(bad)
+
+
+def test_fixed_architecture_names_must_match(tmp_path):
+    model = build_model("mlp", hidden=[50, 50])
+    save_checkpoint(tmp_path / "m.safetensors", model, model_name="mlp-20-20", architecture={"hidden": [50, 50]})
+    with pytest.raises(CheckpointError, match="'mlp-20-20' has hidden=\\[20, 20\\], not \\[50, 50\\]"):
+        load_checkpoint(tmp_path / "m.safetensors")
+    save_checkpoint(tmp_path / "g.safetensors", model, model_name="mlp", architecture={"hidden": [50, 50]})
+    assert load_checkpoint(tmp_path / "g.safetensors").model[1].out_features == 50
+
+
+def test_a_huge_declared_model_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, build_model("mlp-20-20"), model_name="mlp", architecture={"hidden": [1 << 20, 1 << 20]})
+    with pytest.raises(CheckpointError, match="would hold"):
+        load_checkpoint(path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    model = build_model("softmax")
+    with torch.no_grad():
+        model.linear.bias[3] = float("nan")
+    save_checkpoint(tmp_path / "m.safetensors", model, model_name="softmax", architecture={})
+    with pytest.raises(CheckpointError, match="linear.bias holds NaN or inf"):
+        load_checkpoint(tmp_path / "m.safetensors")

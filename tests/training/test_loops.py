@@ -28,3 +28,21 @@ def test_trained_linear_models_learn(logreg_37, softmax_model, embedded_37, embe
 def test_bad_config(kwargs):
     with pytest.raises(InputError):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"lr": float("inf")}, {"lr": float("nan")}, {"weight_decay": float("inf")}, {"epochs": 2.5},
+               {"batch_size": True}, {"seed": "0"}],
+)
+def test_non_finite_and_non_integer_settings_are_refused(kwargs):
+    with pytest.raises(InputError):
+        TrainConfig(**kwargs)
+
+
+def test_labels_beyond_the_models_classes_are_refused_before_training(embedded):
+    data = embedded.select_classes([3, 7, 1]).train.take(50)
+    model = build_model("logreg")
+    before = model.linear.weight.detach().clone()
+    with pytest.raises(InputError, match="labels run from 0 to 2 but the model has 2 classes"):
+        train_model(model, data, TrainConfig(epochs=1), progress=False)
+    assert torch.equal(model.linear.weight, before)
