@@ -22,7 +22,6 @@ from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atom
 from advlab.models import get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
-    AdversarialObjective,
     Checkpoint,
     default_config,
     error_rate,
@@ -66,27 +65,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _objective(args: argparse.Namespace) -> AdversarialObjective | None:
-    """--adversarial fgsm|pgd with its settings; alpha defaults to .5 for FGSM (Goodfellow), 0 for PGD (Madry)."""
-    if args.adversarial is None:
-        given = [f"--{k.replace('_', '-')}" for k in ("eps", "alpha", "steps", "step_size") if getattr(args, k) is not None]
-        if given:
-            raise InputError(f"{', '.join(given)}: only used with --adversarial fgsm|pgd")
-        return None
-    settings = {"eps": 0.25 if args.eps is None else args.eps, "alpha": args.alpha, "craft_mode": args.craft_mode}
-    if settings["alpha"] is None:
-        settings["alpha"] = 0.5 if args.adversarial == "fgsm" else 0.0
-    if args.adversarial == "pgd":
-        settings.update(steps=10 if args.steps is None else args.steps, step_size=args.step_size)
-    elif args.steps is not None or args.step_size is not None:
-        raise InputError("--steps and --step-size only apply with --adversarial pgd")
-    return AdversarialObjective(args.adversarial, **settings)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if getattr(args, k) is not None}
     config = default_config(args.model, **overrides, seed=args.seed)
-    objective = _objective(args)
+    objective = args.objective
     classes = args.classes
     splits = _splits(args, classes)
     trained = train_registered(
@@ -398,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     adversarial = train.add_argument_group("adversarial training (Goodfellow et al. 2014, Sec. 6; Madry et al. 2017)")
     adversarial.add_argument("--adversarial", choices=["fgsm", "pgd"], help="train on alpha J(x) + (1 - alpha) J(x_adv)")
     adversarial.add_argument("--eps", type=checks.nonnegative_float, help="L-inf budget of x_adv (default .25)")
-    adversarial.add_argument("--alpha", type=checks.fraction, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
+    adversarial.add_argument("--alpha", type=checks.finite_float, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
     adversarial.add_argument("--steps", type=checks.positive_int, help="PGD steps (default 10)")
     adversarial.add_argument("--step-size", type=checks.positive_float, help="PGD step (default 2.5 eps / steps)")
     adversarial.add_argument("--craft-mode", choices=["eval", "train"], default="eval",

@@ -28,6 +28,7 @@ import torch
 
 from advlab.attacks import ATTACKS, Attack
 from advlab.errors import InputError, UnknownNameError
+from advlab.training import AdversarialObjective
 
 MAX_GRID = 1000  # most eps values an evaluation may ask for
 MAX_THREADS = 1024
@@ -79,10 +80,6 @@ def nonnegative_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     return _number(float, text, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
-
-
-def fraction(text: str) -> float:
-    return _number(float, text, "a number in [0, 1]", lambda v: 0 <= v <= 1)
 
 
 def threads(text: str) -> int:
@@ -319,7 +316,25 @@ def check_data_fetch(args: argparse.Namespace) -> None:
     args.dir = output_dir(args.dir, "DIR")
 
 
+def objective(args: argparse.Namespace) -> AdversarialObjective | None:
+    """--adversarial fgsm|pgd with its settings; alpha defaults to .5 for FGSM (Goodfellow), 0 for PGD (Madry)."""
+    if args.adversarial is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("eps", "alpha", "steps", "step_size") if getattr(args, k) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: only used with --adversarial fgsm|pgd")
+        return None
+    settings = {"eps": 0.25 if args.eps is None else args.eps, "alpha": args.alpha, "craft_mode": args.craft_mode}
+    if settings["alpha"] is None:
+        settings["alpha"] = 0.5 if args.adversarial == "fgsm" else 0.0
+    if args.adversarial == "pgd":
+        settings.update(steps=10 if args.steps is None else args.steps, step_size=args.step_size)
+    elif args.steps is not None or args.step_size is not None:
+        raise InputError("--steps and --step-size only apply with --adversarial pgd")
+    return AdversarialObjective(args.adversarial, **settings)
+
+
 def check_train(args: argparse.Namespace) -> None:
+    args.objective = objective(args)
     args.out = checkpoint_target(args.out, args.model, resume=args.resume, force=args.force)
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import save as save_safetensors
 from advlab.cli import main
 from advlab.data import write_idx
 from advlab.training import read_state
+from advlab.training.checkpoints import STATE_PREFIX
 
 # checkpoint edits: name -> f(document, tensors) changing them in place
 CHECKPOINT_EDITS = {
@@ -36,6 +37,9 @@ CHECKPOINT_EDITS = {
     "classes-not-list": lambda d, t: d.update(data={"classes": "3,7"}),
     "classes-repeated": lambda d, t: d.update(data={"classes": [3, 3]}),
     "format": lambda d, t: d.update(format="other/9"),
+    "progress-not-object": lambda d, t: d.update(progress=[1, 2]),
+    "progress-epoch-text": lambda d, t: d["progress"].update(epoch="one"),
+    "optimizer-corrupt": lambda d, t: d["optimizer"].update(scalars=5),
     "nan-weights": lambda d, t: t["out.weight"].fill_(float("nan")),
     "inf-weights": lambda d, t: t["fc1.bias"].fill_(float("inf")),
     "missing-tensor": lambda d, t: t.pop("out.bias"),
@@ -115,12 +119,12 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, small_mnist_dir: Path) -
 
     broken = root / "bad-checkpoints"
     broken.mkdir()
-    weights, _, document = read_state(mlp)
+    weights, state, document = read_state(mlp)
     bad_checkpoint = {}
     for name, edit in CHECKPOINT_EDITS.items():
         doc, tensors = json.loads(json.dumps(document)), {k: v.clone() for k, v in weights.items()}
         edit(doc, tensors)
-        _write_checkpoint(broken / f"{name}.safetensors", doc, tensors)
+        _write_checkpoint(broken / f"{name}.safetensors", doc, {**tensors, **{STATE_PREFIX + k: v for k, v in state.items()}})
         bad_checkpoint[name] = broken / f"{name}.safetensors"
     raw = mlp.read_bytes()
     for name, payload in {"truncated": raw[: len(raw) // 2], "junk": b"not a checkpoint at all", "empty": b"",

@@ -80,6 +80,7 @@ def update_metadata(path: str | os.PathLike[str], extra: dict[str, Any]) -> None
     write_bytes_atomic(path, save_safetensors(tensors, metadata={"advlab": json.dumps(document)}))
 
 
+OBJECT_FIELDS = ("data", "progress", "metrics", "training", "objective", "optimizer", "data_source")
 MAX_HEADER = 100_000_000  # bytes of safetensors header (the format's own limit)
 
 
@@ -137,6 +138,14 @@ def check_document(document: dict[str, Any], shapes: dict[str, tuple[int, ...]],
             if not isinstance(classes, list):
                 raise InputError(f"data.classes must be a list of class labels, got {classes!r}")
             check_classes(classes)
+        for key in OBJECT_FIELDS:
+            if document.get(key) is not None and not isinstance(document[key], dict):
+                raise InputError(f"field {key!r} must be a JSON object, got {type(document[key]).__name__}")
+        progress = document.get("progress") or {}
+        for key in ("epoch", "epochs"):
+            value = progress.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"progress.{key} must be an integer >= 0, got {value!r}")
     except AdvlabError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     stored = {k: v for k, v in shapes.items() if not k.startswith(STATE_PREFIX)}

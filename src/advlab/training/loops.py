@@ -145,14 +145,16 @@ def train_model(
     identity = _identity(checkpoint, config, objective) if checkpoint else {}
     history = TrainHistory()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        check_labels(model, data)
         torch.default_generator.manual_seed(config.seed)
         if device.type == "cuda":
             torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
         if checkpoint and resume and checkpoint.path.is_file():
             history = _restore(checkpoint, identity, model, optimizer, generator, device)
-        elif callable(pretrain := getattr(model, "pretrain", None)):
-            pretrain(data, config, progress=progress)
+            check_labels(model, data)
+        else:
+            check_labels(model, data)
+            if callable(pretrain := getattr(model, "pretrain", None)):
+                pretrain(data, config, progress=progress)
         model.train()
         bar = tqdm(
             range(history.resumed_from, config.epochs), initial=history.resumed_from, total=config.epochs,
@@ -264,24 +266,26 @@ def _restore(
         raise CheckpointError(f"{checkpoint.path}: cannot resume a different run: " + "; ".join(differences))
     if "progress" not in document or "rng/shuffle" not in state:
         raise CheckpointError(f"{checkpoint.path}: holds no training state to resume from")
-    done, epochs = int(document["progress"]["epoch"]), int(identity["training"]["epochs"])
-    if done > epochs:
-        raise CheckpointError(f"{checkpoint.path}: the checkpoint is at epoch {done}, past the {epochs} epochs asked for")
     try:
+        done, epochs = int(document["progress"]["epoch"]), int(identity["training"]["epochs"])
+        if done > epochs:
+            raise CheckpointError(f"{checkpoint.path}: the checkpoint is at epoch {done}, past the {epochs} epochs asked for")
         model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{checkpoint.path}: weights do not fit the model: {str(exc).splitlines()[0]}") from None
-    entries: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in document["optimizer"]["scalars"].items()}
-    for name, value in state.items():
-        if name.startswith("optimizer/"):
-            _, index, key = name.split("/", 2)
-            entries.setdefault(int(index), {})[key] = value  # load_state_dict moves it to the parameter's device
-    optimizer.load_state_dict({"state": entries, "param_groups": document["optimizer"]["param_groups"]})
-    generator.set_state(state["rng/shuffle"])
-    torch.set_rng_state(state["rng/torch"])
-    if device.type == "cuda" and "rng/cuda" in state:
-        torch.cuda.set_rng_state(state["rng/cuda"], device)
-    return TrainHistory(loss=list(document["progress"]["loss"]), resumed_from=done)
+        entries: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in document["optimizer"]["scalars"].items()}
+        for name, value in state.items():
+            if name.startswith("optimizer/"):
+                _, index, key = name.split("/", 2)
+                entries.setdefault(int(index), {})[key] = value  # load_state_dict moves it to the parameter's device
+        optimizer.load_state_dict({"state": entries, "param_groups": document["optimizer"]["param_groups"]})
+        generator.set_state(state["rng/shuffle"])
+        torch.set_rng_state(state["rng/torch"])
+        if device.type == "cuda" and "rng/cuda" in state:
+            torch.cuda.set_rng_state(state["rng/cuda"], device)
+        loss = [float(v) for v in document["progress"]["loss"]]
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{checkpoint.path}: corrupt training state, cannot resume ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})") from None
+    return TrainHistory(loss=loss, resumed_from=done)
 
 
 def error_rate(model: nn.Module, data: Dataset) -> float:
