@@ -116,6 +116,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, small_mnist_dir: Path) -
         "missing-file": _idx_folder(bad, "missing-file"),
     }
     os.unlink(bad_data["missing-file"] / "train-labels-idx1-ubyte")
+    images, labels = np.zeros((5, 1, 28, 28), np.float32), np.zeros(5, np.int64)
+    for name, arrays in {"npz-range": {"x": images + 2, "y": labels}, "npz-negative": {"x": images, "y": labels - 1},
+                         "npz-nan": {"x": images * np.nan, "y": labels}, "npz-no-labels": {"x": images}}.items():
+        np.savez(bad / f"{name}.npz", **arrays)
+        bad_data[name] = bad / f"{name}.npz"
+    (bad / "npz-junk.npz").write_bytes(b"junk")
+    bad_data["npz-junk"] = bad / "npz-junk.npz"
 
     broken = root / "bad-checkpoints"
     broken.mkdir()

@@ -205,3 +205,5 @@ def check_accepts(model: nn.Module, sample: torch.Tensor, data_name: str) -> Non
         model.train(mode)
     if logits.ndim != 2:
         raise InputError(f"the model maps a batch of {data_name} inputs to shape {tuple(logits.shape)}; expected (N, classes) logits")
+    if not bool(torch.isfinite(logits).all()):
+        raise InputError(f"the model's logits on {data_name} hold NaN or inf")

@@ -1,0 +1,27 @@
+"""Models that misbehave, for the CLI table's --model rows (`tests.cli.bad_models:NAME`)."""
+
+import torch
+from torch import nn
+
+
+class _Tuple(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.linear(x.flatten(1))
+        return z, z.softmax(1)
+
+
+def tuple_output() -> nn.Module:
+    """Returns (logits, probabilities), as some model zoos do."""
+    return _Tuple()
+
+
+def nan_output() -> nn.Module:
+    """A softmax regression whose weights are NaN: every logit is NaN."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with torch.no_grad():
+        model[1].weight.fill_(float("nan"))
+    return model
