@@ -99,3 +99,10 @@ def test_bad_requests(softmax_model, embedded, monkeypatch):
     for kwargs in ({"eps": [-0.1]}, {"eps": [1.5]}, {"eps": []}, {"attacks": []}, {"attack_params": {"fgm": {"eps": 1}}}):
         with pytest.raises(InputError):
             evaluate_robustness(softmax_model, x, y, **{"attacks": ["fgsm"], **kwargs})
+
+
+def test_an_eps_in_attack_params_is_refused(softmax_model, embedded):
+    """It would replace every value of the grid (issue 10: PGD reported 0% "at eps = 0")."""
+    with pytest.raises(InputError, match="the eps grid sets it"):
+        evaluate_robustness(softmax_model, embedded.test.images[:5], embedded.test.labels[:5], attacks=["pgd"],
+                            eps=[0.0, 0.1], attack_params={"pgd": {"eps": 0.2}}, progress=False)

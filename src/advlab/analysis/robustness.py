@@ -208,6 +208,9 @@ def evaluate_robustness(
     unknown = set(attack_params or {}) - set(names)
     if unknown:
         raise InputError(f"attack_params for attacks not evaluated: {', '.join(sorted(unknown))}")
+    fixed = sorted(name for name in names if "eps" in params[name])
+    if fixed:
+        raise InputError(f"attack_params set eps for {', '.join(fixed)}; the eps grid sets it (give it in eps)")
     runner = Runner(model, images, labels, params=params, bounds=bounds, batch_size=batch_size, seed=seed)
     notes = [f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS]
 
