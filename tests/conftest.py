@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from advlab.data import Splits, load_mnist
-from advlab.models import build_model
-from advlab.training import TrainConfig, train_model
+from advlab.training import TrainConfig, train_registered
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ADVLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -45,10 +44,8 @@ def embedded_37(embedded: Splits) -> Splits:
 
 
 def _train(name: str, splits: Splits, epochs: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = build_model(name)
-    train_model(model, splits.train, TrainConfig(epochs=epochs, lr=0.01, weight_decay=1e-4, seed=0), progress=False)
-    return model.eval()
+    config = TrainConfig(epochs=epochs, lr=0.01, weight_decay=1e-4, seed=0)
+    return train_registered(name, splits.train, config, progress=False).model
 
 
 @pytest.fixture(scope="session")

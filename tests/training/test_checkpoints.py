@@ -7,8 +7,7 @@ from advlab.training import load_checkpoint, read_metadata, save_checkpoint
 
 
 def _save(path, name="softmax"):
-    torch.manual_seed(0)
-    model = build_model(name)
+    model = build_model(name, seed=0)
     save_checkpoint(path, model, model_name=name, architecture={}, metadata={"metrics": {"test_error": 0.1}})
     return model
 

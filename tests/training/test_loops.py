@@ -3,13 +3,11 @@ import torch
 
 from advlab.errors import InputError
 from advlab.models import build_model
-from advlab.training import TrainConfig, error_rate, train_model
+from advlab.training import TrainConfig, error_rate, train_model, train_registered
 
 
 def _weights(data, seed):
-    torch.manual_seed(seed)
-    model = build_model("logreg")
-    train_model(model, data, TrainConfig(epochs=2, seed=seed, weight_decay=1e-3), progress=False)
+    model = train_registered("logreg", data, TrainConfig(epochs=2, seed=seed, weight_decay=1e-3), progress=False).model
     return model.linear.weight.detach().clone()
 
 
