@@ -52,6 +52,23 @@ def test_fgsm_is_the_exact_loss_maximiser_of_logistic_regression(logreg_37, embe
         torch.testing.assert_close(result.x_adv, exact, rtol=0, atol=0)
 
 
+def test_fgsm_moves_confident_examples(embedded_37):
+    """Margins past float32's resolution of 1 - p (|z| > ~17, up to 80 here) still get the exact step."""
+    x, y = embedded_37.test.images, embedded_37.test.labels
+    model = LogisticRegression()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.randn(1, 784, generator=generator))
+        model.linear.bias.zero_()
+        z = model(x).squeeze(1)
+        model.linear.weight.mul_(40 / z.abs().median())
+        keep = model(x).squeeze(1).abs() < 80
+    x, y = x[keep], y[keep]
+    assert int((model(x).abs() > 20).sum()) > 50
+    exact = max_linear_linf(x.flatten(1), logistic_loss_direction(model.linear.weight.detach(), y), 0.1)
+    torch.testing.assert_close(FGSM(model, eps=0.1)(x, y).x_adv, exact.reshape(x.shape), rtol=0, atol=0)
+
+
 def test_no_random_point_in_the_box_beats_fgsm(logreg_37, embedded_37):
     x, y = embedded_37.test.images[:20], embedded_37.test.labels[:20]
     eps = 0.1
