@@ -318,6 +318,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- the explorer page ---------------------------------------------------------------------
+def cmd_explore(args: argparse.Namespace) -> int:
+    from advlab.report.explore import explorer_payload, fig2_explorer_payload, write_page
+
+    splits = load_mnist(args.data_dir)
+    if args.checkpoint:
+        checkpoint = load_checkpoint(args.checkpoint)
+        classes = (checkpoint.metadata.get("data") or {}).get("classes") or []
+        payload = explorer_payload(checkpoint.model, splits, classes, progress=not args.no_progress)
+    else:
+        payload = fig2_explorer_payload(splits, seed=args.seed, progress=not args.no_progress)
+    path = write_page(payload, args.out, command=_command_line())
+    print(f"wrote {path}")
+    print(f"open it in a browser (it needs no network): {path.resolve().as_uri()}")
+    return 0
+
+
 # ---- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = checks.Parser(prog="advlab", description="Adversarial examples for PyTorch models.",
@@ -431,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)
+    explore = sub.add_parser("explore", help="write a self-contained interactive page on the linear argument (HTML)")
+    explore.add_argument("--checkpoint", help="a logistic regression checkpoint trained on two classes "
+                         "(default: train Fig. 2's model as `reproduce goodfellow-fig2` does)")
+    explore.add_argument("--out", default="results/explore", help="folder for explore.html")
+    explore.add_argument("--seed", type=checks.seed, default=0)
+    explore.add_argument("--no-progress", action="store_true")
+    data_dir(explore)
+    explore.set_defaults(func=cmd_explore, check=checks.check_output_dir)
     checks.add_threads(parser)
     return parser
 
