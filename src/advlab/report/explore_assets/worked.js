@@ -66,7 +66,9 @@
     const root = $("we-bars");
     clear(root);
     const W = 460, H = 210, left = 44, right = 10, top = 14, bottom = 30;
-    const lim = Math.max(1, Number(eps.max) * m.l1);
+    // a scale that steps up only when a bar outgrows it, so growth stays visible
+    const need = Math.max(...m.terms.map(Math.abs), Math.abs(m.z - m.z0)) * 1.15;
+    const lim = [2, 4, 8, 12, 16, 24, 32, 64, 128].find((v) => v >= need) || need;
     const y = scale(-lim, lim, H - bottom, top);
     const n = m.terms.length + 1, band = (W - left - right) / n;
     for (const t of ticks(-lim, lim, 6)) {

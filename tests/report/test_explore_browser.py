@@ -1,0 +1,109 @@
+"""The explorer page in a real browser: headless Chromium driven by selenium and Debian's
+chromedriver, the page opened from a file:// URL with the network switched off.
+
+Skipped only where no Chromium or chromedriver is found (CI installs both: .ci/run).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.report.conftest import page_payload
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+DRIVER = shutil.which("chromedriver")
+if CHROMIUM is None or DRIVER is None:
+    pytest.skip(
+        "no Chromium/chromedriver found on PATH (Debian: apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -r requirements.lock)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+SCREENSHOTS: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1200,900", "--proxy-server=127.0.0.1:9", "--disable-extensions"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    # no network at all: offline emulation, and every proxied request goes to a closed port
+    driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(browser, explore_page):
+    browser.get(explore_page.resolve().as_uri())
+    assert browser.find_element(By.ID, "we-p").text, "the page's scripts did not run"
+    return browser
+
+
+def _slide(driver, slider_id: str, steps: int) -> str:
+    """Move a range input by keyboard: Home, then `steps` presses of the right arrow."""
+    slider = driver.find_element(By.ID, slider_id)
+    slider.send_keys(Keys.HOME + Keys.ARROW_RIGHT * steps)
+    return slider.get_attribute("value")
+
+
+def test_loads_offline_from_a_file_url(page, explore_page):
+    assert page.current_url.startswith("file://")
+    assert page.execute_script("return navigator.onLine") is False
+    assert page.find_element(By.ID, "f2-error").text  # the Fig. 2 panel computed its curve
+    assert len(page.find_elements(By.CSS_SELECTOR, "#sz-cards .card")) == 4
+
+
+@pytest.mark.parametrize(("steps", "value", "shown"), [(0, "0", "0.1192"), (30, "0.3", "0.7858"), (100, "1", "0.9998")])
+def test_worked_example_shows_the_seed_numbers(page, steps, value, shown):
+    assert _slide(page, "we-eps", steps) == value
+    assert page.find_element(By.ID, "we-p").text == shown
+    assert page.find_element(By.ID, "we-p0").text == "0.1192"
+    assert page.find_element(By.ID, "we-flip").text.endswith("= 0.1818")
+
+
+def test_random_signs_contrast(page):
+    _slide(page, "we-eps", 30)
+    page.find_element(By.ID, "we-random").click()
+    assert "random signs" in page.find_element(By.ID, "we-mode").text
+    assert page.find_element(By.ID, "we-p").text != "0.7858"
+    page.find_element(By.ID, "we-sign").click()
+    assert page.find_element(By.ID, "we-p").text == "0.7858"
+
+
+def test_fig2_error_at_eps_025_equals_reproduce_goodfellow_fig2(page, explore_page, fig2_results):
+    """The page computes the worst-case error itself (JavaScript); Python's FGSM error must agree."""
+    assert _slide(page, "f2-eps", 25) == "0.25"
+    n = page_payload(explore_page.read_text(encoding="utf-8"))["fig2"]["n"]
+    error = page.find_element(By.ID, "f2-error")
+    wrong = int(error.get_attribute("data-wrong"))
+    assert wrong / n == fig2_results["fgsm_error"]
+    assert error.text.startswith(f"{wrong} / {n} misclassified")
+    assert "ok" in page.find_element(By.ID, "f2-check").get_attribute("class")
+    page.find_element(By.ID, "f2-next").click()
+    assert page.find_element(By.ID, "f2-which").text.startswith("test image 2 of")
+
+
+def test_no_console_errors_and_a_screenshot(page, tmp_path_factory):
+    severe = [entry for entry in page.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+    assert severe == []
+    _slide(page, "we-eps", 30)
+    _slide(page, "f2-eps", 25)
+    height = page.execute_script("return document.documentElement.scrollHeight")
+    page.set_window_size(1200, height + 120)
+    path = tmp_path_factory.mktemp("explore-screenshot") / "explore.png"
+    assert page.save_screenshot(str(path)) and path.stat().st_size > 50_000
+    SCREENSHOTS.append(path)
+    print(f"explorer screenshot: {path}")
