@@ -161,7 +161,7 @@
   $("we-reset").addEventListener("click", () => {
     Object.assign(state, { x: DATA.worked.x.slice(), w: DATA.worked.w.slice(), b: DATA.worked.b, signs: null });
     $("we-sign").disabled = true;
-    eps.value = 0;
+    eps.value = 0.3;
     buildTable();
     update();
   });
