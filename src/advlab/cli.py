@@ -322,9 +322,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from advlab.report.explore import explorer_payload, fig2_explorer_payload, write_page
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder")
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     splits = load_mnist(args.data_dir)
-    if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint)
+    if checkpoint is not None:
         classes = (checkpoint.metadata.get("data") or {}).get("classes") or []
         payload = explorer_payload(checkpoint.model, splits, classes, progress=not args.no_progress)
     else:

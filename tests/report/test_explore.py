@@ -124,3 +124,8 @@ def test_cli_refuses_models_it_cannot_explain(tmp_path, capsys, softmax_model):
     save_checkpoint(mlp, build_model("mlp"), model_name="mlp", architecture={}, metadata={"data": {"classes": [3, 7]}})
     assert main(["explore", "--checkpoint", str(mlp), "--out", str(tmp_path / "page")]) == 2
     assert "nn.Linear" in capsys.readouterr().err
+    assert main(["explore", "--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "page")]) == 2
+    (tmp_path / "file").write_text("")
+    assert main(["explore", "--out", str(tmp_path / "file")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "page").exists()
