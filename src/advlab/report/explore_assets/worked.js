@@ -67,7 +67,7 @@
     clear(root);
     const W = 460, H = 210, left = 44, right = 10, top = 14, bottom = 30;
     // a scale that steps up only when a bar outgrows it, so growth stays visible
-    const need = Math.max(...m.terms.map(Math.abs), Math.abs(m.z - m.z0)) * 1.15;
+    const need = Math.max(...m.terms.map(Math.abs), Math.abs(m.z - m.z0), state.signs ? m.e * m.l1 : 0) * 1.15;
     const lim = [2, 4, 8, 12, 16, 24, 32, 64, 128].find((v) => v >= need) || need;
     const y = scale(-lim, lim, H - bottom, top);
     const n = m.terms.length + 1, band = (W - left - right) / n;
@@ -127,9 +127,15 @@
     svg(root, "line", { x1: x(0), x2: x(0), y1: top, y2: axis2, stroke: COLORS.accent, "stroke-dasharray": "4 3" });
     svg(root, "text", { x: x(0) - 6, y: y(0.85), class: "label", "text-anchor": "end" }, "flip point \u03b5* = " + fixed(flip, 4));
     svg(root, "circle", { cx: x(m.z0), cy: y(sigmoid(m.z0)), r: 5, fill: "#fff", stroke: COLORS.ink, "stroke-width": 2 });
-    const zc = Math.max(lo, Math.min(hi, m.z));
+    const clamp = (z) => Math.max(lo, Math.min(hi, z));
+    if (state.signs) {  // where sign(w) would have put x', for contrast
+      const zs = clamp(epsAt(m.e));
+      svg(root, "circle", { cx: x(zs), cy: y(sigmoid(zs)), r: 6, fill: "none", stroke: COLORS.accent, "stroke-width": 2 });
+      svg(root, "text", { x: x(zs) - 9, y: y(sigmoid(zs)) + 4, "text-anchor": "end", fill: COLORS.accent }, "sign(w)");
+    }
+    const zc = clamp(m.z);
     svg(root, "circle", { cx: x(zc), cy: y(sigmoid(zc)), r: 6, fill: state.signs ? COLORS.neg : COLORS.accent });
-    svg(root, "text", { x: x(zc), y: y(sigmoid(zc)) + (sigmoid(zc) > 0.5 ? 18 : -10), "text-anchor": "middle", class: "label" }, "x\u2032");
+    svg(root, "text", { x: x(zc) + 9, y: y(sigmoid(zc)) + 4, class: "label" }, state.signs ? "x\u2032 (random signs)" : "x\u2032");
     svg(root, "text", { x: x(m.z0), y: y(sigmoid(m.z0)) - 10, "text-anchor": "middle" }, "x");
   }
 
@@ -144,9 +150,12 @@
     $("we-z").textContent = fixed(m.z, 4);
     $("we-p").textContent = prob4(sigmoid(m.z));
     $("we-flip").textContent = fixed(Math.abs(m.z0), 4) + " / " + fixed(m.l1, 4) + " = " + fixed(Math.abs(m.z0) / m.l1, 4);
-    $("we-mode").textContent = state.signs
-      ? "random signs, draw " + state.draws + ": w\u00b7\u03b7 has mean 0 and std \u03b5\u2016w\u2016\u2082 = " + fixed(m.e * m.l2, 2) + " over draws; sign(w) gives \u03b5\u2016w\u2016\u2081 = " + fixed(m.e * m.l1, 2)
-      : "\u03b7 = " + (m.d > 0 ? "" : "\u2212") + "\u03b5\u00b7sign(w)";
+    const toward = m.d > 0 ? "" : "\u2212";
+    $("we-mode").textContent = state.signs ? "random signs, draw " + state.draws : "\u03b7 = " + toward + "\u03b5\u00b7sign(w)";
+    $("we-contrast").hidden = !state.signs;
+    $("we-contrast").textContent = "random signs moved the score by " + signed(m.z - m.z0, 2) + "; " + toward
+      + "\u03b5\u00b7sign(w) moves it by " + signed(m.d * m.e * m.l1, 2) + " (\u03b5\u2016w\u2016\u2081). Over many draws the random move has mean 0 and standard deviation \u03b5\u2016w\u2016\u2082 = "
+      + fixed(m.e * m.l2, 2) + ".";
   }
 
   eps.addEventListener("input", update);
