@@ -322,8 +322,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from advlab.report.explore import explorer_payload, fig2_explorer_payload, write_page
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out}: exists and is not a folder")
     checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     splits = load_mnist(args.data_dir)
     if checkpoint is not None:
@@ -344,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
-        if not named:  # the paper reproductions read MNIST only
+        if not named:  # the paper reproductions and the explorer read MNIST only
             p.add_argument("--data-dir", default=None, help="folder with the four MNIST IDX files (default: embedded data)")
             return
         p.add_argument("--data", default="mnist", metavar="mnist|fashion-mnist|npz:PATH|folder:PATH",
@@ -456,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--out", default="results/explore", help="folder for explore.html")
     explore.add_argument("--seed", type=checks.seed, default=0)
     explore.add_argument("--no-progress", action="store_true")
-    data_dir(explore)
+    data_dir(explore, named=False)  # the page explains MNIST digits
     explore.set_defaults(func=cmd_explore, check=checks.check_output_dir)
     checks.add_threads(parser)
     return parser

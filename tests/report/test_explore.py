@@ -127,5 +127,5 @@ def test_cli_refuses_models_it_cannot_explain(tmp_path, capsys, softmax_model):
     assert main(["explore", "--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "page")]) == 2
     (tmp_path / "file").write_text("")
     assert main(["explore", "--out", str(tmp_path / "file")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "is not a directory" in capsys.readouterr().err
     assert not (tmp_path / "page").exists()
