@@ -13,8 +13,9 @@ import torch
 
 from advlab.attacks import FGSM
 from advlab.cli import main
-from advlab.exact import linear_weights, logistic_loss_direction, max_linear_linf, minimal_perturbation
+from advlab.exact import logistic_loss_direction, max_linear_linf, minimal_perturbation
 from advlab.models import build_model
+from advlab.models.linear import linear_weights
 from advlab.report.explore import (
     WORKED_EXAMPLE,
     binary_linear,

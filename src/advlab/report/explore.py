@@ -31,10 +31,11 @@ from tqdm import tqdm
 from advlab.attacks import FGSM, LBFGS
 from advlab.attacks.penalized import WeightSearch
 from advlab.data import Dataset, Splits
-from advlab.experiments.goodfellow import FIG2_CLASSES, goodfellow_fig2
 from advlab.errors import InputError
-from advlab.exact import linear_weights, minimal_perturbation
+from advlab.exact import minimal_perturbation
+from advlab.experiments.goodfellow import FIG2_CLASSES, goodfellow_fig2
 from advlab.io import write_text_atomic
+from advlab.models.linear import linear_weights
 
 WORKED_EXAMPLE = {"x": [-2.0, 2.0, 1.0, -3.0, 1.0], "w": [3.0, 2.0, -1.0, 1.0, 4.0], "b": 0.0}
 ASSETS = ("common.js", "worked.js", "fig2.js", "szegedy.js")
