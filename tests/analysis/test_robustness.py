@@ -81,7 +81,7 @@ def test_default_attacks_note_missing_pgd(softmax_model, embedded):
 class _NoBudget(Attack):
     name = "no-budget"
 
-    def _perturb(self, x, goal, targeted):
+    def _perturb(self, x, goal, targeted, indices):
         return Perturbed(x)
 
 

@@ -215,3 +215,16 @@ def test_load_is_the_inverse_of_save(tmp_path, softmax_model, batch, targets):
     for name in ("other.npz", "junk.npz", "missing.npz"):
         with pytest.raises(DataError):
             AttackResult.load(tmp_path / name, x)
+
+
+def test_summary_keeps_no_full_size_copy(softmax_model, batch):
+    x, y = batch
+    result = FGSM(softmax_model, eps=0.1)(x, y)
+    result.summary()
+    result.arrays()
+    full = [k for k, v in vars(result).items() if k not in ("x", "x_adv") and isinstance(v, torch.Tensor) and v.numel() >= x.numel()]
+    cached = [k for k, v in vars(result).items() if isinstance(v, tuple) and any(t.numel() >= x.numel() for t in v)]
+    assert not full and not cached
+    r = (result.x_adv - x).flatten(1)
+    torch.testing.assert_close(result.linf, r.abs().amax(1))
+    torch.testing.assert_close(result.l2, r.norm(dim=1))

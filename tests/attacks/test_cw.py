@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from advlab.attacks import CarliniWagnerL2
-from advlab.attacks.iterative import margin_objective
+from advlab.attacks.losses import margin
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
 
@@ -63,7 +63,7 @@ def test_kappa_buys_confidence(softmax_model, batch, untargeted):
     kappa = 3.0
     result = CarliniWagnerL2(softmax_model, kappa=kappa, **FAST)(x, y)
     assert bool(result.success.all())
-    assert bool((margin_objective(result.adv_logits, y, False) >= kappa - 1e-4).all())
+    assert bool((margin(result.adv_logits, y, False) >= kappa - 1e-4).all())
     assert float(result.l2.mean()) > float(untargeted.l2.mean())
 
 

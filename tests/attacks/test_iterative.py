@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advlab.attacks import BIM, PGD, make_attack
-from advlab.attacks.iterative import margin_objective
+from advlab.attacks.losses import margin
 from advlab.errors import InputError
 from advlab.exact import logistic_loss_direction, max_linear_l2, max_linear_linf
 from advlab.models.linear import linear_weights
@@ -156,7 +156,7 @@ def test_targeted_success_means_the_target_is_predicted(mlp, embedded, norm):
         pred = mlp(result.x_adv).argmax(1)
     assert torch.equal(result.success, pred == result.targets)
     assert float(result.success.double().mean()) > 0.5
-    assert bool((margin_objective(result.adv_logits, result.targets, True)[result.success] > 0).all())
+    assert bool((margin(result.adv_logits, result.targets, True)[result.success] > 0).all())
 
 
 def test_success_agrees_with_rerunning_the_model(mlp, embedded):

@@ -14,7 +14,8 @@ from torch import nn
 
 from advlab.attacks import LBFGS, make_attack
 from advlab.attacks.lbfgs import projected_lbfgs
-from advlab.attacks.penalized import RTOL, WeightSearch, goal_margin
+from advlab.attacks.losses import smooth_margin
+from advlab.attacks.search import RTOL, WeightSearch
 from advlab.cli import main
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
@@ -106,15 +107,15 @@ def test_weight_search_brackets_then_bisects(threshold, start):
     assert float(search.first_failure) <= float(search.best_success) * (1 + RTOL)
 
 
-def test_goal_margin_at_temperature_one_is_cross_entropy():
+def test_smooth_margin_at_temperature_one_is_cross_entropy():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 5, generator=generator, dtype=torch.float64)
     goal = torch.tensor([0, 1, 2, 3, 4, 0])
     ce = F.cross_entropy(logits, goal, reduction="none")
-    torch.testing.assert_close(F.softplus(goal_margin(logits, goal, True, 1.0)), ce)
+    torch.testing.assert_close(F.softplus(smooth_margin(logits, goal, True, 1.0)), ce)
     not_y = -torch.log1p(-logits.softmax(1).gather(1, goal[:, None]).squeeze(1))
-    torch.testing.assert_close(F.softplus(goal_margin(logits, goal, False, 1.0)), not_y)
-    hard = goal_margin(logits, goal, True, 1e-4)
+    torch.testing.assert_close(F.softplus(smooth_margin(logits, goal, False, 1.0)), not_y)
+    hard = smooth_margin(logits, goal, True, 1e-4)
     expected = logits.scatter(1, goal[:, None], -math.inf).amax(1) - logits.gather(1, goal[:, None]).squeeze(1)
     torch.testing.assert_close(hard, expected, rtol=0, atol=1e-3)
 

@@ -12,7 +12,6 @@ Every evaluation also runs the gradient-masking checks of `advlab.analysis.maski
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from advlab.analysis.masking import MaskingCheck, masking_checks
 from advlab.attacks import ATTACKS, AttackResult, make_attack
+from advlab.attacks.base import FixedBudgetAttack
 from advlab.errors import InputError, UnknownNameError
 from advlab.models.inference import logits
 from advlab.validation import Bounds, check_bounds, check_eps, check_images, check_labels
@@ -166,7 +166,7 @@ class Runner:
 def _check_attack(name: str) -> str:
     if name not in ATTACKS:
         raise UnknownNameError(f"unknown attack {name!r}; known attacks: {', '.join(sorted(ATTACKS))}")
-    if "eps" not in inspect.signature(ATTACKS[name].__init__).parameters:
+    if not issubclass(ATTACKS[name], FixedBudgetAttack):
         raise InputError(f"attack {name!r} has no eps budget; robustness curves need fixed-budget attacks")
     return name
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed, ProbabilityOutputWarning
+from advlab.attacks.base import Attack, FixedBudgetAttack, Perturbed, ProbabilityOutputWarning
 from advlab.attacks.cw import CarliniWagnerL2
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fgsm import FGM, FGSM
@@ -42,6 +42,7 @@ __all__ = [
     "AttackResult",
     "CarliniWagnerL2",
     "DeepFool",
+    "FixedBudgetAttack",
     "MinPGD",
     "Penalty",
     "Perturbed",

@@ -1,9 +1,16 @@
 """The shared attack machinery; each attack module holds only its paper's math.
 
-`Attack.__call__(x, y, targets=...)` validates the inputs, resolves the targets, runs the
-attack batch by batch on the model's device with the model in eval mode and its parameters
-frozen (both restored afterwards), clips to the box, re-runs the model on every returned
-example to set `success`, and measures the perturbation norms.
+`Attack.__call__(x, y, targets=..., indices=...)` validates the inputs, resolves the targets,
+runs the attack batch by batch on the model's device with the model in eval mode and its
+parameters frozen (both restored afterwards), constrains every result (to the box; to the
+eps-ball as well for a `FixedBudgetAttack`), re-runs the model on every returned example to
+set `success` (refusing NaN/inf logits), and measures the perturbation norms.
+
+Batches and randomness: each batch's `_perturb` gets the global indices of its examples (by
+default 0..N-1; pass `indices` when x is a shard or a stream of a larger set). Every random
+choice is a function of (seed, global index, draw number) only (`geometry.random_start`,
+`geometry.counter_uniform`), so results do not depend on the batch size, the device or how
+the set is split.
 """
 
 from __future__ import annotations
@@ -17,16 +24,18 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.geometry import Geometry, Region, counter_uniform, geometry, random_start
+from advlab.attacks.losses import cross_entropy
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
 from advlab.models.inference import frozen_eval, model_device
 from advlab.models.layers import as_multiclass_logits
-from advlab.validation import Bounds, check_bounds, check_count, check_images, check_labels
+from advlab.validation import Bounds, as_tensor, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
 
 TargetSpec = torch.Tensor | np.ndarray | Sequence[int] | Literal["random", "least-likely"] | None
+TARGET_DRAW = -1  # the counter-based draw number of `targets="random"` (random starts use 0, 1, ...)
 
 
 class ProbabilityOutputWarning(UserWarning):
@@ -42,16 +51,14 @@ class Perturbed:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _join(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)).to(device)
-
-
 class Attack(abc.ABC):
-    """Base of every attack: `attack(x, y, targets=None) -> AttackResult`.
+    """Base of every attack: `attack(x, y, targets=None, indices=None) -> AttackResult`.
 
-    x: (N, ...) floating tensor with values in `bounds`; y: (N,) true labels.
+    x: (N, ...) floating tensor (or array) with values in `bounds`; y: (N,) true labels.
     targets: None (untargeted), a (N,) tensor of goal labels (each must differ from y),
-    "random" (a uniformly drawn other class, seeded), or "least-likely" (the clean argmin).
+    "random" (a uniformly drawn other class, from (seed, index)), or "least-likely" (the clean
+    argmin). indices: the examples' global indices (default 0..N-1), from which every random
+    choice is drawn; pass them when attacking a shard or a stream of a larger set.
     """
 
     name: ClassVar[str]
@@ -64,19 +71,24 @@ class Attack(abc.ABC):
         self.model = model
         self.bounds = check_bounds(bounds)
         self.batch_size = check_count("batch_size", batch_size)
-        self.seed = int(seed)
+        self.seed = check_count("seed", seed, minimum=0)
 
     # ---- what subclasses provide -------------------------------------------------------
     @abc.abstractmethod
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        """Return adversarial candidates for one batch (the base clips them to the box).
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        """Return adversarial candidates for one batch (the base constrains them, see `constrain`).
 
-        goal: the labels to move away from (untargeted) or towards (targeted).
+        goal: the labels to move away from (untargeted) or towards (targeted). indices: (B,)
+        int64 CPU tensor, the global indices of the batch's examples (for random draws).
         """
 
     def params(self) -> dict[str, Any]:
         """The attack's parameters, for reports."""
         return {"bounds": list(self.bounds), "batch_size": self.batch_size, "seed": self.seed}
+
+    def constrain(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        """The feasible point the base returns for a candidate: here, clipped to the box."""
+        return self.clip(x_adv)
 
     # ---- helpers for subclasses ---------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,20 +100,27 @@ class Attack(abc.ABC):
         """Gradient of the attack objective (CE to goal, negated when targeted) and the logits.
 
         The objective is summed over the batch, so each row is that example's own gradient.
-        CE is written as softplus(logsumexp_{j != t} z_j - z_t): the same value as
-        F.cross_entropy, but its gradient on the goal logit is -sigmoid(u) rather than p_t - 1,
-        which is exactly 0 in float32 once the margin passes ~16.6 (FGSM then left confident
-        examples unmoved although a linear model's worst case flips them).
+        CE is `losses.cross_entropy`, softplus(logsumexp_{j != t} z_j - z_t): the value of
+        F.cross_entropy, with a goal-logit gradient that does not vanish in float32 for
+        confident examples (FGSM used to leave them unmoved).
         """
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(x)
-            if not logits.requires_grad:
-                raise InputError("the model's output has no gradient with respect to its input")
-            goal_logit = logits.gather(1, goal.unsqueeze(1)).squeeze(1)
-            rivals = logits.scatter(1, goal.unsqueeze(1), -torch.inf).logsumexp(1)
-            loss = F.softplus(rivals - goal_logit).sum()
+            require_gradient(logits)
+            loss = cross_entropy(logits, goal, False).sum()
             (grad,) = torch.autograd.grad(-loss if targeted else loss, x)
+        return grad, logits.detach()
+
+    def ascent_gradient(
+        self, x: torch.Tensor, objective: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient of sum(objective(logits)) at x (one row per example) and the logits."""
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits(x)
+            require_gradient(logits)
+            (grad,) = torch.autograd.grad(objective(logits).sum(), x)
         return grad, logits.detach()
 
     @staticmethod
@@ -113,27 +132,37 @@ class Attack(abc.ABC):
         return x.clamp(self.bounds[0], self.bounds[1])
 
     # ---- the shared driver ----------------------------------------------------------------
-    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None) -> AttackResult:
+    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None, indices: Any = None) -> AttackResult:
         x = self._validate_x(x)
-        y = check_labels("y", y, x.shape[0])
+        n = x.shape[0]
+        y = check_labels("y", y, n)
+        indices = _check_indices(indices, n)
         device = self._device(x)
         out_device = x.device
         with frozen_eval(self.model):
-            num_classes = self.logits(x[:1].to(device)).shape[1]
+            num_classes = self._probe(x[:1].to(device))
             if bool(((y < 0) | (y >= num_classes)).any()):
                 raise InputError(f"labels must lie in 0..{num_classes - 1}")
-            resolved = self._resolve_targets(targets, x, y, num_classes, device)
-            goal = y if resolved is None else resolved
+            resolved = self._resolve_targets(targets, x, y, num_classes, device, indices)
+            goal = y if resolved is None else resolved.to(y.device)
+            targeted = resolved is not None
             start = time.perf_counter()
-            parts = [
-                self._run_batch(x[i : i + self.batch_size].to(device), goal[i : i + self.batch_size].to(device), resolved is not None)
-                for i in range(0, x.shape[0], self.batch_size)
-            ]
+            x_adv = torch.empty_like(x)  # outputs written batch by batch: no list of parts, no cat
+            clean_logits = adv_logits = None
+            extra: dict[str, torch.Tensor] = {}
+            for i in range(0, n, self.batch_size):
+                rows = slice(i, i + self.batch_size)
+                batch = self._run_batch(x[rows].to(device), goal[rows].to(device), targeted, indices[rows])
+                if clean_logits is None:
+                    clean_logits, adv_logits = (t.new_empty((n, t.shape[1]), device=out_device) for t in batch[1:3])
+                    extra = {k: v.new_empty((n, *v.shape[1:]), device=out_device) for k, v in batch[3].items()}
+                x_adv[rows], clean_logits[rows], adv_logits[rows] = batch[0], batch[1], batch[2]
+                for key, value in batch[3].items():
+                    extra[key][rows] = value
+                del batch
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
-        x_adv, clean_logits, adv_logits = (_join([p[k] for p in parts], out_device) for k in range(3))
-        extra = {k: _join([p[3][k] for p in parts], out_device) for k in parts[0][3]}
         self._warn_if_probabilities(adv_logits)
         return AttackResult(
             attack=self.name,
@@ -142,22 +171,46 @@ class Attack(abc.ABC):
             x_adv=x_adv,
             labels=y.to(out_device),
             targets=None if resolved is None else resolved.to(out_device),
-            success=self.is_adversarial(adv_logits, goal.to(out_device), resolved is not None),
+            success=self.is_adversarial(adv_logits, goal.to(out_device), targeted),
             clean_logits=clean_logits,
             adv_logits=adv_logits,
             seconds=seconds,
             extra=extra,
         )
 
+    def craft(
+        self, x: torch.Tensor, goal: torch.Tensor, *, targeted: bool = False, indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attack's constrained result for one batch, with no validation, no success check
+        and the model left in its current mode: the inner loop of adversarial training."""
+        indices = torch.arange(x.shape[0]) if indices is None else indices
+        return self.constrain(x, self._perturb(x, goal, targeted, indices).x_adv.detach())
+
     def _run_batch(
-        self, x: torch.Tensor, goal: torch.Tensor, targeted: bool
+        self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        found = self._perturb(x, goal, targeted)
-        x_adv = self.clip(found.x_adv.detach())
+        found = self._perturb(x, goal, targeted, indices)
+        x_adv = self.constrain(x, found.x_adv.detach())
         with torch.no_grad():
             adv_logits = self.logits(x_adv)
             clean_logits = found.clean_logits if found.clean_logits is not None else self.logits(x)
+        if not bool(adv_logits.isfinite().all() & clean_logits.isfinite().all()):
+            raise InputError(
+                f"the model ({type(self.model).__name__}) returned NaN or inf logits; no attack result is "
+                "meaningful on it (check its weights and inputs)"
+            )
         return x_adv, clean_logits.detach(), adv_logits, found.extra
+
+    def _probe(self, x: torch.Tensor) -> int:
+        """The number of classes, from one example; a model that returns no tensor is refused."""
+        with torch.no_grad():
+            out = self.model(x)
+        if not isinstance(out, torch.Tensor):
+            raise InputError(
+                f"the model ({type(self.model).__name__}) returned a {type(out).__name__}, not a tensor of "
+                "logits; wrap it so that forward returns the logits alone"
+            )
+        return as_multiclass_logits(out).shape[1]
 
     def _validate_x(self, x: Any) -> torch.Tensor:
         x = check_images("x", x, self.bounds)
@@ -172,14 +225,15 @@ class Attack(abc.ABC):
         return model_device(self.model, x.device)
 
     def _resolve_targets(
-        self, targets: TargetSpec, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device
+        self, targets: TargetSpec, x: torch.Tensor, y: torch.Tensor, num_classes: int, device: torch.device,
+        indices: torch.Tensor,
     ) -> torch.Tensor | None:
         if targets is None:
             return None
         if isinstance(targets, str):
-            if targets == "random":
-                generator = torch.Generator().manual_seed(self.seed)
-                shift = torch.randint(1, num_classes, y.shape, generator=generator)
+            if targets == "random":  # a uniform other class, from (seed, index) only
+                u = counter_uniform(self.seed, indices, TARGET_DRAW, 1)[:, 0]
+                shift = 1 + (u * (num_classes - 1)).long().clamp_max(num_classes - 2)
                 return (y.cpu() + shift) % num_classes
             if targets == "least-likely":
                 with torch.no_grad():
@@ -211,3 +265,53 @@ class Attack(abc.ABC):
                 ProbabilityOutputWarning,
                 stacklevel=3,
             )
+
+
+class FixedBudgetAttack(Attack):
+    """An attack within a budget: ||x_adv - x|| <= eps in `norm`. It owns eps, norm and the
+    norm's `geometry`; the base projects every result onto the eps-ball ∩ box.
+
+    Subclasses name the norms they support in `norms` and call
+    `super().__init__(model, eps=..., norm=..., ...)`.
+    """
+
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+
+    def __init__(self, model: nn.Module, *, eps: float, norm: str, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
+        super().__init__(model, bounds=bounds, **kwargs)
+        self.norm = check_norm(norm, self.norms)
+        self.geometry: Geometry = geometry(norm)
+        self.eps = check_eps(eps, self.bounds, norm=norm)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "eps": self.eps, "norm": self.norm}
+
+    def constrain(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+        return self.geometry.project(x, x_adv, self.eps, self.bounds)
+
+    def region(self, x: torch.Tensor) -> Region:
+        """The batch's feasible set: eps-ball ∩ box."""
+        return self.geometry.region(x, self.eps, self.bounds)
+
+    def draw_start(self, region: Region, indices: torch.Tensor, draw: int) -> torch.Tensor:
+        """A point drawn uniformly from each example's eps-ball (from seed, index, draw), in the region."""
+        return region.project(random_start(self.geometry, region.x, region.eps, self.seed, indices, draw))
+
+
+def require_gradient(logits: torch.Tensor) -> None:
+    """Refuse a model whose output does not depend differentiably on its input."""
+    if not logits.requires_grad:
+        raise InputError("the model's output has no gradient with respect to its input")
+
+
+def _check_indices(indices: Any, n: int) -> torch.Tensor:
+    """(n,) int64 CPU global example indices, default 0..n-1."""
+    if indices is None:
+        return torch.arange(n)
+    indices = as_tensor("indices", indices)
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool or indices.shape != (n,):
+        raise InputError(f"indices must be ({n},) integers, one per example, got {indices.dtype} {tuple(indices.shape)}")
+    indices = indices.to(device="cpu", dtype=torch.int64)
+    if bool((indices < 0).any()):
+        raise InputError("indices must be >= 0")
+    return indices

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, Perturbed
-from advlab.attacks.iterative import margin_objective, per_example
+from advlab.attacks.losses import margin
+from advlab.attacks.search import BestSoFar
 from advlab.validation import Bounds, check_count, check_nonnegative, check_positive
 
 ATANH_SHRINK = 1 - 1e-6  # keeps atanh finite at the box edges
@@ -66,7 +67,7 @@ class CarliniWagnerL2(Attack):
             "abort_early": self.abort_early,
         }
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
         w_start = torch.atanh(((x - lo) / width * 2 - 1) * ATANH_SHRINK)
         n = x.shape[0]
@@ -74,10 +75,8 @@ class CarliniWagnerL2(Attack):
         c_low, c_high = torch.zeros_like(c), torch.full_like(c, math.inf)
         with torch.no_grad():  # inputs that already reach the goal are their own answer (c = 0)
             clean_logits = self.logits(x)
-            done = self.is_adversarial(clean_logits, goal, targeted) & (margin_objective(clean_logits, goal, targeted) >= self.kappa)
-        best = x.clone()
-        best_l2 = torch.where(done, 0.0, math.inf).to(x.dtype)
-        best_c = torch.where(done, 0.0, math.nan).to(x.dtype)
+            done = self.is_adversarial(clean_logits, goal, targeted) & (margin(clean_logits, goal, targeted) >= self.kappa)
+        best = BestSoFar(x, torch.where(done, 0.0, math.inf).to(x.dtype), c=torch.where(done, 0.0, math.nan).to(x.dtype))
         check_every = max(1, self.steps // 10)
         for _ in range(self.search_steps):
             w = w_start.clone().requires_grad_(True)
@@ -89,16 +88,13 @@ class CarliniWagnerL2(Attack):
                     x_adv = lo + width * (torch.tanh(w) + 1) / 2
                     logits = self.logits(x_adv)
                     l2 = (x_adv - x).flatten(1).pow(2).sum(1)
-                    margin = margin_objective(logits, goal, targeted)
-                    loss = (l2 + c * (-margin).clamp_min(-self.kappa)).sum()
+                    value = margin(logits, goal, targeted)
+                    loss = (l2 + c * (-value).clamp_min(-self.kappa)).sum()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 with torch.no_grad():
-                    success = self.is_adversarial(logits, goal, targeted) & (margin >= self.kappa)
-                    better = success & (l2 < best_l2)
-                    best = torch.where(per_example(better, x), x_adv, best)
-                    best_l2 = torch.where(better, l2, best_l2)
-                    best_c = torch.where(better, c, best_c)
+                    success = self.is_adversarial(logits, goal, targeted) & (value >= self.kappa)
+                    best.offer(x_adv, l2, allowed=success, c=c)
                     reached |= success
                 optimizer.step()
                 if self.abort_early and step % check_every == check_every - 1:
@@ -109,4 +105,4 @@ class CarliniWagnerL2(Attack):
             c_high = torch.where(reached, torch.minimum(c_high, c), c_high)
             c_low = torch.where(reached, c_low, torch.maximum(c_low, c))
             c = torch.where(c_high.isfinite(), (c_low + c_high) / 2, c * 10)
-        return Perturbed(best.detach(), clean_logits=clean_logits, extra={"c": best_c})
+        return Perturbed(best.x.detach(), clean_logits=clean_logits, extra={"c": best.values["c"]})

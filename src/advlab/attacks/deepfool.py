@@ -24,8 +24,10 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, Perturbed
-from advlab.attacks.iterative import BALL_NORMS, per_example
-from advlab.validation import Bounds, check_count, check_nonnegative, check_norm
+from advlab.attacks.geometry import geometry, per_example
+from advlab.attacks.losses import top_rivals
+from advlab.attacks.search import ActiveSet
+from advlab.validation import Bounds, check_count, check_nonnegative
 
 PUSH = 1e-4
 
@@ -47,7 +49,8 @@ class DeepFool(Attack):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm, BALL_NORMS)
+        self.geometry = geometry(norm)
+        self.norm = norm
         self.steps = check_count("steps", steps)
         self.overshoot = check_nonnegative("overshoot", overshoot)
         self.candidates = check_count("candidates", candidates, minimum=2)
@@ -79,38 +82,30 @@ class DeepFool(Attack):
             (grads,) = torch.autograd.grad(margins.sum(), tiled)
         return margins.detach(), grads.view(k, *x.shape), logits[0].detach()
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+    def walk(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """DeepFool's iterates from x: per example its first adversarial one (the last where
+        none is), clipped to the box; and the clean logits. MinPGD starts from these."""
         with torch.no_grad():
             clean_logits = self.logits(x)
-        if targeted:
-            rivals = goal.unsqueeze(1)
-        else:
-            k = min(self.candidates, clean_logits.shape[1]) - 1
-            rivals = clean_logits.scatter(1, goal.unsqueeze(1), float("-inf")).topk(k, dim=1).indices
-        out = x.clone()
-        active = torch.arange(x.shape[0], device=x.device)
+        rivals = goal.unsqueeze(1) if targeted else top_rivals(clean_logits, goal, self.candidates - 1)
+        active = ActiveSet(x.clone())
         x0, total, x_i = x, torch.zeros_like(x), x
         for _ in range(self.steps):
             margins, grads, logits = self.rival_margins(x_i, goal, rivals, targeted)
-            robust = ~self.is_adversarial(logits, goal, targeted)
-            keep = robust.nonzero().squeeze(1)
-            if keep.numel() < active.numel():
-                done = (~robust).nonzero().squeeze(1)
-                out[active[done]] = x_i[done]
-                if keep.numel() == 0:
-                    return Perturbed(out, clean_logits=clean_logits)
-                active, x0, total, x_i, goal, rivals = (
-                    t[keep] for t in (active, x0, total, x_i, goal, rivals)
-                )
+            keep = active.retire(self.is_adversarial(logits, goal, targeted), x_i)
+            if keep is not None:
+                if active.empty:
+                    return active.out, clean_logits
+                x0, total, x_i, goal, rivals = (t[keep] for t in (x0, total, x_i, goal, rivals))
                 margins, grads = margins[:, keep], grads[:, keep]
-            flat = grads.flatten(2)
-            dual = flat.norm(dim=2) if self.norm == "l2" else flat.abs().sum(2)  # (K, N)
-            dual = dual.clamp_min(torch.finfo(dual.dtype).tiny)
-            distance, nearest = (margins.abs() / dual).min(0)
-            rows = torch.arange(nearest.shape[0], device=x.device)
-            w = grads[nearest, rows]
-            direction = w / per_example(dual[nearest, rows], w) if self.norm == "l2" else w.sign()
-            total = total + per_example(distance + PUSH, w) * direction
+            k, n = margins.shape
+            dual = self.geometry.dual(grads.reshape(k * n, *grads.shape[2:])).view(k, n)
+            distance, nearest = (margins.abs() / dual.clamp_min(torch.finfo(dual.dtype).tiny)).min(0)
+            w = grads[nearest, torch.arange(n, device=x.device)]
+            total = total + per_example(distance + PUSH, w) * self.geometry.direction(w)
             x_i = self.clip(x0 + (1 + self.overshoot) * total)
-        out[active] = x_i
-        return Perturbed(out, clean_logits=clean_logits)
+        return active.finish(x_i), clean_logits
+
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        x_adv, clean_logits = self.walk(x, goal, targeted)
+        return Perturbed(x_adv, clean_logits=clean_logits)

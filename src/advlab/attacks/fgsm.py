@@ -2,45 +2,36 @@
 
 FGSM (L-inf): x' = clip(x + eps * sign(grad_x J(theta, x, y))), the exact maximiser of the
 linearised loss over the eps-ball in L-inf. FGM (L2): x' = clip(x + eps * g / ||g||_2).
+Both are x + eps * d(g), d the norm's steepest-ascent direction (`Geometry.direction`).
 Targeted: step down the loss of the target label instead of up the loss of the true one.
 """
 
 from __future__ import annotations
 
-import abc
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
-from advlab.validation import Bounds, check_eps
+from advlab.attacks.base import FixedBudgetAttack, Perturbed
+from advlab.validation import Bounds
 
 
-def fgsm_step(x: torch.Tensor, grad: torch.Tensor, eps: float) -> torch.Tensor:
-    """x + eps * sign(grad), unclipped: the maximiser of the loss linearised at x over the L-inf eps-ball."""
-    return x.add(grad.sign(), alpha=eps)
-
-
-class FastGradient(Attack):
-    """One gradient step of size eps in the steepest-ascent direction of a norm."""
+class FastGradient(FixedBudgetAttack):
+    """One gradient step of size eps in the steepest-ascent direction of the class's norm."""
 
     norm: ClassVar[str]
 
     def __init__(self, model: nn.Module, *, eps: float, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.eps = check_eps(eps, self.bounds, norm=self.norm)
+        super().__init__(model, eps=eps, norm=type(self).norm, bounds=bounds, **kwargs)
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": self.norm}
-
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         grad, logits = self.loss_gradient(x, goal, targeted)
         return Perturbed(self.step(x, grad), clean_logits=logits)
 
-    @abc.abstractmethod
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """x moved by eps along the norm's steepest-ascent direction of grad."""
+        """x moved by eps along the norm's steepest-ascent direction of grad (unclipped)."""
+        return x + self.eps * self.geometry.direction(grad)
 
 
 class FGSM(FastGradient):
@@ -48,9 +39,10 @@ class FGSM(FastGradient):
 
     name = "fgsm"
     norm = "linf"
+    norms = ("linf",)
 
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return fgsm_step(x, grad, self.eps)
+        return x.add(grad.sign(), alpha=self.eps)  # one fused op
 
 
 class FGM(FastGradient):
@@ -58,7 +50,4 @@ class FGM(FastGradient):
 
     name = "fgm"
     norm = "l2"
-
-    def step(self, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        norm = grad.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
-        return x + self.eps * grad / norm.view(-1, *([1] * (grad.ndim - 1)))
+    norms = ("l2",)

@@ -12,7 +12,7 @@ approximately by box-constrained L-BFGS, with a line search over c > 0. Here, pe
   distance term, small c always succeeds, and the smallest perturbation comes from the
   LARGEST c that still succeeds. That is what the search finds: per example, multiply or
   divide c by 10 until a success and a failure are seen, then bisect in log c, keeping the
-  smallest successful perturbation seen at any c (`advlab.attacks.penalized`).
+  smallest successful perturbation seen at any c (`advlab.attacks.search.WeightSearch`).
 - The box is the bound constraint of the quasi-Newton method (projection), never a clip after.
 - loss_f = softplus(u) with u < 0 when x + r is adversarial (up to `temperature`):
   targeted to t: u = M_{j != t} z_j - z_t; untargeted from y: u = z_y - M_{j != y} z_j,
@@ -53,9 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
-from advlab.attacks.penalized import WeightSearch, goal_margin
-from advlab.errors import InputError
+from advlab.attacks.base import Attack, Perturbed, require_gradient
+from advlab.attacks.losses import smooth_margin
+from advlab.attacks.search import BestSoFar, WeightSearch
 from advlab.validation import Bounds, check_count, check_positive
 
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -196,7 +196,7 @@ class LBFGS(Attack):
             "norm": "l2",
         }
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         with torch.no_grad():
             clean_logits = self.logits(x)
         if targeted or not self.all_targets:
@@ -227,24 +227,19 @@ class LBFGS(Attack):
         """Per-example search over c; returns the smallest successful point (x where none) and its c."""
         flat = x.flatten(1)
         search = WeightSearch(torch.full_like(flat[:, 0], self.c))
-        best = flat.clone()
-        best_dist = torch.where(already, 0.0, torch.inf).to(flat.dtype)
-        best_c = torch.full_like(best_dist, torch.nan)
+        distance = torch.where(already, 0.0, torch.inf).to(flat.dtype)
+        best = BestSoFar(flat, distance, c=torch.full_like(distance, torch.nan))
         for _ in range(self.search_steps):
             c = search.weight
             objective = self._objective(x.shape, flat, goal, targeted, c)
             found = projected_lbfgs(objective, flat, self.bounds, max_iter=self.max_iter)
             with torch.no_grad():
                 success = self.is_adversarial(self.logits(found.view(x.shape)), goal, targeted)
-            dist = (found - flat).norm(dim=1)
-            better = success & (dist < best_dist)
-            best = torch.where(better.unsqueeze(1), found, best)
-            best_dist = torch.where(better, dist, best_dist)
-            best_c = torch.where(better, c, best_c)
+            best.offer(found, (found - flat).norm(dim=1), allowed=success, c=c)
             search.update(success)
             if bool((search.settled() | already).all()):
                 break
-        return best.view(x.shape), best_c
+        return best.x.view(x.shape), best.values["c"]
 
     def _objective(
         self, shape: torch.Size, x0: torch.Tensor, goal: torch.Tensor, targeted: bool, c: torch.Tensor
@@ -253,9 +248,8 @@ class LBFGS(Attack):
             flat = flat.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = self.logits(flat.view(-1, *shape[1:]))
-                if not logits.requires_grad:
-                    raise InputError("the model's output has no gradient with respect to its input")
-                u = goal_margin(logits, goal[rows], targeted, self.temperature)
+                require_gradient(logits)
+                u = smooth_margin(logits, goal[rows], targeted, self.temperature)
                 f = c[rows] * (flat - x0[rows]).pow(2).sum(1) + F.softplus(u)
                 (grad,) = torch.autograd.grad(f.sum(), flat)
             return f.detach(), grad

@@ -22,7 +22,8 @@ fooled:
   logits in turn (the per-class problems an exact MILP solves: the nearest class is often not
   the one the margin heads for); targeted, on the margin to the target; from x with sign
   steps (the L-inf steepest ascent), from x with scaled steps, then from `restarts` points
-  drawn uniformly from the ball (seeded) with scaled steps.
+  drawn uniformly from the ball with scaled steps (random draw number d of an example is a
+  function of (seed, example index, d) only: `geometry.random_start`).
 
 Step lengths follow alpha_t = fraction * eps * (1 + cos(pi t / steps)) / 2; under L2 every step
 is along g / ||g||_2. The bracket's low end is where the search failed, not a certified lower
@@ -38,16 +39,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Perturbed
+from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.deepfool import DeepFool
-from advlab.attacks.iterative import BALL_NORMS, Ball, RandomStarts, margin_objective, per_example
-from advlab.validation import Bounds, check_count, check_norm, check_positive
+from advlab.attacks.geometry import Region, geometry, per_example, random_start
+from advlab.attacks.losses import margin, top_rivals
+from advlab.attacks.search import ActiveSet
+from advlab.validation import Bounds, check_count, check_positive
 
 SCALED_STEP = 0.5  # initial step (a fraction of eps) of the runs with scaled gradient steps
 SIGN_STEP = 0.1  # initial step (a fraction of eps) of the runs with sign steps
 
 
-class MinPGD(RandomStarts):
+class MinPGD(Attack):
     """Smallest-eps adversarial example per input, by bisection over eps of margin PGD."""
 
     name = "minpgd"
@@ -66,7 +69,8 @@ class MinPGD(RandomStarts):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm, BALL_NORMS)
+        self.geometry = geometry(norm)
+        self.norm = norm
         self.steps = check_count("steps", steps)
         self.search_steps = check_count("search_steps", search_steps)
         self.rtol = check_positive("rtol", rtol)
@@ -85,57 +89,56 @@ class MinPGD(RandomStarts):
             "restarts": self.restarts,
         }
 
-    def distance(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        r = (x_adv - x).flatten(1)
-        return r.abs().amax(1) if self.norm == "linf" else r.norm(dim=1)
-
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        width = self.bounds[1] - self.bounds[0]
-        cap = width if self.norm == "linf" else width * math.sqrt(x[0].numel())
-        start = self.clip(self.deepfool._perturb(x, goal, targeted).x_adv)
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        cap = self.geometry.diameter(self.bounds[1] - self.bounds[0], x[0].numel())
+        start, clean_logits = self.deepfool.walk(x, goal, targeted)
         with torch.no_grad():
-            clean_logits = self.logits(x)
             found = self.is_adversarial(self.logits(start), goal, targeted)
-        if targeted:
-            rivals = goal.unsqueeze(1)
-        else:
-            k = min(self.candidates, clean_logits.shape[1]) - 1
-            rivals = clean_logits.scatter(1, goal.unsqueeze(1), float("-inf")).topk(k, dim=1).indices
+        rivals = goal.unsqueeze(1) if targeted else top_rivals(clean_logits, goal, self.candidates - 1)
         best = torch.where(per_example(found, x), start, x)
-        high = torch.where(found, self.distance(start, x), torch.full_like(found, cap, dtype=x.dtype))
+        high = torch.where(found, self.geometry.distance(start - x), torch.full_like(found, cap, dtype=x.dtype))
         low = torch.zeros_like(high)
-        for _ in range(self.search_steps):
+        for round_ in range(self.search_steps):
             todo = (high - low > self.rtol * high).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             eps = torch.where(found[todo], (low[todo] + high[todo]) / 2, high[todo])
-            ball = Ball(x[todo], eps, self.norm, self.bounds)
-            candidate, success = self.search(ball, ball.project(best[todo]), goal[todo], rivals[todo], targeted)
+            region = Region(self.geometry, x[todo], eps, self.bounds)
+            draws = (round_ * self.restarts, indices[todo.cpu()])
+            candidate, success = self.search(region, region.project(best[todo]), goal[todo], rivals[todo], targeted, draws)
             best[todo] = torch.where(per_example(success, candidate), candidate, best[todo])
-            high[todo] = torch.where(success, self.distance(candidate, x[todo]), high[todo])
+            high[todo] = torch.where(success, self.geometry.distance(candidate - x[todo]), high[todo])
             low[todo] = torch.where(success, low[todo], eps)
             found[todo] |= success
         return Perturbed(best, clean_logits=clean_logits)
 
     def search(
-        self, ball: Ball, warm: torch.Tensor, goal: torch.Tensor, rivals: torch.Tensor, targeted: bool
+        self, region: Region, warm: torch.Tensor, goal: torch.Tensor, rivals: torch.Tensor, targeted: bool,
+        draws: tuple[int, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The runs at one eps per example (see the module docstring): points and success."""
+        """The runs at one eps per example (see the module docstring): points and success.
+
+        draws: (the first random draw number of this round, the examples' global indices).
+        """
         result = warm.clone()
         success = torch.zeros(warm.shape[0], dtype=torch.bool, device=warm.device)
         todo = torch.arange(warm.shape[0], device=warm.device)
-        starts = [(None, SIGN_STEP, True), (None, SCALED_STEP, False)] + [("random", SCALED_STEP, False)] * self.restarts
+        k_rivals = rivals.shape[1]
+        first_draw, indices = draws
+        starts = [(None, SIGN_STEP, True), (None, SCALED_STEP, False)]
+        starts += [(first_draw + restart, SCALED_STEP, False) for restart in range(self.restarts)]
         runs = [(warm, None, SCALED_STEP, False)]  # refine the best point so far
-        runs += [(start, rivals[:, k], fraction, sign) for start, fraction, sign in starts for k in range(rivals.shape[1])]
-        for start, toward, fraction, sign in runs:
-            sub = ball.take(todo)
+        runs += [(start, k, fraction, sign) for start, fraction, sign in starts for k in range(k_rivals)]
+        for start, k, fraction, sign in runs:
+            sub = region.take(todo)
+            toward = None if k is None else rivals[todo, k]
             if start is None:
                 z = sub.x
-            elif isinstance(start, str):
-                z = sub.sample(self.generator(warm.device))
+            elif isinstance(start, int):  # random draw number start * K + k of each example
+                z = sub.project(random_start(self.geometry, sub.x, sub.eps, self.seed, indices[todo.cpu()], start * k_rivals + k))
             else:
                 z = start[todo]
-            candidate = self.ascend(sub, z, goal[todo], targeted, None if toward is None else toward[todo], fraction, sign=sign)
+            candidate = self.ascend(sub, z, goal[todo], targeted, toward, fraction, sign=sign)
             with torch.no_grad():
                 hit = self.is_adversarial(self.logits(candidate), goal[todo], targeted)
             result[todo] = torch.where(per_example(hit, candidate), candidate, result[todo])
@@ -147,7 +150,7 @@ class MinPGD(RandomStarts):
 
     def ascend(
         self,
-        ball: Ball,
+        region: Region,
         z: torch.Tensor,
         goal: torch.Tensor,
         targeted: bool,
@@ -157,36 +160,26 @@ class MinPGD(RandomStarts):
         sign: bool,
     ) -> torch.Tensor:
         """`steps` projected ascent steps on the margin to the goal (or towards the classes
-        `toward`); each example stops at its first adversarial iterate and keeps it."""
-        out = z.clone()
-        active = torch.arange(z.shape[0], device=z.device)
-        tiny = torch.finfo(z.dtype).tiny
+        `toward`); each example stops at its first adversarial iterate and keeps it. Steps are
+        along the steepest-ascent direction (`sign`) or the gradient scaled to unit norm."""
+        active = ActiveSet(z.clone())
         for step in range(self.steps):
             z = z.detach().requires_grad_(True)
             with torch.enable_grad():
                 logits = self.logits(z)
                 if toward is None or targeted:
-                    value = margin_objective(logits, goal, targeted)
+                    value = margin(logits, goal, targeted)
                 else:  # z_k - z_y: the MILP's per-class constraint
                     value = logits.gather(1, toward[:, None]) - logits.gather(1, goal[:, None])
                 (grad,) = torch.autograd.grad(value.sum(), z)
             z = z.detach()
-            robust = ~self.is_adversarial(logits.detach(), goal, targeted)
-            keep = robust.nonzero().squeeze(1)
-            if keep.numel() < active.numel():
-                done = (~robust).nonzero().squeeze(1)
-                out[active[done]] = z[done]
-                if keep.numel() == 0:
-                    return out
-                active, z, grad, goal, ball = active[keep], z[keep], grad[keep], goal[keep], ball.take(keep)
+            keep = active.retire(self.is_adversarial(logits.detach(), goal, targeted), z)
+            if keep is not None:
+                if active.empty:
+                    return active.out
+                z, grad, goal, region = z[keep], grad[keep], goal[keep], region.take(keep)
                 toward = None if toward is None else toward[keep]
-            if self.norm == "l2":
-                direction = grad / per_example(grad.flatten(1).norm(dim=1).clamp_min(tiny), grad)
-            elif sign:
-                direction = grad.sign()
-            else:
-                direction = grad / per_example(grad.flatten(1).abs().amax(1).clamp_min(tiny), grad)
-            alpha = fraction * ball.eps * (1 + math.cos(math.pi * step / self.steps)) / 2
-            z = ball.project(z + per_example(alpha, z) * direction)
-        out[active] = z
-        return out
+            direction = self.geometry.direction(grad) if sign else self.geometry.scaled(grad)
+            alpha = fraction * region.eps * (1 + math.cos(math.pi * step / self.steps)) / 2
+            z = region.project(z + per_example(alpha, z) * direction)
+        return active.finish(z)

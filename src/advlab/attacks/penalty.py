@@ -11,7 +11,7 @@ untargeted loss is the cross-entropy of the event "not y" (softplus(z_y - logsum
 rather than -CE(f(x'), y): both grow as p_y falls, but -CE is concave in the margin and keeps
 pushing after the label flips, and on a binary model -log(1 - p_y) is exactly the targeted loss. Every iterate
 is checked: each example keeps the smallest perturbation that was adversarial at any step.
-With `search_steps` > 1, lam is searched per example like L-BFGS's c (`advlab.attacks.penalized`):
+With `search_steps` > 1, lam is searched per example like L-BFGS's c (`advlab.attacks.search.WeightSearch`):
 success -> larger lam (a shorter perturbation), failure -> smaller lam, then bisection in log lam.
 
 Examples never made adversarial are returned unchanged (x_adv = x) with lam = nan; examples
@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
-from advlab.attacks.penalized import WeightSearch, goal_margin
-from advlab.errors import InputError
+from advlab.attacks.base import Attack, Perturbed, require_gradient
+from advlab.attacks.losses import smooth_margin
+from advlab.attacks.search import BestSoFar, WeightSearch
 from advlab.validation import Bounds, check_count, check_positive
 
 
@@ -65,24 +65,20 @@ class Penalty(Attack):
             "norm": "l2",
         }
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         with torch.no_grad():
             clean_logits = self.logits(x)
         already = self.is_adversarial(clean_logits, goal, targeted)
         search = WeightSearch(torch.full_like(clean_logits[:, 0], self.lam))
-        best = x.clone()
-        best_dist = torch.where(already, 0.0, torch.inf).to(x.dtype)
-        best_lam = torch.full_like(best_dist, torch.nan)
+        distance = torch.where(already, 0.0, torch.inf).to(x.dtype)
+        best = BestSoFar(x, distance, lam=torch.full_like(distance, torch.nan))
         for _ in range(self.search_steps):
             found, dist, success = self._descend(x, goal, targeted, search.weight)
-            better = success & (dist < best_dist)
-            best = torch.where(better.view(-1, *[1] * (x.ndim - 1)), found, best)
-            best_dist = torch.where(better, dist, best_dist)
-            best_lam = torch.where(better, search.weight, best_lam)
+            best.offer(found, dist, allowed=success, lam=search.weight)
             search.update(success)
             if bool((search.settled() | already).all()):
                 break
-        return Perturbed(best, clean_logits=clean_logits, extra={"lam": best_lam})
+        return Perturbed(best.x, clean_logits=clean_logits, extra={"lam": best.values["lam"]})
 
     def _descend(
         self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, lam: torch.Tensor
@@ -90,26 +86,21 @@ class Penalty(Attack):
         """One Adam run at fixed lam; the smallest adversarial iterate per example (x where none)."""
         x_adv = x.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([x_adv], lr=self.lr)
-        best = x.clone()
-        best_dist = torch.full_like(lam, torch.inf)
+        best = BestSoFar(x, torch.full_like(lam, torch.inf))
         for step in range(self.steps + 1):
             with torch.enable_grad():
                 logits = self.logits(x_adv)
-                if not logits.requires_grad:
-                    raise InputError("the model's output has no gradient with respect to its input")
+                require_gradient(logits)
                 dist2 = (x_adv - x).flatten(1).pow(2).sum(1)
-                objective = F.softplus(goal_margin(logits, goal, targeted, 1.0)) + lam * dist2
+                objective = F.softplus(smooth_margin(logits, goal, targeted, 1.0)) + lam * dist2
                 if step < self.steps:
                     optimizer.zero_grad(set_to_none=True)
                     objective.sum().backward()
             with torch.no_grad():  # the current iterate, before its step
-                dist = dist2.detach().sqrt()
-                better = self.is_adversarial(logits.detach(), goal, targeted) & (dist < best_dist)
-                best = torch.where(better.view(-1, *[1] * (x.ndim - 1)), x_adv.detach(), best)
-                best_dist = torch.where(better, dist, best_dist)
+                best.offer(x_adv.detach(), dist2.detach().sqrt(), allowed=self.is_adversarial(logits.detach(), goal, targeted))
             if step == self.steps:
                 break
             optimizer.step()
             with torch.no_grad():
                 x_adv.clamp_(self.bounds[0], self.bounds[1])
-        return best, best_dist, torch.isfinite(best_dist)
+        return best.x, best.score, torch.isfinite(best.score)

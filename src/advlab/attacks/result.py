@@ -15,6 +15,7 @@ import torch
 from advlab.errors import DataError, InputError
 from advlab.io import write_npz_atomic
 
+NORM_CHUNK = 4096  # rows per chunk when measuring perturbation norms
 # Keys of a saved result that are not attack-specific `extra` arrays (norms are recomputed on load).
 _STANDARD = frozenset({"x_adv", "labels", "targets", "success", "clean_logits", "adv_logits", "linf", "l2", "distortion", "meta"})
 
@@ -43,21 +44,27 @@ class AttackResult:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # attack-specific per-example data
 
     @cached_property
-    def _perturbation(self) -> torch.Tensor:
-        return (self.x_adv - self.x).flatten(1)
+    def _norms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L-inf, L2) norms of r = x_adv - x, computed in chunks: no full-size copy of r is kept."""
+        linf, l2 = [], []
+        for i in range(0, len(self), NORM_CHUNK):
+            r = (self.x_adv[i : i + NORM_CHUNK] - self.x[i : i + NORM_CHUNK]).flatten(1)
+            linf.append(torch.linalg.vector_norm(r, ord=math.inf, dim=1))
+            l2.append(torch.linalg.vector_norm(r, ord=2, dim=1))
+        return torch.cat(linf), torch.cat(l2)
 
-    @cached_property
+    @property
     def linf(self) -> torch.Tensor:
-        return torch.linalg.vector_norm(self._perturbation, ord=math.inf, dim=1)
+        return self._norms[0]
 
-    @cached_property
+    @property
     def l2(self) -> torch.Tensor:
-        return torch.linalg.vector_norm(self._perturbation, ord=2, dim=1)
+        return self._norms[1]
 
     @cached_property
     def distortion(self) -> torch.Tensor:
         """Szegedy et al. 2013, Sec. 4.2: sqrt(sum_i r_i^2 / n), n the number of inputs."""
-        return self.l2 / math.sqrt(self._perturbation.shape[1])
+        return self.l2 / math.sqrt(self.x[0].numel())
 
     @property
     def targeted(self) -> bool:

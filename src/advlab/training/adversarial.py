@@ -21,9 +21,12 @@ gradient and the clean term's parameter gradient.
 
 `method="pgd"` replaces the FGSM example by `steps` steps of projected sign-gradient ascent on
 J from a uniform random start in the eps-ball, clipped to the box (Madry et al. 2017, Sec. 2.1;
-step 2.5 eps / steps, their App. A), in train mode too; Madry et al. train on the adversarial
-term alone, alpha = 0. The inner loop is written here, on the training cost, rather than through
-`advlab.attacks`, whose attacks run the model in eval mode with frozen parameters.
+step 2.5 eps / steps, their App. A); Madry et al. train on the adversarial term alone, alpha = 0.
+
+Both examples come from the attacks themselves (`FGSM`, `PGD` in `advlab.attacks`), through
+`Attack.craft`: one batch, in the model's current mode, no validation or success check. The
+seed of each batch's PGD random start is drawn from torch's global RNG, which `train_model`
+seeds and checkpoints, so training stays deterministic and resumable.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.fgsm import fgsm_step
+from advlab.attacks.fgsm import FGSM
+from advlab.attacks.iterative import PGD
 from advlab.errors import InputError
 from advlab.models.inference import set_mode
 from advlab.models.layers import as_multiclass_logits
@@ -114,25 +118,17 @@ class AdversarialObjective:
 
     def fgsm_example(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """clip(x + eps sign(grad_x J(x, y))), in the model's current mode."""
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(_loss(model, x, y), x)
-        return fgsm_step(x.detach(), grad, self.eps).clamp(*self.bounds)
+        return FGSM(model, eps=self.eps, bounds=self.bounds, batch_size=len(x)).craft(x.detach(), y)
 
     def pgd_example(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """`steps` projected sign-gradient ascent steps on J within the eps-ball and the box.
 
-        The random start is drawn from torch's global RNG, which `train_model` seeds and checkpoints.
+        The random start's seed is drawn from torch's global RNG, which `train_model` seeds and checkpoints.
         """
-        x = x.detach()
-        low = (x - self.eps).clamp_min(self.bounds[0])
-        high = (x + self.eps).clamp_max(self.bounds[1])
-        x_adv = x + torch.empty_like(x).uniform_(-self.eps, self.eps) if self.random_start else x
-        x_adv = torch.clamp(x_adv, low, high)
-        for _ in range(self.steps):
-            x_adv.requires_grad_(True)
-            (grad,) = torch.autograd.grad(_loss(model, x_adv, y), x_adv)
-            x_adv = torch.clamp(fgsm_step(x_adv.detach(), grad, self.pgd_step_size), low, high)
-        return x_adv.detach()
+        seed = int(torch.randint(0, 2**62, ()))
+        attack = PGD(model, eps=self.eps, step_size=self.step_size, steps=self.steps,
+                     random_start=self.random_start, bounds=self.bounds, batch_size=len(x), seed=seed)
+        return attack.craft(x.detach(), y)
 
     def _fgsm_train_mode(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One backward pass of the clean term gives grad_x J and alpha * grad_theta J.
@@ -146,7 +142,8 @@ class AdversarialObjective:
         grad_x, *grad_params = torch.autograd.grad(clean, [x, *params])
         for p, g in zip(params, grad_params):
             p.grad = self.alpha * g if p.grad is None else p.grad + self.alpha * g
-        x_adv = fgsm_step(x.detach(), grad_x, self.eps).clamp(*self.bounds)
+        fgsm = FGSM(model, eps=self.eps, bounds=self.bounds, batch_size=len(x))
+        x_adv = fgsm.constrain(x.detach(), fgsm.step(x.detach(), grad_x))
         adversarial = _loss(model, x_adv, y)
         return self.alpha * clean.detach() + (1 - self.alpha) * adversarial
 

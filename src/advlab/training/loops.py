@@ -4,8 +4,8 @@ The loss is an objective (by default cross-entropy on the model's logits; a sing
 read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over the weight
 matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
 order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
-differently). A model with a `pretrain(data, config, progress=...)` method (an autoencoder below
-a classifier) is pretrained by it first. Training can checkpoint every epoch and resume exactly.
+differently). An `AutoencoderClassifier` (an autoencoder below a classifier) is pretrained first
+(`pretrain_autoencoder`). Training can checkpoint every epoch and resume exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from advlab.data.dataset import Dataset
 from advlab.errors import CheckpointError, InputError
+from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
@@ -153,8 +154,8 @@ def train_model(
             check_labels(model, data)
         else:
             check_labels(model, data)
-            if callable(pretrain := getattr(model, "pretrain", None)):
-                pretrain(data, config, progress=progress)
+            if isinstance(model, AutoencoderClassifier):
+                pretrain_autoencoder(model, data, config, progress=progress)
         model.train()
         bar = tqdm(
             range(history.resumed_from, config.epochs), initial=history.resumed_from, total=config.epochs,
@@ -286,6 +287,38 @@ def _restore(
         raise CheckpointError(f"{checkpoint.path}: corrupt training state, cannot resume ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})") from None
     return TrainHistory(loss=loss, resumed_from=done)
+
+
+def pretrain_autoencoder(
+    model: AutoencoderClassifier, data: Dataset, config: TrainConfig, *, progress: bool = True
+) -> list[float]:
+    """Fit the model's encoder and decoder to reconstruct `data` (config's epochs, lr, batch size,
+    seed and weight decay), by binary cross-entropy on sigmoid(W_d h + b_d). Returns the mean
+    loss per epoch; the model is left in eval mode."""
+    weights = (model.encoder[1].weight, model.decoder.weight)
+    decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else (config.weight_decay,) * 2
+    params = [*model.encoder.parameters(), *model.decoder.parameters()]
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    device = next(model.parameters()).device
+    losses = []
+    model.train()
+    for _ in tqdm(range(config.epochs), desc="pretrain", unit="epoch", disable=None if progress else True, leave=False):
+        order = torch.randperm(len(data), generator=generator)
+        total = torch.zeros((), device=device)
+        for start in range(0, len(data), config.batch_size):
+            x = data.images[order[start : start + config.batch_size]].to(device).flatten(1)
+            loss = F.binary_cross_entropy_with_logits(model.decoder(model.encoder(x)), x)
+            loss = loss + 0.5 * sum(d * w.pow(2).sum() for d, w in zip(decay, weights))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * len(x)
+        losses.append(float(total) / len(data))
+    model.eval()
+    return losses
 
 
 def error_rate(model: nn.Module, data: Dataset) -> float:

@@ -1,0 +1,110 @@
+"""Norm geometry (project, step, direction, distance) and the counter-based random starts."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from advlab.attacks import PGD
+from advlab.attacks.geometry import GEOMETRIES, counter_uniform, geometry, random_start
+from advlab.errors import InputError
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z: int) -> int:
+    z &= M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def _reference_uniform(seed: int, index: int, draw: int, j: int) -> float:
+    """splitmix64 in plain Python integers: what counter_uniform must compute with int64 tensors."""
+    key = _mix(_mix(_mix((seed + 1) * GOLDEN) + index * GOLDEN) + (draw + 1) * GOLDEN)
+    return ((_mix(key + (j + 1) * GOLDEN) >> 11) + 0.5) * 2.0**-53
+
+
+@pytest.mark.parametrize("seed, draw", [(0, 0), (12345, 3), (2**40, -1)])
+def test_counter_uniform_matches_the_reference(seed, draw):
+    indices = [0, 1, 7, 10**9, 2**40]
+    u = counter_uniform(seed, torch.tensor(indices), draw, 6)
+    for i, index in enumerate(indices):
+        for j in range(6):
+            assert u[i, j].item() == _reference_uniform(seed, index, draw, j)
+    big = counter_uniform(seed, torch.arange(2000), draw, 500)
+    assert 0 < float(big.min()) and float(big.max()) < 1 and abs(float(big.mean()) - 0.5) < 0.002
+
+
+def test_random_start_depends_only_on_seed_index_and_draw():
+    x = torch.rand(20, 1, 4, 4)
+    for g in GEOMETRIES.values():
+        whole = random_start(g, x, 0.3, 5, torch.arange(20), 2)
+        part = random_start(g, x[7:12], 0.3, 5, torch.arange(7, 12), 2)
+        assert torch.equal(whole[7:12], part)
+        assert not torch.equal(whole, random_start(g, x, 0.3, 5, torch.arange(20), 3))
+        assert bool((g.distance(whole - x) <= 0.3 * (1 + 1e-6)).all())
+        assert torch.equal(random_start(g, x, 0.0, 5, torch.arange(20), 0), x)
+
+
+def test_l2_random_start_is_uniform_in_the_ball():
+    g = geometry("l2")
+    n = 3
+    points = g.unit_sample(n, counter_uniform(0, torch.arange(20000), 0, n + 1 + n % 2))
+    radius = points.norm(dim=1)
+    # uniform in the unit ball of R^3: P(r <= t) = t^3; mean of each coordinate 0
+    assert float(radius.max()) <= 1 and abs(float((radius <= 0.5).double().mean()) - 0.125) < 0.01
+    assert float(points.mean(0).abs().max()) < 0.02
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_project_step_and_distance(norm):
+    g = geometry(norm)
+    torch.manual_seed(0)
+    x, z = torch.rand(16, 10), torch.rand(16, 10) * 3 - 1
+    eps = torch.linspace(0, 0.5, 16)
+    p = g.project(x, z, eps, (0.0, 1.0))
+    assert bool((g.distance(p - x) <= eps * (1 + 1e-6) + 1e-7).all()) and bool(((p >= 0) & (p <= 1)).all())
+    inside = x + 0.5 * (p - x)
+    assert torch.equal(g.project(x, inside, eps, (0.0, 1.0)), inside)  # feasible points are returned bit for bit
+    torch.testing.assert_close(g.project(x, p, eps, (0.0, 1.0)), p)
+    assert torch.equal(g.project(x, z, 0.0, (0.0, 1.0)), x)
+    region = g.region(x, eps, (0.0, 1.0))
+    assert torch.equal(region.project(z), p)
+    grad = torch.randn(16, 10)
+    d = g.direction(grad)
+    assert torch.allclose(g.distance(d), torch.ones(16))  # a unit step...
+    assert torch.allclose((grad * d).sum(1), g.dual(grad))  # ...that achieves the dual norm
+    assert torch.allclose(g.distance(g.scaled(grad)), torch.ones(16))
+    assert g.diameter(1.0, 4) == (1.0 if norm == "linf" else 2.0)
+
+
+def test_unknown_norm():
+    with pytest.raises(InputError, match="norm must be one of linf, l2"):
+        geometry("l3")
+
+
+@pytest.mark.parametrize("kwargs", [{"norm": "l2", "eps": 2.0}, {"norm": "linf", "eps": 0.05, "restarts": 3},
+                                    {"norm": "l2", "eps": 1.0, "restarts": 2, "early_exit": True}])
+def test_pgd_random_starts_do_not_depend_on_batch_size(softmax_model, embedded, kwargs):
+    """Fails on the old per-batch generator (differences up to 0.2 between batch sizes 7 and 1000).
+
+    The starts are bit-identical (test above); the model's own float32 arithmetic may differ in
+    the last bit between batch shapes (BLAS blocking), so the iterates agree to rounding: in
+    float64 to 1e-12.
+    """
+    x, y = embedded.test.images[:50], embedded.test.labels[:50]
+    for model, data, tol in ((softmax_model, x, 1e-5), (copy.deepcopy(softmax_model).double(), x.double(), 1e-12)):
+        results = [PGD(model, steps=5, seed=3, batch_size=b, **kwargs)(data, y).x_adv for b in (7, 1000)]
+        assert float((results[0] - results[1]).abs().max()) <= tol
+
+
+def test_pgd_indices_select_the_same_draws(softmax_model, embedded):
+    x, y = embedded.test.images[:30], embedded.test.labels[:30]
+    attack = PGD(softmax_model, eps=0.3, steps=3, restarts=2, seed=1)
+    whole = attack(x, y).x_adv
+    shard = attack(x[10:20], y[10:20], indices=torch.arange(10, 20)).x_adv
+    assert torch.equal(whole[10:20], shard)
+    assert not math.isclose(float((whole[:10] - attack(x[10:20], y[10:20]).x_adv).abs().max()), 0.0)
