@@ -91,14 +91,14 @@ def test_unknown_norm():
 def test_pgd_random_starts_do_not_depend_on_batch_size(softmax_model, embedded, kwargs):
     """Fails on the old per-batch generator (differences up to 0.2 between batch sizes 7 and 1000).
 
-    The starts are bit-identical (test above); the model's own float32 arithmetic may differ in
-    the last bit between batch shapes (BLAS blocking), so the iterates agree to rounding: in
-    float64 to 1e-12.
+    The starts are bit-identical (test above). The model's own float32 arithmetic may differ in
+    the last bit between batch shapes (BLAS blocking), which can flip the sign of a near-zero
+    gradient coordinate under L-inf; in float64 the whole attack agrees to 1e-12.
     """
-    x, y = embedded.test.images[:50], embedded.test.labels[:50]
-    for model, data, tol in ((softmax_model, x, 1e-5), (copy.deepcopy(softmax_model).double(), x.double(), 1e-12)):
-        results = [PGD(model, steps=5, seed=3, batch_size=b, **kwargs)(data, y).x_adv for b in (7, 1000)]
-        assert float((results[0] - results[1]).abs().max()) <= tol
+    x, y = embedded.test.images[:50].double(), embedded.test.labels[:50]
+    model = copy.deepcopy(softmax_model).double()
+    results = [PGD(model, steps=5, seed=3, batch_size=b, **kwargs)(x, y).x_adv for b in (7, 1000)]
+    assert float((results[0] - results[1]).abs().max()) <= 1e-12
 
 
 def test_pgd_indices_select_the_same_draws(softmax_model, embedded):
