@@ -29,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from advlab.attacks import FGSM, LBFGS
-from advlab.attacks.penalized import WeightSearch
+from advlab.attacks.search import WeightSearch
 from advlab.data import Dataset, Splits
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
