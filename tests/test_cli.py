@@ -75,13 +75,14 @@ def test_exact_linear_and_relu(tmp_path, capsys, checkpoint):
     code, out, err = run(capsys, "exact", checkpoint, "--norm", "l2", "--limit", "20", "--out", tmp_path / "lin")
     assert code == 0, err
     report = json.loads((tmp_path / "lin" / "exact.json").read_text())
-    assert report["summary"]["solver"].startswith("closed form") and len(report["per_example"]["distance"]) == 20
+    assert report["summary"]["solver"] == "closed form" and len(report["per_example"]["upper"]) == 20
+    assert report["per_example"]["lower"] == report["per_example"]["upper"]
     mlp = tmp_path / "mlp.safetensors"
     assert main(["train", "mlp-20-20", "--epochs", "1", "--out", str(mlp), "--no-progress"]) == 0
     code, out, err = run(capsys, "exact", mlp, "--limit", "3", "--time-limit", "60", "--out", tmp_path / "relu", "--no-progress")
     assert code == 0, err
     report = json.loads((tmp_path / "relu" / "exact.json").read_text())
-    assert report["summary"]["solver"] == "MILP (HiGHS)" and len(report["per_example"]["status"]) == 3
+    assert report["summary"]["solver"] == "milp" and len(report["per_example"]["status"]) == 3
     with np.load(tmp_path / "relu" / "witnesses.npz") as saved:
         assert saved["witness"].shape == (3, 1, 28, 28)
     code, _, err = run(capsys, "exact", mlp, "--norm", "l2", "--out", tmp_path / "bad")

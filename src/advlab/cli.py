@@ -179,42 +179,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---- exact minimal distances ----------------------------------------------------------------------
-def _is_linear(model: torch.nn.Module) -> bool:
-    from advlab.models.linear import linear_weights
-
-    try:
-        linear_weights(model)
-    except InputError:
-        return False
-    return True
-
-
 def cmd_exact(args: argparse.Namespace) -> int:
     """Exact minimal distances: closed forms for linear models, MILP for small ReLU networks."""
-    from advlab.exact import minimal_linf, minimal_perturbation
+    from advlab.exact import minimal_distances
 
     checkpoint, data = _checkpoint_and_split(args, torch.device("cpu"))
-    model, x, y = checkpoint.model, data.images, data.labels
     start = time.perf_counter()
-    if _is_linear(model):
-        exact = minimal_perturbation(model, x, y, norm=args.norm)
-        distance, witness = exact.distance, exact.x_adv
-        per_example = {"distance": distance.tolist(), "feasible": exact.feasible.tolist(), "target": exact.target.tolist()}
-        finite = distance[torch.isfinite(distance)]
-        summary = {"solver": "closed form (linear model)", "n": len(y), "unreachable": int((~exact.feasible).sum()),
-                   "median_distance": float(finite.median()) if finite.numel() else float("nan"),
-                   "mean_distance": float(finite.mean()) if finite.numel() else float("nan")}
-    else:
-        if args.norm != "linf":
-            raise InputError(f"exact {args.norm} distances need a linear model; for ReLU networks use --norm linf (MILP)")
-        result = minimal_linf(model, x, y, time_limit=args.time_limit, progress=not args.no_progress)
-        witness = result.witness
-        per_example = {"lower": result.lower.tolist(), "upper": result.upper.tolist(), "status": result.status,
-                       "target": result.target.tolist(), "seconds": result.seconds.tolist()}
-        summary = {"solver": "MILP (HiGHS)", **result.summary()}
-    summary["seconds"] = time.perf_counter() - start
+    result = minimal_distances(checkpoint.model, data.images, data.labels, norm=args.norm, time_limit=args.time_limit,
+                               progress=not args.no_progress)
+    summary = {**result.summary(), "seconds": time.perf_counter() - start}
+    per_example = {"lower": result.lower.tolist(), "upper": result.upper.tolist(), "status": result.status,
+                   "target": result.target.tolist(), "seconds": result.seconds.tolist()}
     out = Path(args.out)
-    write_npz_atomic(out / "witnesses.npz", witness=witness.detach().float().cpu().numpy(), labels=y.numpy())
+    write_npz_atomic(out / "witnesses.npz", witness=result.witness.detach().float().cpu().numpy(), labels=data.labels.numpy())
     write_json_atomic(out / "exact.json", {"command": _command_line(), "checkpoint": args.checkpoint,
                                            "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
                                            "summary": summary, "per_example": per_example})

@@ -1,7 +1,19 @@
-"""Ground truth: exact optima for the questions attacks answer approximately."""
+"""Ground truth: exact optima and proven bounds for the questions attacks answer approximately.
 
+- `minimal_distances(model, x, y, norm=..., time_limit=...)`: the exact minimal adversarial
+  distance (closed form for affine models, MILP for ReLU / max-pool networks), one result type.
+- `certify(model, x, y, eps=..., time_limit=..., milp=True)`: a proven bracket on robust
+  accuracy at eps (bounds, attack, decision MILP); see `advlab.exact.certify`.
+- `relu_network`, `hidden_bounds` / `margin_bounds` (interval and CROWN), and the closed forms
+  for linear models (`minimal_perturbation`, `max_linear_linf`, `max_linear_l2`).
+"""
+
+from advlab.exact.bounds import hidden_bounds, interval_bounds, margin_bounds, spec_bounds
+from advlab.exact.certify import Certification, certify
+from advlab.exact.distances import MinimalDistances, minimal_distances, minimal_linf
 from advlab.exact.linear import (
     MinimalPerturbation,
+    affine_minimal_perturbation,
     logistic_loss_direction,
     max_linear_l2,
     max_linear_linf,
@@ -9,17 +21,27 @@ from advlab.exact.linear import (
     minimal_perturbation,
     multiclass_weights,
 )
-from advlab.exact.milp import MILPResult, minimal_linf, relu_network
+from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
 
 __all__ = [
-    "MILPResult",
+    "Certification",
+    "MinimalDistances",
     "MinimalPerturbation",
+    "ReluNetwork",
+    "UnsupportedModelError",
+    "affine_minimal_perturbation",
+    "certify",
+    "hidden_bounds",
+    "interval_bounds",
     "logistic_loss_direction",
+    "margin_bounds",
     "max_linear_l2",
     "max_linear_linf",
     "min_norm_halfspace",
+    "minimal_distances",
     "minimal_linf",
     "minimal_perturbation",
     "multiclass_weights",
     "relu_network",
+    "spec_bounds",
 ]

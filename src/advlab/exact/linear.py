@@ -216,9 +216,25 @@ def minimal_perturbation(
     regression (one logit) and softmax regression; all arithmetic in float64. `slack` is the
     relative margin by which witnesses are pushed past the boundary.
     """
+    weight, bias = multiclass_weights(model)
+    return affine_minimal_perturbation(weight, bias, x, y, norm=norm, targets=targets, bounds=bounds, slack=slack)
+
+
+def affine_minimal_perturbation(
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    norm: str = "l2",
+    targets: torch.Tensor | None = None,
+    bounds: Bounds = (0.0, 1.0),
+    slack: float = 1e-11,
+) -> MinimalPerturbation:
+    """`minimal_perturbation` for the logits z = W x + b (W: (C, n), C >= 2), x of any shape (N, ...)."""
     check_norm(norm)
     check_positive("slack", slack)
-    weight, bias = multiclass_weights(model)
+    weight, bias = weight.double(), bias.double()
     num_classes = weight.shape[0]
     shape = x.shape
     x = x.detach().flatten(1).double().to(weight.device)

@@ -1,0 +1,217 @@
+"""Sound bounds on a ReluNetwork's values over an input box, batched over boxes.
+
+Every function takes boxes [xl, xu] of shape (B, n) (the eps-ball around each input
+intersected with the data bounds) and returns, per box, bounds that hold for every input in it:
+
+- Interval arithmetic (IBP; Gowal et al. 2018): an affine map sends the box with centre c and
+  radius r to centre A c, radius |W| r; ReLU and max-pool are monotone, so they map the bounds
+  of their inputs directly.
+- CROWN (Zhang et al. 2018, "Efficient neural network robustness certification with general
+  activation functions", Sec. 3): to bound lam . z_j, substitute backwards through the network,
+  replacing each non-linearity by a linear lower or upper bound (chosen by the sign of its
+  coefficient) that holds over its input bounds:
+    ReLU with l < 0 < u:  (u >= -l) z <= relu(z) <= u (z - l) / (u - l)  (adaptive lower slope);
+    max over a window:    z_m <= max(z) <= max_i u_i, m the input with the largest lower bound,
+                          and max(z) = z_m when l_m >= u_i for every other input i
+                          (the max-pool relaxation of DeepPoly, Singh et al. 2019, Sec. 4);
+  until lam . z_j <= c + Lam x, maximised over the box in closed form. Hidden bounds are
+  computed layer by layer and intersected with the interval ones.
+
+All arithmetic is float64; every bound is widened by BOUND_SLACK relative to its size against
+rounding. `margin_bounds` gives, per class k, a lower bound on z_y - z_k: the input is robust
+on the whole box when it is positive for every k != y.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from advlab.errors import InputError
+from advlab.exact.relu_network import Affine, MaxPool, Nonlinear, ReluNetwork, Relu, apply
+
+BOUND_SLACK = 1e-9  # relative widening of computed bounds, against float64 rounding
+ELEMENTS = 1 << 23  # coefficient entries per back-substitution pass (memory budget)
+METHODS = ("interval", "crown")
+Interval = tuple[torch.Tensor, torch.Tensor]
+
+
+def _widen(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    slack = BOUND_SLACK * (1.0 + lower.abs() + upper.abs())
+    return lower - slack, upper + slack
+
+
+def _affine_interval(a: Affine, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    centre, radius = a((upper + lower) / 2), a.abs()((upper - lower) / 2)
+    return _widen(centre - radius, centre + radius)
+
+
+def _nonlinear_interval(g: Nonlinear, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    return apply(g, lower), apply(g, upper)
+
+
+def interval_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor) -> list[Interval]:
+    """Bounds on z_0, ..., z_L (each (B, width)) by interval arithmetic."""
+    out = [_affine_interval(net.affines[0], xl, xu)]
+    for g, a in zip(net.nonlinear, net.affines[1:]):
+        out.append(_affine_interval(a, *_nonlinear_interval(g, *out[-1])))
+    return out
+
+
+# ---- linear relaxations ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ReluRelaxation:
+    """sl z <= relu(z) <= su z + tu, elementwise, (B, W) each."""
+
+    sl: torch.Tensor
+    su: torch.Tensor
+    tu: torch.Tensor
+
+    def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
+        return pos * self.su.unsqueeze(1) + neg * self.sl.unsqueeze(1), (pos * self.tu.unsqueeze(1)).sum(-1)
+
+
+@dataclass(frozen=True)
+class _MaxRelaxation:
+    """z[lower_index] <= h <= z[upper_index] (where upper_index >= 0) or <= upper_const; (B, out)."""
+
+    lower_index: torch.Tensor
+    upper_index: torch.Tensor
+    upper_const: torch.Tensor
+    inputs: int
+
+    def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
+        linear = self.upper_index >= 0
+        out = lam.new_zeros(*lam.shape[:-1], self.inputs)
+        out.scatter_add_(-1, self.lower_index.unsqueeze(1).expand_as(lam), neg)
+        out.scatter_add_(-1, self.upper_index.clamp_min(0).unsqueeze(1).expand_as(lam), pos * linear.unsqueeze(1))
+        const = (pos * torch.where(linear, 0.0, self.upper_const).unsqueeze(1)).sum(-1)
+        return out, const
+
+
+def _relaxation(g: Nonlinear, lower: torch.Tensor, upper: torch.Tensor) -> _ReluRelaxation | _MaxRelaxation:
+    if isinstance(g, Relu):
+        unstable = (lower < 0) & (upper > 0)
+        width = torch.where(unstable, upper - lower, 1.0)
+        active = (lower >= 0).to(lower.dtype)
+        su = torch.where(unstable, upper / width, active)
+        tu = torch.where(unstable, -lower * upper / width, 0.0)
+        sl = torch.where(unstable, (upper >= -lower).to(lower.dtype), active)
+        return _ReluRelaxation(sl, su, tu)
+    assert isinstance(g, MaxPool)
+    pad = g.groups < 0
+    index = g.groups.clamp_min(0)
+    gl = lower[..., index].masked_fill(pad, -math.inf)
+    gu = upper[..., index].masked_fill(pad, -math.inf)
+    best = gl.argmax(-1, keepdim=True)
+    lower_index = index.expand(lower.shape[0], -1, -1).gather(-1, best).squeeze(-1)
+    rest = gu.scatter(-1, best, -math.inf).amax(-1)
+    dominated = gl.gather(-1, best).squeeze(-1) >= rest
+    return _MaxRelaxation(lower_index, torch.where(dominated, lower_index, -1), gu.amax(-1), lower.shape[-1])
+
+
+def _back_substitute(
+    net: ReluNetwork, relax: list, depth: int, lam: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+) -> torch.Tensor:
+    """Upper bound of lam . z_depth over the box, lam (B, R, width_depth) -> (B, R)."""
+    const = lam @ net.affines[depth].bias
+    lam = net.affines[depth].back(lam)
+    for i in range(depth, 0, -1):  # g_i maps z_{i-1} to h_i
+        lam, extra = relax[i - 1].back(lam)
+        const = const + extra + lam @ net.affines[i - 1].bias
+        lam = net.affines[i - 1].back(lam)
+    return const + (lam.clamp_min(0.0) * xu.unsqueeze(1)).sum(-1) + (lam.clamp_max(0.0) * xl.unsqueeze(1)).sum(-1)
+
+
+def _crown(
+    net: ReluNetwork, relax: list, depth: int, rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+) -> Interval:
+    """Bounds of rows . z_depth (rows (B, R, width_depth)), in chunks of rows within ELEMENTS."""
+    widest = max([xl.shape[1]] + [a.bias.shape[0] for a in net.affines[: depth + 1]])
+    chunk = max(1, ELEMENTS // (2 * xl.shape[0] * widest))
+    lowers, uppers = [], []
+    for start in range(0, rows.shape[1], chunk):
+        block = rows[:, start : start + chunk]
+        both = _back_substitute(net, relax, depth, torch.cat([block, -block], 1), xl, xu)
+        lowers.append(-both[:, block.shape[1] :])
+        uppers.append(both[:, : block.shape[1]])
+    return _widen(torch.cat(lowers, 1), torch.cat(uppers, 1))
+
+
+def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, method: str = "crown") -> list[Interval]:
+    """Bounds on the inputs z_0, ..., z_{L-1} of the non-linearities over the boxes: interval
+    arithmetic, or the tighter of it and CROWN, layer by layer."""
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "interval":
+        return interval_bounds(net, xl, xu)[:-1]
+    out = [_affine_interval(net.affines[0], xl, xu)]
+    relax: list = []
+    for depth in range(1, len(net.nonlinear)):
+        g = net.nonlinear[depth - 1]
+        relax.append(_relaxation(g, *out[-1]))
+        ia = _affine_interval(net.affines[depth], *_nonlinear_interval(g, *out[-1]))
+        width = net.affines[depth].bias.shape[0]
+        eye = torch.eye(width, dtype=xl.dtype).expand(xl.shape[0], -1, -1)
+        lower, upper = _crown(net, relax, depth, eye, xl, xu)
+        out.append((torch.maximum(lower, ia[0]), torch.minimum(upper, ia[1])))
+    return out
+
+
+def spec_bounds(
+    net: ReluNetwork, hidden: list[Interval], rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor,
+    *, method: str = "crown",
+) -> Interval:
+    """Bounds of rows . z_L (rows (B, R, C)) given the hidden bounds from `hidden_bounds`."""
+    depth = len(net.nonlinear)
+    if method == "crown":
+        relax = [_relaxation(g, lo, up) for g, (lo, up) in zip(net.nonlinear, hidden)]
+        return _crown(net, relax, depth, rows, xl, xu)
+    lam, const = net.affines[depth].back(rows), rows @ net.affines[depth].bias
+    lo, up = (xl, xu) if depth == 0 else _nonlinear_interval(net.nonlinear[-1], *hidden[-1])
+    centre, radius = (up + lo) / 2, (up - lo) / 2
+    mid = const + (lam * centre.unsqueeze(1)).sum(-1)
+    spread = (lam.abs() * radius.unsqueeze(1)).sum(-1)
+    return _widen(mid - spread, mid + spread)
+
+
+def margin_rows(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per example the rows e_y - e_k over the logits, one per class k ((B, C, C); row y is 0)."""
+    eye = torch.eye(num_classes, dtype=dtype)
+    return eye[labels].unsqueeze(1) - eye.unsqueeze(0)
+
+
+def margin_bounds(
+    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, labels: torch.Tensor, *, method: str = "crown"
+) -> torch.Tensor:
+    """Per box and class k, a lower bound on z_y - z_k over the box ((B, C); +inf at k = y)."""
+    hidden = hidden_bounds(net, xl, xu, method=method)
+    lower, _ = spec_bounds(net, hidden, margin_rows(labels, net.num_classes), xl, xu, method=method)
+    return lower.scatter(1, labels.unsqueeze(1), math.inf)
+
+
+def box(x: torch.Tensor, radius: torch.Tensor | float, bounds: tuple[float, float]) -> Interval:
+    """The L-inf ball of `radius` ((B,) or a number) around x (B, n), intersected with the bounds."""
+    r = torch.as_tensor(radius, dtype=x.dtype).reshape(-1, 1)
+    return (x - r).clamp_min(bounds[0]), (x + r).clamp_max(bounds[1])
+
+
+RADIUS_GRID = 32  # radii tried per class when looking for relaxation-certified lower bounds
+
+
+def certified_radii(
+    net: ReluNetwork, x: torch.Tensor, label: int, cap: float, bounds: tuple[float, float]
+) -> torch.Tensor:
+    """Per class k, the largest radius r on a grid in [0, cap] at which CROWN proves z_k < z_y
+    on the whole box around x (n,): no input closer than r reaches class k (inf for k = y).
+    The grid's boxes are bounded in one batch."""
+    radii = cap * torch.arange(1, RADIUS_GRID + 1, dtype=torch.float64) / RADIUS_GRID
+    xl, xu = box(x.expand(RADIUS_GRID, -1), radii, bounds)
+    lower = margin_bounds(net, xl, xu, torch.full((RADIUS_GRID,), label))
+    proven = torch.where(lower > 0, radii.unsqueeze(1), 0.0).amax(0)
+    proven[label] = math.inf
+    return proven

@@ -1,0 +1,197 @@
+"""A proven bracket on robust accuracy at a fixed L-inf eps: certify(model, x, y, eps=...).
+
+    certify(model, x, y, *, eps, bounds=(0.0, 1.0), time_limit=60.0, milp=True, attack=True,
+            attack_steps=40, seed=0, batch_size=64, progress=True) -> Certification
+
+Per example, in this order (each step only for the examples the ones before left open):
+
+1. "misclassified": the clean input is already wrong (float64 forward).
+2. "certified": interval bounds, then CROWN bounds (`advlab.exact.bounds`) prove z_y > z_k for
+   every k != y on the whole ball B(eps) = {x' in box : ||x' - x||_inf <= eps}.
+3. "broken": advlab's PGD (margin loss, `attack_steps` steps, seeded) finds a point of B(eps)
+   that the float64 model misclassifies (projected onto B(eps) in float64 and re-checked).
+4. "verified" or "broken": the fixed-eps decision MILP (Tjeng, Xiao & Tedrake 2019;
+   `advlab.exact.milp.decide`) proves robustness, or finds a counterexample (re-checked by the
+   float64 model), within `time_limit` seconds per example.
+5. "unknown": the MILP hit its time limit, was switched off (`milp=False`), or the model has a
+   layer the exact tools cannot read (then no bounds either; `notes` says which).
+
+`Certification.bracket()` = (certified_share, not_broken_share): the robust accuracy at eps
+lies in [(certified + verified) / n, (n - misclassified - broken) / n]; the two ends meet when
+no example is "unknown". `counterexample` holds, for "broken" examples, the float64 point that
+breaks them (and x elsewhere); `method` says what settled each example ("clean", "interval",
+"crown", "attack", "milp", or "" for unknown).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from advlab.attacks import PGD
+from advlab.exact.bounds import box, margin_bounds
+from advlab.exact.encoding import NumpyNetwork
+from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
+from advlab.exact.milp import Verifier, decide
+from advlab.exact.relu_network import UnsupportedModelError, relu_network
+from advlab.models.layers import as_multiclass_logits
+from advlab.validation import check_eps
+
+STATUSES = ("misclassified", "certified", "verified", "broken", "unknown")
+
+
+@dataclass
+class Certification:
+    """Per-example outcome of `certify` (see the module docstring)."""
+
+    eps: float
+    status: list[str]
+    method: list[str]
+    counterexample: torch.Tensor  # (N, ...) float64
+    seconds: torch.Tensor  # (N,) float64
+    time_limit: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.status)
+
+    def counts(self) -> dict[str, int]:
+        return {s: self.status.count(s) for s in STATUSES}
+
+    @property
+    def certified_share(self) -> float:
+        """Lower end of the bracket: examples proven robust (bounds or MILP) / n."""
+        c = self.counts()
+        return (c["certified"] + c["verified"]) / self.n
+
+    @property
+    def not_broken_share(self) -> float:
+        """Upper end of the bracket: examples neither misclassified nor broken / n."""
+        c = self.counts()
+        return (self.n - c["misclassified"] - c["broken"]) / self.n
+
+    def bracket(self) -> tuple[float, float]:
+        return self.certified_share, self.not_broken_share
+
+    def summary(self) -> dict[str, Any]:
+        settled_by = {m: self.method.count(m) for m in ("clean", "interval", "crown", "attack", "milp") if m in self.method}
+        return {
+            "eps": self.eps,
+            "n": self.n,
+            "counts": self.counts(),
+            "settled_by": settled_by,
+            "bracket": list(self.bracket()),
+            "exact": self.certified_share == self.not_broken_share,
+            "median_seconds": float(self.seconds.median()),
+            "max_seconds": float(self.seconds.max()),
+            "time_limit": self.time_limit,
+            "notes": self.notes,
+        }
+
+
+def certify(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    time_limit: float = 60.0,
+    milp: bool = True,
+    attack: bool = True,
+    attack_steps: int = 40,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Certification:
+    """Settle each example as robust, broken or unknown at L-inf radius eps (module docstring)."""
+    data = prepare(model, x, y, bounds)
+    bounds = data.bounds
+    eps = check_eps(eps, bounds)
+    time_limit = check_time_limit(time_limit)
+    n = len(data.labels)
+    flat = data.x64.flatten(1)
+    status, method = ["unknown"] * n, [""] * n
+    seconds = torch.zeros(n, dtype=torch.float64)
+    counterexample = data.x64.clone()
+    notes: list[str] = []
+
+    def settle(indices: torch.Tensor, what: str, how: str) -> None:
+        for i in indices.tolist():
+            status[i], method[i] = what, how
+
+    wrong = (data.logits.argmax(1) != data.labels).nonzero().flatten()
+    settle(wrong, "misclassified", "clean")
+    todo = (data.logits.argmax(1) == data.labels).nonzero().flatten()
+    try:
+        net = relu_network(data.model64, tuple(x.shape[1:]), bounds=bounds)
+    except UnsupportedModelError as exc:
+        net = None
+        notes.append(f"no bounds and no MILP: {exc}")
+    if net is not None and len(todo):
+        start = time.perf_counter()
+        for how in ("interval", "crown"):
+            if not len(todo):
+                break
+            proven = []
+            for chunk in tqdm(todo.split(batch_size), desc=f"certify: {how} bounds", unit="batch",
+                              disable=not progress, leave=False):
+                xl, xu = box(flat[chunk], eps, bounds)
+                lower = margin_bounds(net, xl, xu, data.labels[chunk], method=how)
+                proven.append(chunk[(lower > 0).all(1)])
+            done = torch.cat(proven)
+            settle(done, "certified", how)
+            todo = todo[~torch.isin(todo, done)]
+        seconds += (time.perf_counter() - start) / n
+    if attack and len(todo):
+        start = time.perf_counter()
+        broken, points = _attack(model, data, todo, eps, attack_steps, seed)
+        counterexample[todo[broken]] = points[broken]
+        settle(todo[broken], "broken", "attack")
+        todo = todo[~broken]
+        seconds += (time.perf_counter() - start) / n
+    if net is not None and milp and len(todo):
+        solver_net = NumpyNetwork.of(net)
+        verify = Verifier(data.model64, torch.float64, tuple(x.shape[1:]), bounds)
+        for i in tqdm(todo.tolist(), desc="certify: MILP", unit="image", disable=not progress, leave=False):
+            start = time.perf_counter()
+            point = flat[i].numpy()
+            decision = decide(net, solver_net, point, int(data.labels[i]), eps, bounds, time_limit, verify)
+            if decision.status == "robust":
+                status[i], method[i] = "verified", "milp"
+            elif decision.status == "counterexample":
+                status[i], method[i] = "broken", "milp"
+                counterexample[i] = torch.from_numpy(decision.point).reshape(counterexample[i].shape)
+            seconds[i] += time.perf_counter() - start
+    elif net is not None and not milp and len(todo):
+        notes.append(f"{len(todo)} example(s) left unknown: MILP switched off")
+    if status.count("unknown") and net is not None and milp:
+        notes.append(f"{status.count('unknown')} example(s) unknown: MILP time limit ({time_limit:g} s) reached")
+    return Certification(eps, status, method, counterexample, seconds, time_limit, notes)
+
+
+def _attack(
+    model: nn.Module, data: Any, todo: torch.Tensor, eps: float, steps: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PGD on the examples `todo`; per example whether a float64 point of B(eps) breaks it."""
+    x = data.x64[todo]
+    pgd = PGD(model, eps=eps, steps=steps, loss="margin", early_exit=True, bounds=data.bounds, seed=seed)
+    result = pgd(x.to(_dtype(model)), data.labels[todo])
+    adv = result.x_adv.detach().cpu().double()
+    adv = into_ball(adv, x, eps, data.bounds)
+    with torch.no_grad():
+        pred = torch.cat([as_multiclass_logits(data.model64(c)) for c in adv.split(1024)]).argmax(1)
+    inside = linf_distance(adv, x) <= eps
+    return (pred != data.labels[todo]) & inside, adv
+
+
+def _dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        return p.dtype if p.dtype.is_floating_point else torch.float32
+    return torch.float32
