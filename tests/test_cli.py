@@ -82,7 +82,7 @@ def test_exact_linear_and_relu(tmp_path, capsys, checkpoint):
     code, out, err = run(capsys, "exact", mlp, "--limit", "3", "--time-limit", "60", "--out", tmp_path / "relu", "--no-progress")
     assert code == 0, err
     report = json.loads((tmp_path / "relu" / "exact.json").read_text())
-    assert report["summary"]["solver"] == "milp" and len(report["per_example"]["status"]) == 3
+    assert report["summary"]["solver"] == "MILP (HiGHS)" and len(report["per_example"]["status"]) == 3
     with np.load(tmp_path / "relu" / "witnesses.npz") as saved:
         assert saved["witness"].shape == (3, 1, 28, 28)
     code, _, err = run(capsys, "exact", mlp, "--norm", "l2", "--out", tmp_path / "bad")

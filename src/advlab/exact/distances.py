@@ -43,7 +43,7 @@ class MinimalDistances:
     no witness near it passed the float64 check), "misclassified" (the clean input is already
     wrong: eps* = 0) or "unreachable" (no input in the box changes the label: eps* = inf,
     witness = the input). target: the class the witness is given (-1 when there is none).
-    solver: "closed form" (affine models) or "milp".
+    solver: "closed form" (affine models) or "MILP (HiGHS)".
     """
 
     lower: torch.Tensor  # (N,) float64
@@ -168,6 +168,6 @@ def _milp(data: Any, net: Any, images: torch.Tensor, time_limit: float, progress
         status=[r.status for r in results],
         seconds=torch.tensor(seconds, dtype=torch.float64),
         norm="linf",
-        solver="milp",
+        solver="MILP (HiGHS)",
         time_limit=time_limit,
     )
