@@ -109,3 +109,26 @@ def test_unsupported_layer_leaves_bounds_out_but_still_attacks() -> None:
 def test_bad_eps_is_refused(eps: float) -> None:
     with pytest.raises(InputError, match="eps"):
         certify(_mlp(0), torch.rand(2, 12), torch.zeros(2, dtype=torch.long), eps=eps, progress=False)
+
+
+def test_decision_agrees_with_minimal_distance_on_a_max_pool_net() -> None:
+    """Both MILPs encode max-pool with binaries; their answers must agree, and the minimal
+    distance's witness must be a point the model misclassifies."""
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3)
+    ).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(4))
+    y = model(x).argmax(1)
+    exact = minimal_linf(model, x, y, time_limit=30)
+    assert set(exact.status) <= {"optimal", "unreachable"}
+    with torch.no_grad():
+        assert bool((model(exact.witness[exact.upper.isfinite()]).argmax(1) != y[exact.upper.isfinite()]).all())
+    eps = _between(exact.lower)
+    result = certify(model, x, y, eps=eps, time_limit=30, attack=False, progress=False)
+    for i, status in enumerate(result.status):
+        assert (status in ("certified", "verified")) == bool(exact.lower[i] > eps), (i, status)
+    _check_counterexamples(model, x, y, result, eps)
