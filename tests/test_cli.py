@@ -55,7 +55,7 @@ def test_models_and_data_info(capsys):
 def test_reproduce_szegedy_quick_resumes(tmp_path, capsys, monkeypatch):
     from advlab.experiments.szegedy import SzegedySettings
 
-    tiny = SzegedySettings(zoo=("fc10-1e-4", "fc100-100-10"), split=(("fc10-1", "P1"),), max_epochs=1,
+    tiny = SzegedySettings(zoo=("fc10-1e-4", "fc100-100-10"), split=(("fc10-1", "P1"),), max_epochs=1, n_all_targets=1,
                            attack_params=(("search_steps", 4), ("max_iter", 20)), n_units=2, n_random=2, top_k=3)
     monkeypatch.setattr(SzegedySettings, "quick", classmethod(lambda cls, seed=0: tiny))
     code, out, err = run(capsys, "reproduce", "szegedy", "--quick", "--images", "5", "--out", tmp_path, "--no-progress")

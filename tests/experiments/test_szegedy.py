@@ -1,21 +1,26 @@
-"""The Szegedy et al. 2013 experiment on tiny settings: structure, invariants, resume."""
+"""The Szegedy et al. 2013 experiment on tiny settings: structure, invariants, same-image baselines, resume."""
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
 
+from advlab.analysis.transfer import error_rate_on
 from advlab.errors import InputError
-from advlab.experiments.szegedy import SzegedySettings, display_name, szegedy
+from advlab.experiments.cache import CacheWarning
+from advlab.experiments.szegedy import SzegedySettings, display_name, paper, stages, szegedy
 from advlab.report.szegedy import write_report
+from advlab.training import load_checkpoint
 
 TINY = SzegedySettings(
     zoo=("fc10-1e-2", "fc100-100-10"),
     split=(("fc100-100-10", "P1"), ("fc10-1", "P2")),
     n_attack=12,
     n_attack_test=12,
-    attack_params=(("search_steps", 8), ("max_iter", 40)),
+    n_all_targets=2,
+    attack_params=(("temperature", 1.0), ("search_steps", 8), ("max_iter", 40)),
     max_epochs=2,
     n_units=3,
     n_random=3,
@@ -35,22 +40,23 @@ def test_tables_have_the_papers_shape_and_invariants(run):
     assert [m.label for m in result.models] == ["FC10(1e-2)", "FC100-100-10"]
     assert [m.label for m in result.split_models] == ["FC100-100-10", "FC10(1)'"]
     assert [m.n_train for m in result.split_models] == [2000, 2000]
-    for d in result.distortion:
-        assert d.n_attacked == 12 and 0 < d.mean_distortion < 0.3
-    linear = result.distortion[0]
-    # the exact minimum over the same images can only be smaller than what the attack found
-    assert linear.exact_mean_distortion <= linear.mean_distortion * (1 + 1e-6)
-    assert result.distortion[1].exact_mean_distortion is None
+    linear, network = result.distortion
+    assert linear.n_attacked == 12 and 0 < linear.targeted_mean < 0.3
+    # the proven minimum to the same targets can only be smaller than what the attack found
+    assert linear.exact_targeted_mean <= linear.targeted_mean * (1 + 1e-6)
+    assert linear.exact_untargeted_mean <= linear.untargeted_mean * (1 + 1e-6)
+    # reaching a chosen wrong class takes at least as much as leaving the true one (exact, linear)
+    assert linear.exact_untargeted_mean <= linear.all_targets_mean
+    assert linear.all_targets_method == "exact" and network.all_targets_method == "attack" and network.all_targets_n <= 2
+    assert network.exact_targeted_mean is None
     table2 = result.transfer
-    assert table2.rows[:3] == ["clean images (all attacked)", "FC10(1e-2)", "FC100-100-10"]
-    assert table2.rows[3:] == ["Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.3"]
+    assert table2.rows == ["FC10(1e-2)", "FC100-100-10", "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.3"]
     assert table2.cell("FC10(1e-2)", "FC10(1e-2)") == 1.0 and table2.cell("FC100-100-10", "FC100-100-10") == 1.0
-    assert table2.mean_distortion[0] == 0.0
     table4 = result.split_transfer
-    for row, distortion in zip(table4.rows, table4.mean_distortion):
-        if "magnified" in row:
-            assert distortion == pytest.approx(0.1, rel=1e-6)
-    assert table4.rows[-1] == "Gaussian noise, distortion 0.100" and table4.mean_distortion[-1] == pytest.approx(0.1, rel=1e-6)
+    assert table4.rows[2:4] == ["FC100-100-10, magnified", "FC10(1)', magnified"]
+    found = table4.row("FC100-100-10")
+    assert table4.factor[table4.row("FC100-100-10, magnified")] == pytest.approx(paper.magnify_factor("FC100-100-10"))
+    assert table4.mean_distortion[table4.row("FC100-100-10, magnified")] <= table4.factor[2] * table4.mean_distortion[found] + 1e-9
     for n in result.noise:
         assert n.adversarial_error == 1.0 and 0 <= n.gaussian_error <= 1
     for bounds in result.lipschitz:
@@ -59,18 +65,54 @@ def test_tables_have_the_papers_shape_and_invariants(run):
     assert set(result.examples) == set(TINY.zoo)
 
 
-def test_a_rerun_resumes_from_the_cache_and_recomputes_what_is_missing(run, embedded):
+def test_targets_are_seeded_wrong_labels(run, embedded):
+    work, result = run
+    attacked = stages.subset(embedded.train, TINY.n_attack, stages.generator(TINY, 2))
+    targets = stages.random_targets(attacked.labels, 10, stages.generator(TINY, 4))
+    assert bool((targets != attacked.labels).all())
+    cached = torch.from_numpy(__import__("numpy").load(next((work / "cache").iterdir()) / "attacks" / "fc10-1e-2-target.npz")["targets"])
+    assert torch.equal(cached, targets)
+
+
+def test_table4_baselines_use_exactly_the_rows_images(run, embedded):
+    """Every baseline of a Table 4 row is measured on the images that row was measured on."""
+    work, result = run
+    table = result.split_transfer
+    attacked = stages.subset(embedded.test, TINY.n_attack_test, stages.generator(TINY, 3))
+    cache = next((work / "cache").iterdir())
+    models = {label: load_checkpoint(cache / "models" / f"{key}.safetensors").model.eval()
+              for key, label in (("fc100-100-10@P1", "FC100-100-10"), ("fc10-1@P2", "FC10(1)'"))}
+    for i, row in enumerate(table.rows):
+        index = torch.tensor(table.index[i], dtype=torch.long)
+        assert table.n[i] == len(index)
+        for j, column in enumerate(table.columns):
+            expected = error_rate_on(models[column], attacked.images[index], attacked.labels[index])
+            assert table.clean_error[i][j] == pytest.approx(expected, nan_ok=True)
+    for label in ("FC100-100-10", "FC10(1)'"):  # a magnified row is the same images as the row it magnifies
+        assert table.index[table.row(f"{label}, magnified")] == table.index[table.row(label)]
+    # an adversarial row holds the images its model classified correctly: its own clean error is 0
+    assert table.clean_error[table.row("FC100-100-10")][table.columns.index("FC100-100-10")] == 0.0
+
+
+def test_a_rerun_resumes_and_a_corrupt_entry_is_recomputed_with_a_warning(run, embedded):
     work, first = run
     again = szegedy(embedded, TINY, work_dir=work)
     assert again.to_dict() | {"seconds": None} == first.to_dict() | {"seconds": None}
     assert set(again.seconds.values()) == {again.seconds["train"], again.seconds["attack"], 0.0}
     cache = next((work / "cache").iterdir())
-    (cache / "stages" / "table2-transfer.json").unlink()  # as if killed before the stage ended
-    (cache / "attacks" / "fc100-100-10.npz").unlink()
-    resumed = szegedy(embedded, TINY, work_dir=work)
+    stage = cache / "stages" / "table2-transfer.json"
+    stage.write_text(stage.read_text()[:40])  # cut short, as by a kill
+    attack = cache / "attacks" / "fc100-100-10-target.npz"
+    attack.write_bytes(attack.read_bytes()[:100])
+    with pytest.warns(CacheWarning) as caught:
+        resumed = szegedy(embedded, TINY, work_dir=work)
+    assert {str(w.message).split(" is unreadable")[0] for w in caught if w.category is CacheWarning} == {f"cache entry {stage}", f"cache entry {attack}"}
     assert resumed.seconds["table2"] > 0
     timeless = {"seconds": None, "compute_seconds": None}  # the attack ran again, so its time differs
     assert resumed.to_dict() | timeless == first.to_dict() | timeless
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        szegedy(embedded, TINY, work_dir=work)  # now clean: no warning
 
 
 def test_report_files(run, tmp_path):
@@ -80,19 +122,21 @@ def test_report_files(run, tmp_path):
     report = (tmp_path / "report.md").read_text()
     for heading in ("Table 1", "Table 2", "Tables 3 and 4", "same size", "units vs directions", "Lipschitz", "a note"):
         assert heading in report
-    assert "(100.0%)" in report  # paper's diagonal beside ours
+    assert "100.0% / 100.0% / 1.00x" in report  # the paper's diagonal beside ours, with the ratio
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["command"] == "advlab reproduce szegedy" and saved["paper"]["table1"]["FC10(1)"] == [0.212, 0.2, 0.14]
+    assert saved["command"] == "advlab reproduce szegedy" and saved["paper"]["table1"]["FC10(1) -> test error"] == 0.2
 
 
 def test_any_registered_attack_can_stand_in(embedded, tmp_path):
     settings = SzegedySettings(
-        zoo=("fc10-1e-2",), split=(("fc10-1e-2", "P1"),), units_model="fc10-1e-2", units_layer="linear",
-        n_attack=10, n_attack_test=10, attack="fgm", attack_params=(("eps", 3.0),), max_epochs=1, n_units=2, n_random=2, top_k=3,
+        zoo=("fc10-1e-2",), split=(("fc10-1e-2", "P1"),), units_model="fc10-1e-2", units_layer="linear", untargeted=False,
+        n_attack=10, n_attack_test=10, n_all_targets=0, attack="fgm", attack_params=(("eps", 3.0),), max_epochs=1,
+        n_units=2, n_random=2, top_k=3,
     )
     result = szegedy(embedded, settings, work_dir=tmp_path)
     fooled = result.distortion[0]
-    assert fooled.mean_distortion == pytest.approx(3.0 / math.sqrt(784), rel=0.2)  # FGM's fixed L2 budget, clipped
+    assert 0.5 * 3.0 / math.sqrt(784) < fooled.targeted_mean <= 3.0 / math.sqrt(784) + 1e-6  # FGM's L2 budget, clipped
+    assert fooled.untargeted_mean is None
     assert result.units.layer == "fc10-1e-2.linear"
 
 

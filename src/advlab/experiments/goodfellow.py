@@ -18,11 +18,14 @@ import torch
 
 from advlab.attacks import FGSM, AttackResult
 from advlab.data import Splits
+from advlab.models.linear import linear_weights
 from advlab.models import build_model, get_spec
 from advlab.training import TrainConfig, error_rate, train_model
 
 PAPER_FIG2 = {"clean_error": 0.016, "fgsm_error": 0.99, "eps": 0.25}
 PAPER_SOFTMAX = {"fgsm_error": 0.999, "mean_confidence": 0.793, "eps": 0.25}
+# the paper's train / test images: Fig. 2's model saw only the 3s and 7s of MNIST
+PAPER_IMAGES = {"logreg": "3s and 7s of MNIST only: about 12,400 / 2,038", "softmax": "60,000 / 10,000"}
 FIG2_CLASSES = (3, 7)
 
 
@@ -46,13 +49,15 @@ class FGSMExperiment:
     train_seconds: float
     attack_seconds: float
     paper: dict[str, float]
+    paper_images: str  # the paper's train / test images, in words
     attack: AttackResult = field(repr=False)
+    weights: torch.Tensor = field(repr=False)  # the linear model's weight matrix (C x n, or 1 x n for logistic)
     trained: torch.nn.Module = field(repr=False)
     test_images: torch.Tensor = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, JSON-ready (the model, images and per-example arrays left out)."""
-        skip = {"attack", "trained", "test_images"}
+        skip = {"attack", "trained", "test_images", "weights"}
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in skip}
 
 
@@ -94,7 +99,9 @@ def run_fgsm_experiment(
         train_seconds=train_seconds,
         attack_seconds=result.seconds,
         paper=paper,
+        paper_images=PAPER_IMAGES.get(model_name, "—"),
         attack=result,
+        weights=linear_weights(model)[0].detach().cpu(),
         trained=model,
         test_images=data.test.images,
     )

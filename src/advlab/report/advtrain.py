@@ -13,24 +13,6 @@ from advlab.report.figures import save_figure
 from advlab.report.markdown import percent, table
 from advlab.report.robustness import checks_table, evaluation_table
 
-NOTES = [
-    "`../shared/data/mnist` holds only the first 6,309 of MNIST's 60,000 training images (the embedded default: "
-    "4,000), so clean errors are several times the paper's 0.94% / 0.84%; compare the adversarial effects, not the clean errors.",
-    "The paper's adversarially trained maxout network has 1,600 units per layer and was early-stopped on the adversarial "
-    "validation error; advlab's has the 240 x 5 units of the original maxout network and a fixed number of epochs, "
-    "so that the whole reproduction runs in minutes on two CPU cores.",
-    "FGSM examples for training are crafted with dropout off (the network FGSM attacks at test time); both loss terms "
-    "are computed with dropout on. See advlab.training.adversarial for why.",
-    "Errors count an example wrong when either its clean or its adversarial input is misclassified; confidence is the "
-    "softmax probability of the predicted class, averaged over the misclassified adversarial examples.",
-    "PGD (L-inf, 20 steps of 2.5 eps / 20, 2 random restarts, early exit) runs on the first test images only, for time; "
-    "with early exit its examples stop just past the decision boundary, so their confidence is not comparable to FGSM's.",
-    "Single-step (FGSM) adversarial training can flatten the loss along the FGSM direction only (label leaking, "
-    "Kurakin et al. 2016; gradient masking, Tramer et al. 2018): read the FGSM rows next to the PGD rows and the checks.",
-    "The paper does not train a CNN on MNIST; the CNN rows have no paper column.",
-]
-
-
 def curves_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str]) -> None:
     """Per model: accuracy against eps for the standard (solid) and adversarially trained (dashed) copies."""
     names = list(experiment.pairs)
@@ -92,7 +74,7 @@ def results_table(experiment: AdvTrainExperiment, name: str) -> str:
 
 
 def write_advtrain_report(
-    experiment: AdvTrainExperiment, out_dir: str | os.PathLike[str], *, command: str, notes: list[str] = NOTES
+    experiment: AdvTrainExperiment, out_dir: str | os.PathLike[str], *, command: str, notes: list[str], extra_sections: list[str] | None = None
 ) -> list[Path]:
     """results.json, report.md and curves.png in `out_dir`."""
     out = Path(out_dir)
@@ -139,7 +121,7 @@ def write_advtrain_report(
             ]
             if trained.evaluation.flagged:
                 lines += [f"**{len(trained.evaluation.flagged)} gradient-masking check(s) flagged for this model.**", ""]
-    lines += ["![robust accuracy against eps](curves.png)", "", "## Settings", ""]
+    lines += ["![robust accuracy against eps](curves.png)", "", *(extra_sections or []), "## Settings", ""]
     for name, pair in experiment.pairs.items():
         for trained in pair:
             lines.append(
@@ -156,3 +138,15 @@ def write_advtrain_report(
     write_json_atomic(out / "results.json", {"command": command, **experiment.to_dict()})
     write_text_atomic(out / "report.md", "\n".join(lines))
     return [out / "results.json", out / "report.md", out / "curves.png"]
+
+
+def summary(experiment: AdvTrainExperiment) -> list[str]:
+    """One line per trained model and one FGSM ratio per pair, for the command line."""
+    lines = []
+    for name, (standard, adversarial) in experiment.pairs.items():
+        for t in (standard, adversarial):
+            lines.append(f"  {name} {t.training:>11}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "
+                         f"(confidence on errors {percent(t.fgsm_confidence_on_errors)}), PGD error {percent(t.pgd_error)}, "
+                         f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
+        lines.append(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
+    return lines

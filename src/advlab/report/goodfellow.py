@@ -8,7 +8,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from advlab.models.linear import linear_weights
 from advlab.experiments.goodfellow import FGSMExperiment
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
@@ -19,7 +18,7 @@ EXAMPLES_PER_CLASS = 8
 
 def fig2_figure(experiment: FGSMExperiment, path: str | os.PathLike[str]) -> None:
     """The four panels of Fig. 2: w, sign(w), clean 3s and 7s, their FGSM examples."""
-    weight = linear_weights(experiment.trained)[0].reshape(28, 28).cpu()
+    weight = experiment.weights.reshape(28, 28)
     labels = experiment.attack.labels
     picks = torch.cat([(labels == c).nonzero().flatten()[:EXAMPLES_PER_CLASS] for c in (0, 1)])
     clean = image_grid(experiment.test_images[picks], EXAMPLES_PER_CLASS)
@@ -71,7 +70,7 @@ def write_report(
         percent(paper.get("mean_confidence")),
         "—",
         "—",
-        "60,000 / 10,000",
+        primary.paper_images,
     ]
     metrics = [
         "clean test error",
@@ -101,3 +100,18 @@ def write_report(
     write_json_atomic(out / "results.json", {"command": command, "experiments": [e.to_dict() for e in experiments]})
     write_text_atomic(out / "report.md", "\n".join(lines))
     return [out / "results.json", out / "report.md", *written]
+
+
+def write_fig2(experiments: list[FGSMExperiment], out_dir: str | os.PathLike[str], *, command: str, notes: list[str]) -> list[Path]:
+    return write_report("Goodfellow et al. 2014, Fig. 2: logistic regression, MNIST 3 vs 7", experiments, out_dir,
+                        command=command, notes=notes, figure_name="fig2.png")
+
+
+def write_softmax(experiments: list[FGSMExperiment], out_dir: str | os.PathLike[str], *, command: str, notes: list[str]) -> list[Path]:
+    return write_report("Goodfellow et al. 2014, Sec. 5: softmax regression on MNIST", experiments, out_dir,
+                        command=command, notes=notes)
+
+
+def summary(experiments: list[FGSMExperiment]) -> list[str]:
+    return [f"  {e.data_source}: clean error {percent(e.clean_error, 2)}, FGSM error {percent(e.fgsm_error, 2)} at eps={e.eps:g}, "
+            f"mean confidence on errors {percent(e.mean_confidence_on_errors)} (paper: {e.paper})" for e in experiments]

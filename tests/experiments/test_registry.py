@@ -1,0 +1,39 @@
+"""The reproduction registry: every experiment resolves its report, --quick is honoured or refused."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from advlab.errors import InputError, UnknownNameError
+from advlab.experiments.registry import EXPERIMENTS, Request, check_request, get_experiment
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_names_an_existing_report_and_summary(name):
+    experiment = get_experiment(name)
+    for path in (experiment.report, experiment.summary):
+        module, function = path.split(":")
+        assert module.startswith("advlab.report.") and callable(getattr(importlib.import_module(module), function))
+    assert experiment.quick is None or experiment.quick  # a quick mode is described, or refused
+
+
+def test_unknown_experiment_and_options_it_cannot_honour():
+    with pytest.raises(UnknownNameError, match="unknown experiment"):
+        get_experiment("lecun")
+    with pytest.raises(InputError, match="--images applies to szegedy only"):
+        check_request(get_experiment("goodfellow-fig2"), Request(data_dir=None, out=Path("o"), images=5))
+    with pytest.raises(InputError, match="--images must be >= 1"):
+        check_request(get_experiment("szegedy"), Request(data_dir=None, out=Path("o"), images=0))
+
+
+def test_goodfellow_advtrain_quick_trains_one_epoch_on_a_subset(tmp_path):
+    from advlab.experiments.registry import QUICK_ADVTRAIN, reproduce
+
+    paths, lines = reproduce("goodfellow-advtrain", Request(data_dir=None, out=tmp_path, quick=True, progress=False), command="c")
+    assert {p.name for p in paths} == {"results.json", "report.md", "curves.png"}
+    assert any("FGSM error ratio" in line for line in lines)
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints-quick").iterdir())
+    assert checkpoints == ["cnn-adversarial.safetensors", "cnn-standard.safetensors", "maxout-adversarial.safetensors",
+                           "maxout-standard.safetensors"]
+    assert "quick" in (tmp_path / "report.md").read_text() and QUICK_ADVTRAIN["epochs"]["maxout"] == (1, 1)
