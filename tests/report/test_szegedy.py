@@ -1,0 +1,91 @@
+"""The Szegedy report's cells beside the paper's: every paper cell present, ratios, off-cells and notes
+written from the numbers (checked on a hand-made result, so every number is known)."""
+
+import math
+
+import pytest
+
+from advlab.analysis.units import UnitsVsDirections
+from advlab.experiments.szegedy import MinimalDistortion, ModelEval, SzegedyResult, TransferTable, paper
+from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, ratio
+
+ZOO = list(paper.ZOO_LABELS)
+SPLIT = list(paper.SPLIT_LABELS)
+
+
+def test_every_paper_cell_is_encoded():
+    """Table 1: 6 x 3; Table 2: 8 rows x 6 models + 8 distortions; Table 3: 3 x 2; Table 4: 8 x 3 + 3."""
+    t2_rows = [*ZOO, "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.3"]
+    t4_rows = [*SPLIT, "Gaussian noise, stddev 0.06", *(f"{m}, magnified" for m in SPLIT), "Gaussian noise, stddev 0.1"]
+    assert set(paper.TABLE1) == set(ZOO) and all(len(v) == 3 for v in paper.TABLE1.values())
+    assert set(paper.TABLE2) == {(r, c) for r in t2_rows for c in ZOO}
+    assert set(paper.TABLE2_DISTORTION) == set(t2_rows)
+    assert set(paper.TABLE3) == set(SPLIT) and all(len(v) == 2 for v in paper.TABLE3.values())
+    assert set(paper.TABLE4) == {(r, c) for r in t4_rows for c in SPLIT}
+    assert set(paper.TABLE4_DISTORTION) == set(SPLIT)
+    cells = paper.all_cells()
+    assert [len(cells[t]) for t in ("table1", "table2", "table3", "table4")] == [18, 56, 6, 27]
+    assert all(0 <= v <= 1 for table in cells.values() for v in table.values())
+    for model in ZOO + SPLIT:  # the paper's diagonals are 100%
+        assert paper.TABLE2.get((model, model), 1.0) == 1.0 and paper.TABLE4.get((model, model), 1.0) == 1.0
+    # spot checks against the paper's text
+    assert paper.TABLE1["FC10(1e-4)"] == (0.067, 0.074, 0.062)
+    assert paper.TABLE2[("FC200-200-10", "AE400-10")] == 0.027 and paper.TABLE2[("FC10(1e-2)", "AE400-10")] == 0.098
+    assert paper.TABLE4[("FC100-100-10, magnified", "FC123-456-10")] == 0.98
+    assert paper.magnify_factor("FC100-100-10") == pytest.approx(0.1 / 0.062)
+
+
+def test_ratio_and_off():
+    assert ratio(0.1, 0.05) == 2.0 and ratio(0.1, 0.0) is None and ratio(None, 0.1) is None
+    assert is_off(0.1, 0.05) and is_off(0.02, 0.05) and not is_off(0.07, 0.05)
+    assert is_off(0.02, 0.0) and not is_off(0.005, 0.0)
+    assert cell(0.139, 0.02) == "13.9% / 2.0% / 6.95x" and cell(0.0, 0.0) == "0.0% / 0.0% / —"
+    assert cell(0.031, 0.062, percent_digits=None) == "0.031 / 0.062 / 0.50x"
+
+
+def _table(rows, columns, error, clean, at_paper=None):
+    n = len(rows)
+    return TransferTable(rows=rows, columns=columns, error=error, mean_distortion=[0.05] * n, n=[10] * n,
+                         index=[list(range(10))] * n, clean_error=clean, noise_error=[None] * n, factor=[1.0] * n,
+                         at_paper=at_paper or [None] * n)
+
+
+def fake_result(train_error: float) -> SzegedyResult:
+    models = [ModelEval("fc10-1e-4", "FC10(1e-4)", "fc10-1e-4", "train", 6000, train_error, 0.09, 1.0),
+              ModelEval("fc100-100-10", "FC100-100-10", "fc100-100-10", "train", 6000, 0.0, 0.06, 1.0)]
+    split = [ModelEval("fc100-100-10@P1", "FC100-100-10", "fc100-100-10", "P1", 3000, 0.0, 0.09, 1.0)]
+    distortion = [MinimalDistortion(m.key, 10, 10, 1.0, d, d, None, None, 0, "none", d / 2, 1.0, None, 1.0)
+                  for m, d in zip(models, (0.08, 0.2))]
+    # Table 2: FC100-100-10's examples fool FC10(1e-4) 60% (paper 28.9%): at the paper's distortion 30% -> explained;
+    # FC10(1e-4)'s examples fool FC100-100-10 10% (paper 2%), clean error on those images 8% -> explained by clean error
+    t2 = _table(["FC10(1e-4)", "FC100-100-10"], ["FC10(1e-4)", "FC100-100-10"], [[1.0, 0.10], [0.6, 1.0]],
+                [[0.0, 0.08], [0.5, 0.0]], [[1.0, 0.5], [0.3, 1.0]])
+    t4 = _table(["FC100-100-10"], ["FC100-100-10"], [[1.0]], [[0.0]])
+    units = UnitsVsDirections(layer="l", width=4, k=2, units=[0], unit_purity=[1.0], unit_top=[[0, 1]], random_purity=[1.0],
+                              random_top=[[0, 1]], chance_purity=0.5)
+    return SzegedyResult(settings={}, data_source="d", n_train=6000, n_test=1000, models=models, distortion=distortion,
+                         transfer=t2, split_models=split, split_transfer=t4, noise=[], lipschitz=[], units=units,
+                         seconds={}, compute_seconds={"train": 0, "attack": 0}, cache_dir="c")
+
+
+def test_off_cells_carry_the_explanation_their_numbers_support():
+    off = all_off(fake_result(0.05))
+    table2 = {(c.row, c.column): c for c in off["2"]}
+    assert table2[("FC100-100-10", "FC10(1e-4)")].explained and "rescaled" in table2[("FC100-100-10", "FC10(1e-4)")].explanation
+    clean = table2[("FC10(1e-4)", "FC100-100-10")]
+    assert clean.explained and "clean error on the same 10 images is 8.0%" in clean.explanation
+    table1 = {(c.row, c.column): c for c in off["1"]}
+    # FC100-100-10's test error 6% vs 1.64%: halving its training set raised it from 6% to 9% -> explained by size
+    assert table1[("FC100-100-10", "test error")].explained and "6,000 to 3,000" in table1[("FC100-100-10", "test error")].explanation
+    assert not table1[("FC100-100-10", "targeted distortion")].explained
+    assert table1[("FC100-100-10", "targeted distortion")].explanation == "not explained"
+
+
+@pytest.mark.parametrize("train_error", [0.03, 0.067, 0.12])
+def test_notes_follow_the_numbers(train_error):
+    note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): training error"))
+    relation = "lower than" if train_error < 0.067 else "higher than" if train_error > 0.067 else "equal to"
+    assert f"{100 * train_error:.2f}%, {relation} the paper's 6.70%" in note
+    distortion_note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): targeted"))
+    assert "0.080 is 2.00x the untargeted 0.040; paper 0.062 (within 1.5x)" in distortion_note
+    assert math.isclose(0.08 / 0.062, 1.29, abs_tol=0.01)
