@@ -10,7 +10,6 @@ result; nothing here prints or writes.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +18,7 @@ import torch
 from advlab.attacks import FGSM, AttackResult
 from advlab.data import Splits
 from advlab.models.linear import linear_weights
-from advlab.models import build_model, get_spec
-from advlab.training import TrainConfig, error_rate, train_model
+from advlab.training import TrainConfig, default_config, error_rate, train_registered
 
 PAPER_FIG2 = {"clean_error": 0.016, "fgsm_error": 0.99, "eps": 0.25}
 PAPER_SOFTMAX = {"fgsm_error": 0.999, "mean_confidence": 0.793, "eps": 0.25}
@@ -74,12 +72,8 @@ def run_fgsm_experiment(
 ) -> FGSMExperiment:
     """Train `model_name` (seeded) on the train split, then FGSM the whole test split."""
     data = splits.select_classes(classes) if classes else splits
-    config = config or TrainConfig(**{**get_spec(model_name).training, "seed": seed})
-    torch.manual_seed(seed)
-    model = build_model(model_name)
-    start = time.perf_counter()
-    train_model(model, data.train, config, progress=progress)
-    train_seconds = time.perf_counter() - start
+    trained = train_registered(model_name, data.train, config or default_config(model_name, seed=seed), progress=progress)
+    model, config, train_seconds = trained.model, trained.config, trained.seconds
     result = FGSM(model, eps=eps)(data.test.images, data.test.labels)
     wrong = ~result.adv_correct
     return FGSMExperiment(

@@ -15,19 +15,16 @@ here prints; checkpoints are written under `checkpoint_dir`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from advlab.analysis import DEFAULT_EPS, RobustnessEvaluation, evaluate_robustness
 from advlab.data import Dataset, Splits
-from advlab.models import build_model, get_spec
-from advlab.training import AdversarialObjective, EpochCheckpoint, TrainConfig, error_rate, train_model
+from advlab.training import AdversarialObjective, TrainConfig, default_config, error_rate, train_registered
 
 PAPER = {
     "standard": {"clean_error": 0.0094, "fgsm_error": 0.894, "mean_confidence_on_errors": 0.976, "transfer_error": 0.409},
@@ -95,15 +92,10 @@ class AdvTrainExperiment:
 def _train(
     name: str, splits: Splits, objective: AdversarialObjective | None, epochs: int, seed: int, path: Path, progress: bool
 ) -> tuple[nn.Module, TrainConfig, int, float]:
-    spec = get_spec(name)
-    config = TrainConfig(**{**spec.training, "epochs": epochs, "seed": seed})
-    torch.manual_seed(seed)
-    model = build_model(name)
-    checkpoint = EpochCheckpoint(path, name, spec.architecture, run={"data": {"train": splits.train.fingerprint()}},
-                                 extra={"data_source": {"source": splits.source}})
-    start = time.perf_counter()
-    history = train_model(model, splits.train, config, objective=objective, checkpoint=checkpoint, resume=True, progress=progress)
-    return model, config, history.resumed_from, time.perf_counter() - start
+    config = default_config(name, epochs=epochs, seed=seed)
+    trained = train_registered(name, splits.train, config, objective=objective, checkpoint=path, resume=True, progress=progress,
+                               run={"data": {"train": splits.train.fingerprint()}}, extra={"data_source": {"source": splits.source}})
+    return trained.model, config, trained.history.resumed_from, trained.seconds
 
 
 def _fgsm(model: nn.Module, data: Dataset, eps: float, source: nn.Module | None = None) -> tuple[float, float]:

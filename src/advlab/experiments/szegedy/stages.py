@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import zipfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,8 +31,8 @@ from advlab.experiments.szegedy.settings import (
     TransferTable,
     display_name,
 )
-from advlab.models import SoftmaxRegression, build_model, get_spec
-from advlab.training import TrainConfig, error_rate, load_checkpoint, save_checkpoint, train_model
+from advlab.models import SoftmaxRegression
+from advlab.training import default_config, error_rate, load_checkpoint, save_checkpoint, train_registered
 
 
 def generator(settings: SzegedySettings, stream: int) -> torch.Generator:
@@ -73,21 +72,17 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
             cache.corrupt(path, error)
     if meta is None:
-        spec = get_spec(model_name)
-        training = dict(spec.training)
+        overrides = {"seed": settings.seed}
         if settings.max_epochs is not None:
-            training["epochs"] = min(training.get("epochs", settings.max_epochs), settings.max_epochs)
-        config = TrainConfig(**{**training, "seed": settings.seed})
-        torch.manual_seed(settings.seed)
-        model = build_model(model_name)
-        start = time.perf_counter()
-        train_model(model, data, config, progress=progress)
+            overrides["epochs"] = min(default_config(model_name).epochs, settings.max_epochs)
+        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress)
+        model = trained.model
         meta = {
-            "training": config.to_dict(), "trained_on": part, "n_train": len(data),
+            "training": trained.config.to_dict(), "trained_on": part, "n_train": len(data),
             "metrics": {"train_error": error_rate(model, data), "test_error": error_rate(model, test)},
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": trained.seconds,
         }
-        save_checkpoint(path, model, model_name=model_name, architecture=spec.architecture, metadata=meta)
+        save_checkpoint(path, model, model_name=model_name, architecture=trained.architecture, metadata=meta)
     label = _label(model_name, part)
     row = ModelEval(key, label, model_name, part, meta["n_train"], meta["metrics"]["train_error"],
                     meta["metrics"]["test_error"], meta["train_seconds"])
