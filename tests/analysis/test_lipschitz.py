@@ -122,3 +122,37 @@ def test_models_that_are_not_chains_or_have_unknown_layers_are_refused():
         layer_bounds(nn.Sequential(nn.Linear(4, 4), nn.Softplus()), torch.rand(2, 4))
     with pytest.raises(InputError, match="circular padding"):
         conv2d_bound(nn.Conv2d(1, 1, 3, padding=2, padding_mode="circular"), (8, 8))
+
+
+def test_contrast_normalization_bound_holds_and_is_attained_at_zero():
+    import math
+
+    import pytest
+
+    from advlab.analysis.lipschitz import contrast_normalization_bound
+    from advlab.errors import InputError
+
+    generator = torch.Generator().manual_seed(0)
+    for eps, gamma in ((0.1, 0.5), (1.0, 1.0), (0.01, 0.75), (2.0, 0.3)):
+        bound = contrast_normalization_bound(eps, gamma)
+        phi = lambda x: x / (eps + x.pow(2).sum(-1, keepdim=True)) ** gamma  # noqa: E731
+        x = torch.randn(2000, 5, generator=generator, dtype=torch.float64) * torch.rand(2000, 1, generator=generator, dtype=torch.float64) * 3
+        r = torch.randn(2000, 5, generator=generator, dtype=torch.float64) * 0.1
+        ratios = (phi(x + r) - phi(x)).norm(dim=1) / r.norm(dim=1)
+        assert float(ratios.max()) <= bound * (1 + 1e-12)
+        tiny = torch.zeros(1, 5, dtype=torch.float64)
+        step = torch.full((1, 5), 1e-6, dtype=torch.float64)
+        assert float((phi(tiny + step) - phi(tiny)).norm() / step.norm()) == pytest.approx(bound, rel=1e-6)
+    assert contrast_normalization_bound(0.25, 0.5) == pytest.approx(2.0) and math.isclose(contrast_normalization_bound(1, 0), 1)
+    with pytest.raises(InputError):
+        contrast_normalization_bound(0.0, 0.5)
+
+
+def test_overlapping_max_pool_attains_sqrt_m():
+    """The paper's 'max-pooling is contractive' fails with overlap: a pixel in m windows gives sqrt(m)."""
+    pool = nn.MaxPool2d(3, stride=1)
+    x = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    r = torch.zeros_like(x)
+    r[0, 0, 2, 2] = 1.0  # the centre pixel is in all 9 windows
+    ratio = float((pool(x + r) - pool(x)).norm() / r.norm())
+    assert ratio == pytest.approx(3.0) and ratio == pytest.approx(maxpool_bound(pool))

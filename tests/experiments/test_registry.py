@@ -37,3 +37,15 @@ def test_goodfellow_advtrain_quick_trains_one_epoch_on_a_subset(tmp_path):
     assert checkpoints == ["cnn-adversarial.safetensors", "cnn-standard.safetensors", "maxout-adversarial.safetensors",
                            "maxout-standard.safetensors"]
     assert "quick" in (tmp_path / "report.md").read_text() and QUICK_ADVTRAIN["epochs"]["maxout"] == (1, 1)
+
+
+def test_a_report_gains_the_generalization_section_from_the_sibling_study(tmp_path):
+    from advlab.experiments.registry import GENERALIZATION, generalization_sections, reproduce
+
+    assert generalization_sections(tmp_path / "szegedy") == []
+    reproduce(GENERALIZATION, Request(data_dir=None, out=tmp_path / GENERALIZATION, quick=True, progress=False), command="c")
+    section = generalization_sections(tmp_path / "szegedy")
+    assert section[0].startswith("## Does adversarial training improve clean test error?")
+    assert any("fc100-100-10 (Szegedy et al. 2013, Sec. 4.2)" in line and "**" in line for line in section)
+    with pytest.raises(InputError, match="--images applies to szegedy only"):
+        check_request(get_experiment(GENERALIZATION), Request(data_dir=None, out=tmp_path, images=3))

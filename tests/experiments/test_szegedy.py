@@ -29,6 +29,15 @@ TINY = SzegedySettings(
 )
 
 
+def stage_dir(work):
+    """The run's cache folder (beside it, `models-*` holds the trained models)."""
+    return next(p for p in (work / "cache").iterdir() if not p.name.startswith("models-"))
+
+
+def model_dir(work):
+    return next((work / "cache").glob("models-*")) / "models"
+
+
 @pytest.fixture(scope="module")
 def run(embedded, tmp_path_factory):
     work = tmp_path_factory.mktemp("szegedy")
@@ -70,7 +79,7 @@ def test_targets_are_seeded_wrong_labels(run, embedded):
     attacked = stages.subset(embedded.train, TINY.n_attack, stages.generator(TINY, 2))
     targets = stages.random_targets(attacked.labels, 10, stages.generator(TINY, 4))
     assert bool((targets != attacked.labels).all())
-    cached = torch.from_numpy(__import__("numpy").load(next((work / "cache").iterdir()) / "attacks" / "fc10-1e-2-target.npz")["targets"])
+    cached = torch.from_numpy(__import__("numpy").load(stage_dir(work) / "attacks" / "fc10-1e-2-target.npz")["targets"])
     assert torch.equal(cached, targets)
 
 
@@ -79,8 +88,7 @@ def test_table4_baselines_use_exactly_the_rows_images(run, embedded):
     work, result = run
     table = result.split_transfer
     attacked = stages.subset(embedded.test, TINY.n_attack_test, stages.generator(TINY, 3))
-    cache = next((work / "cache").iterdir())
-    models = {label: load_checkpoint(cache / "models" / f"{key}.safetensors").model.eval()
+    models = {label: load_checkpoint(model_dir(work) / f"{key}.safetensors").model.eval()
               for key, label in (("fc100-100-10@P1", "FC100-100-10"), ("fc10-1@P2", "FC10(1)'"))}
     for i, row in enumerate(table.rows):
         index = torch.tensor(table.index[i], dtype=torch.long)
@@ -99,7 +107,7 @@ def test_a_rerun_resumes_and_a_corrupt_entry_is_recomputed_with_a_warning(run, e
     again = szegedy(embedded, TINY, work_dir=work)
     assert again.to_dict() | {"seconds": None} == first.to_dict() | {"seconds": None}
     assert set(again.seconds.values()) == {again.seconds["train"], again.seconds["attack"], 0.0}
-    cache = next((work / "cache").iterdir())
+    cache = stage_dir(work)
     stage = cache / "stages" / "table2-transfer.json"
     stage.write_text(stage.read_text()[:40])  # cut short, as by a kill
     attack = cache / "attacks" / "fc100-100-10-target.npz"
@@ -148,3 +156,15 @@ def test_bad_settings():
     with pytest.raises(InputError, match="at least one image"):
         SzegedySettings(n_attack=0)
     assert display_name("fc10-1e-4") == "FC10(1e-4)" and display_name("fc100-100-10", "P2") == "FC100-100-10'"
+
+
+def test_runs_that_differ_only_in_the_attacks_share_the_trained_models(run, embedded):
+    import dataclasses
+
+    work, first = run
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir(work).iterdir()}
+    other = dataclasses.replace(TINY, n_attack=5, n_attack_test=5, n_all_targets=0, untargeted=False)
+    result = szegedy(embedded, other, work_dir=work)
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir(work).iterdir()} == before
+    assert [m.test_error for m in result.models] == [m.test_error for m in first.models]
+    assert len(list((work / "cache").glob("models-*"))) == 1

@@ -11,8 +11,16 @@ L_k bounds the Lipschitz constant of layer k in L2:
   them, so the same number bounds every padding and stride (the paper's per-frequency bound);
   groups give a block-diagonal operator, bounded by the largest block;
 - ReLU, tanh: 1; sigmoid: 1/4 (its largest slope); flatten, identity, dropout (at test time): 1;
-- max pooling: sqrt(m), m the most windows that share an input pixel (1 without overlap);
-- `Normalize` (x - mean) / std: 1 / min(std).
+- max pooling: sqrt(m), m the most windows that share an input pixel (1 without overlap). The
+  paper calls max-pooling contractive (bound 1); that holds only for non-overlapping windows. With
+  overlap, one pixel can move the maximum of m windows: x = 0, r = t e_i with pixel i in m windows
+  changes m outputs by t, so ||f(x + r) - f(x)|| = sqrt(m) ||r|| and sqrt(m) is attained;
+- `Normalize` (x - mean) / std: 1 / min(std);
+- contrast normalization phi(x) = x / (eps + ||x||^2)^gamma (the paper's Sec. 4.3):
+  eps^(-gamma) for gamma in [0, 1] (`contrast_normalization_bound`). Its Jacobian
+  g(s) I + 2 g'(s) x x^T, s = ||x||^2, g(s) = (eps + s)^(-gamma), is symmetric with eigenvalues
+  g(s) and (eps + (1 - 2 gamma) s) / (eps + s)^(gamma + 1), both at most (eps + s)^(-gamma) <=
+  eps^(-gamma) in absolute value, with equality at x = 0.
 
 The bound of the network is their product. `layer_bounds` finds the layers by running the
 model once and checking that each parameterised or elementwise layer feeds the next.
@@ -76,6 +84,14 @@ def maxpool_bound(pool: nn.MaxPool2d) -> float:
     if pair(pool.dilation) != (1, 1):
         raise InputError("maxpool_bound supports dilation 1 only")
     return math.sqrt(math.ceil(kh / sh) * math.ceil(kw / sw))
+
+
+def contrast_normalization_bound(eps: float, gamma: float) -> float:
+    """eps^(-gamma): the L2 Lipschitz constant of x -> x / (eps + ||x||^2)^gamma for gamma in [0, 1]
+    (see the module docstring; the paper states it for gamma in [0.5, 1])."""
+    if not eps > 0 or not 0 <= gamma <= 1:
+        raise InputError(f"contrast normalization bound needs eps > 0 and gamma in [0, 1], got {eps}, {gamma}")
+    return eps ** (-gamma)
 
 
 def power_iteration(

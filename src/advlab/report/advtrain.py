@@ -7,10 +7,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from advlab.experiments.adversarial_generalization import GeneralizationResult
 from advlab.experiments.goodfellow_advtrain import TARGET_RATIO, AdvTrainExperiment, TrainedModel
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import save_figure
-from advlab.report.markdown import percent, table
+from advlab.report.markdown import number, percent, table
 from advlab.report.robustness import checks_table, evaluation_table
 
 def curves_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str]) -> None:
@@ -150,3 +151,71 @@ def summary(experiment: AdvTrainExperiment) -> list[str]:
                          f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
         lines.append(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
     return lines
+
+
+def _spread(values: list[float]) -> str:
+    """mean ± sample standard deviation, in percent (n = 1: the value)."""
+    if not values:
+        return "—"
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return percent(mean, 2)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{percent(mean, 2)} ± {100 * sd:.2f}"
+
+
+def generalization_section(result: GeneralizationResult, *, heading: str = "##") -> list[str]:
+    """Clean test error with and without adversarial training, per dataset and model, with verdicts."""
+    runs = result.runs
+    rows = []
+    for c in result.comparisons:
+        sample = next((r for r in runs if r.dataset == c.dataset and r.model == c.model), None)
+        rows.append([
+            c.dataset, f"{c.model} ({c.source})", sample.n_train if sample else "—", sample.epochs if sample else "—",
+            len(c.seeds), _spread(c.standard), _spread(c.adversarial), f"{100 * c.mean_difference:+.2f} pp" if c.seeds else "—",
+            number(c.p_value), f"{percent(c.paper_standard, 2)} -> {percent(c.paper_adversarial, 2)}", f"**{c.verdict}**",
+        ])
+    settings = result.settings
+    lines = [
+        f"{heading} Does adversarial training improve clean test error? (Szegedy Sec. 4.2, Goodfellow Sec. 6)",
+        "",
+        "Each model trained with and without its adversarial objective: the same data, epochs, seeds and model selection "
+        "(the weights after the last epoch). FC100-100-10: Szegedy's pool (every "
+        f"{settings['pool_every']} updates, {settings['pool_size']} training images attacked by targeted L-BFGS "
+        f"{settings['pool_attack']} on the current model; {settings['pool_fraction']:g} pool examples per clean example in "
+        f"each batch). Maxout: Goodfellow's FGSM objective (eps {settings['fgsm_eps']:g}, alpha {settings['fgsm_alpha']:g}). "
+        "Clean test error on the whole test split, mean ± standard deviation over seeds; difference = adversarial - "
+        "standard, paired by seed; p: one-sided paired t-test of the relative change. Verdict: reproduced when the 95% "
+        "upper bound of the relative change is below 0; not reproduced when its 95% lower bound is above the paper's "
+        "relative improvement; otherwise inconclusive at this sample size.",
+        "",
+        table(["data", "model", "train images", "epochs", "seeds", "standard", "adversarial", "difference", "p",
+               "paper", "verdict"], rows),
+        "",
+    ]
+    if not result.complete:
+        lines += ["The study had not finished every planned run when this report was written: the rows use the seeds "
+                  "with both trainings done.", ""]
+    return lines
+
+
+def write_generalization_report(result: GeneralizationResult, out_dir: str | os.PathLike[str], *, command: str,
+                                notes: list[str]) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_run = [[r.dataset, r.model, r.training, r.seed, r.epochs, r.n_train, percent(r.train_error, 2), percent(r.test_error, 2),
+                f"{r.seconds:.0f} s", " ".join(map(str, r.pool_kept)) or "—"] for r in result.runs]
+    lines = ["# Adversarial training and clean generalization", "", f"Produced by: `{command}`", "",
+             *generalization_section(result),
+             "## Every run", "",
+             table(["data", "model", "training", "seed", "epochs", "train images", "train error", "test error", "time",
+                    "pool sizes kept"], per_run),
+             "", "## Notes", "", *[f"- {n}" for n in notes], ""]
+    write_json_atomic(out / "results.json", {"command": command, **result.to_dict()})
+    write_text_atomic(out / "report.md", "\n".join(lines))
+    return [out / "results.json", out / "report.md"]
+
+
+def generalization_summary(result: GeneralizationResult) -> list[str]:
+    return [f"  {c.dataset} {c.model}: standard {_spread(c.standard)}, {c.method} {_spread(c.adversarial)} over seeds {c.seeds}: "
+            f"{c.verdict}" for c in result.comparisons]

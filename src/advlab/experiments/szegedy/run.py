@@ -36,8 +36,10 @@ from advlab.experiments.szegedy.settings import (
 )
 
 
-def fingerprint(settings: SzegedySettings, splits: Splits) -> str:
-    digest = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode())
+def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
+    """A digest of the settings (or the part of them a stage depends on) and the data."""
+    chosen = settings.to_dict() if isinstance(settings, SzegedySettings) else settings
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode())
     for split in (splits.train, splits.test):
         digest.update(split.labels.numpy().tobytes())
         digest.update(np.float64(split.images.double().sum()).tobytes())
@@ -48,6 +50,9 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     """Run (or resume) every experiment; see `advlab.experiments.szegedy`."""
     settings = settings or SzegedySettings()
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(settings, splits))
+    # trained models depend only on these settings, so runs that differ in the attacks share them
+    training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
+    models = StageCache(Path(work_dir) / "cache" / f"models-{fingerprint(training, splits)}")
     seconds: dict[str, float] = {}
 
     def bar(items, desc):  # type: ignore[no-untyped-def]
@@ -57,14 +62,14 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     zoo: dict[str, nn.Module] = {}
     rows: list[ModelEval] = []
     for name in bar(settings.zoo, "train zoo"):
-        zoo[name], row = stages.train(name, name, "train", splits.train, splits.test, settings, cache, progress)
+        zoo[name], row = stages.train(name, name, "train", splits.train, splits.test, settings, models, progress)
         rows.append(row)
     parts = stages.halves(splits.train, settings)
     split_models: dict[str, nn.Module] = {}
     split_rows: list[ModelEval] = []
     for name, part in bar(settings.split, "train P1/P2"):
         key = f"{name}@{part}"
-        split_models[key], row = stages.train(key, name, part, parts[part], splits.test, settings, cache, progress)
+        split_models[key], row = stages.train(key, name, part, parts[part], splits.test, settings, models, progress)
         split_rows.append(row)
     seconds["train"] = time.perf_counter() - start
 
