@@ -14,7 +14,7 @@ import torch
 
 from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS, make_attack
-from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data
+from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
 from advlab.errors import AdvlabError, InputError
 from advlab.experiments.registry import EXPERIMENTS
 from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
