@@ -168,3 +168,22 @@ def test_runs_that_differ_only_in_the_attacks_share_the_trained_models(run, embe
     assert {p.name: p.stat().st_mtime_ns for p in model_dir(work).iterdir()} == before
     assert [m.test_error for m in result.models] == [m.test_error for m in first.models]
     assert len(list((work / "cache").glob("models-*"))) == 1
+
+
+def test_an_example_the_exact_solver_cannot_certify_is_left_out(monkeypatch):
+    """One uncertified example (SolverError) costs only itself: nan, which the means skip."""
+    from types import SimpleNamespace
+
+    from advlab.errors import SolverError
+
+    def fake(model, x, y, targets=None):
+        if len(y) > 1 or float(x.sum()) == 1.0:
+            raise SolverError("no certificate")
+        return SimpleNamespace(distance=torch.tensor([28.0]))
+
+    monkeypatch.setattr(stages, "minimal_perturbation", fake)
+    x = torch.zeros(3, 1, 28, 28)
+    x[1, 0, 0, 0] = 1.0
+    out = stages._exact(None, x, torch.zeros(3, dtype=torch.long), None)
+    assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == 1.0
+    assert stages._mean(out) == 1.0

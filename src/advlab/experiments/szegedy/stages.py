@@ -6,6 +6,7 @@ trained models and the attack results, cached as JSON by the caller.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zipfile
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from advlab.analysis.noise import equal_norm_noise, gaussian_noise, perturb_to_n
 from advlab.analysis.transfer import distortion, error_rate_on
 from advlab.attacks import AttackResult, make_attack
 from advlab.data import Dataset
-from advlab.errors import DataError
+from advlab.errors import DataError, SolverError
 from advlab.exact import minimal_perturbation
 from advlab.experiments.cache import StageCache
 from advlab.experiments.szegedy.settings import (
@@ -118,8 +119,18 @@ def _mean(values: torch.Tensor) -> float:
 
 
 def _exact(model: nn.Module, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    """Proven minimal distortions of a linear model (inf where unreachable)."""
-    return minimal_perturbation(model, x, y, targets=targets).distance.double() / math.sqrt(x[0].numel())
+    """Proven minimal distortions of a linear model (inf where unreachable; nan where the exact
+    solver returned no certificate for that example, which the means then leave out)."""
+    scale = math.sqrt(x[0].numel())
+    try:
+        return minimal_perturbation(model, x, y, targets=targets).distance.double() / scale
+    except SolverError:  # solve one by one, so that one uncertified example costs only itself
+        out = torch.full((len(y),), math.nan, dtype=torch.float64)
+        for i in range(len(y)):
+            with contextlib.suppress(SolverError):
+                one = minimal_perturbation(model, x[i : i + 1], y[i : i + 1], targets=None if targets is None else targets[i : i + 1])
+                out[i] = float(one.distance[0]) / scale
+        return out
 
 
 def minimal_distortion(key: str, model: nn.Module, targeted: AttackResult, per_target: list[AttackResult],
