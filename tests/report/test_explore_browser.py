@@ -6,12 +6,16 @@ Skipped only where no Chromium or chromedriver is found (CI installs both: .ci/r
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from advlab.report.explore import worst_case_error
 from tests.report.conftest import page_payload
 
 pytestmark = pytest.mark.browser
@@ -94,6 +98,18 @@ def test_fig2_error_at_eps_025_equals_reproduce_goodfellow_fig2(page, explore_pa
     assert "ok" in page.find_element(By.ID, "f2-check").get_attribute("class")
     page.find_element(By.ID, "f2-next").click()
     assert page.find_element(By.ID, "f2-which").text.startswith("test image 2 of")
+
+
+def test_fig2_error_curve_is_exact(page, explore_page):
+    """The page's whole curve (eps = 0, .01, ..., .5) equals the exact worst case computed in Python."""
+    fig2 = page_payload(explore_page.read_text(encoding="utf-8"))["fig2"]
+    pixels = np.frombuffer(base64.b64decode(fig2["images"]), dtype=np.uint8).reshape(fig2["n"], 784)
+    x, y = torch.from_numpy(pixels / 255.0), torch.tensor(fig2["labels"])
+    w = torch.from_numpy(np.frombuffer(base64.b64decode(fig2["weight"]), dtype="<f8").copy())
+    expected = [round(worst_case_error(w, fig2["bias"], x, y, k / 100) * fig2["n"]) for k in range(51)]
+    curve = page.find_element(By.ID, "f2-curve").get_attribute("data-worst")
+    assert [int(v) for v in curve.split(",")] == expected
+    assert expected[0] < expected[10] < expected[25]
 
 
 def test_no_console_errors_and_a_screenshot(page, tmp_path_factory):

@@ -16,24 +16,50 @@
   const grid = Array.from({ length: 51 }, (_, k) => k / 100);
   let current = labels.indexOf(1) >= 0 ? labels.indexOf(1) : 0;
 
-  // Logit of image j moved by eps along `dir(i)` (a sign per pixel), clipped to [0, 1].
-  function logit(j, e, dir) {
-    let z = b;
-    const off = j * D;
-    for (let i = 0; i < D; i++) {
-      let v = x[off + i] + e * dir(i);
-      v = v < 0 ? 0 : v > 1 ? 1 : v;
-      z += w[i] * v;
-    }
-    return z;
-  }
   const worst = (j) => { const s = labels[j] === 1 ? -1 : 1; return (i) => s * sw[i]; };
   const random = (j) => (i) => noise[j * D + i];
   const wrong = (j, z) => (z > 0 ? 1 : 0) !== labels[j];
 
-  function errors(e, dir) { let k = 0; for (let j = 0; j < n; j++) if (wrong(j, logit(j, e, dir(j)))) k++; return k; }
+  // The logit of image j moved by e (0 <= e <= 1) along a sign pattern d, clipped to [0, 1]:
+  // z(e) = w.x + b + e * K + sum over the pixels strictly inside (0, 1) of w_i (clip(x_i + e d_i) - x_i),
+  // where K = sum of w_i over pixels at 0 with d_i > 0, minus the w_i at 1 with d_i < 0 (the
+  // others cannot move). MNIST is mostly 0s, so only the ~150 grey pixels of an image are summed.
+  const start = new Int32Array(n + 1), grey = [];
+  const z0 = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    let z = b;
+    for (let i = 0; i < D; i++) { const v = x[j * D + i]; z += w[i] * v; if (v > 0 && v < 1) grey.push(i); }
+    z0[j] = z;
+    start[j + 1] = grey.length;
+  }
+  function prepare(dir) {
+    const K = new Float64Array(n), d = new Int8Array(grey.length);
+    for (let j = 0; j < n; j++) {
+      const dj = dir(j);
+      for (let i = 0; i < D; i++) {
+        const v = x[j * D + i], di = dj(i);
+        if ((v === 0 && di > 0) || (v === 1 && di < 0)) K[j] += di * w[i];
+      }
+      for (let k = start[j]; k < start[j + 1]; k++) d[k] = dj(grey[k]);
+    }
+    return { K, d };
+  }
+  const kinds = new Map([[worst, prepare(worst)], [random, prepare(random)]]);
+  function logit(j, e, dir) {
+    const { K, d } = kinds.get(dir);
+    let z = z0[j] + e * K[j];
+    for (let k = start[j]; k < start[j + 1]; k++) {
+      const i = grey[k], v = x[j * D + i];
+      const moved = v + e * d[k];
+      z += w[i] * ((moved < 0 ? 0 : moved > 1 ? 1 : moved) - v);
+    }
+    return z;
+  }
+
+  function errors(e, dir) { let k = 0; for (let j = 0; j < n; j++) if (wrong(j, logit(j, e, dir))) k++; return k; }
   const worstCurve = grid.map((e) => errors(e, worst));
   const noiseCurve = grid.map((e) => errors(e, random));
+  $("f2-curve").dataset.worst = worstCurve.join(",");  // misclassified counts at eps = 0, .01, ..., .5
 
   function perturbed(j, e, dir) {
     const out = new Float64Array(D), d = dir(j);
@@ -78,7 +104,7 @@
     const views = [["clean", 0, worst], ["adv", e, worst], ["noise", e, random]];
     for (const [id, ee, dir] of views) {
       drawGray($("f2-" + id), perturbed(j, ee, dir));
-      const z = logit(j, ee, dir(j));
+      const z = logit(j, ee, dir);
       const cell = $("f2-p-" + id);
       cell.textContent = pLabel(z) + " \u2192 " + names[z > 0 ? 1 : 0];
       cell.style.color = wrong(j, z) ? COLORS.pos : COLORS.good;

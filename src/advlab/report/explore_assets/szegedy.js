@@ -35,7 +35,6 @@
     svg(root, "text", { x: left + 4, y: top - 2, class: "label" }, "\u2016r\u2016\u2082 of the minimiser");
     svg(root, "line", { x1: left, x2: W - right, y1: y(t.exact.distance), y2: y(t.exact.distance), stroke: COLORS.good, "stroke-dasharray": "5 4" });
     svg(root, "text", { x: W - right, y: y(t.exact.distance) + 14, fill: COLORS.good, "text-anchor": "end" }, "exact minimum " + fixed(t.exact.distance, 4));
-    svg(root, "text", { x: left + 4, y: H - bottom - 12, fill: COLORS.pos }, "\u00d7 = not adversarial at that c");
     const best = t.steps.reduce((k, s, i) => (s.success && (k < 0 || s.distance < t.steps[k].distance) ? i : k), -1);
     t.steps.forEach((s, k) => {
       const cx = x(Math.log10(s.c)), cy = s.success ? y(s.distance) : H - bottom - 6;
@@ -81,7 +80,7 @@
     imgs.appendChild(el("p", {}, "\u2016r\u2016\u2082: L-BFGS " + fixed(t.lbfgs.distance, 4) + ", exact " + fixed(t.exact.distance, 4) + " (ratio " + ratio.toFixed(4) + ")"));
     const right = el("div", { className: "plot" });
     plot(right, t);
-    right.appendChild(el("p", { className: "note" }, "Numbers mark the first four c tried (bracketing by factors of 10); the rest bisect. Green: the largest successful c, whose r is the smallest."));
+    right.appendChild(el("p", { className: "note" }, "\u00d7: the minimiser at that c is not adversarial (not a " + names[t.target] + "). Numbers mark the first four c tried (bracketing by factors of 10); the rest bisect. Green: the largest successful c, whose r is the smallest."));
     table(right, t);
     card.append(imgs, right);
     root.appendChild(card);
