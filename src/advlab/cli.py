@@ -15,9 +15,11 @@ import torch
 from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS, make_attack
 from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
+from advlab.data.catalog import stream_data
+from advlab.data.shard import join_process_group
 from advlab.errors import AdvlabError, InputError
 from advlab.experiments.registry import EXPERIMENTS
-from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
+from advlab.io import json_bytes, npz_bytes, set_quiet, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.models import get_spec, model_names
 from advlab.report.markdown import number, percent, table
 from advlab.training import (
@@ -70,12 +72,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     objective = args.objective
     classes = args.classes
     splits = _splits(args, classes)
+    shard = join_process_group(args.device)  # under torchrun: DistributedDataParallel over the processes
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
         extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
         device=args.device, progress=not args.no_progress,
     )
+    if not shard.is_root:  # rank 0 wrote the checkpoint and reports
+        return 0
     model, history = trained.model, trained.history
     metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
     update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": trained.seconds,
@@ -88,24 +93,43 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---- attacks ---------------------------------------------------------------------------------
-def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
-    """The model (an advlab checkpoint, or --model with --weights), and the split it is to be run on
-    (with the classes an advlab checkpoint was trained on); refuses a model that cannot take the data."""
-    from advlab.models.external import check_accepts, load_external_model
+def _load_model(args: argparse.Namespace, device: torch.device) -> Checkpoint:
+    """An advlab checkpoint, or --model (package.module:factory with --weights, or a .pt2 program)."""
+    from advlab.models.external import load_external_model
 
     if (args.checkpoint is None) == (args.model is None):
         raise InputError("give either a CHECKPOINT or --model package.module:factory|FILE.pt2, not both or neither")
     if args.weights is not None and args.model is None:
         raise InputError("--weights goes with --model package.module:factory")
     if args.model is not None:
-        checkpoint = Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
-    else:
-        checkpoint = load_checkpoint(args.checkpoint, device=device)
-    classes = (checkpoint.metadata.get("data") or {}).get("classes")
-    splits = _splits(args, classes)
+        return Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
+    return load_checkpoint(args.checkpoint, device=device)
+
+
+def _trained_classes(checkpoint: Checkpoint) -> list[int] | None:
+    return (checkpoint.metadata.get("data") or {}).get("classes")
+
+
+def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
+    """The model and the split it is to be run on (with the classes an advlab checkpoint was
+    trained on); refuses a model that cannot take the data."""
+    from advlab.models.external import check_accepts
+
+    checkpoint = _load_model(args, device)
+    splits = _splits(args, _trained_classes(checkpoint))
     data = (splits.test if args.split == "test" else splits.train).take(args.limit)
     check_accepts(checkpoint.model, data.images[:1].to(device), data.name)
     return checkpoint, data
+
+
+def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch.device) -> tuple[Any, str]:
+    """(the split as a stream of batches, its name), after checking the model takes the data."""
+    from advlab.models.external import check_accepts
+
+    batches, name = stream_data(args.data, args.data_dir, args.split, args.batch_size, limit=args.limit,
+                                classes=_trained_classes(checkpoint))
+    check_accepts(checkpoint.model, next(iter(batches))[0][:1].to(device), name)
+    return batches, name
 
 
 def _model_label(args: argparse.Namespace) -> str:
@@ -113,21 +137,37 @@ def _model_label(args: argparse.Namespace) -> str:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    checkpoint, data = _checkpoint_and_split(args, args.device)
-    params = args.params
-    attack = make_attack(args.method, checkpoint.model, batch_size=args.batch_size, seed=args.seed, **params)
-    targets = args.targets
-    if isinstance(targets, int):
-        targets = torch.full_like(data.labels, targets)
-    result = attack(data.images, data.labels, targets=targets)
-    summary = result.summary()
-    out = args.out
-    write_files_atomic({  # both files or neither
-        out / "adversarial.npz": npz_bytes(**result.arrays()),
-        out / "summary.json": json_bytes({"command": _command_line(), "checkpoint": args.checkpoint,
-                                          "model": checkpoint.model_name, "data": data.name, "params": result.params,
-                                          "summary": summary}),
-    })
+    shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
+    params, targets, out = args.params, args.targets, args.out
+    if args.stream or shard.world > 1:
+        from advlab.attacks.stream import stream_attack
+
+        if isinstance(targets, int):
+            raise InputError("--stream takes --targets random or least-likely (drawn per example), not one label")
+        checkpoint = _load_model(args, args.device)
+        batches, data_name = _stream_split(args, checkpoint, args.device)
+        attack = make_attack(args.method, checkpoint.model, batch_size=args.batch_size, seed=args.seed, **params)
+        streamed = stream_attack(attack, batches, out / "examples", targets=targets, keep_adversarial=True,
+                                 progress=not args.no_progress, shard=shard)
+        if not shard.is_root:  # its results went to rank 0
+            return 0
+        summary, written = streamed.summary(), out / "examples"
+        write_json_atomic(out / "summary.json", {"command": _command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
+                                                 "data": data_name, "params": streamed.params, "summary": summary})
+    else:
+        checkpoint, data = _checkpoint_and_split(args, args.device)
+        data_name, written = data.name, out / "adversarial.npz"
+        attack = make_attack(args.method, checkpoint.model, batch_size=args.batch_size, seed=args.seed, **params)
+        if isinstance(targets, int):
+            targets = torch.full_like(data.labels, targets)
+        result = attack(data.images, data.labels, targets=targets)
+        summary = result.summary()
+        write_files_atomic({  # both files or neither
+            written: npz_bytes(**result.arrays()),
+            out / "summary.json": json_bytes({"command": _command_line(), "checkpoint": args.checkpoint,
+                                              "model": checkpoint.model_name, "data": data.name, "params": result.params,
+                                              "summary": summary}),
+        })
     rows = [
         ("images", summary["n"]),
         ("clean accuracy", percent(summary["clean_accuracy"], 2)),
@@ -138,9 +178,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         ("mean confidence on misclassified", percent(summary["mean_confidence_on_errors"])),
         ("time", f"{summary['seconds']:.3f} s ({summary['images_per_second']:.0f} images/s)"),
     ]
-    print(f"{args.method} on {checkpoint.model_name} ({data.name}), params {params}")
+    print(f"{args.method} on {checkpoint.model_name} ({data_name}), params {params}")
     print(table(["", "value"], rows))
-    print(f"wrote {out / 'adversarial.npz'} and {out / 'summary.json'}")
+    print(f"wrote {written} and {out / 'summary.json'}")
     return 0
 
 
@@ -149,23 +189,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from advlab.analysis import evaluate_robustness
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
-    checkpoint, data = _checkpoint_and_split(args, args.device)
-    attacks = args.attacks
+    shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
     source = load_checkpoint(args.source, device=args.device).model if args.source else None
-    evaluation = evaluate_robustness(
-        checkpoint.model, data.images, data.labels, attacks=attacks, eps=args.eps_values,
-        attack_params=args.params, source_model=source,
-        source_name=Path(args.source).name if args.source else "source", batch_size=args.batch_size,
-        seed=args.seed, progress=not args.no_progress,
-    )
+    settings = {"attacks": args.attacks, "eps": args.eps_values, "attack_params": args.params, "source_model": source,
+                "source_name": Path(args.source).name if args.source else "source", "batch_size": args.batch_size,
+                "seed": args.seed, "progress": not args.no_progress}
+    start = time.perf_counter()
+    if args.stream or shard.world > 1:
+        from advlab.analysis.streamed import stream_robustness
+
+        checkpoint = _load_model(args, args.device)
+        batches, data_name = _stream_split(args, checkpoint, args.device)
+        evaluation = stream_robustness(checkpoint.model, batches, args.out / "examples", shard=shard, **settings)
+        if evaluation is None:  # not rank 0: its results went to rank 0
+            return 0
+        evaluation.notes.append(f"streamed over {shard.world} process(es); per-example outcomes in {args.out / 'examples'}")
+    else:
+        checkpoint, data = _checkpoint_and_split(args, args.device)
+        data_name = data.name
+        evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
     progress = checkpoint.metadata.get("progress") or {}
     if progress and not progress.get("complete", True):
         evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
-    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data.name}"
+    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data_name}"
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=_command_line(),
         context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                 "objective": checkpoint.metadata.get("objective"), "data": data.name},
+                 "objective": checkpoint.metadata.get("objective"), "data": data_name,
+                 "seconds": time.perf_counter() - start, "processes": shard.world},
     )
     print(title)
     print(evaluation_table(evaluation))
@@ -237,6 +288,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = checks.Parser(prog="advlab", description="Adversarial examples for PyTorch models.",
                            epilog="Bad input exits with code 2 and one line `advlab: error: ...`, before any work.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (they also stay off when stderr is not a terminal)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
@@ -312,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     attack.add_argument("--batch-size", type=checks.positive_int, default=1000)
     seed_device(attack)
     attack.add_argument("--out", required=True, help="folder for adversarial.npz and summary.json")
+    attack.add_argument("--stream", action="store_true",
+                        help="read the data batch by batch, keep per-example results and adversarial points in OUT/examples "
+                             "(instead of adversarial.npz) and resume a killed run there; on by itself under torchrun")
+    attack.add_argument("--no-progress", action="store_true")
     attack.set_defaults(func=cmd_attack, check=checks.check_attack)
 
     evaluate = sub.add_parser("evaluate", help="robust accuracy against eps, with gradient-masking checks")
@@ -326,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed_device(evaluate)
     evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}")
     evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--stream", action="store_true",
+                          help="read the data batch by batch (memory bounded by --batch-size), keep per-example outcomes in "
+                               "OUT/examples and resume a killed run there; on by itself under torchrun")
     evaluate.set_defaults(func=cmd_evaluate, check=checks.check_evaluate)
 
     exact = sub.add_parser("exact", help="exact minimal adversarial distances of a checkpoint on a split")
@@ -363,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     1 a system error while working (one line too), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     try:
         args = build_parser().parse_args(argv)
+        set_quiet(args.quiet or getattr(args, "no_progress", False))
         checks.validate(args)
         with checks.run_settings(args.threads):
             return args.func(args)

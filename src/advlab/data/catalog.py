@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from advlab.data.dataset import Splits
 from advlab.data.formats import load_image_folder, load_npz
 from advlab.data.sources import fetch_mnist, load_idx_dir, load_mnist
+from advlab.data.stream import Batch, IdxBatches, TensorBatches
 from advlab.errors import DataError, InputError
 
 NAMES = ("mnist", "fashion-mnist")
@@ -69,3 +71,24 @@ def fetch_fashion_mnist(dest: str | os.PathLike[str], *, mirrors: tuple[str, ...
         return fetch_mnist(dest, mirrors=mirrors, checksums=FASHION_MD5)
     except DataError as exc:
         raise DataError(f"Fashion-MNIST: {exc}") from None
+
+
+def stream_data(
+    spec: str,
+    data_dir: str | os.PathLike[str] | None,
+    split: str,
+    batch_size: int,
+    *,
+    limit: int | None = None,
+    classes: Sequence[int] | None = None,
+) -> tuple[Iterable[Batch], str]:
+    """(the split as a stream of batches, its name). MNIST and Fashion-MNIST folders are read
+    batch by batch from their IDX files; the embedded data, .npz files, image folders and class
+    subsets are loaded first and then sliced."""
+    spec = check_data_spec(spec, data_dir)
+    if data_dir is not None and not classes:
+        return IdxBatches(data_dir, split, batch_size, limit=limit), f"{spec}-{split}"
+    splits = load_data(spec, data_dir)
+    splits = splits.select_classes(classes) if classes else splits
+    data = (splits.test if split == "test" else splits.train).take(limit)
+    return TensorBatches(data.images, data.labels, batch_size), data.name

@@ -20,10 +20,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from torch.nn.parallel import DistributedDataParallel
 
 from advlab.data.dataset import Dataset
+from advlab.data.shard import current_shard
 from advlab.errors import CheckpointError, InputError
+from advlab.io import progress_bar
 from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
@@ -134,8 +136,16 @@ def train_model(
     `resume` and an existing checkpoint, training continues after its last epoch and ends with the
     same weights, bit for bit, as a run that was never interrupted. Nothing in an epoch depends
     on `config.epochs`, so resuming with more epochs extends a finished run exactly as a longer run.
+
+    Under a torch.distributed process group of W processes (torchrun) the model is wrapped in
+    DistributedDataParallel: every rank draws the same minibatch, takes its positions r, r + W,
+    ... of it, and weights its mean loss by its share of the minibatch, so that DDP's average of
+    the gradients is the gradient of the minibatch mean, as in one process (equal up to float
+    rounding for objectives that draw no random numbers; dropout masks and PGD starts are drawn
+    per rank). All ranks hold identical weights; rank 0 writes the checkpoints.
     """
     objective = objective or cross_entropy
+    shard = current_shard()
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -157,27 +167,31 @@ def train_model(
             if isinstance(model, AutoencoderClassifier):
                 pretrain_autoencoder(model, data, config, progress=progress)
         model.train()
-        bar = tqdm(
-            range(history.resumed_from, config.epochs), initial=history.resumed_from, total=config.epochs,
-            desc="train", unit="epoch", disable=None if progress else True, leave=False,
-        )
-        for epoch in bar:
+        net = DistributedDataParallel(model) if shard.world > 1 else model
+        bar = progress_bar(config.epochs * len(data), "train", enabled=progress and shard.is_root)
+        bar.update(history.resumed_from * len(data))
+        for epoch in range(history.resumed_from, config.epochs):
             order = torch.randperm(len(data), generator=generator)
             total = torch.zeros((), device=device)
             for start in range(0, len(data), config.batch_size):
                 index = order[start : start + config.batch_size]
-                x, y = data.images[index].to(device), data.labels[index].to(device)
+                mine = index[shard.rank :: shard.world]
+                share = len(mine) * shard.world / len(index)  # 0 for a rank with no example: it still joins the all-reduce
+                mine = mine if len(mine) else index[:1]
+                x, y = data.images[mine].to(device), data.labels[mine].to(device)
                 optimizer.zero_grad(set_to_none=True)
-                loss = objective(model, x, y)
+                loss = objective(net, x, y) * share
                 if config.weight_decay:
                     loss = loss + weight_penalty(model, config.weight_decay)
                 loss.backward()
                 optimizer.step()
-                total += loss.detach() * len(index)
-            history.loss.append(float(total) / len(data))
-            bar.set_postfix(loss=f"{history.loss[-1]:.4f}")
-            if checkpoint:
+                total += loss.detach() * len(index) / shard.world
+                bar.update(len(index))
+            history.loss.append(float(shard.all_sum(total)) / len(data))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}")
+            if checkpoint and shard.is_root:
                 _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history)
+    bar.close()
     model.eval()
     return history
 

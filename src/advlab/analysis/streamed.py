@@ -1,0 +1,161 @@
+"""`evaluate_robustness` over a stream of batches, in memory bounded by the batch size.
+
+Every batch gets the same work as the in-memory evaluation (each attack at each eps, the
+transfer attacks, the large-eps point of the masking check); per-example outcomes (clean and
+adversarial correctness, confidence) go to an `advlab.attacks.stream.ResultStore`, which a
+killed run resumes from. The evaluation is then assembled from those columns, with the same
+numbers `evaluate_robustness` gives for the same examples in one tensor: attacks see each
+example's global index, so their random draws do not depend on how the stream is cut.
+Under a torch.distributed process group the batches are sharded over the ranks by index and
+rank 0 assembles the one evaluation (`advlab.data.shard`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from advlab.analysis.masking import masking_checks
+from advlab.analysis.robustness import (
+    DEFAULT_EPS,
+    DEFAULT_PARAMS,
+    PREFERRED_ATTACKS,
+    TRANSFER_PARAMS,
+    AttackPoint,
+    RobustnessEvaluation,
+    _check_attack,
+    default_attacks,
+)
+from advlab.attacks import ATTACKS, make_attack
+from advlab.attacks.stream import ResultStore, run_stream
+from advlab.data.shard import Shard, current_shard
+from advlab.data.stream import Batch
+from advlab.errors import InputError
+from advlab.models.inference import logits
+from advlab.validation import Bounds, check_bounds, check_eps
+
+Job = tuple[str, float, bool]  # (attack, eps, transfer)
+
+
+def _tag(job: Job) -> str:
+    attack, eps, transfer = job
+    return f"{attack}@{eps!r}" + ("@transfer" if transfer else "")
+
+
+class _KnownPoints:
+    """What `masking_checks` asks a runner for (the large-eps point), already computed."""
+
+    def __init__(self, points: Mapping[tuple[str, float], AttackPoint]) -> None:
+        self.points = points
+
+    def run(self, attack: str, eps: float) -> tuple[AttackPoint, None]:
+        return self.points[(attack, eps)], None
+
+
+def stream_robustness(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    out: str | os.PathLike[str],
+    *,
+    attacks: Sequence[str] | None = None,
+    eps: Sequence[float] = DEFAULT_EPS,
+    attack_params: Mapping[str, Mapping[str, Any]] | None = None,
+    source_model: nn.Module | None = None,
+    source_name: str = "source",
+    bounds: Bounds = (0.0, 1.0),
+    batch_size: int = 500,
+    seed: int = 0,
+    large_eps: float | None = None,
+    tolerance: float = 0.01,
+    progress: bool = True,
+    shard: Shard | None = None,
+) -> RobustnessEvaluation | None:
+    """The robustness evaluation of `model` on the stream `batches`, per-example outcomes kept
+    in the store at `out` (resumed when present). Arguments as `evaluate_robustness`'s.
+    Returns the evaluation on rank 0 and None on the other ranks of a process group."""
+    shard = shard or current_shard()
+    bounds = check_bounds(bounds)
+    names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
+    if not names:
+        raise InputError("no attacks to evaluate with")
+    eps_list = sorted({check_eps(e, bounds) for e in eps})
+    if not eps_list:
+        raise InputError("eps must hold at least one value")
+    unknown = set(attack_params or {}) - set(names)
+    if unknown:
+        raise InputError(f"attack_params for attacks not evaluated: {', '.join(sorted(unknown))}")
+    params = {name: {**DEFAULT_PARAMS.get(name, {}), **dict((attack_params or {}).get(name, {}))} for name in names}
+    large = bounds[1] - bounds[0] if large_eps is None else check_eps(large_eps, bounds)
+    jobs: list[Job] = [(name, e, False) for name in names for e in eps_list]
+    strongest = "pgd" if "pgd" in names else names[-1]
+    if not any(e >= large for e in eps_list):
+        jobs.append((strongest, large, False))
+    if source_model is not None:
+        jobs += [(name, e, True) for name in names for e in eps_list if e > 0]
+
+    crafters = {
+        job: make_attack(job[0], source_model if job[2] else model, eps=job[1], bounds=bounds, batch_size=batch_size, seed=seed,
+                         **{**params[job[0]], **(TRANSFER_PARAMS.get(job[0], {}) if job[2] else {})})
+        for job in jobs
+    }
+
+    def work(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor) -> tuple[dict[str, np.ndarray], float]:
+        columns = {"labels": y.numpy(), "clean_correct": (logits(model, x, batch_size=batch_size).argmax(1).cpu() == y).numpy()}
+        seconds = 0.0
+        for job, crafter in crafters.items():
+            transfer = job[2]
+            result = crafter(x, y, indices=indices)
+            scores = logits(model, result.x_adv, batch_size=batch_size) if transfer else result.adv_logits
+            columns[f"{_tag(job)}:correct"] = (scores.argmax(1).cpu() == y).numpy()
+            columns[f"{_tag(job)}:confidence"] = scores.softmax(1).amax(1).double().cpu().numpy()
+            columns[f"{_tag(job)}:seconds"] = np.array([result.seconds])
+            seconds += result.seconds
+        return columns, seconds
+
+    config = {"kind": "robustness", "jobs": {_tag(j): a.params() for j, a in crafters.items()},
+              "source": source_name if source_model is not None else None}
+    store = ResultStore(out, config)
+    run_stream(batches, store, work, desc="evaluate", progress=progress, shard=shard)
+    if not shard.is_root:
+        return None
+    return _assemble(store, {job: a.params() for job, a in crafters.items()}, names, eps_list, source_name, large, tolerance)
+
+
+def _assemble(store: ResultStore, jobs: Mapping[Job, dict[str, Any]], names: list[str], eps_list: list[float],
+              source_name: str, large: float, tolerance: float) -> RobustnessEvaluation:
+    """The evaluation, from the per-example columns (the same arithmetic as `evaluate_robustness`)."""
+    clean_correct = store.column("clean_correct").astype(bool)
+    if clean_correct.size == 0:
+        raise InputError("the stream held no examples")
+    points: dict[Job, AttackPoint] = {}
+    robust: dict[Job, np.ndarray] = {}
+    for job, job_params in jobs.items():
+        attack, e, transfer = job
+        correct = store.column(f"{_tag(job)}:correct").astype(bool)
+        confidence = store.column(f"{_tag(job)}:confidence")
+        wrong = ~correct
+        robust[job] = clean_correct & correct
+        points[job] = AttackPoint(
+            attack=attack, eps=float(e), accuracy=float(robust[job].astype(np.float64).mean()),
+            success_rate=float(wrong.astype(np.float64).mean()),
+            mean_confidence_on_errors=float(confidence[wrong].mean()) if wrong.any() else float("nan"),
+            seconds=float(store.column(f"{_tag(job)}:seconds").sum()), params=job_params,
+            source=source_name if transfer else None,
+        )
+    worst = [np.logical_and.reduce([robust[(name, e, False)] for name in names]) for e in eps_list]
+    evaluation = RobustnessEvaluation(
+        n=int(clean_correct.size), clean_accuracy=float(clean_correct.astype(np.float64).mean()), eps=eps_list, attacks=names,
+        points=[points[(name, e, False)] for name in names for e in eps_list],
+        worst_case=[float(w.astype(np.float64).mean()) for w in worst],
+        transfer=[p for job, p in points.items() if job[2]],
+        notes=[f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS],
+    )
+    known = _KnownPoints({(a, e): p for (a, e, t), p in points.items() if not t})
+    evaluation.checks = masking_checks(evaluation, known, large_eps=large, tolerance=tolerance)  # type: ignore[arg-type]
+    return evaluation
+

@@ -1,0 +1,81 @@
+"""Streamed attacks: per-example results equal one tensor call, for any batching, and after a resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from advlab.attacks import PGD
+from advlab.attacks.stream import ResultStore, stream_attack
+from advlab.data.stream import TensorBatches
+from advlab.errors import InputError
+
+
+def make_problem(n=23):
+    """A 4x4 -> 4-class ReLU net, n images and its own predictions as labels (PGD at eps .1 fools about half)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(4)
+        model[3].weight.mul_(4)
+        model[3].bias.copy_(torch.tensor([0.5, 0.0, -0.3, 0.2]))
+    x = torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    return model, x, model(x).argmax(1).detach()
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return make_problem()
+
+
+def _pgd(model):  # random starts and restarts: every example's draws come from (seed, index)
+    return PGD(model, eps=0.1, steps=3, random_start=True, restarts=2, seed=5, batch_size=4)
+
+
+COLUMNS = ("success", "adv_pred", "clean_pred", "linf", "l2")
+
+
+def test_stream_equals_tensor_call_for_any_batching(tmp_path, problem):
+    model, x, y = problem
+    whole = _pgd(model)(x, y)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=7)
+    streamed = stream_attack(_pgd(model), loader, tmp_path / "s", keep_adversarial=True, progress=False)
+    store = streamed.store
+    assert store.column("index").tolist() == list(range(23))
+    for name in COLUMNS:
+        assert np.array_equal(store.column(name), getattr(whole, name).numpy()), name
+    assert np.array_equal(store.column("x_adv"), whole.x_adv.numpy())
+    summary, expected = streamed.summary(), whole.summary()
+    for key in ("n", "success_rate", "adversarial_accuracy", "clean_accuracy", "mean_linf", "mean_l2"):
+        assert summary[key] == pytest.approx(expected[key], rel=1e-12), key
+
+
+def test_killed_run_resumes_with_identical_results(tmp_path, problem):
+    model, x, y = problem
+    full = stream_attack(_pgd(model), TensorBatches(x, y, 5), tmp_path / "full", progress=False).store
+
+    def dies_after(batches, k):
+        for i, batch in enumerate(batches):
+            if i == k:
+                raise KeyboardInterrupt
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        stream_attack(_pgd(model), dies_after(TensorBatches(x, y, 5), 2), tmp_path / "r", progress=False)
+    assert ResultStore(tmp_path / "r", json.loads((tmp_path / "r" / "index.json").read_text())["config"]).done == 10
+    resumed = stream_attack(_pgd(model), TensorBatches(x, y, 5), tmp_path / "r", progress=False).store
+    for name in COLUMNS:
+        assert np.array_equal(resumed.column(name), full.column(name)), name
+    assert [p["file"] for p in resumed.parts] == [f"part-{i:06d}.npz" for i in range(5)]
+
+
+def test_resume_refuses_other_settings_data_or_batching(tmp_path, problem):
+    model, x, y = problem
+    stream_attack(_pgd(model), TensorBatches(x[:10], y[:10], 5), tmp_path / "s", progress=False)
+    with pytest.raises(InputError, match="other settings"):
+        stream_attack(PGD(model, eps=0.2, steps=3), TensorBatches(x, y, 5), tmp_path / "s", progress=False)
+    with pytest.raises(InputError, match="differs from the recorded one"):
+        stream_attack(_pgd(model), TensorBatches(x, (y + 1) % 4, 5), tmp_path / "s", progress=False)
+    with pytest.raises(InputError, match="same batch size"):
+        stream_attack(_pgd(model), TensorBatches(x, y, 3), tmp_path / "s", progress=False)
