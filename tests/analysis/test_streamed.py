@@ -27,7 +27,7 @@ def _same(a, b):
     for p, q in zip(a.points, b.points, strict=True):
         assert (p.attack, p.eps, p.accuracy, p.success_rate) == (q.attack, q.eps, q.accuracy, q.success_rate)
         # logits of a differently composed batch can differ in the last bits (BLAS blocking)
-        assert math.isclose(p.mean_confidence_on_errors, q.mean_confidence_on_errors, rel_tol=1e-6) or (
+        assert math.isclose(p.mean_confidence_on_errors, q.mean_confidence_on_errors, rel_tol=1e-12) or (
             math.isnan(p.mean_confidence_on_errors) and math.isnan(q.mean_confidence_on_errors))
     assert [(c.name, c.status) for c in a.checks] == [(c.name, c.status) for c in b.checks]
 
