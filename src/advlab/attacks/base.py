@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -30,6 +30,7 @@ from advlab.attacks.geometry import Geometry, Region, counter_uniform, geometry,
 from advlab.attacks.losses import cross_entropy
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
+from advlab.io import progress_bar
 from advlab.models.inference import frozen_eval, model_device
 from advlab.models.layers import as_multiclass_logits
 from advlab.validation import Bounds, as_tensor, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
@@ -64,7 +65,7 @@ class Attack(abc.ABC):
     name: ClassVar[str]
 
     def __init__(
-        self, model: nn.Module, *, bounds: Bounds = (0.0, 1.0), batch_size: int = 1000, seed: int = 0
+        self, model: nn.Module, *, bounds: Bounds = (0.0, 1.0), batch_size: int = 1000, seed: int = 0, progress: bool = True
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -72,6 +73,8 @@ class Attack(abc.ABC):
         self.bounds = check_bounds(bounds)
         self.batch_size = check_count("batch_size", batch_size)
         self.seed = check_count("seed", seed, minimum=0)
+        self.progress = bool(progress)  # a bar per call (images, rate, ETA), off when stderr is not a terminal
+        self._bar: Any = None
 
     # ---- what subclasses provide -------------------------------------------------------
     @abc.abstractmethod
@@ -128,6 +131,14 @@ class Attack(abc.ABC):
         pred = logits.argmax(1)
         return pred == goal if targeted else pred != goal
 
+    def rounds(self, count: int, what: str, *, start: int = 0) -> Iterator[int]:
+        """range(start, count), showing "what k/count" beside the progress bar of the call (for the
+        restarts and search rounds of the long attacks)."""
+        for k in range(start, count):
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{what} {k + 1}/{count}")
+            yield k
+
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(self.bounds[0], self.bounds[1])
 
@@ -150,6 +161,7 @@ class Attack(abc.ABC):
             x_adv = torch.empty_like(x)  # outputs written batch by batch: no list of parts, no cat
             clean_logits = adv_logits = None
             extra: dict[str, torch.Tensor] = {}
+            self._bar = progress_bar(n, self.name, enabled=self.progress)
             for i in range(0, n, self.batch_size):
                 rows = slice(i, i + self.batch_size)
                 batch = self._run_batch(x[rows].to(device), goal[rows].to(device), targeted, indices[rows])
@@ -160,6 +172,9 @@ class Attack(abc.ABC):
                 for key, value in batch[3].items():
                     extra[key][rows] = value
                 del batch
+                self._bar.update(min(self.batch_size, n - i))
+            self._bar.close()
+            self._bar = None
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start

@@ -78,7 +78,7 @@ class CarliniWagnerL2(Attack):
             done = self.is_adversarial(clean_logits, goal, targeted) & (margin(clean_logits, goal, targeted) >= self.kappa)
         best = BestSoFar(x, torch.where(done, 0.0, math.inf).to(x.dtype), c=torch.where(done, 0.0, math.nan).to(x.dtype))
         check_every = max(1, self.steps // 10)
-        for _ in range(self.search_steps):
+        for _ in self.rounds(self.search_steps, "search"):
             w = w_start.clone().requires_grad_(True)
             optimizer = torch.optim.Adam([w], lr=self.lr)
             reached = torch.zeros(n, dtype=torch.bool, device=x.device)

@@ -102,7 +102,7 @@ class PGD(FixedBudgetAttack):
             logits = self.logits(best)
         found = self.is_adversarial(logits, goal, targeted)
         record = BestSoFar(best, -objective(logits, goal, targeted))  # lower is better
-        for draw in range(1, self.restarts):
+        for draw in self.rounds(self.restarts, "restart", start=1):
             todo = (~found).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break

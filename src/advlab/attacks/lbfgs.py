@@ -229,7 +229,7 @@ class LBFGS(Attack):
         search = WeightSearch(torch.full_like(flat[:, 0], self.c))
         distance = torch.where(already, 0.0, torch.inf).to(flat.dtype)
         best = BestSoFar(flat, distance, c=torch.full_like(distance, torch.nan))
-        for _ in range(self.search_steps):
+        for _ in self.rounds(self.search_steps, "search"):
             c = search.weight
             objective = self._objective(x.shape, flat, goal, targeted, c)
             found = projected_lbfgs(objective, flat, self.bounds, max_iter=self.max_iter)

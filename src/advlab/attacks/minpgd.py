@@ -98,7 +98,7 @@ class MinPGD(Attack):
         best = torch.where(per_example(found, x), start, x)
         high = torch.where(found, self.geometry.distance(start - x), torch.full_like(found, cap, dtype=x.dtype))
         low = torch.zeros_like(high)
-        for round_ in range(self.search_steps):
+        for round_ in self.rounds(self.search_steps, "bisection"):
             todo = (high - low > self.rtol * high).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break

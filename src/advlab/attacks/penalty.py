@@ -72,7 +72,7 @@ class Penalty(Attack):
         search = WeightSearch(torch.full_like(clean_logits[:, 0], self.lam))
         distance = torch.where(already, 0.0, torch.inf).to(x.dtype)
         best = BestSoFar(x, distance, lam=torch.full_like(distance, torch.nan))
-        for _ in range(self.search_steps):
+        for _ in self.rounds(self.search_steps, "search"):
             found, dist, success = self._descend(x, goal, targeted, search.weight)
             best.offer(found, dist, allowed=success, lam=search.weight)
             search.update(success)

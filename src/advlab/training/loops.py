@@ -319,7 +319,8 @@ def pretrain_autoencoder(
     device = next(model.parameters()).device
     losses = []
     model.train()
-    for _ in tqdm(range(config.epochs), desc="pretrain", unit="epoch", disable=None if progress else True, leave=False):
+    bar = progress_bar(config.epochs, "pretrain", enabled=progress, unit="epoch")
+    for _ in range(config.epochs):
         order = torch.randperm(len(data), generator=generator)
         total = torch.zeros((), device=device)
         for start in range(0, len(data), config.batch_size):
@@ -331,6 +332,8 @@ def pretrain_autoencoder(
             optimizer.step()
             total += loss.detach() * len(x)
         losses.append(float(total) / len(data))
+        bar.update()
+    bar.close()
     model.eval()
     return losses
 
