@@ -43,8 +43,11 @@ from advlab.exact.encoding import INFEASIBLE, NumpyNetwork, reach, region_witnes
 from advlab.exact.relu_network import ReluNetwork
 from advlab.models.layers import as_multiclass_logits
 
-OPTIMALITY_TOL = (1e-6, 1e-5)  # "optimal": upper - lower <= 1e-6 + 1e-5 * upper
 RTOL = 1e-5  # a class is settled when no input within (1 - RTOL) * (best distance) reaches it
+# "optimal": upper - lower <= 1e-6 + 2 RTOL * upper. lower = cap (1 - RTOL) by construction, and
+# the float64 witness is pushed past the boundary by its repair slack, so a relative RTOL alone
+# left some proven optima just outside (seed 563 of the property test in tests/exact/test_milp.py).
+OPTIMALITY_TOL = (1e-6, 2 * RTOL)
 REPAIR_SLACKS = (1e-7, 1e-6, 1e-5)
 
 
