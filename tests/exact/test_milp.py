@@ -331,3 +331,14 @@ def test_no_attack_point_lies_below_the_lower_bound(seed: int) -> None:
     assert bool((found >= result.lower[attack.success] * (1 - 1e-6)).all())
     assert bool((result.lower <= result.upper).all())
     _check_witnesses(model, x, y, result)
+
+
+def test_a_repaired_witness_within_the_search_tolerance_is_optimal() -> None:
+    """Seed 3, width 3 (found by the property test above): the gap is 4.7e-6, the search's own
+    RTOL gap plus the witness repair, and the result is optimal, not "unverified"."""
+    model = _steep_net((3, 3, 3, 4), seed=3)
+    x = torch.rand(4, 3, generator=torch.Generator().manual_seed(3))
+    y = _correct(model, x)
+    result = minimal_linf(model, x, y, time_limit=30)
+    assert result.status == ["optimal"] * 4
+    _check_witnesses(model, x, y, result)
