@@ -49,11 +49,6 @@ RTOL = 1e-5  # a class is settled when no input within (1 - RTOL) * (best distan
 # left some proven optima just outside (seed 563 of the property test in tests/exact/test_milp.py).
 OPTIMALITY_TOL = (1e-6, 2 * RTOL)
 REPAIR_SLACKS = (1e-7, 1e-6, 1e-5)
-# "optimal": upper - lower <= 1e-6 + 3e-5 * upper. The search itself leaves a gap of up to
-# RTOL * upper (lower = (1 - RTOL) * best), and a repaired witness sits up to the largest
-# REPAIR_SLACK past the boundary, so the relative tolerance must cover both (with room for the
-# witness's rounding to the images' dtype); at 1e-5 a correct result could be called "unverified".
-OPTIMALITY_TOL = (1e-6, 3e-5)
 
 
 class Verifier:
