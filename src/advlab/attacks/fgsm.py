@@ -21,6 +21,7 @@ class FastGradient(FixedBudgetAttack):
     """One gradient step of size eps in the steepest-ascent direction of the class's norm."""
 
     norm: ClassVar[str]
+    in_ball = True  # x + eps * d with ||d|| = 1
 
     def __init__(self, model: nn.Module, *, eps: float, bounds: Bounds = (0.0, 1.0), **kwargs: Any) -> None:
         super().__init__(model, eps=eps, norm=type(self).norm, bounds=bounds, **kwargs)

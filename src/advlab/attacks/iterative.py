@@ -46,6 +46,7 @@ class PGD(FixedBudgetAttack):
     """
 
     name = "pgd"
+    in_ball = True  # every iterate comes from Region.step / Region.project
 
     def __init__(
         self,
