@@ -15,10 +15,11 @@ from advlab.attacks.lbfgs import LBFGS
 from advlab.attacks.minpgd import MinPGD
 from advlab.attacks.penalty import Penalty
 from advlab.attacks.result import AttackResult
+from advlab.attacks.square import Square
 from advlab.errors import UnknownNameError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD)
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square)
 }
 
 
@@ -47,5 +48,6 @@ __all__ = [
     "Penalty",
     "Perturbed",
     "ProbabilityOutputWarning",
+    "Square",
     "make_attack",
 ]

@@ -1,0 +1,229 @@
+"""Square attack (Andriushchenko, Croce, Flammarion & Hein 2020): score-based, forward passes only.
+
+Random search over the eps-ball. Each example keeps its best point x_best and, at every
+iteration, proposes a change confined to one random square window of side s (Sec. 3):
+
+- L-inf (Alg. 2): the window is set to +-eps per channel (one sign per channel), vertices of the
+  ball; the start puts +-eps on vertical stripes (one sign per column and channel).
+- L2 (Alg. 3, Sec. 3.2): mass eta (concentric rectangles weighted 1/(k+1)^2, one half negated)
+  is moved into window 1 from window 2, keeping ||delta||_2 = eps; the start tiles eta over a
+  5 x 5 grid of blocks with random signs.
+
+The proposal replaces x_best when it lowers the loss (margin z_y - max_{k!=y} z_k, or -CE;
+targeted: CE to the target, success when the target wins), or when it is adversarial. The
+window side follows p(i) * n_features (p halves at iterations 10, 50, 200, 500, 1000, 2000,
+4000, 6000, 8000; `rescale_schedule` stretches the schedule to the query budget as the reference
+code's default does; AutoAttack's standard version runs it unstretched).
+
+Each example stops at its first success; `extra["queries"]` counts its forward passes (the start
+included, at most `queries`). The model is never differentiated: everything runs under no_grad.
+Random windows and signs are a function of (seed, example index, iteration), so results do not
+depend on the batch size. Inputs of any shape (N, C, H, W), (N, H, W) or (N, D) (read as one
+row: windows become segments). Departures from the reference code: window positions per example
+(not one per batch) and the last position is reachable; the reference code runs one query more.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlab.attacks.base import Perturbed
+from advlab.attacks.iterative import margin_objective, per_example
+from advlab.attacks.randomness import IndexedBatches, counter_randint, counter_sign, counter_uniform
+from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_eps, check_norm
+
+LOSSES = ("margin", "ce")
+_SIGN, _TRANSPOSE, _POSITION = 0, 1, 2  # random streams (positions use 2..5)
+_SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
+
+
+def square_fraction(iteration: int, p_init: float) -> float:
+    """p(i): the share of the image a window covers at iteration i (Sec. 3, App. A)."""
+    for limit, divisor in _SCHEDULE:
+        if iteration <= limit:
+            return p_init / divisor
+    return p_init / 512
+
+
+def _grid(shape: torch.Size) -> tuple[int, int, int]:
+    """(channels, height, width) of one example."""
+    if len(shape) == 3:
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    if len(shape) == 2:
+        return 1, int(shape[0]), int(shape[1])
+    return 1, 1, math.prod(shape)
+
+
+def _rectangles(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Concentric rectangles centred in a rows x cols window, ring k weighted 1/(k+1)^2."""
+    out = torch.zeros(rows, cols, dtype=dtype, device=device)
+    r0, c0 = rows // 2, cols // 2
+    for k in range(max(r0 + 1, c0 + 1)):
+        out[max(r0 - k, 0) : min(r0 - k + 2 * k + 1, rows), max(c0 - k, 0) : min(c0 - k + 2 * k + 1, cols)] += 1.0 / (k + 1) ** 2
+    return out
+
+
+def eta(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The L2 update pattern of Sec. 3.2: upper half positive rectangles, lower half negative, unit L2 norm."""
+    pattern = torch.cat([_rectangles(rows // 2, cols, dtype, device), -_rectangles(rows - rows // 2, cols, dtype, device)])
+    return pattern / pattern.norm().clamp_min(1e-12)
+
+
+class Square(IndexedBatches):
+    """Square attack under L-inf or L2, `queries` forward passes per example at most."""
+
+    name = "square"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        queries: int = 5000,
+        p_init: float = 0.8,
+        loss: str = "margin",
+        rescale_schedule: bool = True,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, bounds=bounds, **kwargs)
+        self.norm = check_norm(norm, ("linf", "l2"))
+        self.eps = check_eps(eps, self.bounds, norm=norm)
+        self.queries = check_count("queries", queries)
+        self.p_init = float(p_init)
+        if not 0 < self.p_init <= 1:
+            raise InputError(f"p_init must lie in (0, 1], got {p_init}")
+        if loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss = loss
+        self.rescale_schedule = bool(rescale_schedule)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            **super().params(),
+            "eps": self.eps,
+            "norm": self.norm,
+            "queries": self.queries,
+            "p_init": self.p_init,
+            "loss": self.loss,
+            "rescale_schedule": self.rescale_schedule,
+        }
+
+    # ---- the search ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+        index = self.batch_indices(x.shape[0], x.device)
+        queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+        if self.eps == 0:
+            return Perturbed(x.clone(), extra={"queries": queries})
+        c, h, w = _grid(x.shape[1:])
+        image = x.reshape(-1, c, h, w)
+        best = self._start(image, index)
+        margin, loss = self._margin_loss(best, goal, targeted, x.shape)
+        for i in range(1, self.queries):
+            active = (margin > 0).nonzero().squeeze(1)
+            if active.numel() == 0:
+                break
+            p = square_fraction(int((i - 1) / self.queries * 10000) if self.rescale_schedule else i - 1, self.p_init)
+            propose = self._linf_step if self.norm == "linf" else self._l2_step
+            candidate = propose(image[active], best[active], index[active], i, p)
+            new_margin, new_loss = self._margin_loss(candidate, goal[active], targeted, x.shape)
+            queries[active] += 1
+            improved = new_loss < loss[active]
+            loss[active] = torch.where(improved, new_loss, loss[active])
+            improved |= new_margin <= 0
+            margin[active] = torch.where(improved, new_margin, margin[active])
+            best[active] = torch.where(per_example(improved, candidate), candidate, best[active])
+        return Perturbed(best.reshape(x.shape), extra={"queries": queries})
+
+    def _margin_loss(self, image: torch.Tensor, goal: torch.Tensor, targeted: bool, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """(margin, loss): success when margin <= 0; the search lowers loss."""
+        logits = self.logits(image.reshape(-1, *shape[1:]))
+        margin = -margin_objective(logits, goal, targeted)
+        if targeted:
+            return margin, F.cross_entropy(logits, goal, reduction="none")
+        return margin, margin if self.loss == "margin" else -F.cross_entropy(logits, goal, reduction="none")
+
+    # ---- starts and proposals -------------------------------------------------------------------
+    def _start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = image.shape
+        if self.norm == "linf":
+            stripes = counter_sign(self.seed, index, 0, c * w, image.dtype).view(n, c, 1, w)
+            return self._project_linf(image, image + self.eps * stripes)
+        rows, cols = max(h // 5, 1), max(w // 5, 1)
+        blocks_h, blocks_w = h // rows, w // cols
+        signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype).view(n, c, blocks_h, blocks_w)
+        tile = eta(rows, cols, image.dtype, image.device)
+        delta = torch.zeros_like(image)
+        top, left = (h - rows * blocks_h) // 2, (w - cols * blocks_w) // 2
+        grid = signs.repeat_interleave(rows, 2).repeat_interleave(cols, 3) * tile.repeat(blocks_h, blocks_w)
+        delta[:, :, top : top + rows * blocks_h, left : left + cols * blocks_w] = grid
+        return self._l2_point(image, delta)
+
+    def _window(self, p: float, c: int, h: int, w: int, *, l2: bool) -> tuple[int, int]:
+        """Window (rows, cols) covering about a share p of each channel; a segment when h = 1."""
+        if h == 1:
+            return 1, min(max(round(p * w), 3 if l2 else 1), w)
+        side = max(round(math.sqrt(p * h * w)), 3 if l2 else 1)
+        side += l2 and side % 2 == 0
+        return min(side, h, w), min(side, h, w)
+
+    def _positions(self, index: torch.Tensor, step: int, slot: int, h: int, w: int, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+        top = counter_randint(self.seed, index, step, 1, h - rows + 1, stream=_POSITION + 2 * slot).squeeze(1)
+        left = counter_randint(self.seed, index, step, 1, w - cols + 1, stream=_POSITION + 2 * slot + 1).squeeze(1)
+        return top, left
+
+    @staticmethod
+    def _mask(top: torch.Tensor, left: torch.Tensor, rows: int, cols: int, h: int, w: int) -> torch.Tensor:
+        r = torch.arange(h, device=top.device)
+        q = torch.arange(w, device=top.device)
+        in_rows = (r >= top[:, None]) & (r < top[:, None] + rows)
+        in_cols = (q >= left[:, None]) & (q < left[:, None] + cols)
+        return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)  # (n, 1, h, w)
+
+    def _linf_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
+        n, c, h, w = image.shape
+        rows, cols = self._window(p, c, h, w, l2=False)
+        mask = self._mask(*self._positions(index, step, 0, h, w, rows, cols), rows, cols, h, w)
+        signs = counter_sign(self.seed, index, step, c, image.dtype).view(n, c, 1, 1)
+        return self._project_linf(image, best + mask * (2 * self.eps) * signs)
+
+    def _l2_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
+        n, c, h, w = image.shape
+        rows, cols = self._window(p, c, h, w, l2=True)
+        top1, left1 = self._positions(index, step, 0, h, w, rows, cols)
+        top2, left2 = self._positions(index, step, 1, h, w, rows, cols)
+        mask1, mask2 = self._mask(top1, left1, rows, cols, h, w), self._mask(top2, left2, rows, cols, h, w)
+        delta = best - image
+        window1 = delta[mask1.expand_as(delta)].view(n, c, rows, cols)
+        norm_window1 = window1.flatten(2).norm(dim=2).view(n, c, 1, 1)
+        norm_image = delta.flatten(1).norm(dim=1).view(n, 1, 1, 1)
+        norm_windows = (delta * (mask1 | mask2)).flatten(2).norm(dim=2).view(n, c, 1, 1)
+        pattern = eta(rows, cols, image.dtype, image.device).expand(n, c, rows, cols)
+        if rows == cols:  # a random transpose per example
+            flip = counter_uniform(self.seed, index, step, 1, stream=_TRANSPOSE).view(n, 1, 1, 1) < 0.5
+            pattern = torch.where(flip, pattern.transpose(2, 3), pattern)
+        new = pattern * counter_sign(self.seed, index, step, c, image.dtype).view(n, c, 1, 1)
+        new = new + window1 / (norm_window1 + 1e-12)
+        budget = ((self.eps**2 - norm_image**2).clamp_min(0) / c + norm_windows**2).sqrt()
+        new = new / (new.flatten(2).norm(dim=2).view(n, c, 1, 1) + 1e-12) * budget
+        delta = delta.masked_fill(mask2, 0.0)
+        delta = delta.masked_scatter(mask1.expand_as(delta), new)
+        return self._l2_point(image, delta)
+
+    # ---- feasibility ----------------------------------------------------------------------------
+    def _project_linf(self, image: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.bounds
+        return torch.minimum(torch.maximum(z, image - self.eps), image + self.eps).clamp(lo, hi)
+
+    def _l2_point(self, image: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """x + eps delta / ||delta||_2, clipped to the box (so ||x' - x||_2 <= eps)."""
+        length = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        return (image + delta / (length + 1e-12) * self.eps).clamp(*self.bounds)

@@ -1,0 +1,143 @@
+"""Square attack: never a gradient, query accounting, ball and box, batch invariance, exact grading."""
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks import Square, make_attack
+from advlab.attacks.randomness import counter_uniform
+from advlab.attacks.square import eta, square_fraction
+from advlab.errors import InputError
+from advlab.exact import minimal_perturbation
+
+
+class _NoBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        raise AssertionError("Square asked for a gradient")
+
+
+class NoGradientModel(nn.Module):
+    """A small net whose backward raises and whose forward refuses to build a graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.ReLU(), nn.Linear(16, 4))
+        self.rows = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert not x.requires_grad, "Square differentiates with respect to its input"
+        self.rows += x.shape[0]
+        return self.net(_NoBackward.apply(x))
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 1.0)])
+def test_square_never_requests_a_gradient_and_counts_its_queries(norm, eps):
+    model = NoGradientModel()
+    x = torch.rand(30, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    model.rows = 0
+    result = Square(model, eps=eps, norm=norm, queries=200)(x, y)
+    queries = result.extra["queries"]
+    assert bool((queries >= 1).all()) and bool((queries <= 200).all())
+    # the base runs 1 probe row, then the clean and the re-check pass: 2 rows per example
+    assert model.rows == 1 + 2 * len(x) + int(queries.sum())
+    assert bool((queries[~result.success] == 200).all())  # unbroken examples used the whole budget
+    assert result.success.any()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("box", [(0.0, 1.0), (-1.0, 2.0)])
+@pytest.mark.parametrize("shape", [(1, 7, 7), (49,), (2, 5, 6)])
+def test_square_stays_in_the_ball_and_the_box(norm, box, shape):
+    torch.manual_seed(0)
+    features = torch.tensor(shape).prod().item()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(features, 5)).double()
+    g = torch.Generator().manual_seed(2)
+    x = (box[0] + (box[1] - box[0]) * torch.rand(12, *shape, generator=g, dtype=torch.float64))
+    x[0] = box[0]
+    x[1] = box[1]
+    y = torch.randint(0, 5, (12,), generator=g)
+    eps = 0.3 if norm == "linf" else 1.5
+    result = Square(model, eps=eps, norm=norm, queries=60, bounds=box)(x, y)
+    size = result.linf if norm == "linf" else result.l2
+    assert bool((size <= eps * (1 + 1e-9)).all())
+    assert bool(((result.x_adv >= box[0]) & (result.x_adv <= box[1])).all())
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 0.8)])
+def test_square_is_batch_size_invariant(norm, eps):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
+    x = torch.rand(20, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    whole = Square(model, eps=eps, norm=norm, queries=60, seed=4)(x, y)
+    pieces = Square(model, eps=eps, norm=norm, queries=60, seed=4, batch_size=7)(x, y)
+    assert torch.equal(whole.x_adv, pieces.x_adv)
+    assert torch.equal(whole.extra["queries"], pieces.extra["queries"])
+    other_seed = Square(model, eps=eps, norm=norm, queries=60, seed=5)(x, y)
+    assert not torch.equal(whole.x_adv, other_seed.x_adv)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.0)])
+def test_square_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, eps):
+    """Sound (no success beyond the exact minimal distance) and strong (breaks the points whose
+    exact distance is at most half the budget)."""
+    model = softmax_model.double()
+    try:
+        x, y = embedded.test.images[:100].double(), embedded.test.labels[:100]
+        exact = minimal_perturbation(model, x, y, norm=norm).distance
+        result = Square(model, eps=eps, norm=norm, queries=400)(x, y)
+    finally:
+        model.float()
+    assert bool((exact[result.success] <= eps + 1e-9).all())
+    easy = exact <= eps / 2
+    assert easy.sum() >= 10
+    assert result.success[easy].double().mean() >= 0.95
+
+
+def test_targeted_square_reaches_the_target(softmax_model, embedded):
+    x, y = embedded.test.images[:60], embedded.test.labels[:60]
+    result = Square(softmax_model, eps=0.3, queries=300)(x[:30], y[:30], targets="random")
+    assert result.success.double().mean() > 0.8
+    assert torch.equal(result.adv_pred[result.success], result.targets[result.success])
+
+
+def test_eps_zero_returns_x_and_registry(softmax_model, embedded):
+    x, y = embedded.test.images[:10], embedded.test.labels[:10]
+    result = make_attack("square", softmax_model, eps=0.0)(x, y)
+    assert torch.equal(result.x_adv, x)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"eps": -0.1}, {"eps": 0.1, "norm": "l7"}, {"eps": 0.1, "queries": 0}, {"eps": 0.1, "queries": 2.5},
+               {"eps": 0.1, "p_init": 0.0}, {"eps": 0.1, "loss": "hinge"}]
+)
+def test_bad_parameters_are_refused(softmax_model, kwargs):
+    with pytest.raises(InputError):
+        Square(softmax_model, **kwargs)
+
+
+def test_schedule_and_pattern():
+    assert square_fraction(0, 0.8) == 0.8 and square_fraction(11, 0.8) == 0.4 and square_fraction(9000, 0.8) == 0.8 / 512
+    pattern = eta(5, 5, torch.float64, torch.device("cpu"))
+    assert torch.isclose(pattern.norm(), torch.tensor(1.0, dtype=torch.float64))
+    assert bool((pattern[:2] > 0).all()) and bool((pattern[2:] < 0).all())
+
+
+def test_counter_numbers_depend_only_on_their_coordinates():
+    index = torch.arange(10, 20)
+    a = counter_uniform(3, index, 5, 4)
+    b = counter_uniform(3, torch.arange(0, 30), 5, 4)[10:20]
+    assert torch.equal(a, b)
+    assert bool(((a >= 0) & (a < 1)).all())
+    assert not torch.equal(a, counter_uniform(3, index, 6, 4))
+    assert not torch.equal(a, counter_uniform(3, index, 5, 4, stream=1))
+    many = counter_uniform(0, torch.arange(20000), 0, 1)
+    assert abs(float(many.mean()) - 0.5) < 0.01
