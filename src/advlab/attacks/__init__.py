@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from advlab.attacks.apgd import APGD, APGDT
 from advlab.attacks.base import Attack, FixedBudgetAttack, Perturbed, ProbabilityOutputWarning
 from advlab.attacks.cw import CarliniWagnerL2
 from advlab.attacks.deepfool import DeepFool
@@ -19,7 +20,7 @@ from advlab.attacks.square import Square
 from advlab.errors import UnknownNameError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square)
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square, APGD, APGDT)
 }
 
 
@@ -33,6 +34,8 @@ def make_attack(name: str, model: nn.Module, **params: Any) -> Attack:
 
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "ATTACKS",
     "BIM",
     "FGM",

@@ -1,0 +1,292 @@
+"""Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+of diverse parameter-free attacks", Sec. 3) and its targeted version on the DLR loss (Sec. 4).
+
+From a random point of the eps-ball (on its surface) APGD runs, with eta the step size,
+
+    z = P(x_k + eta sign(g_k))            (L2: g_k / ||g_k||_2)
+    x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1})),   a = 0.75 (1 at the first step)
+
+P the projection onto ball ∩ box. eta starts at 2 eps and is halved at checkpoints
+w_j (w_0 = 0, w_1 = 0.22 N_iter, then gaps shrinking by 0.03 N_iter down to 0.06 N_iter) when
+(1) the loss rose at fewer than rho = 0.75 of the steps since the last checkpoint, or (2) the step
+was not halved at the last checkpoint and the best loss has not improved since; the iterate then
+restarts from the best point so far (Sec. 3.2). Restarts run only on examples still robust.
+
+Losses: cross-entropy, or the difference of logits ratio (Sec. 4)
+    DLR(x, y) = -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3),
+with z_pi1 >= z_pi2 >= ... the sorted logits, invariant to shifting and scaling the logits; APGD-T
+ascends the targeted DLR -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) once for each of the
+`targets` most likely other classes t (ranked at x). APGD-T is untargeted in its outcome: any
+misclassification counts. DLR needs 3 classes and targeted DLR 4: with fewer the attack warns and
+falls back to cross-entropy (targeted cross-entropy for APGD-T), the loss the reference code
+offers for this case; `targets` is capped at the number of other classes.
+
+Each example leaves the batch at its first misclassified iterate (early exit; the others are
+unaffected, as every quantity above is per example). Starts are drawn from (seed, example index,
+restart), so results do not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlab.attacks.base import Perturbed
+from advlab.attacks.geometry import Region, geometry, per_example
+from advlab.attacks.losses import dlr as dlr_loss
+from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
+from advlab.attacks.randomness import IndexedBatches, counter_uniform
+from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_eps, check_norm
+
+LOSSES = ("ce", "dlr")
+
+
+class DLRFallbackWarning(UserWarning):
+    """The DLR loss is undefined for this number of classes; cross-entropy is used instead."""
+
+
+@dataclass
+class _Run:
+    """Per-example state of one APGD run (all tensors indexed by example)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor
+    slot: torch.Tensor  # row of this example in the batch
+    x_adv: torch.Tensor
+    x_old: torch.Tensor
+    x_best: torch.Tensor
+    grad: torch.Tensor
+    grad_best: torch.Tensor
+    loss_last: torch.Tensor
+    loss_best: torch.Tensor
+    loss_best_at_check: torch.Tensor
+    reduced_at_check: torch.Tensor
+    rises: torch.Tensor
+    step: torch.Tensor
+    eps: torch.Tensor
+
+    def take(self, keep: torch.Tensor) -> _Run:
+        return _Run(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+
+def checkpoints(steps: int) -> list[int]:
+    """The iterations after which the step size is checked (Sec. 3.2)."""
+    gap, shrink, floor = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    out, at = [], 0
+    while at + gap <= steps:
+        at += gap
+        out.append(at)
+        gap = max(gap - shrink, floor)
+    return out
+
+
+class APGD(IndexedBatches):
+    """Auto-PGD on cross-entropy or DLR, under L-inf or L2 (Croce & Hein 2020, Alg. 1)."""
+
+    name = "apgd"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        loss: str = "ce",
+        rho: float = 0.75,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, bounds=bounds, **kwargs)
+        self.norm = check_norm(norm, ("linf", "l2"))
+        self.eps = check_eps(eps, self.bounds, norm=norm)
+        self.steps = check_count("steps", steps)
+        self.restarts = check_count("restarts", restarts)
+        if loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss = loss
+        self.rho = float(rho)
+        if not 0 < self.rho < 1:
+            raise InputError(f"rho must lie in (0, 1), got {rho}")
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "eps": self.eps, "norm": self.norm, "steps": self.steps,
+                "restarts": self.restarts, "loss": self.loss, "rho": self.rho}
+
+    # ---- what the targeted version changes ---------------------------------------------------
+    def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
+        """One entry per pass over the still-robust examples: the targets (None: untargeted)."""
+        return [None] * self.restarts
+
+    def _objective(self, num_classes: int, targeted_pass: bool) -> str:
+        if self.loss == "dlr" and num_classes < 3:
+            warnings.warn(f"the DLR loss needs at least 3 classes, the model has {num_classes}: using cross-entropy",
+                          DLRFallbackWarning, stacklevel=4)
+            return "ce"
+        return self.loss
+
+    # ---- the attack ---------------------------------------------------------------------------
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+        if targeted:
+            raise InputError(f"{self.name} is untargeted (APGD-T picks its own target classes); pass targets=None")
+        index = self.batch_indices(x.shape[0], x.device)
+        with torch.no_grad():
+            clean_logits = self.logits(x)
+        out = x.clone()
+        robust = clean_logits.argmax(1) == goal
+        if self.eps == 0:
+            return Perturbed(out, clean_logits=clean_logits)
+        best_loss = torch.full((x.shape[0],), -math.inf, dtype=x.dtype, device=x.device)
+        passes = self._passes(x, goal, clean_logits.shape[1])
+        for number, targets in enumerate(passes):
+            todo = robust.nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            objective = self._objective(clean_logits.shape[1], targets is not None)
+            start = self._start(x[todo], index[todo], number)
+            found, x_best, loss_best, broken = self.run(
+                x[todo], goal[todo], None if targets is None else targets[todo], start, objective
+            )
+            better = broken | (loss_best > best_loss[todo])
+            keep = torch.where(per_example(broken, found), found, x_best)
+            out[todo] = torch.where(per_example(better, keep), keep, out[todo])
+            best_loss[todo] = torch.where(better, loss_best, best_loss[todo])
+            robust[todo] = ~broken
+        return Perturbed(out, clean_logits=clean_logits)
+
+    def _start(self, x: torch.Tensor, index: torch.Tensor, number: int) -> torch.Tensor:
+        """x + eps t / ||t||, t uniform in [-1, 1]^n (L-inf) or standard normal (L2), clipped to the box."""
+        draws = counter_uniform(self.seed, index, number, 2 * x[0].numel()).to(x.dtype)
+        u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
+        if self.norm == "linf":
+            t = 2 * u1 - 1
+            length = t.flatten(1).abs().amax(1)
+        else:  # Box-Muller
+            t = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
+            length = t.flatten(1).norm(dim=1)
+        return (x + self.eps * t / per_example(length + 1e-12, x)).clamp(*self.bounds)
+
+    def _loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-example loss, its gradient, logits) at state.x_adv."""
+        z = state.x_adv.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits(z)
+            if not logits.requires_grad:
+                raise InputError("the model's output has no gradient with respect to its input")
+            if objective == "ce":
+                loss = -F.cross_entropy(logits, state.target, reduction="none") if targeted else F.cross_entropy(logits, state.y, reduction="none")
+            elif targeted:
+                loss = targeted_dlr_loss(logits, state.y, state.target)
+            else:
+                loss = dlr_loss(logits, state.y)
+            (grad,) = torch.autograd.grad(loss.sum(), z)
+        return loss.detach(), grad, logits.detach()
+
+    def _step(self, state: _Run, ball: Region, momentum: float) -> torch.Tensor:
+        """The momentum step of Sec. 3.1, projected."""
+        g = state.grad
+        direction = g.sign() if self.norm == "linf" else g / per_example(g.flatten(1).norm(dim=1) + 1e-12, g)
+        z = ball.project(state.x_adv + per_example(state.step, g) * direction)
+        return ball.project(state.x_adv + momentum * (z - state.x_adv) + (1 - momentum) * (state.x_adv - state.x_old))
+
+    def run(
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, start: torch.Tensor, objective: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One APGD run from `start`: (adversarial point where found, best-loss point, best loss,
+        found mask), each (n, ...) in the order of x."""
+        n = x.shape[0]
+        targeted = target is not None
+        found = x.clone()
+        x_best_all, loss_best_all = start.clone(), torch.empty(n, dtype=x.dtype, device=x.device)
+        broken = torch.zeros(n, dtype=torch.bool, device=x.device)
+        zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
+        state = _Run(
+            x=x, y=y, target=y if target is None else target, slot=torch.arange(n, device=x.device),
+            x_adv=start, x_old=start, x_best=start, grad=torch.zeros_like(x), grad_best=torch.zeros_like(x),
+            loss_last=zeros, loss_best=zeros, loss_best_at_check=zeros,
+            reduced_at_check=torch.ones(n, dtype=torch.bool, device=x.device),
+            rises=torch.zeros(n, dtype=torch.long, device=x.device),
+            step=torch.full((n,), 2 * self.eps, dtype=x.dtype, device=x.device), eps=torch.full((n,), self.eps, dtype=x.dtype, device=x.device),
+        )
+        loss, state.grad, logits = self._loss_grad(state, objective, targeted)
+        state.grad_best, state.loss_last, state.loss_best, state.loss_best_at_check = state.grad, loss, loss, loss
+        marks = checkpoints(self.steps)
+        since = 0
+        for i in range(self.steps + 1):
+            miss = logits.argmax(1) != state.y
+            if bool(miss.any()):  # early exit: keep the first misclassified iterate
+                done = miss.nonzero().squeeze(1)
+                found[state.slot[done]] = state.x_adv[done]
+                broken[state.slot[done]] = True
+                x_best_all[state.slot[done]] = state.x_best[done]
+                loss_best_all[state.slot[done]] = state.loss_best[done]
+                keep = (~miss).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    return found, x_best_all, loss_best_all, broken
+                state = state.take(keep)
+            if i == self.steps:
+                break
+            ball = Region(geometry(self.norm), state.x, state.eps, self.bounds)
+            x_new = self._step(state, ball, 1.0 if i == 0 else 0.75)
+            state.x_old, state.x_adv = state.x_adv, x_new
+            loss, state.grad, logits = self._loss_grad(state, objective, targeted)
+            state.rises += loss > state.loss_last
+            state.loss_last = loss
+            improved = loss > state.loss_best
+            state.x_best = torch.where(per_example(improved, x_new), x_new, state.x_best)
+            state.grad_best = torch.where(per_example(improved, x_new), state.grad, state.grad_best)
+            state.loss_best = torch.where(improved, loss, state.loss_best)
+            since += 1
+            if i + 1 in marks:
+                oscillating = state.rises <= since * self.rho
+                stalled = ~state.reduced_at_check & (state.loss_best_at_check >= state.loss_best)
+                halve = oscillating | stalled
+                state.reduced_at_check, state.loss_best_at_check = halve, state.loss_best
+                state.step = torch.where(halve, state.step / 2, state.step)
+                state.x_adv = torch.where(per_example(halve, x_new), state.x_best, state.x_adv)
+                state.grad = torch.where(per_example(halve, x_new), state.grad_best, state.grad)
+                state.rises.zero_()
+                since = 0
+        x_best_all[state.slot] = state.x_best
+        loss_best_all[state.slot] = state.loss_best
+        return found, x_best_all, loss_best_all, broken
+
+
+class APGDT(APGD):
+    """APGD-T: APGD on the targeted DLR loss, once per target among the `targets` most likely
+    other classes (Croce & Hein 2020, Sec. 4); success is any misclassification."""
+
+    name = "apgd-t"
+
+    def __init__(self, model: nn.Module, *, eps: float, targets: int = 9, **kwargs: Any) -> None:
+        kwargs.setdefault("loss", "dlr")
+        super().__init__(model, eps=eps, **kwargs)
+        if self.loss != "dlr":
+            raise InputError(f"{self.name} runs on the targeted DLR loss, got loss={self.loss!r}")
+        self.targets = check_count("targets", targets)
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "targets": self.targets}
+
+    def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
+        with torch.no_grad():
+            ranked = self.logits(x).argsort(dim=1, descending=True)
+        # rank 0 is the prediction (the true class on the robust points); targets are ranks 1, 2, ...
+        count = min(self.targets, num_classes - 1)
+        return [ranked[:, rank] for rank in range(1, count + 1) for _ in range(self.restarts)]
+
+    def _objective(self, num_classes: int, targeted_pass: bool) -> str:
+        if num_classes < 4:
+            warnings.warn(f"the targeted DLR loss needs at least 4 classes, the model has {num_classes}: "
+                          "using targeted cross-entropy", DLRFallbackWarning, stacklevel=4)
+            return "ce"
+        return "dlr"

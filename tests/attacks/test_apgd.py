@@ -1,0 +1,126 @@
+"""APGD and APGD-T: the step-size schedule, the DLR losses, exact grading on linear models and
+against the MILP on small ReLU nets, batch invariance, the few-classes fallback, bad input."""
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks import APGD, APGDT, make_attack
+from advlab.attacks.apgd import DLRFallbackWarning, checkpoints, dlr_loss, targeted_dlr_loss
+from advlab.errors import InputError
+from advlab.exact import minimal_linf, minimal_perturbation
+from advlab.models import MLP
+
+
+def test_checkpoints_follow_the_paper():
+    """p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06) (Sec. 3.2)."""
+    assert checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(10) == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_dlr_losses_are_shift_and_scale_invariant_and_signed():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(50, 10, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (50,), generator=g)
+    t = (y + 1 + torch.randint(0, 9, (50,), generator=g)) % 10
+    for loss in (lambda v: dlr_loss(v, y), lambda v: targeted_dlr_loss(v, y, t)):
+        assert torch.allclose(loss(z), loss(3.0 * z + 7.0), atol=1e-9)
+    misclassified = z.argmax(1) != y
+    assert bool(((dlr_loss(z, y) > 0) == misclassified).all())
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("cls,kwargs", [(APGD, {"loss": "ce"}), (APGD, {"loss": "dlr"}), (APGDT, {"targets": 3})])
+def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, cls, kwargs):
+    """Sound (success only where the exact distance is within eps) and strong (breaks nearly every
+    point whose exact distance is at most 0.8 eps)."""
+    eps = 0.05 if norm == "linf" else 0.6
+    model = softmax_model.double()
+    try:
+        x, y = embedded.test.images[:150].double(), embedded.test.labels[:150]
+        exact = minimal_perturbation(model, x, y, norm=norm).distance
+        result = cls(model, eps=eps, norm=norm, steps=30, **kwargs)(x, y)
+    finally:
+        model.float()
+    size = result.linf if norm == "linf" else result.l2
+    assert bool((size <= eps * (1 + 1e-9)).all())
+    assert bool((exact[result.success] <= eps + 1e-9).all())
+    reachable = exact <= 0.8 * eps
+    assert reachable.sum() >= 20
+    assert result.success[reachable].double().mean() >= 0.97
+
+
+def _steep_net(seed: int) -> nn.Module:
+    """A ReLU net 6-10-10-4 with many small decision regions (steep first-layer units centred in the box)."""
+    torch.manual_seed(seed)
+    model = MLP(6, (10, 10), 4).double().eval()
+    with torch.no_grad():
+        model.fc1.weight *= 8
+        centres = torch.rand(10, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        model.fc1.bias.copy_(-(model.fc1.weight * centres).sum(1))
+    return model
+
+
+@pytest.fixture(scope="module")
+def milp_case():
+    """A small ReLU net, 14 points and their MILP-proven minimal L-inf distances d*."""
+    model = _steep_net(3)
+    x = torch.rand(14, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    exact = minimal_linf(model, x, y, time_limit=20)
+    proven = torch.tensor([s == "optimal" for s in exact.status]) & (exact.upper > 0)
+    return model, x[proven], y[proven], exact.lower[proven], exact.upper[proven]
+
+
+@pytest.mark.parametrize("cls,kwargs,share", [(APGD, {"restarts": 5}, 0.6), (APGDT, {}, 0.9)])
+def test_against_the_milp_on_a_small_relu_net(cls, kwargs, share, milp_case):
+    """Below the proven d* no attack may succeed; at eps = 1.25 d* APGD-T must break nearly every
+    point (untargeted cross-entropy, like PGD, stalls in this net's many small regions: 9-10 of 14)."""
+    model, x, y, lower, upper = milp_case
+    assert len(x) >= 8
+
+    def success(eps: torch.Tensor) -> torch.Tensor:
+        return torch.stack([cls(model, eps=float(e), **kwargs)(x[i : i + 1], y[i : i + 1]).success[0] for i, e in enumerate(eps)])
+
+    assert not bool(success(0.98 * lower).any())
+    assert success(1.25 * upper).double().mean() >= share
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_batch_size_invariant_and_seeded(norm):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
+    x = torch.rand(30, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    eps = 0.05 if norm == "linf" else 0.3
+    whole = APGDT(model, eps=eps, norm=norm, steps=15, targets=2)(x, y)
+    pieces = APGDT(model, eps=eps, norm=norm, steps=15, targets=2, batch_size=7)(x, y)
+    assert torch.equal(whole.x_adv, pieces.x_adv)
+
+
+def test_few_classes_fall_back_to_cross_entropy_with_a_warning():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3)).double()
+    x = torch.rand(10, 5, dtype=torch.float64)
+    y = model(x).argmax(1)
+    with pytest.warns(DLRFallbackWarning, match="4 classes"):
+        result = APGDT(model, eps=0.3, steps=10)(x, y)  # 9 targets asked, 2 possible
+    assert result.params["targets"] == 9
+    binary = nn.Linear(5, 1).double()
+    with pytest.warns(DLRFallbackWarning, match="3 classes"):
+        APGD(binary, eps=0.3, steps=5, loss="dlr")(x, (binary(x).squeeze(1) > 0).long())
+
+
+def test_eps_zero_registry_and_bad_input(softmax_model, embedded):
+    x, y = embedded.test.images[:10], embedded.test.labels[:10]
+    assert torch.equal(make_attack("apgd", softmax_model, eps=0.0)(x, y).x_adv, x)
+    assert torch.equal(make_attack("apgd-t", softmax_model, eps=0.0)(x, y).x_adv, x)
+    for kwargs in ({"eps": -1.0}, {"eps": 0.1, "loss": "hinge"}, {"eps": 0.1, "steps": 0}, {"eps": 0.1, "rho": 1.5},
+                   {"eps": 0.1, "restarts": 1.5}, {"eps": 0.1, "norm": "l5"}):
+        with pytest.raises(InputError):
+            APGD(softmax_model, **kwargs)
+    with pytest.raises(InputError):
+        APGDT(softmax_model, eps=0.1, loss="ce")
+    with pytest.raises(InputError, match="untargeted"):
+        APGD(softmax_model, eps=0.1)(x, y, targets="random")
