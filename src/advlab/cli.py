@@ -185,10 +185,39 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 # ---- robustness evaluation ---------------------------------------------------------------------
+def cmd_evaluate_suite(args: argparse.Namespace) -> int:
+    """--suite: the cascade at each eps, with the certified bracket when asked."""
+    from advlab.analysis.evaluation import evaluate_suite
+    from advlab.report.robustness import suite_table, write_suite_report
+
+    suite = args.suite_entries  # validated by cli_checks.check_evaluate
+    eps_values = [e for e in args.eps_values if e > 0]
+    checkpoint, data = _checkpoint_and_split(args, args.device)
+    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data.name}, suite {args.suite}"
+    evaluations = [
+        evaluate_suite(checkpoint.model, data.images, data.labels, eps=e, norm=args.norm, suite=suite,
+                       batch_size=args.batch_size, seed=args.seed, bracket=args.bracket, time_limit=args.time_limit,
+                       state_path=None if args.state is None else Path(f"{args.state}.eps{e:g}.npz"),
+                       progress=not args.no_progress)
+        for e in eps_values
+    ]
+    paths = write_suite_report(evaluations, args.out, title=title, command=_command_line(),
+                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name})
+    print(title)
+    print(suite_table(evaluations))
+    for note in dict.fromkeys(n for ev in evaluations for n in ev.notes):
+        print(f"note: {note}")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from advlab.analysis import evaluate_robustness
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
+    if args.suite:
+        return cmd_evaluate_suite(args)
     shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
     source = load_checkpoint(args.source, device=args.device).model if args.source else None
     settings = {"attacks": args.attacks, "eps": args.eps_values, "attack_params": args.params, "source_model": source,
@@ -379,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="attack parameter, e.g. pgd.steps=40 (repeatable; eps comes from --eps)")
     evaluate.add_argument("--source", help="checkpoint of an undefended model to transfer attacks from")
     evaluate.add_argument("--batch-size", type=checks.positive_int, default=500)
+    evaluate.add_argument("--suite", help="run an attack suite as a cascade: standard (AutoAttack's), quick, or a JSON list")
+    evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model of --suite")
+    evaluate.add_argument("--bracket", action="store_true", help="with --suite: prove a lower bound (bounds + MILP, L-inf)")
+    evaluate.add_argument("--time-limit", type=checks.positive_float, default=120.0,
+                          help="MILP seconds per point for --bracket")
+    evaluate.add_argument("--state", help="with --suite: resume from / save to STATE.eps<EPS>.npz")
     seed_device(evaluate)
     evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}")
     evaluate.add_argument("--no-progress", action="store_true")

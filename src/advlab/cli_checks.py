@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import json
 import math
 import os
 import re
@@ -349,10 +350,32 @@ def check_attack(args: argparse.Namespace) -> None:
     args.targets = targets(args.targets)
 
 
+def suite_entries(text: str) -> Any:
+    """--suite: a suite name, or a JSON file holding a list of {"attack", "params", "label"}; resolved here."""
+    from advlab.attacks.suites import resolve_suite
+
+    suite: Any = text
+    if text.endswith(".json"):
+        try:
+            suite = json.loads(Path(text).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--suite {text}: cannot read a JSON suite: {exc}") from None
+    resolve_suite(suite, ATTACKS)
+    return suite
+
+
 def check_evaluate(args: argparse.Namespace) -> None:
     from advlab.analysis import default_attacks
 
     args.out = output_dir(args.out)
+    if args.suite:
+        if args.attacks or args.param or args.source:
+            raise InputError("--suite runs its own attacks: drop --attacks, --param and --source")
+        args.suite_entries = suite_entries(args.suite)
+        args.eps_values = eps_grid(args.eps)
+        if not any(e > 0 for e in args.eps_values):
+            raise InputError(f"--suite needs an eps > 0, got --eps {args.eps}")
+        return
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     for name in attacks:
         accepted_params(name)  # an unknown name is refused here

@@ -66,16 +66,20 @@ def counter_sign(seed: int, index: torch.Tensor, step: int, count: int, dtype: t
 
 
 class IndexedBatches(Attack):
-    """An attack that knows the global index of each example of the batch it runs on."""
+    """An attack that knows the index of each example of the batch it runs on: its position in x,
+    or `index[i]` when the caller passes one (an evaluation attacking a subset of a data set
+    passes the examples' positions in the data set, so each keeps its random numbers)."""
 
     _offset = 0
+    _index: torch.Tensor | None = None
 
-    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None) -> AttackResult:
-        self._offset = 0
+    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None, index: torch.Tensor | None = None) -> AttackResult:
+        self._offset, self._index = 0, None if index is None else torch.as_tensor(index).long().cpu()
         return super().__call__(x, y, targets=targets)
 
     def batch_indices(self, n: int, device: torch.device) -> torch.Tensor:
         """Indices of the next n examples (call once per batch, in order)."""
-        index = torch.arange(self._offset, self._offset + n, device=device)
-        self._offset += n
-        return index
+        start, self._offset = self._offset, self._offset + n
+        if self._index is None:
+            return torch.arange(start, start + n, device=device)
+        return self._index[start : start + n].to(device)

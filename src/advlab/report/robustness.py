@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from advlab.analysis.evaluation import SuiteEvaluation
 from advlab.analysis.robustness import RobustnessEvaluation
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import save_figure
@@ -95,3 +96,44 @@ def write_robustness_report(
     write_json_atomic(out / "robustness.json", {"command": command, **(context or {}), **evaluation.to_dict()})
     write_text_atomic(out / "robustness.md", "\n".join(lines))
     return [out / "robustness.json", out / "robustness.md", out / "robustness.png"]
+
+
+# ---- attack suites (advlab.analysis.evaluation) ---------------------------------------------------
+def suite_table(evaluations: list[SuiteEvaluation]) -> str:
+    """One row per eps: clean accuracy, robust accuracy after each attack, the bracket, time."""
+    attacks = evaluations[0].attacks
+    header = ["eps", "clean", *(f"after {a}" for a in attacks), "robust accuracy in", "seconds"]
+    rows = []
+    for ev in evaluations:
+        low, high = ev.bracket
+        rows.append([f"{ev.eps:g}", percent(ev.clean_accuracy, 2), *(percent(ev.after[a], 2) for a in attacks),
+                     f"[{percent(low, 2)}, {percent(high, 2)}]", f"{sum(ev.seconds.values()):.1f}"])
+    return table(header, rows)
+
+
+def write_suite_report(
+    evaluations: list[SuiteEvaluation], out_dir: str | os.PathLike[str], *, title: str, command: str,
+    context: dict[str, object] | None = None,
+) -> list[Path]:
+    """suite.json and suite.md in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    first = evaluations[0]
+    lines = [
+        f"# {title}", "", f"Produced by: `{command}`", "",
+        f"{first.n:,} examples, {first.norm} budget. Each attack runs only on the points every earlier attack "
+        "left robust. Robust accuracy lies in [certified, attacked]: the lower end is proven (bounds or MILP; 0 "
+        "without `--bracket`), the upper end is what no attack broke.", "",
+        suite_table(evaluations), "",
+        "## Who broke each point", "",
+        table(["eps", "broken by"], [[f"{ev.eps:g}", ", ".join(f"{k}: {v}" for k, v in ev.broken_counts().items())] for ev in evaluations]),
+        "", "## Attacks", "",
+    ]
+    lines += [f"- `{label}`: {params}" for label, params in first.params.items()]
+    for ev in evaluations:
+        if ev.certification:
+            lines += ["", f"Certification at eps={ev.eps:g}: {ev.certification}"]
+    lines += [f"- {note}" for note in dict.fromkeys(n for ev in evaluations for n in ev.notes)] + [""]
+    write_json_atomic(out / "suite.json", {"command": command, **(context or {}), "evaluations": [ev.to_dict() for ev in evaluations]})
+    write_text_atomic(out / "suite.md", "\n".join(lines))
+    return [out / "suite.json", out / "suite.md"]

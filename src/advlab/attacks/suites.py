@@ -1,0 +1,91 @@
+"""Attack suites as data: an ordered list of (label, registered attack, parameters).
+
+A suite runs as a cascade (`advlab.analysis.evaluation`): each attack only on the points every
+attack before it left robust. eps, norm, bounds, seed and batch size come from the evaluation,
+not from the suite. A user suite is a list of dicts {"attack": name, "params": {...}, "label": ...}
+(for instance read from JSON) or of `SuiteAttack`s.
+
+`standard` is AutoAttack's standard version (Croce & Hein 2020, Sec. 5; `version="standard"` of
+the reference code, L-inf and L2): APGD-CE (100 iterations, 1 restart), APGD-T (100 iterations,
+9 target classes, 1 restart each), FAB-T (9 target classes, 100 iterations) and Square (5,000
+queries, p_init 0.8, unstretched schedule). FAB-T is listed only when a `fab-t` attack is
+registered; without it the suite says so (`missing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from advlab.errors import InputError, UnknownNameError
+
+RESERVED = ("eps", "norm", "bounds", "seed", "batch_size")  # set by the evaluation
+
+
+@dataclass(frozen=True)
+class SuiteAttack:
+    label: str
+    attack: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+SUITES: dict[str, tuple[SuiteAttack, ...]] = {
+    "standard": (
+        SuiteAttack("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 1}),
+        SuiteAttack("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "restarts": 1}),
+        SuiteAttack("fab-t", "fab-t", {"steps": 100, "targets": 9}),
+        SuiteAttack("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False}),
+    ),
+    # the same chain at a tenth of the budget: for CI-sized runs, never for reported figures
+    "quick": (
+        SuiteAttack("apgd-ce", "apgd", {"loss": "ce", "steps": 20, "restarts": 1}),
+        SuiteAttack("apgd-t", "apgd-t", {"steps": 20, "targets": 3, "restarts": 1}),
+        SuiteAttack("fab-t", "fab-t", {"steps": 20, "targets": 3}),
+        SuiteAttack("square", "square", {"queries": 500, "p_init": 0.8}),
+    ),
+}
+
+
+def resolve_suite(
+    suite: str | Sequence[SuiteAttack | Mapping[str, Any]], registered: Mapping[str, Any]
+) -> tuple[list[SuiteAttack], list[str]]:
+    """(the attacks to run, the labels of named-suite attacks not registered in this build).
+
+    A user suite must name registered attacks only; a named suite skips unregistered ones and
+    reports them, so that the report can say what the chain lacked.
+    """
+    if isinstance(suite, str):
+        if suite not in SUITES:
+            raise UnknownNameError(f"unknown suite {suite!r}; known suites: {', '.join(sorted(SUITES))}")
+        entries = list(SUITES[suite])
+        return [e for e in entries if e.attack in registered], [e.label for e in entries if e.attack not in registered]
+    entries = [_entry(item, i) for i, item in enumerate(suite)]
+    if not entries:
+        raise InputError("a suite needs at least one attack")
+    for entry in entries:
+        if entry.attack not in registered:
+            raise UnknownNameError(f"suite attack {entry.label!r}: unknown attack {entry.attack!r}; known attacks: {', '.join(sorted(registered))}")
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"suite labels must be distinct, got {labels}")
+    return entries, []
+
+
+def _entry(item: SuiteAttack | Mapping[str, Any], position: int) -> SuiteAttack:
+    if isinstance(item, SuiteAttack):
+        entry = item
+    elif isinstance(item, Mapping) and isinstance(item.get("attack"), str):
+        unknown = set(item) - {"attack", "params", "label"}
+        if unknown:
+            raise InputError(f"suite entry {position}: unknown keys {sorted(unknown)} (expected attack, params, label)")
+        params = item.get("params", {})
+        if not isinstance(params, Mapping):
+            raise InputError(f"suite entry {position}: params must be a mapping, got {type(params).__name__}")
+        entry = SuiteAttack(str(item.get("label", item["attack"])), item["attack"], dict(params))
+    else:
+        raise InputError(f"suite entry {position} must be a SuiteAttack or a mapping with an 'attack' name, got {item!r}")
+    reserved = sorted(set(entry.params) & set(RESERVED))
+    if reserved:
+        raise InputError(f"suite attack {entry.label!r}: {', '.join(reserved)} are set by the evaluation, not the suite")
+    return entry
