@@ -1,0 +1,229 @@
+"""FAB-T: the targeted fast adaptive boundary attack (Croce & Hein 2019, "Minimally distorted
+adversarial examples with a fast adaptive boundary attack", Sec. 3; targeted as in AutoAttack).
+
+For a target t, linearise the decision boundary between the true class y and t at the iterate x^k:
+
+    f(x) = z_t(x) - z_y(x) ≈ f(x^k) + <g, x - x^k>,   g = grad f(x^k),
+
+and project both x^k and the original x onto the hyperplane {f = 0} within the box, in the
+attack's norm (`projection_linf`, `projection_l2`: minimal-norm point of a hyperplane inside
+[0, 1]^n, by sorting the coordinates' breakpoints and a bisection). The step is the biased
+combination (Sec. 3.2, eq. 9)
+
+    x^{k+1} = clip((1 - a)(x^k + eta d_k) + a (x + eta d_0)),   a = min(|d_k| / (|d_k| + |d_0|), alpha_max),
+
+and whenever x^{k+1} is adversarial it is recorded if closer than the best so far and pulled back
+towards x: x^{k+1} <- x + beta (x^{k+1} - x) (Sec. 3.3). FAB minimises the distance; as a
+fixed-budget attack an example counts as broken only when its closest adversarial point is within
+eps. Targets are the `targets` most likely other classes at x, one run each on the points still
+unbroken; restarts after the first start from a random point at radius eps / 2 (seeded per
+example). Each example leaves a run once its best point is within eps (early exit).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Perturbed
+from advlab.attacks.iterative import per_example
+from advlab.attacks.randomness import IndexedBatches, counter_uniform
+from advlab.errors import InputError
+from advlab.validation import Bounds, check_count, check_eps, check_norm, check_positive
+
+
+def projection_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row: the L-inf-smallest d with <w, t + d> = b and t + d in [0, 1]^n (as far as the box allows)."""
+    w, b = w.clone(), b.clone()
+    sign = 2 * ((w * t).sum(1) - b >= 0).to(t.dtype) - 1
+    w.mul_(sign.unsqueeze(1))
+    b.mul_(sign)
+    a = (w < 0).to(t.dtype)
+    d = (a - t) * (w != 0).to(t.dtype)
+    p = a - t * (2 * a - 1)
+    indp = torch.argsort(p, dim=1)
+    b = b - (w * t).sum(1)
+    b0 = (w * d).sum(1)
+    indp2 = indp.flip((1,))
+    ws = w.gather(1, indp2)
+    bs2 = -ws * d.gather(1, indp2)
+    s = torch.cumsum(ws.abs(), dim=1)
+    sb = torch.cumsum(bs2, dim=1) + b0.unsqueeze(1)
+    b2 = sb[:, -1] - s[:, -1] * p.gather(1, indp[:, 0:1]).squeeze(1)
+    c_l = b - b2 > 0
+    c2 = (b - b0 > 0) & (~c_l)
+    lb = torch.zeros(int(c2.sum()), device=t.device, dtype=t.dtype)
+    ub = torch.full_like(lb, w.shape[1] - 1)
+    indp_, sb_, s_, p_, b_ = indp[c2], sb[c2], s[c2], p[c2], b[c2]
+    for _ in range(math.ceil(math.log2(w.shape[1]))):
+        mid = torch.floor((lb + ub) / 2)
+        at = mid.long().unsqueeze(1)
+        current = indp_.gather(1, indp_.size(1) - 1 - at)
+        b2 = (sb_.gather(1, at) - s_.gather(1, at) * p_.gather(1, current)).squeeze(1)
+        c = b_ - b2 > 0
+        lb = torch.where(c, mid, lb)
+        ub = torch.where(c, ub, mid)
+    lb = lb.long()
+    if bool(c_l.any()):
+        lmbd = torch.clamp_min((b[c_l] - sb[c_l, -1]) / (-s[c_l, -1]), min=0).unsqueeze(-1)
+        d[c_l] = (2 * a[c_l] - 1) * lmbd
+    lmbd = torch.clamp_min((b[c2] - sb[c2, lb]) / (-s[c2, lb]), min=0).unsqueeze(-1)
+    d[c2] = torch.min(lmbd, d[c2]) * a[c2] + torch.max(-lmbd, d[c2]) * (1 - a[c2])
+    return d * (w != 0).to(t.dtype)
+
+
+def projection_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per row: the L2-smallest d with <w, t + d> = b and t + d in [0, 1]^n (as far as the box allows)."""
+    w = w.clone()
+    c = (w * t).sum(1) - b
+    sign = 2 * (c >= 0).to(t.dtype) - 1
+    w.mul_(sign.unsqueeze(1))
+    c = c * sign
+    r = torch.max(t / w, (t - 1) / w).clamp(min=-1e12, max=1e12)
+    r.masked_fill_(w.abs() < 1e-8, 1e12)
+    r[r == -1e12] *= -1
+    rs, indr = torch.sort(r, dim=1)
+    rs2 = torch.nn.functional.pad(rs[:, 1:], (0, 1))
+    rs.masked_fill_(rs == 1e12, 0)
+    rs2.masked_fill_(rs2 == 1e12, 0)
+    w3s = (w**2).gather(1, indr)
+    w5 = w3s.sum(dim=1, keepdim=True)
+    ws = w5 - torch.cumsum(w3s, dim=1)
+    d = -(r * w)
+    d.mul_((w.abs() > 1e-8).to(t.dtype))
+    s = torch.cat((-w5 * rs[:, 0:1], torch.cumsum((-rs2 + rs) * ws, dim=1) - w5 * rs[:, 0:1]), 1)
+    c4 = s[:, 0] + c < 0
+    c3 = (d * w).sum(dim=1) + c > 0
+    c2 = ~(c4 | c3)
+    lb = torch.zeros(int(c2.sum()), device=t.device, dtype=t.dtype)
+    ub = torch.full_like(lb, w.shape[1] - 1)
+    s_, c_ = s[c2], c[c2]
+    for _ in range(math.ceil(math.log2(w.shape[1]))):
+        mid = torch.floor((lb + ub) / 2)
+        up = s_.gather(1, mid.long().unsqueeze(1)).squeeze(1) + c_ > 0
+        lb = torch.where(up, mid, lb)
+        ub = torch.where(up, ub, mid)
+    lb = lb.long()
+    if bool(c4.any()):
+        alpha = c[c4] / w5[c4].squeeze(-1)
+        d[c4] = -alpha.unsqueeze(-1) * w[c4]
+    if bool(c2.any()):
+        alpha = (s[c2, lb] + c[c2]) / ws[c2, lb] + rs[c2, lb]
+        alpha[ws[c2, lb] == 0] = 0
+        c5 = (alpha.unsqueeze(-1) > r[c2]).to(t.dtype)
+        d[c2] = d[c2] * c5 - alpha.unsqueeze(-1) * w[c2] * (1 - c5)
+    return d * (w.abs() > 1e-8).to(t.dtype)
+
+
+PROJECTIONS = {"linf": projection_linf, "l2": projection_l2}
+
+
+class FABT(IndexedBatches):
+    """Targeted FAB under L-inf or L2; broken = an adversarial point within eps was found."""
+
+    name = "fab-t"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        targets: int = 9,
+        restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, bounds=bounds, **kwargs)
+        self.norm = check_norm(norm, ("linf", "l2"))
+        self.eps = check_eps(eps, self.bounds, norm=norm)
+        self.steps = check_count("steps", steps)
+        self.targets = check_count("targets", targets)
+        self.restarts = check_count("restarts", restarts)
+        self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "eps": self.eps, "norm": self.norm, "steps": self.steps, "targets": self.targets,
+                "restarts": self.restarts, "alpha_max": self.alpha_max, "eta": self.eta, "beta": self.beta}
+
+    def _size(self, r: torch.Tensor) -> torch.Tensor:
+        flat = r.flatten(1)
+        return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)
+
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
+        if targeted:
+            raise InputError("fab-t picks its own target classes; pass targets=None")
+        index = self.batch_indices(x.shape[0], x.device)
+        with torch.no_grad():
+            clean_logits = self.logits(x)
+        out = x.clone()
+        open_ = clean_logits.argmax(1) == goal
+        if self.eps == 0:
+            return Perturbed(out, clean_logits=clean_logits)
+        ranked = clean_logits.argsort(dim=1, descending=True)
+        for rank in range(1, min(self.targets, clean_logits.shape[1] - 1) + 1):
+            for restart in range(self.restarts):
+                todo = open_.nonzero().squeeze(1)
+                if todo.numel() == 0:
+                    return Perturbed(out, clean_logits=clean_logits)
+                found, size = self.run(x[todo], goal[todo], ranked[todo, rank], index[todo], restart)
+                hit = size <= self.eps
+                out[todo[hit]] = found[hit]
+                open_[todo[hit]] = False
+        return Perturbed(out, clean_logits=clean_logits)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, index: torch.Tensor, restart: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One FAB-T run in the unit box: (closest adversarial point, its distance; inf if none)."""
+        lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
+        x0 = ((x - lo) / width).flatten(1)
+        n = x0.shape[0]
+        x1 = x0.clone()
+        if restart:
+            u = counter_uniform(self.seed, index, restart, 2 * x0.shape[1]).to(x.dtype)
+            t = 2 * u[:, ::2] - 1 if self.norm == "linf" else torch.sqrt(-2 * torch.log1p(-u[:, ::2])) * torch.cos(2 * math.pi * u[:, 1::2])
+            x1 = (x0 + 0.5 * self.eps / width * t / per_example(self._size(t) + 1e-12, t)).clamp(0, 1)
+        best = x0.clone()
+        best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
+        active = torch.arange(n, device=x.device)
+        project = PROJECTIONS[self.norm]
+        for _ in range(self.steps):
+            f, g = self._boundary(x1, y[active], target[active], x.shape, lo, width)
+            b = -f + (g * x1).sum(1)
+            d = project(torch.cat((x1, x0[active])), torch.cat((g, g)), torch.cat((b, b)))
+            size = self._size(d).clamp_min(1e-8)
+            d1, d0, a1, a0 = d[: len(active)], d[len(active) :], size[: len(active)], size[len(active) :]
+            alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
+            x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0[active] + self.eta * d0) * alpha).clamp(0, 1)
+            with torch.no_grad():
+                adversarial = self.logits(self._image(x1, x.shape, lo, width)).argmax(1) != y[active]
+            dist = self._size(x1 - x0[active]) * width
+            closer = adversarial & (dist < best_size[active])
+            best[active[closer]] = x1[closer]
+            best_size[active[closer]] = dist[closer]
+            x1 = torch.where(adversarial.unsqueeze(1), x0[active] + self.beta * (x1 - x0[active]), x1)
+            keep = best_size[active] > self.eps  # early exit: within eps, the run has done its job
+            if not bool(keep.all()):
+                active, x1 = active[keep], x1[keep]
+                if active.numel() == 0:
+                    break
+        return self._image(best, x.shape, lo, width), best_size
+
+    @staticmethod
+    def _image(u: torch.Tensor, shape: torch.Size, lo: float, width: float) -> torch.Tensor:
+        return (lo + width * u).view(-1, *shape[1:])
+
+    def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor, shape: torch.Size, lo: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """f = z_t - z_y at the unit-box point u and its gradient with respect to u."""
+        u = u.detach().requires_grad_(True)
+        with torch.enable_grad():
+            z = self.logits(self._image(u, shape, lo, width))
+            f = z.gather(1, target[:, None]).squeeze(1) - z.gather(1, y[:, None]).squeeze(1)
+            (grad,) = torch.autograd.grad(f.sum(), u)
+        return f.detach(), grad

@@ -1,0 +1,72 @@
+"""FAB-T: the hyperplane projections against their closed forms, exact grading on softmax
+regression, ball and box, batch invariance, bad input."""
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks import FABT, make_attack
+from advlab.attacks.fab import projection_l2, projection_linf
+from advlab.errors import InputError
+from advlab.exact import minimal_perturbation
+
+
+def test_projections_match_the_closed_forms_away_from_the_box():
+    """With the box inactive: d = (b - <w,t>) w / ||w||_2^2 (L2), (b - <w,t>) sign(w) / ||w||_1 (L-inf)."""
+    g = torch.Generator().manual_seed(0)
+    t = 0.4 + 0.2 * torch.rand(20, 30, generator=g, dtype=torch.float64)
+    w = torch.randn(20, 30, generator=g, dtype=torch.float64)
+    b = (w * t).sum(1) + 0.01 * torch.randn(20, generator=g, dtype=torch.float64)
+    gap = (b - (w * t).sum(1)).unsqueeze(1)
+    assert torch.allclose(projection_l2(t, w, b), gap * w / (w**2).sum(1, keepdim=True), atol=1e-10)
+    assert torch.allclose(projection_linf(t, w, b), gap * w.sign() / w.abs().sum(1, keepdim=True), atol=1e-10)
+    for project in (projection_l2, projection_linf):
+        d = project(t, w, b)
+        assert torch.allclose((w * (t + d)).sum(1), b, atol=1e-9)  # on the hyperplane
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 0.6)])
+def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, eps):
+    model = softmax_model.double()
+    try:
+        x, y = embedded.test.images[:100].double(), embedded.test.labels[:100]
+        exact = minimal_perturbation(model, x, y, norm=norm).distance
+        result = FABT(model, eps=eps, norm=norm, steps=30, targets=3)(x, y)
+    finally:
+        model.float()
+    size = result.linf if norm == "linf" else result.l2
+    assert bool((size <= eps + 1e-9).all())
+    assert bool(((result.x_adv >= 0) & (result.x_adv <= 1)).all())
+    assert bool((exact[result.success] <= eps + 1e-9).all())
+    reachable = exact <= 0.8 * eps
+    assert reachable.sum() >= 10
+    assert result.success[reachable].double().mean() >= 0.97
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_batch_invariance_box_and_restarts(norm):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.ReLU(), nn.Linear(16, 5)).double().eval()
+    box = (-1.0, 2.0)
+    x = box[0] + 3 * torch.rand(25, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    eps = 0.3 if norm == "linf" else 1.5
+    whole = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box)(x, y)
+    pieces = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box, batch_size=6)(x, y)
+    # the same per example up to the model's own float64 rounding for another batch size
+    assert torch.equal(whole.success, pieces.success)
+    assert torch.allclose(whole.x_adv, pieces.x_adv, rtol=0, atol=1e-9)
+    size = whole.linf if norm == "linf" else whole.l2
+    assert bool((size <= eps + 1e-9).all())
+    assert bool(((whole.x_adv >= box[0]) & (whole.x_adv <= box[1])).all())
+
+
+def test_eps_zero_and_bad_input(softmax_model, embedded):
+    x, y = embedded.test.images[:10], embedded.test.labels[:10]
+    assert torch.equal(make_attack("fab-t", softmax_model, eps=0.0)(x, y).x_adv, x)
+    for kwargs in ({"eps": -0.1}, {"eps": 0.1, "norm": "l1"}, {"eps": 0.1, "steps": 0}, {"eps": 0.1, "targets": 2.5},
+                   {"eps": 0.1, "beta": 0.0}):
+        with pytest.raises(InputError):
+            FABT(softmax_model, **kwargs)
+    with pytest.raises(InputError, match="target"):
+        FABT(softmax_model, eps=0.1)(x, y, targets="random")
