@@ -96,7 +96,10 @@ def test_batch_size_invariant_and_seeded(norm):
     eps = 0.05 if norm == "linf" else 0.3
     whole = APGDT(model, eps=eps, norm=norm, steps=15, targets=2)(x, y)
     pieces = APGDT(model, eps=eps, norm=norm, steps=15, targets=2, batch_size=7)(x, y)
-    assert torch.equal(whole.x_adv, pieces.x_adv)
+    # the same per example up to the model's own float64 rounding for another batch size
+    assert torch.equal(whole.success, pieces.success)
+    assert torch.allclose(whole.x_adv, pieces.x_adv, rtol=0, atol=1e-9)
+    assert not torch.equal(whole.x_adv, APGDT(model, eps=eps, norm=norm, steps=15, targets=2, seed=1)(x, y).x_adv)
 
 
 def test_few_classes_fall_back_to_cross_entropy_with_a_warning():
