@@ -68,3 +68,44 @@ def test_checks_on_constructed_curves():
     assert check_single_step_gap(masked_for_one_step).status == "fail" and "eps=0.2" in check_single_step_gap(masked_for_one_step).detail
     fgsm_only = RobustnessEvaluation(100, 0.9, [0.0], ["fgsm"], [_point("fgsm", 0.0, 0.9)], [0.9])
     assert check_iterative(fgsm_only, 0.01).status == check_single_step_gap(fgsm_only).status == "skipped"
+
+
+# ---- checks on suite evaluations: pure functions of the result --------------------------------------
+def _suite(broken_by, probe=None, attacks=("apgd-ce", "apgd-t", "square")):
+    from advlab.analysis.evaluation import SuiteEvaluation
+
+    n = len(broken_by)
+    robust = torch.tensor([b == "" for b in broken_by])
+    return SuiteEvaluation(0.1, "linf", list(attacks), {a: {} for a in attacks}, torch.ones(n, dtype=torch.bool), robust,
+                           list(broken_by), torch.zeros(n, 1), {}, {},
+                           probe=probe if probe is not None else {"max_logit_change": 0.0, "probabilities": 0.0,
+                                                                  "zero_or_nonfinite_gradient_share": 0.0, "probed_points": 100.0})
+
+
+def test_suite_checks_read_only_the_result():
+    from advlab.analysis.masking import suite_checks
+
+    honest = _suite(["apgd-ce"] * 50 + [""] * 50)
+    assert [c.status for c in suite_checks(honest)] == ["pass", "pass", "pass", "pass", "skipped"]
+    square = _suite(["apgd-ce"] * 50 + ["square"] * 5 + [""] * 45)
+    targeted = _suite(["apgd-ce"] * 50 + ["apgd-t"] * 5 + [""] * 45)
+    random = _suite([""] * 10, probe={"max_logit_change": 0.3, "probabilities": 0.0, "zero_or_nonfinite_gradient_share": 0.0, "probed_points": 10.0})
+    softmax = _suite([""] * 10, probe={"max_logit_change": 0.0, "probabilities": 1.0, "zero_or_nonfinite_gradient_share": 0.0, "probed_points": 10.0})
+    flat = _suite([""] * 10, probe={"max_logit_change": 0.0, "probabilities": 0.0, "zero_or_nonfinite_gradient_share": 0.5, "probed_points": 10.0})
+    status = {name: {c.name: c.status for c in suite_checks(ev)} for name, ev in
+              (("square", square), ("targeted", targeted), ("random", random), ("softmax", softmax), ("flat", flat))}
+    assert status["square"]["black-box <= white-box"] == "fail"
+    assert status["targeted"]["targeted ~ untargeted"] == "fail"
+    assert status["random"]["deterministic logits"] == "fail" and status["softmax"]["deterministic logits"] == "fail"
+    assert status["flat"]["gradients alive"] == "fail"
+    doubled = suite_checks(honest, _suite(["apgd-ce"] * 60 + [""] * 40))[-1]
+    assert doubled.status == "fail" and "50.0% -> 40.0%" in doubled.detail
+    assert suite_checks(honest, honest)[-1].status == "pass"
+
+
+def test_probe_sees_a_quantised_model(softmax_model, embedded):
+    from advlab.analysis.evaluation import evaluate_suite
+
+    x, y = embedded.test.images[:40], embedded.test.labels[:40]
+    ev = evaluate_suite(Quantised(softmax_model), x, y, eps=0.1, suite=[{"attack": "apgd", "params": {"steps": 3}}])
+    assert ev.probe["zero_or_nonfinite_gradient_share"] == 1.0

@@ -41,7 +41,9 @@ from advlab.attacks.randomness import IndexedBatches
 from advlab.attacks.suites import SuiteAttack, resolve_suite
 from advlab.errors import InputError
 from advlab.io import write_npz_atomic
+from advlab.models.inference import frozen_eval
 from advlab.models.inference import logits as model_logits
+from advlab.models.layers import as_multiclass_logits
 from advlab.validation import Bounds, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
 
 ROBUST, CLEAN, MILP = -1, -2, -3  # broken_by codes besides the suite position
@@ -65,6 +67,7 @@ class SuiteEvaluation:
     certification: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # suite attacks not registered in this build
     notes: list[str] = field(default_factory=list)
+    probe: dict[str, float] = field(default_factory=dict)  # measured on the clean points (see `probe_model`)
 
     @property
     def n(self) -> int:
@@ -95,7 +98,7 @@ class SuiteEvaluation:
         return {
             "eps": self.eps, "norm": self.norm, "n": self.n, "attacks": self.attacks, "params": self.params,
             "missing": self.missing, "clean_accuracy": self.clean_accuracy, "robust_accuracy": self.robust_accuracy,
-            "certified_accuracy": self.certified_accuracy, "bracket": list(self.bracket), "after": self.after,
+            "certified_accuracy": self.certified_accuracy, "bracket": list(self.bracket), "after": self.after, "probe": self.probe,
             "seconds": self.seconds, "broken_counts": self.broken_counts(), "certification": self.certification,
             "notes": self.notes,
         }
@@ -161,7 +164,9 @@ def evaluate_suite(
         raise InputError("the certified bracket is available for norm='linf' only")
     attacks = [make_attack(e.attack, model, **{**e.params, "eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size})
                for e in entries]
-    clean = model_logits(model, x, batch_size=batch_size).argmax(1).cpu() == y.cpu()
+    clean_logits = model_logits(model, x, batch_size=batch_size)
+    clean = clean_logits.argmax(1).cpu() == y.cpu()
+    probe = probe_model(model, x[:batch_size], y[:batch_size], clean_logits[:batch_size])
     n = len(y)
     settings = {"eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size, "bracket": bracket,
                 "time_limit": time_limit, "suite": [(e.label, e.attack, dict(e.params)) for e in entries]}
@@ -199,8 +204,28 @@ def evaluate_suite(
         x_adv=torch.from_numpy(state.x_adv).to(x.dtype), after=after,
         seconds={e.label: float(s) for e, s in zip(entries, state.seconds)},
         certified=torch.from_numpy(state.certified) if bracket else None, certification=certification,
-        missing=missing, notes=notes,
+        missing=missing, notes=notes, probe=probe,
     )
+
+
+def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """Facts the masking checks read (no attack): the largest change between two forward passes
+    (randomness), whether outputs look like probabilities, and the share of points whose
+    cross-entropy gradient is zero or not finite."""
+    again = model_logits(model, x, batch_size=len(x))
+    probabilities = bool((logits >= 0).all()) and bool(torch.allclose(logits.sum(1), torch.ones_like(logits[:, 0]), atol=1e-4))
+    device = next(iter(model.parameters()), x).device
+    with frozen_eval(model), torch.enable_grad():
+        z = x.to(device).detach().requires_grad_(True)
+        out = as_multiclass_logits(model(z))
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y.to(device), reduction="sum"), z)
+    size = grad.flatten(1).abs().sum(1)
+    return {
+        "max_logit_change": float((again - logits).abs().max()),
+        "probabilities": float(probabilities),
+        "zero_or_nonfinite_gradient_share": float(((size == 0) | ~torch.isfinite(size)).double().mean()),
+        "probed_points": float(len(x)),
+    }
 
 
 def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y: torch.Tensor, state: _State,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from advlab.attacks import ATTACKS
 
 if TYPE_CHECKING:
+    from advlab.analysis.evaluation import SuiteEvaluation
     from advlab.analysis.robustness import RobustnessEvaluation, Runner
 
 LARGE_EPS_MAX_ACCURACY = 0.05
@@ -126,3 +127,81 @@ def masking_checks(evaluation: RobustnessEvaluation, runner: Runner, *, large_ep
         check_monotone(evaluation, tolerance),
         check_single_step_gap(evaluation),
     ]
+
+
+# ---- checks on an attack-suite evaluation (advlab.analysis.evaluation), pure functions of it ------
+SQUARE_MAX_SHARE = 0.002  # AutoAttack's threshold (check_square_sr): 0.2 points
+TARGETED_MAX_SHARE = 0.01
+DOUBLING_MAX_DROP = 0.005
+GRADIENT_MAX_SHARE = 0.01
+
+
+def check_randomised(evaluation: SuiteEvaluation) -> MaskingCheck:
+    name = "deterministic logits"
+    probe = evaluation.probe
+    if not probe:
+        return MaskingCheck(name, "skipped", "no probe of the model was recorded")
+    if probe["max_logit_change"] > 1e-4:
+        return MaskingCheck(name, "fail", f"two forward passes differ by up to {probe['max_logit_change']:.3g}: the model is "
+                            "randomised, so one attack run proves little; evaluate with expectation over its randomness (EOT)")
+    if probe["probabilities"]:
+        return MaskingCheck(name, "fail", "the outputs are probabilities (non-negative, sum to 1): gradients through a softmax "
+                            "saturate; evaluate the model without its final softmax")
+    return MaskingCheck(name, "pass", "two forward passes agree and the outputs are logits")
+
+
+def check_gradients(evaluation: SuiteEvaluation) -> MaskingCheck:
+    name = "gradients alive"
+    probe = evaluation.probe
+    if not probe:
+        return MaskingCheck(name, "skipped", "no probe of the model was recorded")
+    share = probe["zero_or_nonfinite_gradient_share"]
+    detail = f"{_pct(share)} of {int(probe['probed_points'])} clean points have a zero or non-finite input gradient"
+    if share > GRADIENT_MAX_SHARE:
+        return MaskingCheck(name, "fail", f"{detail}: gradient attacks cannot move there (shattered or saturated gradients); "
+                            "rely on the black-box attacks' figures and try BPDA or a smooth surrogate")
+    return MaskingCheck(name, "pass", detail)
+
+
+def check_black_box(evaluation: SuiteEvaluation) -> MaskingCheck:
+    name = "black-box <= white-box"
+    black = [a for a in evaluation.attacks if a.startswith("square")]
+    if not black or len(evaluation.attacks) < 2:
+        return MaskingCheck(name, "skipped", "the suite has no Square attack after white-box attacks")
+    share = sum(evaluation.broken_by.count(a) for a in black) / evaluation.n
+    detail = f"Square broke {_pct(share)} of the points every white-box attack missed"
+    if share > SQUARE_MAX_SHARE:
+        return MaskingCheck(name, "fail", f"{detail}: the gradients mislead the white-box attacks; run Square with more "
+                            "queries and restarts, or an adaptive attack")
+    return MaskingCheck(name, "pass", f"{detail} (at most {_pct(SQUARE_MAX_SHARE)})")
+
+
+def check_targeted(evaluation: SuiteEvaluation) -> MaskingCheck:
+    name = "targeted ~ untargeted"
+    if not {"apgd-ce", "apgd-t"} <= set(evaluation.attacks):
+        return MaskingCheck(name, "skipped", "needs apgd-ce followed by apgd-t in the suite")
+    share = evaluation.broken_by.count("apgd-t") / evaluation.n
+    detail = f"APGD-T broke {_pct(share)} of the points APGD-CE left"
+    if share > TARGETED_MAX_SHARE:
+        return MaskingCheck(name, "fail", f"{detail}: the cross-entropy loss is likely masked (e.g. scaled logits); trust only "
+                            "margin or DLR losses and report the whole suite")
+    return MaskingCheck(name, "pass", f"{detail} (at most {_pct(TARGETED_MAX_SHARE)})")
+
+
+def check_doubling(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None) -> MaskingCheck:
+    """`doubled`: the same evaluation with the strongest attack's iterations doubled, run by the user."""
+    name = "more iterations ~ same"
+    if doubled is None:
+        return MaskingCheck(name, "skipped", "no evaluation with doubled iterations given (run the suite again with "
+                            "twice the steps and pass it)")
+    drop = evaluation.robust_accuracy - doubled.robust_accuracy
+    detail = f"robust accuracy {_pct(evaluation.robust_accuracy)} -> {_pct(doubled.robust_accuracy)} with doubled iterations"
+    if drop > DOUBLING_MAX_DROP:
+        return MaskingCheck(name, "fail", f"{detail}: the attacks have not converged; raise their budgets until the figure stops falling")
+    return MaskingCheck(name, "pass", detail)
+
+
+def suite_checks(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None = None) -> list[MaskingCheck]:
+    """The checks of Croce & Hein 2020 (Sec. 6) and Carlini et al. 2019 that read a suite evaluation."""
+    return [check_randomised(evaluation), check_gradients(evaluation), check_black_box(evaluation),
+            check_targeted(evaluation), check_doubling(evaluation, doubled)]

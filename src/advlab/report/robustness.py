@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from advlab.analysis.evaluation import SuiteEvaluation
+from advlab.analysis.masking import suite_checks
 from advlab.analysis.robustness import RobustnessEvaluation
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import save_figure
@@ -115,7 +117,8 @@ def write_suite_report(
     evaluations: list[SuiteEvaluation], out_dir: str | os.PathLike[str], *, title: str, command: str,
     context: dict[str, object] | None = None,
 ) -> list[Path]:
-    """suite.json and suite.md in `out_dir`."""
+    """suite.json and suite.md in `out_dir`, with the suite checks of `advlab.analysis.masking`."""
+    checks = [suite_checks(ev) for ev in evaluations]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     first = evaluations[0]
@@ -127,6 +130,9 @@ def write_suite_report(
         suite_table(evaluations), "",
         "## Who broke each point", "",
         table(["eps", "broken by"], [[f"{ev.eps:g}", ", ".join(f"{k}: {v}" for k, v in ev.broken_counts().items())] for ev in evaluations]),
+        "", "## Checks against a misleading evaluation", "",
+        table(["eps", "check", "result", "detail"],
+              [(f"{ev.eps:g}", c.name, STATUS[c.status], c.detail) for ev, cs in zip(evaluations, checks) for c in cs]),
         "", "## Attacks", "",
     ]
     lines += [f"- `{label}`: {params}" for label, params in first.params.items()]
@@ -134,6 +140,7 @@ def write_suite_report(
         if ev.certification:
             lines += ["", f"Certification at eps={ev.eps:g}: {ev.certification}"]
     lines += [f"- {note}" for note in dict.fromkeys(n for ev in evaluations for n in ev.notes)] + [""]
-    write_json_atomic(out / "suite.json", {"command": command, **(context or {}), "evaluations": [ev.to_dict() for ev in evaluations]})
+    write_json_atomic(out / "suite.json", {"command": command, **(context or {}), "evaluations": [
+        {**ev.to_dict(), "checks": [asdict(c) for c in cs]} for ev, cs in zip(evaluations, checks)]})
     write_text_atomic(out / "suite.md", "\n".join(lines))
     return [out / "suite.json", out / "suite.md"]
