@@ -51,7 +51,7 @@ def test_later_attacks_only_see_points_still_robust(case, monkeypatch):
     original = Square.__call__
 
     def spy(self, xs, ys, **kwargs):
-        seen.append(kwargs["index"].clone())
+        seen.append(torch.as_tensor(kwargs["indices"]).clone())
         return original(self, xs, ys, **kwargs)
 
     monkeypatch.setattr(Square, "__call__", spy)

@@ -33,6 +33,10 @@ FAST: dict[str, dict] = {
     "deepfool": {"steps": 5},
     "cw": {"steps": 10, "search_steps": 2},
     "minpgd": {"steps": 5, "search_steps": 3},
+    "apgd": {"eps": EPS, "steps": 5},
+    "apgd-t": {"eps": EPS, "steps": 5, "targets": 2},
+    "fab-t": {"eps": EPS, "steps": 5, "targets": 2},
+    "square": {"eps": EPS, "queries": 30},
 }
 NAMES = sorted(ATTACKS)
 

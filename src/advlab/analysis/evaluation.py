@@ -37,7 +37,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from advlab.attacks import ATTACKS, make_attack
-from advlab.attacks.randomness import IndexedBatches
 from advlab.attacks.suites import SuiteAttack, resolve_suite
 from advlab.errors import InputError
 from advlab.io import write_npz_atomic
@@ -243,8 +242,7 @@ def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y:
             chunk = torch.from_numpy(chunks[int(state.position[1])])
             start = time.perf_counter()
             attack = attacks[k]
-            extra = {"index": chunk} if isinstance(attack, IndexedBatches) else {}
-            result = attack(x[chunk], y[chunk], **extra)
+            result = attack(x[chunk], y[chunk], indices=chunk)
             hit = (result.adv_pred.cpu() != y[chunk].cpu()).numpy()
             state.broken[chunks[int(state.position[1])][hit]] = k
             state.x_adv[chunks[int(state.position[1])][hit]] = result.x_adv.detach().cpu().numpy()[hit]

@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Perturbed
+from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.geometry import Region, geometry, per_example
 from advlab.attacks.losses import dlr as dlr_loss
 from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
-from advlab.attacks.randomness import IndexedBatches, counter_uniform
+from advlab.attacks.randomness import counter_uniform
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count, check_eps, check_norm
 
@@ -88,7 +88,7 @@ def checkpoints(steps: int) -> list[int]:
     return out
 
 
-class APGD(IndexedBatches):
+class APGD(Attack):
     """Auto-PGD on cross-entropy or DLR, under L-inf or L2 (Croce & Hein 2020, Alg. 1)."""
 
     name = "apgd"
@@ -135,26 +135,26 @@ class APGD(IndexedBatches):
         return self.loss
 
     # ---- the attack ---------------------------------------------------------------------------
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        if targeted:
-            raise InputError(f"{self.name} is untargeted (APGD-T picks its own target classes); pass targets=None")
-        index = self.batch_indices(x.shape[0], x.device)
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        index = indices.to(x.device)
         with torch.no_grad():
             clean_logits = self.logits(x)
         out = x.clone()
-        robust = clean_logits.argmax(1) == goal
+        # a caller's target: reach it (targeted cross-entropy), moving away from the clean prediction
+        y = clean_logits.argmax(1) if targeted else goal
+        robust = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
         if self.eps == 0:
             return Perturbed(out, clean_logits=clean_logits)
         best_loss = torch.full((x.shape[0],), -math.inf, dtype=x.dtype, device=x.device)
-        passes = self._passes(x, goal, clean_logits.shape[1])
+        passes = [goal] * self.restarts if targeted else self._passes(x, goal, clean_logits.shape[1])
         for number, targets in enumerate(passes):
             todo = robust.nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
-            objective = self._objective(clean_logits.shape[1], targets is not None)
+            objective = "ce" if targeted else self._objective(clean_logits.shape[1], targets is not None)
             start = self._start(x[todo], index[todo], number)
             found, x_best, loss_best, broken = self.run(
-                x[todo], goal[todo], None if targets is None else targets[todo], start, objective
+                x[todo], y[todo], None if targets is None else targets[todo], start, objective, reach=targeted
             )
             better = broken | (loss_best > best_loss[todo])
             keep = torch.where(per_example(broken, found), found, x_best)
@@ -199,10 +199,11 @@ class APGD(IndexedBatches):
         return ball.project(state.x_adv + momentum * (z - state.x_adv) + (1 - momentum) * (state.x_adv - state.x_old))
 
     def run(
-        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, start: torch.Tensor, objective: str
+        self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, start: torch.Tensor, objective: str,
+        reach: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One APGD run from `start`: (adversarial point where found, best-loss point, best loss,
-        found mask), each (n, ...) in the order of x."""
+        found mask), each (n, ...) in the order of x. Found: misclassified, or at `target` when `reach`."""
         n = x.shape[0]
         targeted = target is not None
         found = x.clone()
@@ -222,7 +223,7 @@ class APGD(IndexedBatches):
         marks = checkpoints(self.steps)
         since = 0
         for i in range(self.steps + 1):
-            miss = logits.argmax(1) != state.y
+            miss = logits.argmax(1) == state.target if reach else logits.argmax(1) != state.y
             if bool(miss.any()):  # early exit: keep the first misclassified iterate
                 done = miss.nonzero().squeeze(1)
                 found[state.slot[done]] = state.x_adv[done]

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Perturbed
-from advlab.attacks.iterative import per_example
-from advlab.attacks.randomness import IndexedBatches, counter_uniform
+from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.geometry import per_example
+from advlab.attacks.randomness import counter_uniform
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count, check_eps, check_norm, check_positive
 
@@ -121,7 +121,7 @@ def projection_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
 PROJECTIONS = {"linf": projection_linf, "l2": projection_l2}
 
 
-class FABT(IndexedBatches):
+class FABT(Attack):
     """Targeted FAB under L-inf or L2; broken = an adversarial point within eps was found."""
 
     name = "fab-t"
@@ -157,29 +157,32 @@ class FABT(IndexedBatches):
         flat = r.flatten(1)
         return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        if targeted:
-            raise InputError("fab-t picks its own target classes; pass targets=None")
-        index = self.batch_indices(x.shape[0], x.device)
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        index = indices.to(x.device)
         with torch.no_grad():
             clean_logits = self.logits(x)
         out = x.clone()
-        open_ = clean_logits.argmax(1) == goal
+        # a caller's target: one pass towards it, away from the clean prediction
+        y = clean_logits.argmax(1) if targeted else goal
+        open_ = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
         if self.eps == 0:
             return Perturbed(out, clean_logits=clean_logits)
         ranked = clean_logits.argsort(dim=1, descending=True)
-        for rank in range(1, min(self.targets, clean_logits.shape[1] - 1) + 1):
+        ranks = [None] if targeted else range(1, min(self.targets, clean_logits.shape[1] - 1) + 1)
+        for rank in ranks:
             for restart in range(self.restarts):
                 todo = open_.nonzero().squeeze(1)
                 if todo.numel() == 0:
                     return Perturbed(out, clean_logits=clean_logits)
-                found, size = self.run(x[todo], goal[todo], ranked[todo, rank], index[todo], restart)
+                target = goal[todo] if rank is None else ranked[todo, rank]
+                found, size = self.run(x[todo], y[todo], target, index[todo], restart, reach=targeted)
                 hit = size <= self.eps
                 out[todo[hit]] = found[hit]
                 open_[todo[hit]] = False
         return Perturbed(out, clean_logits=clean_logits)
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, index: torch.Tensor, restart: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, index: torch.Tensor, restart: int,
+            reach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """One FAB-T run in the unit box: (closest adversarial point, its distance; inf if none)."""
         lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
         x0 = ((x - lo) / width).flatten(1)
@@ -202,7 +205,8 @@ class FABT(IndexedBatches):
             alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
             x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0[active] + self.eta * d0) * alpha).clamp(0, 1)
             with torch.no_grad():
-                adversarial = self.logits(self._image(x1, x.shape, lo, width)).argmax(1) != y[active]
+                pred = self.logits(self._image(x1, x.shape, lo, width)).argmax(1)
+                adversarial = pred == target[active] if reach else pred != y[active]
             dist = self._size(x1 - x0[active]) * width
             closer = adversarial & (dist < best_size[active])
             best[active[closer]] = x1[closer]

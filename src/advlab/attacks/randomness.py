@@ -7,18 +7,13 @@ result depend on the batch size and the device. A counter-based generator (Salmo
 finaliser (Steele, Lea & Flood 2014) applied to a linear combination of them. The same example
 gets the same numbers whatever batch it sits in, on any device, in any process.
 
-`IndexedBatches` lets an attack know the global index of each example of the batch it is given
-(the base runs the batches in order).
+The base hands each batch's global example indices to `_perturb`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from advlab.attacks.base import Attack, TargetSpec
-from advlab.attacks.result import AttackResult
 
 
 def _signed(value: int) -> int:
@@ -63,23 +58,3 @@ def counter_randint(seed: int, index: torch.Tensor, step: int, count: int, high:
 def counter_sign(seed: int, index: torch.Tensor, step: int, count: int, dtype: torch.dtype, *, stream: int = 0) -> torch.Tensor:
     """(len(index), count) values +-1 with equal probability."""
     return torch.where(counter_uniform(seed, index, step, count, stream=stream) < 0.5, -1.0, 1.0).to(dtype)
-
-
-class IndexedBatches(Attack):
-    """An attack that knows the index of each example of the batch it runs on: its position in x,
-    or `index[i]` when the caller passes one (an evaluation attacking a subset of a data set
-    passes the examples' positions in the data set, so each keeps its random numbers)."""
-
-    _offset = 0
-    _index: torch.Tensor | None = None
-
-    def __call__(self, x: Any, y: Any, *, targets: TargetSpec = None, index: torch.Tensor | None = None) -> AttackResult:
-        self._offset, self._index = 0, None if index is None else torch.as_tensor(index).long().cpu()
-        return super().__call__(x, y, targets=targets)
-
-    def batch_indices(self, n: int, device: torch.device) -> torch.Tensor:
-        """Indices of the next n examples (call once per batch, in order)."""
-        start, self._offset = self._offset, self._offset + n
-        if self._index is None:
-            return torch.arange(start, start + n, device=device)
-        return self._index[start : start + n].to(device)

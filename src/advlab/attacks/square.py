@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Perturbed
-from advlab.attacks.iterative import margin_objective, per_example
-from advlab.attacks.randomness import IndexedBatches, counter_randint, counter_sign, counter_uniform
+from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.geometry import per_example
+from advlab.attacks.losses import margin as margin_objective
+from advlab.attacks.randomness import counter_randint, counter_sign, counter_uniform
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count, check_eps, check_norm
 
@@ -75,7 +76,7 @@ def eta(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch
     return pattern / pattern.norm().clamp_min(1e-12)
 
 
-class Square(IndexedBatches):
+class Square(Attack):
     """Square attack under L-inf or L2, `queries` forward passes per example at most."""
 
     name = "square"
@@ -118,8 +119,8 @@ class Square(IndexedBatches):
 
     # ---- the search ---------------------------------------------------------------------------
     @torch.no_grad()
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> Perturbed:
-        index = self.batch_indices(x.shape[0], x.device)
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        index = indices.to(x.device)
         queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
         if self.eps == 0:
             return Perturbed(x.clone(), extra={"queries": queries})
