@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shlex
 import sys
@@ -197,6 +198,7 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
     evaluations = [
         evaluate_suite(checkpoint.model, data.images, data.labels, eps=e, norm=args.norm, suite=suite,
                        batch_size=args.batch_size, seed=args.seed, bracket=args.bracket, time_limit=args.time_limit,
+                       certify=getattr(importlib.import_module("advlab.exact"), "certify", None),
                        state_path=None if args.state is None else Path(f"{args.state}.eps{e:g}.npz"),
                        progress=not args.no_progress)
         for e in eps_values

@@ -119,7 +119,7 @@ def test_bracket_contains_the_exact_robust_accuracy():
         y = model(x).argmax(1)
     exact = minimal_linf(model, x, y, time_limit=20)
     for eps in (0.02, 0.05):
-        ev = evaluate_suite(model, x, y, eps=eps, suite=TINY, bracket=True, time_limit=20)
+        ev = evaluate_suite(model, x, y, eps=eps, suite=TINY, bracket=True, certify=certify, time_limit=20)
         low, high = ev.bracket
         truth_low = float((exact.lower > eps).double().mean())  # r* lies between these two
         truth_high = float((exact.upper >= eps).double().mean())

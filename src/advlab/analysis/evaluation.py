@@ -4,7 +4,7 @@
 
 1. Clean predictions: misclassified points are not robust (broken by "clean").
 2. With `bracket` (L-inf): interval and CROWN bounds (`advlab.exact.certify`) prove some points
-   robust on the whole eps-ball; those need no attack.
+   robust on the whole eps-ball; those need no attack. The verifier is passed in (`certify=`).
 3. The cascade (Croce & Hein 2020, Sec. 5): each attack of the suite runs only on the points every
    earlier attack left robust, in chunks of `batch_size`; per point we keep which attack broke it
    and its adversarial point. Attacks that draw random numbers get each point's position in the
@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,15 @@ def evaluate_suite(
     batch_size: int = 500,
     seed: int = 0,
     bracket: bool = False,
+    certify: Callable[..., Any] | None = None,
     time_limit: float = 120.0,
     state_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> SuiteEvaluation:
-    """Run `suite` as a cascade at budget eps; with `bracket`, prove the lower end (module docstring)."""
+    """Run `suite` as a cascade at budget eps; with `bracket`, prove the lower end (module docstring).
+
+    certify: the verifier for the bracket, `advlab.exact.certify` (passed in: analysis and exact
+    are sibling layers); without it the bracket is [0, attacked]."""
     bounds = check_bounds(bounds)
     norm = check_norm(norm, ("linf", "l2"))
     eps = check_eps(eps, bounds, norm=norm)
@@ -180,11 +184,11 @@ def evaluate_suite(
     notes: list[str] = []
     certification: dict[str, Any] = {}
     if bracket and state.position[2] == 0:
-        certification["bounds"] = _certify(model, x, y, state, eps, bounds, time_limit, milp=False, notes=notes, progress=progress)
+        certification["bounds"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=False, notes=notes, progress=progress)
     state.position[2] = max(state.position[2], 1)
     _cascade(attacks, entries, x, y, state, batch_size, path, progress)
     if bracket and state.position[2] == 1:
-        certification["milp"] = _certify(model, x, y, state, eps, bounds, time_limit, milp=True, notes=notes, progress=progress)
+        certification["milp"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=True, notes=notes, progress=progress)
     state.position[2] = 2
     state.save(path)
     broken = torch.from_numpy(state.broken)
@@ -255,13 +259,11 @@ def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y:
     bar.close()
 
 
-def _certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: _State, eps: float, bounds: Bounds,
+def _certify(certify: Callable[..., Any] | None, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: _State, eps: float, bounds: Bounds,
              time_limit: float, *, milp: bool, notes: list[str], progress: bool) -> dict[str, Any]:
     """Bounds (milp=False) or the MILP (milp=True) on the points still open; updates the state."""
-    try:
-        from advlab.exact import certify
-    except ImportError:
-        notes.append("this build has no verifier (advlab.exact.certify): the bracket is [0, attacked]")
+    if certify is None:
+        notes.append("no verifier given (advlab.exact.certify): the bracket is [0, attacked]")
         return {}
     todo = np.flatnonzero((state.broken == ROBUST) & ~state.certified)
     if not len(todo):
