@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     exact.add_argument("--time-limit", type=checks.positive_float, default=60.0, help="MILP seconds per image (ReLU networks)")
     exact.add_argument("--no-progress", action="store_true")
     exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz")
-    exact.set_defaults(func=cmd_exact, check=checks.check_output_dir)
+    exact.set_defaults(func=cmd_exact, check=checks.check_exact)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
     reproduce.add_argument("experiment", choices=list(EXPERIMENTS))

@@ -339,7 +339,16 @@ def check_train(args: argparse.Namespace) -> None:
     args.out = checkpoint_target(args.out, args.model, resume=args.resume, force=args.force)
 
 
+def model_source(args: argparse.Namespace) -> None:
+    """attack, evaluate, exact: a CHECKPOINT or --model (with optional --weights), not both."""
+    if (args.checkpoint is None) == (args.model is None):
+        raise InputError("give either a CHECKPOINT or --model package.module:factory|FILE.pt2, not both or neither")
+    if args.weights is not None and args.model is None:
+        raise InputError("--weights goes with --model package.module:factory")
+
+
 def check_attack(args: argparse.Namespace) -> None:
+    model_source(args)
     args.out = output_dir(args.out)
     reserved = {"batch_size": "--batch-size", "seed": "--seed", **({"eps": "--eps"} if args.eps is not None else {})}
     args.params = attack_params(args.method, args.param, reserved=reserved)
@@ -367,6 +376,7 @@ def suite_entries(text: str) -> Any:
 def check_evaluate(args: argparse.Namespace) -> None:
     from advlab.analysis import default_attacks
 
+    model_source(args)
     args.out = output_dir(args.out)
     if args.suite:
         if args.attacks or args.param or args.source:
@@ -387,7 +397,8 @@ def check_evaluate(args: argparse.Namespace) -> None:
     args.params = grouped_params(attacks, args.param, reserved=reserved)
 
 
-def check_output_dir(args: argparse.Namespace) -> None:
+def check_exact(args: argparse.Namespace) -> None:
+    model_source(args)
     args.out = output_dir(args.out)
 
 
