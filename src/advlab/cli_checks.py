@@ -397,6 +397,10 @@ def check_evaluate(args: argparse.Namespace) -> None:
     args.params = grouped_params(attacks, args.param, reserved=reserved)
 
 
+def check_output_dir(args: argparse.Namespace) -> None:
+    args.out = output_dir(args.out)
+
+
 def check_exact(args: argparse.Namespace) -> None:
     model_source(args)
     args.out = output_dir(args.out)

@@ -199,6 +199,11 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("reproduce", f"{R} --images 0 --out {{new}}", "argument --images", ""),
     ("reproduce", f"{R} --seed -3 --out {{new}}", "argument --seed", ""),
     ("reproduce", "reproduce goodfellow-fig2 --data-dir {data_labels_negative} --no-progress --out {new}", "label -3 outside", ""),
+    # ---- explore -------------------------------------------------------------------------------
+    ("explore", "explore --no-progress --out {file}", "exists and is not a directory", ""),
+    ("explore", "explore --no-progress --checkpoint {missing} --out {new}", "no such checkpoint", ""),
+    ("explore", "explore --no-progress --checkpoint {ckpt_nan_weights} --out {new}", "NaN or inf", ""),
+    ("explore", "explore --no-progress --seed -1 --out {new}", "argument --seed", ""),
     # ---- checkpoints, through attack (the loader every command shares) -------------------------
     *[("checkpoint", f"attack {{ckpt_{k.replace('-', '_')}}} --data-dir {{data}} --method fgsm --eps .1 --out {{new}}", msg, tag)
       for k, msg, tag in [
