@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from advlab.attacks import PGD
-from advlab.attacks.geometry import GEOMETRIES, counter_uniform, geometry, random_start
+from advlab.attacks.geometry import GEOMETRIES, geometry, random_start
+from advlab.attacks.randomness import counter_uniform
 from advlab.errors import InputError
 
 M64 = (1 << 64) - 1

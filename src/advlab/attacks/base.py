@@ -9,7 +9,7 @@ set `success` (refusing NaN/inf logits), and measures the perturbation norms.
 Batches and randomness: each batch's `_perturb` gets the global indices of its examples (by
 default 0..N-1; pass `indices` when x is a shard or a stream of a larger set). Every random
 choice is a function of (seed, global index, draw number) only (`geometry.random_start`,
-`geometry.counter_uniform`), so results do not depend on the batch size, the device or how
+`randomness.counter_uniform`), so results do not depend on the batch size, the device or how
 the set is split.
 """
 
@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.attacks.geometry import Geometry, Region, counter_uniform, geometry, random_start
+from advlab.attacks.geometry import Geometry, Region, geometry, random_start
+from advlab.attacks.randomness import counter_uniform
 from advlab.attacks.losses import cross_entropy
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError

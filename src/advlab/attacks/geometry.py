@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import torch
 
+from advlab.attacks.randomness import counter_uniform
 from advlab.validation import Bounds, check_norm
 
 
@@ -197,39 +198,6 @@ class Region:
         if isinstance(self.geometry, LinfBall):  # one fused op: z + alpha sign(g), clamped
             return torch.clamp(z.add(grad.sign(), alpha=alpha), self.low, self.high)
         return self.project(z + alpha * self.geometry.direction(grad))
-
-
-# ---- counter-based random numbers ------------------------------------------------------------
-# splitmix64 (Steele, Lea & Flood 2014) on int64 tensors: wrapping multiplication, logical shifts.
-_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
-_M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
-_M2 = -7723592293110705685  # 0x94D049BB133111EB
-
-
-def _srl(z: torch.Tensor, k: int) -> torch.Tensor:
-    return (z >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix(z: torch.Tensor) -> torch.Tensor:
-    z = (z ^ _srl(z, 30)) * _M1
-    z = (z ^ _srl(z, 27)) * _M2
-    return z ^ _srl(z, 31)
-
-
-def _signed(value: int) -> int:
-    value %= 1 << 64
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def counter_uniform(seed: int, indices: torch.Tensor, draw: int, n: int) -> torch.Tensor:
-    """(N, n) float64 uniforms in (0, 1): number j of example `indices[i]` in draw `draw` is
-    splitmix64 output j + 1 of a stream keyed by (seed, index, draw). CPU, no state."""
-    key = _mix(torch.tensor(_signed((seed + 1) * _GOLDEN), dtype=torch.int64))
-    key = _mix(key + indices.to(device="cpu", dtype=torch.int64) * _GOLDEN)
-    key = _mix(key + _signed((draw + 1) * _GOLDEN))
-    counters = torch.arange(1, n + 1, dtype=torch.int64) * _GOLDEN
-    bits = _srl(_mix(key.unsqueeze(1) + counters), 11)  # the top 53 bits
-    return (bits.double() + 0.5) * 2.0**-53
 
 
 def random_start(

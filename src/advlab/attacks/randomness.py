@@ -1,60 +1,55 @@
-"""Counter-based random numbers: a value is a pure function of (seed, example index, step, slot).
+"""Counter-based random numbers: a value is a pure function of (seed, example index, draw, slot).
 
-Attacks that draw fresh random numbers at every iteration (Square's windows and signs) cannot
-slice one pre-drawn stream per call cheaply, and drawing per batch from a generator makes the
-result depend on the batch size and the device. A counter-based generator (Salmon et al. 2011,
-"Parallel random numbers: as easy as 1, 2, 3") hashes the coordinates instead: here SplitMix64's
-finaliser (Steele, Lea & Flood 2014) applied to a linear combination of them. The same example
-gets the same numbers whatever batch it sits in, on any device, in any process.
-
-The base hands each batch's global example indices to `_perturb`.
+Drawing per batch from a generator makes an attack's result depend on the batch size, the device
+and the number of processes. A counter-based generator (Salmon et al. 2011, "Parallel random
+numbers: as easy as 1, 2, 3") hashes the coordinates instead, here with splitmix64 (Steele, Lea
+& Flood 2014) on int64 tensors (wrapping multiplication, logical shifts), on the CPU. Random
+starts (`geometry.random_start`), random targets, and the per-iteration draws of APGD, FAB and
+Square all come from `counter_uniform`; `stream` separates draws that serve different purposes
+within one step.
 """
 
 from __future__ import annotations
 
 import torch
 
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed 64-bit integer
+_M1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_M2 = -7723592293110705685  # 0x94D049BB133111EB
+_STREAM_SHIFT = 32  # draw numbers stay below 2**32, so (draw, stream) -> draw + stream << 32 is one-to-one
 
 
-def _signed(value: int) -> int:
-    """A 64-bit constant as the int64 with the same bits."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-_GOLDEN = _signed(0x9E3779B97F4A7C15)
-_MIX1 = _signed(0xBF58476D1CE4E5B9)
-_MIX2 = _signed(0x94D049BB133111EB)
-_KEYS = (_signed(0xD1B54A32D192ED03), _signed(0xABC98388FB8FAC03), _signed(0x8CB92BA72F3D8DD7), _signed(0xF1357AEA2E62A9C5))
-
-
-def _shr(z: torch.Tensor, bits: int) -> torch.Tensor:
-    """Logical right shift of int64 bits (torch's >> is arithmetic)."""
-    return (z >> bits) & ((1 << (64 - bits)) - 1)
+def _srl(z: torch.Tensor, k: int) -> torch.Tensor:
+    return (z >> k) & ((1 << (64 - k)) - 1)
 
 
 def _mix(z: torch.Tensor) -> torch.Tensor:
-    """SplitMix64's finaliser (int64 arithmetic wraps modulo 2^64)."""
-    z = (z ^ _shr(z, 30)) * _MIX1
-    z = (z ^ _shr(z, 27)) * _MIX2
-    return z ^ _shr(z, 31)
+    z = (z ^ _srl(z, 30)) * _M1
+    z = (z ^ _srl(z, 27)) * _M2
+    return z ^ _srl(z, 31)
 
 
-def counter_uniform(seed: int, index: torch.Tensor, step: int, count: int, *, stream: int = 0) -> torch.Tensor:
-    """(len(index), count) float64 uniform numbers in [0, 1), a pure function of
-    (seed, stream, index, step, column); distinct streams serve distinct purposes."""
-    slots = torch.arange(count, dtype=torch.int64, device=index.device)
-    seed_t, stream_t, step_t = (torch.tensor(v, dtype=torch.int64, device=index.device) for v in (seed, stream, step))
-    key = _mix(_mix(seed_t * _GOLDEN + stream_t * _KEYS[3]) + step_t * _KEYS[0])
-    z = key + index.to(torch.int64).unsqueeze(1) * _KEYS[1] + slots.unsqueeze(0) * _KEYS[2]
-    z = _mix(_mix(z))
-    return _shr(z, 11).to(torch.float64) * 2.0**-53
+def _signed(value: int) -> int:
+    value %= 1 << 64
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def counter_randint(seed: int, index: torch.Tensor, step: int, count: int, high: int, *, stream: int = 0) -> torch.Tensor:
-    """(len(index), count) integers uniform in 0..high-1."""
-    return (counter_uniform(seed, index, step, count, stream=stream) * high).floor().long()
+def counter_uniform(seed: int, indices: torch.Tensor, draw: int, n: int, *, stream: int = 0) -> torch.Tensor:
+    """(N, n) float64 uniforms in (0, 1): number j of example `indices[i]` in draw `draw` is
+    splitmix64 output j + 1 of a stream keyed by (seed, index, draw, stream). CPU, no state."""
+    key = _mix(torch.tensor(_signed((seed + 1) * _GOLDEN), dtype=torch.int64))
+    key = _mix(key + indices.to(device="cpu", dtype=torch.int64) * _GOLDEN)
+    key = _mix(key + _signed((draw + (stream << _STREAM_SHIFT) + 1) * _GOLDEN))
+    counters = torch.arange(1, n + 1, dtype=torch.int64) * _GOLDEN
+    bits = _srl(_mix(key.unsqueeze(1) + counters), 11)  # the top 53 bits
+    return (bits.double() + 0.5) * 2.0**-53
 
 
-def counter_sign(seed: int, index: torch.Tensor, step: int, count: int, dtype: torch.dtype, *, stream: int = 0) -> torch.Tensor:
-    """(len(index), count) values +-1 with equal probability."""
-    return torch.where(counter_uniform(seed, index, step, count, stream=stream) < 0.5, -1.0, 1.0).to(dtype)
+def counter_randint(seed: int, indices: torch.Tensor, draw: int, n: int, high: int, *, stream: int = 0) -> torch.Tensor:
+    """(N, n) integers uniform in 0..high-1."""
+    return (counter_uniform(seed, indices, draw, n, stream=stream) * high).floor().long()
+
+
+def counter_sign(seed: int, indices: torch.Tensor, draw: int, n: int, dtype: torch.dtype, *, stream: int = 0) -> torch.Tensor:
+    """(N, n) values +-1 with equal probability."""
+    return torch.where(counter_uniform(seed, indices, draw, n, stream=stream) < 0.5, -1.0, 1.0).to(dtype)
