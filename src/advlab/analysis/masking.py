@@ -23,24 +23,18 @@ A check that cannot run (no PGD registered, no source model) is reported as skip
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from advlab.attacks import ATTACKS
 
+from advlab.analysis.results import AttackPoint, MaskingCheck, RobustnessEvaluation
+
 if TYPE_CHECKING:
     from advlab.analysis.evaluation import SuiteEvaluation
-    from advlab.analysis.robustness import RobustnessEvaluation, Runner
 
 LARGE_EPS_MAX_ACCURACY = 0.05
 MAX_SINGLE_STEP_GAP = 0.2
-
-
-@dataclass
-class MaskingCheck:
-    name: str
-    status: str  # "pass", "fail" or "skipped"
-    detail: str
 
 
 def _pct(value: float) -> str:
@@ -63,13 +57,16 @@ def check_iterative(evaluation: RobustnessEvaluation, tolerance: float) -> Maski
     return MaskingCheck(name, "pass", f"PGD ({restarts} restart(s)) is at least as strong as FGSM at every eps")
 
 
-def check_large_eps(evaluation: RobustnessEvaluation, runner: Runner, eps: float) -> MaskingCheck:
+def large_eps_attack(attacks: Sequence[str]) -> str:
+    """The attack whose large-eps point check 2 reads: PGD when evaluated, else the last one."""
+    return "pgd" if "pgd" in attacks else attacks[-1]
+
+
+def check_large_eps(point: AttackPoint) -> MaskingCheck:
+    """Check 2 on the large-eps point, which the evaluation computes (a check runs no attack)."""
     name = "large eps -> 0"
-    attack = "pgd" if "pgd" in evaluation.attacks else evaluation.attacks[-1]
-    known = [p for p in evaluation.points if p.attack == attack and p.eps >= eps]
-    point = known[0] if known else runner.run(attack, eps)[0]
     verdict = "pass" if point.accuracy <= LARGE_EPS_MAX_ACCURACY else "fail"
-    detail = f"{attack} at eps={point.eps:g}: accuracy {_pct(point.accuracy)} (must be <= {_pct(LARGE_EPS_MAX_ACCURACY)})"
+    detail = f"{point.attack} at eps={point.eps:g}: accuracy {_pct(point.accuracy)} (must be <= {_pct(LARGE_EPS_MAX_ACCURACY)})"
     if verdict == "fail":
         detail += "; the attack cannot find examples that must exist: its gradients are likely masked"
     return MaskingCheck(name, verdict, detail)
@@ -118,11 +115,12 @@ def check_single_step_gap(evaluation: RobustnessEvaluation) -> MaskingCheck:
     return MaskingCheck(name, "pass", f"{detail} (gap at most {_pct(MAX_SINGLE_STEP_GAP)})")
 
 
-def masking_checks(evaluation: RobustnessEvaluation, runner: Runner, *, large_eps: float, tolerance: float) -> list[MaskingCheck]:
-    """All five checks, in the order of the module docstring."""
+def masking_checks(evaluation: RobustnessEvaluation, large_point: AttackPoint, *, tolerance: float) -> list[MaskingCheck]:
+    """All five checks, in the order of the module docstring; `large_point` is the large-eps
+    point of `large_eps_attack(evaluation.attacks)`."""
     return [
         check_iterative(evaluation, tolerance),
-        check_large_eps(evaluation, runner, large_eps),
+        check_large_eps(large_point),
         check_transfer(evaluation, tolerance),
         check_monotone(evaluation, tolerance),
         check_single_step_gap(evaluation),

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from advlab.analysis.masking import MaskingCheck, masking_checks
+from advlab.analysis.masking import large_eps_attack, masking_checks
+from advlab.analysis.results import AttackPoint, RobustnessEvaluation
 from advlab.attacks import ATTACKS, AttackResult, make_attack
 from advlab.attacks.base import FixedBudgetAttack
 from advlab.errors import InputError, UnknownNameError
@@ -56,65 +56,6 @@ def parse_eps(text: str) -> list[float]:
     if not values:
         raise InputError(f"no eps values in {text!r}")
     return sorted(set(values))
-
-
-@dataclass
-class AttackPoint:
-    """One attack at one eps."""
-
-    attack: str
-    eps: float
-    accuracy: float  # clean and adversarial input both classified correctly
-    success_rate: float
-    mean_confidence_on_errors: float  # over the misclassified adversarial examples (nan if none)
-    seconds: float
-    params: dict[str, Any]
-    source: str | None = None  # crafted on this other model (a transfer attack), or None
-
-    @property
-    def error(self) -> float:
-        return 1.0 - self.accuracy
-
-
-@dataclass
-class RobustnessEvaluation:
-    """Accuracy of one model under each attack at each eps, with the gradient-masking checks."""
-
-    n: int
-    clean_accuracy: float
-    eps: list[float]
-    attacks: list[str]
-    points: list[AttackPoint]  # white-box, attack-major
-    worst_case: list[float]  # per eps: right under every attack
-    transfer: list[AttackPoint] = field(default_factory=list)
-    checks: list[MaskingCheck] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def point(self, attack: str, eps: float) -> AttackPoint:
-        for p in self.points:
-            if p.attack == attack and math.isclose(p.eps, eps, abs_tol=1e-12):
-                return p
-        raise UnknownNameError(f"no result for attack {attack!r} at eps={eps}")
-
-    def curve(self, attack: str) -> list[float]:
-        return [self.point(attack, e).accuracy for e in self.eps]
-
-    @property
-    def flagged(self) -> list[MaskingCheck]:
-        return [c for c in self.checks if c.status == "fail"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "clean_accuracy": self.clean_accuracy,
-            "eps": self.eps,
-            "attacks": self.attacks,
-            "points": [asdict(p) for p in self.points],
-            "worst_case": self.worst_case,
-            "transfer": [asdict(p) for p in self.transfer],
-            "checks": [asdict(c) for c in self.checks],
-            "notes": self.notes,
-        }
 
 
 class Runner:
@@ -244,9 +185,11 @@ def evaluate_robustness(
                 if e > 0:
                     evaluation.transfer.append(runner.run(name, e, source=(source_name, source_model))[0])
                     step(f"transfer {name} eps={e:g}")
-    evaluation.checks = masking_checks(
-        evaluation, runner, large_eps=bounds[1] - bounds[0] if large_eps is None else check_eps(large_eps, bounds), tolerance=tolerance
-    )
+    large = bounds[1] - bounds[0] if large_eps is None else check_eps(large_eps, bounds)
+    strongest = large_eps_attack(names)
+    known = [p for p in evaluation.points if p.attack == strongest and p.eps >= large]
+    large_point = known[0] if known else runner.run(strongest, large)[0]
+    evaluation.checks = masking_checks(evaluation, large_point, tolerance=tolerance)
     step("checks")
     bar.close()
     return evaluation

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.analysis.masking import masking_checks
+from advlab.analysis.masking import large_eps_attack, masking_checks
 from advlab.analysis.robustness import (
     DEFAULT_EPS,
     DEFAULT_PARAMS,
@@ -45,16 +45,6 @@ Job = tuple[str, float, bool]  # (attack, eps, transfer)
 def _tag(job: Job) -> str:
     attack, eps, transfer = job
     return f"{attack}@{eps!r}" + ("@transfer" if transfer else "")
-
-
-class _KnownPoints:
-    """What `masking_checks` asks a runner for (the large-eps point), already computed."""
-
-    def __init__(self, points: Mapping[tuple[str, float], AttackPoint]) -> None:
-        self.points = points
-
-    def run(self, attack: str, eps: float) -> tuple[AttackPoint, None]:
-        return self.points[(attack, eps)], None
 
 
 def stream_robustness(
@@ -92,7 +82,7 @@ def stream_robustness(
     params = {name: {**DEFAULT_PARAMS.get(name, {}), **dict((attack_params or {}).get(name, {}))} for name in names}
     large = bounds[1] - bounds[0] if large_eps is None else check_eps(large_eps, bounds)
     jobs: list[Job] = [(name, e, False) for name in names for e in eps_list]
-    strongest = "pgd" if "pgd" in names else names[-1]
+    strongest = large_eps_attack(names)
     if not any(e >= large for e in eps_list):
         jobs.append((strongest, large, False))
     if source_model is not None:
@@ -155,7 +145,8 @@ def _assemble(store: ResultStore, jobs: Mapping[Job, dict[str, Any]], names: lis
         transfer=[p for job, p in points.items() if job[2]],
         notes=[f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS],
     )
-    known = _KnownPoints({(a, e): p for (a, e, t), p in points.items() if not t})
-    evaluation.checks = masking_checks(evaluation, known, large_eps=large, tolerance=tolerance)  # type: ignore[arg-type]
+    strongest = large_eps_attack(names)
+    large_point = min((p for (a, e, t), p in points.items() if a == strongest and not t and e >= large), key=lambda p: p.eps)
+    evaluation.checks = masking_checks(evaluation, large_point, tolerance=tolerance)
     return evaluation
 

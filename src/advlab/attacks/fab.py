@@ -31,7 +31,6 @@ from torch import nn
 from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.geometry import per_example
 from advlab.attacks.randomness import counter_uniform
-from advlab.errors import InputError
 from advlab.validation import Bounds, check_count, check_eps, check_norm, check_positive
 
 

@@ -166,7 +166,6 @@ def _linear_map(layer: nn.Module, shape: tuple[int, ...], apply_layer) -> torch.
 
 def _affine(layer: nn.Module, shape: tuple[int, ...]) -> Affine | None:
     """The exact affine map of a layer on per-example inputs of `shape` (None: identity)."""
-    n = math.prod(shape)
     if isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout)):
         return None
     if isinstance(layer, nn.Linear):
@@ -190,7 +189,6 @@ def _affine(layer: nn.Module, shape: tuple[int, ...]) -> Affine | None:
         ones = torch.ones(1, *shape, dtype=torch.float64)
         scale = (ones / layer.std.double()).expand_as(ones).reshape(-1)
         shift = (-layer.mean.double() / layer.std.double() * ones).reshape(-1)
-        index = torch.arange(n)
         return Affine(_diagonal(scale), shift)
     return None
 
