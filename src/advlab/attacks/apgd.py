@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
-from advlab.attacks.geometry import Region, geometry, per_example
+from advlab.attacks.base import FixedBudgetAttack, Perturbed
+from advlab.attacks.geometry import Region, per_example
 from advlab.attacks.losses import dlr as dlr_loss
 from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
 from advlab.attacks.randomness import counter_uniform
 from advlab.errors import InputError
-from advlab.validation import Bounds, check_count, check_eps, check_norm
+from advlab.validation import Bounds, check_count
 
 LOSSES = ("ce", "dlr")
 
@@ -88,7 +88,7 @@ def checkpoints(steps: int) -> list[int]:
     return out
 
 
-class APGD(Attack):
+class APGD(FixedBudgetAttack):
     """Auto-PGD on cross-entropy or DLR, under L-inf or L2 (Croce & Hein 2020, Alg. 1)."""
 
     name = "apgd"
@@ -106,9 +106,7 @@ class APGD(Attack):
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm, ("linf", "l2"))
-        self.eps = check_eps(eps, self.bounds, norm=norm)
+        super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
         self.steps = check_count("steps", steps)
         self.restarts = check_count("restarts", restarts)
         if loss not in LOSSES:
@@ -119,7 +117,7 @@ class APGD(Attack):
             raise InputError(f"rho must lie in (0, 1), got {rho}")
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": self.norm, "steps": self.steps,
+        return {**super().params(), "steps": self.steps,
                 "restarts": self.restarts, "loss": self.loss, "rho": self.rho}
 
     # ---- what the targeted version changes ---------------------------------------------------
@@ -236,7 +234,7 @@ class APGD(Attack):
                 state = state.take(keep)
             if i == self.steps:
                 break
-            ball = Region(geometry(self.norm), state.x, state.eps, self.bounds)
+            ball = Region(self.geometry, state.x, state.eps, self.bounds)
             x_new = self._step(state, ball, 1.0 if i == 0 else 0.75)
             state.x_old, state.x_adv = state.x_adv, x_new
             loss, state.grad, logits = self._loss_grad(state, objective, targeted)

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.base import FixedBudgetAttack, Perturbed
 from advlab.attacks.geometry import per_example
 from advlab.attacks.randomness import counter_uniform
-from advlab.validation import Bounds, check_count, check_eps, check_norm, check_positive
+from advlab.validation import Bounds, check_count, check_positive
 
 
 def projection_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def projection_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
 PROJECTIONS = {"linf": projection_linf, "l2": projection_l2}
 
 
-class FABT(Attack):
+class FABT(FixedBudgetAttack):
     """Targeted FAB under L-inf or L2; broken = an adversarial point within eps was found."""
 
     name = "fab-t"
@@ -140,16 +140,14 @@ class FABT(Attack):
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm, ("linf", "l2"))
-        self.eps = check_eps(eps, self.bounds, norm=norm)
+        super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
         self.steps = check_count("steps", steps)
         self.targets = check_count("targets", targets)
         self.restarts = check_count("restarts", restarts)
         self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": self.norm, "steps": self.steps, "targets": self.targets,
+        return {**super().params(), "steps": self.steps, "targets": self.targets,
                 "restarts": self.restarts, "alpha_max": self.alpha_max, "eta": self.eta, "beta": self.beta}
 
     def _size(self, r: torch.Tensor) -> torch.Tensor:

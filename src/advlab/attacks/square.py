@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, Perturbed
+from advlab.attacks.base import FixedBudgetAttack, Perturbed
 from advlab.attacks.geometry import per_example
 from advlab.attacks.losses import margin as margin_objective
 from advlab.attacks.randomness import counter_randint, counter_sign, counter_uniform
 from advlab.errors import InputError
-from advlab.validation import Bounds, check_count, check_eps, check_norm
+from advlab.validation import Bounds, check_count
 
 LOSSES = ("margin", "ce")
 _SIGN, _TRANSPOSE, _POSITION = 0, 1, 2  # random streams (positions use 2..5)
@@ -76,7 +76,7 @@ def eta(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch
     return pattern / pattern.norm().clamp_min(1e-12)
 
 
-class Square(Attack):
+class Square(FixedBudgetAttack):
     """Square attack under L-inf or L2, `queries` forward passes per example at most."""
 
     name = "square"
@@ -94,9 +94,7 @@ class Square(Attack):
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, bounds=bounds, **kwargs)
-        self.norm = check_norm(norm, ("linf", "l2"))
-        self.eps = check_eps(eps, self.bounds, norm=norm)
+        super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
         self.queries = check_count("queries", queries)
         self.p_init = float(p_init)
         if not 0 < self.p_init <= 1:
@@ -109,8 +107,6 @@ class Square(Attack):
     def params(self) -> dict[str, Any]:
         return {
             **super().params(),
-            "eps": self.eps,
-            "norm": self.norm,
             "queries": self.queries,
             "p_init": self.p_init,
             "loss": self.loss,
