@@ -78,6 +78,17 @@ def _explain_error(result: SzegedyResult, value: float, reference: float, which:
     return "not explained", False
 
 
+def _error_cells(result: SzegedyResult, table: str, label: str, errors: tuple[float, float],
+                 known: tuple[float, ...]) -> list[OffCell]:
+    """The train/test error cells of one model row that are off the paper's, with their explanation."""
+    out = []
+    for column, value, reference in (("train error", errors[0], known[0]), ("test error", errors[1], known[1])):
+        if is_off(value, reference):
+            text, ok = _explain_error(result, value, reference, column.split()[0])
+            out.append(OffCell(table, label, column, value, reference, text, ok))
+    return out
+
+
 def table1_off(result: SzegedyResult) -> list[OffCell]:
     out = []
     dist = {d.key: d for d in result.distortion}
@@ -85,10 +96,7 @@ def table1_off(result: SzegedyResult) -> list[OffCell]:
         known = paper.TABLE1.get(m.label)
         if known is None:
             continue
-        for column, value, reference in (("train error", m.train_error, known[0]), ("test error", m.test_error, known[1])):
-            if is_off(value, reference):
-                text, ok = _explain_error(result, value, reference, column.split()[0])
-                out.append(OffCell("1", m.label, column, value, reference, text, ok))
+        out += _error_cells(result, "1", m.label, (m.train_error, m.test_error), known)
         d = dist[m.key]
         if is_off(d.targeted_mean, known[2]):
             if d.exact_targeted_mean is not None and within(d.targeted_mean, d.exact_targeted_mean):
@@ -142,12 +150,8 @@ def table3_off(result: SzegedyResult) -> list[OffCell]:
     out = []
     for m in result.split_models:
         known = paper.TABLE3.get(m.label)
-        if known is None:
-            continue
-        for column, value, reference in (("train error", m.train_error, known[0]), ("test error", m.test_error, known[1])):
-            if is_off(value, reference):
-                text, ok = _explain_error(result, value, reference, column.split()[0])
-                out.append(OffCell("3", m.label, column, value, reference, text, ok))
+        if known is not None:
+            out += _error_cells(result, "3", m.label, (m.train_error, m.test_error), known)
     return out
 
 
