@@ -13,16 +13,7 @@ from advlab.attacks import PGD
 from advlab.errors import InputError
 from advlab.exact import certify, minimal_linf
 from advlab.models import as_multiclass_logits
-from tests.exact.nets import conv_net
-
-
-def _mlp(seed: int) -> nn.Sequential:
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
-    with torch.no_grad():
-        for layer in model[::2]:
-            layer.weight.mul_(3)
-    return model
+from tests.exact.nets import conv_net, scaled_mlp
 
 
 def _check_counterexamples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, result, eps: float) -> None:
@@ -45,7 +36,7 @@ def _between(distances: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_bracket_matches_the_exact_minimal_distances(seed: int) -> None:
-    model = _mlp(seed)
+    model = scaled_mlp(seed)
     x = torch.rand(12, 12, generator=torch.Generator().manual_seed(seed))
     y = model(x).argmax(1)
     y[0] = (y[0] + 1) % 3  # one misclassified example
@@ -67,7 +58,7 @@ def test_bracket_matches_the_exact_minimal_distances(seed: int) -> None:
 
 def test_milp_alone_decides_every_point_like_the_exact_distances() -> None:
     """Without the attack every broken point is a decision-MILP counterexample."""
-    model = _mlp(5)
+    model = scaled_mlp(5)
     x = torch.rand(8, 12, generator=torch.Generator().manual_seed(5))
     y = model(x).argmax(1)
     exact = minimal_linf(model, x, y, time_limit=30)
@@ -108,7 +99,7 @@ def test_unsupported_layer_leaves_bounds_out_but_still_attacks() -> None:
 @pytest.mark.parametrize("eps", [-0.1, float("nan"), 2.0])
 def test_bad_eps_is_refused(eps: float) -> None:
     with pytest.raises(InputError, match="eps"):
-        certify(_mlp(0), torch.rand(2, 12), torch.zeros(2, dtype=torch.long), eps=eps, progress=False)
+        certify(scaled_mlp(0), torch.rand(2, 12), torch.zeros(2, dtype=torch.long), eps=eps, progress=False)
 
 
 def test_decision_agrees_with_minimal_distance_on_a_max_pool_net() -> None:

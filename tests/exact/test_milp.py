@@ -17,6 +17,7 @@ from advlab.attacks import MinPGD
 from advlab.errors import InputError
 from advlab.exact import MinimalDistances, UnsupportedModelError, minimal_linf, minimal_perturbation
 from advlab.models import MLP, LogisticRegression, Normalize, SoftmaxRegression, as_multiclass_logits
+from tests.exact.nets import scaled_mlp
 
 
 def _net(widths: tuple[int, ...], seed: int) -> MLP:
@@ -296,21 +297,11 @@ def test_bad_images_or_labels_are_rejected(images: torch.Tensor, labels: torch.T
         minimal_linf(_net((4, 5, 3), seed=0), images, labels, time_limit=1)
 
 
-def _scaled_net(seed: int) -> nn.Sequential:
-    """A 12-16-16-3 ReLU net with weights scaled by 3: its decision boundary is close to many inputs."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
-    with torch.no_grad():
-        for layer in model[::2]:
-            layer.weight.mul_(3)
-    return model
-
-
 def test_lower_bound_is_sound_where_highs_cut_off_a_feasible_problem() -> None:
     """Regression: stopping HiGHS at its first solution under an objective cutoff made it call a
     feasible class MILP infeasible, so `lower` = 0.115839 > eps* = 0.1120619 (a point at 0.112063
     is classified 2, not 0)."""
-    model = _scaled_net(4)
+    model = scaled_mlp(4)
     x = torch.rand(16, 12, generator=torch.Generator().manual_seed(4))[:1]
     y = model(x).argmax(1)
     result = minimal_linf(model, x, y)
@@ -322,7 +313,7 @@ def test_lower_bound_is_sound_where_highs_cut_off_a_feasible_problem() -> None:
 
 @pytest.mark.parametrize("seed", [0, 3, 5, 8, 9])
 def test_no_attack_point_lies_below_the_lower_bound(seed: int) -> None:
-    model = _scaled_net(seed)
+    model = scaled_mlp(seed)
     x = torch.rand(4, 12, generator=torch.Generator().manual_seed(seed))
     y = model(x).argmax(1)
     result = minimal_linf(model, x, y, time_limit=20.0)
