@@ -112,6 +112,27 @@ def _check_attack(name: str) -> str:
     return name
 
 
+def evaluation_plan(
+    attacks: Sequence[str] | None, eps: Sequence[float], attack_params: Mapping[str, Mapping[str, Any]] | None, bounds: Bounds
+) -> tuple[list[str], list[float], dict[str, dict[str, Any]]]:
+    """The checked attack names, sorted distinct eps grid and per-attack constructor keywords
+    (defaults + the caller's) of an evaluation; eps in attack_params is refused (the grid sets it)."""
+    names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
+    if not names:
+        raise InputError("no attacks to evaluate with")
+    eps_list = sorted({check_eps(e, bounds) for e in eps})
+    if not eps_list:
+        raise InputError("eps must hold at least one value")
+    unknown = set(attack_params or {}) - set(names)
+    if unknown:
+        raise InputError(f"attack_params for attacks not evaluated: {', '.join(sorted(unknown))}")
+    params = {name: {**DEFAULT_PARAMS.get(name, {}), **dict((attack_params or {}).get(name, {}))} for name in names}
+    fixed = sorted(name for name in names if "eps" in params[name])
+    if fixed:
+        raise InputError(f"attack_params set eps for {', '.join(fixed)}; the eps grid sets it (give it in eps)")
+    return names, eps_list, params
+
+
 def evaluate_robustness(
     model: nn.Module,
     images: torch.Tensor,
@@ -139,19 +160,7 @@ def evaluate_robustness(
     bounds = check_bounds(bounds)
     images = check_images("images", images, bounds)
     labels = check_labels("labels", labels, images.shape[0])
-    names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
-    if not names:
-        raise InputError("no attacks to evaluate with")
-    eps_list = sorted({check_eps(e, bounds) for e in eps})
-    if not eps_list:
-        raise InputError("eps must hold at least one value")
-    params = {name: {**DEFAULT_PARAMS.get(name, {}), **dict((attack_params or {}).get(name, {}))} for name in names}
-    unknown = set(attack_params or {}) - set(names)
-    if unknown:
-        raise InputError(f"attack_params for attacks not evaluated: {', '.join(sorted(unknown))}")
-    fixed = sorted(name for name in names if "eps" in params[name])
-    if fixed:
-        raise InputError(f"attack_params set eps for {', '.join(fixed)}; the eps grid sets it (give it in eps)")
+    names, eps_list, params = evaluation_plan(attacks, eps, attack_params, bounds)
     runner = Runner(model, images, labels, params=params, bounds=bounds, batch_size=batch_size, seed=seed)
     notes = [f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS]
 

@@ -23,13 +23,11 @@ from torch import nn
 from advlab.analysis.masking import large_eps_attack, masking_checks
 from advlab.analysis.robustness import (
     DEFAULT_EPS,
-    DEFAULT_PARAMS,
     PREFERRED_ATTACKS,
     TRANSFER_PARAMS,
     AttackPoint,
     RobustnessEvaluation,
-    _check_attack,
-    default_attacks,
+    evaluation_plan,
 )
 from advlab.attacks import ATTACKS, make_attack
 from advlab.attacks.stream import ResultStore, run_stream
@@ -70,16 +68,7 @@ def stream_robustness(
     Returns the evaluation on rank 0 and None on the other ranks of a process group."""
     shard = shard or current_shard()
     bounds = check_bounds(bounds)
-    names = [_check_attack(a) for a in (attacks if attacks is not None else default_attacks())]
-    if not names:
-        raise InputError("no attacks to evaluate with")
-    eps_list = sorted({check_eps(e, bounds) for e in eps})
-    if not eps_list:
-        raise InputError("eps must hold at least one value")
-    unknown = set(attack_params or {}) - set(names)
-    if unknown:
-        raise InputError(f"attack_params for attacks not evaluated: {', '.join(sorted(unknown))}")
-    params = {name: {**DEFAULT_PARAMS.get(name, {}), **dict((attack_params or {}).get(name, {}))} for name in names}
+    names, eps_list, params = evaluation_plan(attacks, eps, attack_params, bounds)
     large = bounds[1] - bounds[0] if large_eps is None else check_eps(large_eps, bounds)
     jobs: list[Job] = [(name, e, False) for name in names for e in eps_list]
     strongest = large_eps_attack(names)
