@@ -288,7 +288,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from advlab.experiments.registry import Request, reproduce
 
     request = Request(data_dir=args.data_dir, out=Path(args.out), seed=args.seed, quick=args.quick, images=args.images,
-                      eps=args.eps, progress=not args.no_progress)
+                      eps=args.eps, progress=not args.no_progress, device=str(args.device), jobs=args.jobs, epochs=args.epochs,
+                      train_images=args.train_images)
     print(f"{args.experiment}: writing to {args.out} (a rerun resumes) ...", flush=True)
     paths, lines = reproduce(args.experiment, request, command=_command_line())
     for line in lines:
@@ -439,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--quick", action="store_true", help="a smoke run (what it does: `advlab.experiments.registry`)")
     reproduce.add_argument("--images", type=checks.positive_int, help="szegedy: images attacked per model (default 300; --quick: 6)")
     reproduce.add_argument("--seed", type=checks.seed, default=0)
+    reproduce.add_argument("--device", default="cpu", help="adversarial-generalization: where to train (cpu, cuda, cuda:N, auto)")
+    reproduce.add_argument("--jobs", type=checks.positive_int, default=1, help="adversarial-generalization: trainings at once")
+    reproduce.add_argument("--epochs", type=checks.positive_int, help="adversarial-generalization: epochs per training "
+                           "(default: each model's registered epochs)")
+    reproduce.add_argument("--train-images", type=checks.positive_int, help="adversarial-generalization: the first N "
+                           "training images of each set (default: all)")
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)

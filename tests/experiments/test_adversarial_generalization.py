@@ -8,6 +8,7 @@ from advlab.experiments.adversarial_generalization import (
     GeneralizationSettings,
     adversarial_generalization,
     collect,
+    default_settings,
     verdict,
 )
 
@@ -39,3 +40,23 @@ def test_tiny_study_runs_pairs_and_resumes(tmp_path):
                                                                           ("maxout", "fgsm", [0, 1])]
     again = collect(settings, tmp_path)  # reads the cached runs, trains nothing
     assert again.comparisons == result.comparisons and sorted(map(repr, again.runs)) == sorted(map(repr, result.runs))
+
+
+def test_worker_processes_give_the_same_runs(tmp_path):
+    """jobs=2 trains the same models as jobs=1 (each run seeded by itself, one thread each)."""
+    settings = GeneralizationSettings(datasets=(DataSpec("embedded", None, 120, 1),), models=("maxout",), seeds=(0, 1))
+    one = adversarial_generalization(settings, tmp_path / "one")
+    two = adversarial_generalization(settings, tmp_path / "two", jobs=2)
+    key = lambda r: (r.training, r.seed)  # noqa: E731
+    assert [(key(r), r.test_error, r.train_error) for r in sorted(one.runs, key=key)] == \
+        [(key(r), r.test_error, r.train_error) for r in sorted(two.runs, key=key)]
+    assert one.comparisons == two.comparisons
+
+
+def test_default_settings_use_every_image_and_the_registered_epochs(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "fashion-mnist").mkdir()
+    full = default_settings(str(tmp_path / "mnist"))
+    assert [(d.name, d.train_limit, d.epochs) for d in full.datasets] == [("mnist", None, None), ("fashion-mnist", None, None)]
+    small = default_settings(str(tmp_path / "mnist"), epochs=2, train_images=500)
+    assert {(d.train_limit, d.epochs) for d in small.datasets} == {(500, 2)}

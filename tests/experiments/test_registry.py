@@ -23,6 +23,10 @@ def test_unknown_experiment_and_options_it_cannot_honour():
         get_experiment("lecun")
     with pytest.raises(InputError, match="--images applies to szegedy only"):
         check_request(get_experiment("goodfellow-fig2"), Request(data_dir=None, out=Path("o"), images=5))
+    with pytest.raises(InputError, match="--jobs applies to adversarial-generalization only, not szegedy"):
+        check_request(get_experiment("szegedy"), Request(data_dir=None, out=Path("o"), jobs=2))
+    with pytest.raises(InputError, match="--train-images applies to adversarial-generalization only"):
+        check_request(get_experiment("goodfellow-fig2"), Request(data_dir=None, out=Path("o"), train_images=9))
     with pytest.raises(InputError, match="--images must be >= 1"):
         check_request(get_experiment("szegedy"), Request(data_dir=None, out=Path("o"), images=0))
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ class DataSpec:
     name: str
     data_dir: str | None  # an MNIST-format IDX folder (None: the embedded default)
     train_limit: int | None  # the first N training images (None: all)
-    epochs: int
+    epochs: int | None  # None: each model's registered number of epochs
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class RunResult:
     seconds: float
     objective: dict[str, Any]
     pool_kept: list[int] = field(default_factory=list)  # examples kept per pool (szegedy-pool only)
+    device: str = "cpu"  # where it was trained (the record; results differ across devices only by rounding)
 
 
 @dataclass
@@ -158,31 +161,41 @@ def _objective(model: str, train: Dataset, batch_size: int, seed: int, settings:
 
 
 def one_run(spec: DataSpec, model: str, adversarial: bool, seed: int, settings: GeneralizationSettings,
-            cache: StageCache, progress: bool = False) -> RunResult:
+            cache: StageCache, progress: bool = False, device: str = "cpu") -> RunResult:
     """Train one (dataset, model, objective, seed), resumably; its result is cached as JSON."""
     training = CLAIMS[model][0] if adversarial else "standard"
     key = f"{spec.name}-{model}-{training}-seed{seed}"
     splits = load_mnist(spec.data_dir)
     train = splits.train.take(spec.train_limit) if spec.train_limit else splits.train
-    config = default_config(model, epochs=spec.epochs, seed=seed)
+    config = default_config(model, seed=seed, **({"epochs": spec.epochs} if spec.epochs else {}))
     objective = _objective(model, train, config.batch_size, seed, settings) if adversarial else None
     described = objective.to_dict() if objective is not None else {"name": "cross_entropy"}
     cached = cache.read_json("runs", f"{key}.json")
     if cached is not None:
         run = RunResult(**cached)
-        if (run.epochs, run.n_train, run.objective) == (spec.epochs, len(train), json.loads(json.dumps(described))):
+        if (run.epochs, run.n_train, run.objective) == (config.epochs, len(train), json.loads(json.dumps(described))):
             return run
         cache.corrupt(cache.path("runs", f"{key}.json"), ValueError("it was made with other settings"))
     trained = train_registered(model, train, config, objective=objective, checkpoint=cache.path("checkpoints", f"{key}.safetensors"),
-                               resume=True, progress=progress, run={"data": {"train": train.fingerprint()}})
+                               resume=True, progress=progress, device=device, run={"data": {"train": train.fingerprint()}})
     result = RunResult(
-        dataset=spec.name, model=model, training=training, seed=seed, epochs=spec.epochs, n_train=len(train),
+        dataset=spec.name, model=model, training=training, seed=seed, epochs=config.epochs, n_train=len(train),
         train_error=error_rate(trained.model, train), test_error=error_rate(trained.model, splits.test),
         seconds=trained.seconds, objective=described,
-        pool_kept=list(getattr(objective, "kept", [])),
+        pool_kept=list(getattr(objective, "kept", [])), device=str(device),
     )
     cache.write_json(asdict(result), "runs", f"{key}.json")
     return result
+
+
+def _one_run_in_worker(args: tuple[Any, ...]) -> RunResult:
+    """one_run in a worker process of `adversarial_generalization(jobs=N)`: one torch thread each
+    (N workers share the machine's cores), its own cache handle on the same folder."""
+    import torch
+
+    torch.set_num_threads(1)
+    spec, model, adversarial, seed, settings, work_dir, device = args
+    return one_run(spec, model, adversarial, seed, settings, StageCache(Path(work_dir)), False, device)
 
 
 def compare(runs: list[RunResult], settings: GeneralizationSettings) -> list[Comparison]:
@@ -199,13 +212,32 @@ def compare(runs: list[RunResult], settings: GeneralizationSettings) -> list[Com
     return out
 
 
-def adversarial_generalization(settings: GeneralizationSettings, work_dir: str | Path, *, progress: bool = False) -> GeneralizationResult:
-    """Run (or resume) every planned training, seed by seed (so a partial study has whole pairs)."""
+def adversarial_generalization(settings: GeneralizationSettings, work_dir: str | Path, *, progress: bool = False,
+                               device: str = "cpu", jobs: int = 1) -> GeneralizationResult:
+    """Run (or resume) every planned training, seed by seed (so a partial study has whole pairs).
+
+    The trainings are independent: `jobs` > 1 runs them in that many worker processes (spawned,
+    one torch thread each; on a GPU they share it), each writing its own cached result, so a
+    killed study still resumes run by run. Every run's result is the same for any `jobs`.
+    """
     cache = StageCache(Path(work_dir))
     plan = [(seed, spec, model, adversarial) for seed in settings.seeds for spec in settings.datasets
             for model in settings.models for adversarial in (False, True)]
-    runs = [one_run(spec, model, adversarial, seed, settings, cache, progress)
-            for seed, spec, model, adversarial in tqdm(plan, desc="trainings", disable=None if progress else True)]
+    bar = tqdm(total=len(plan), desc="trainings", disable=None if progress else True)
+    if jobs <= 1:
+        runs = []
+        for seed, spec, model, adversarial in plan:
+            runs.append(one_run(spec, model, adversarial, seed, settings, cache, progress, device))
+            bar.update()
+    else:
+        tasks = [(spec, model, adversarial, seed, settings, str(work_dir), str(device)) for seed, spec, model, adversarial in plan]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_one_run_in_worker, task) for task in tasks]
+            for future in as_completed(futures):
+                future.result()  # a failed training stops the study here, with its error
+                bar.update()
+        runs = [future.result() for future in futures]
+    bar.close()
     return GeneralizationResult(settings.to_dict(), runs, compare(runs, settings), complete=True)
 
 
@@ -217,19 +249,22 @@ def collect(settings: GeneralizationSettings, work_dir: str | Path) -> Generaliz
     return GeneralizationResult(settings.to_dict(), runs, compare(runs, settings), complete=len(runs) == planned)
 
 
-def default_settings(data_dir: str | None, *, quick: bool = False) -> GeneralizationSettings:
+def default_settings(data_dir: str | None, *, quick: bool = False, epochs: int | None = None,
+                     train_images: int | None = None) -> GeneralizationSettings:
     """The study `advlab reproduce adversarial-generalization` runs.
 
-    Full: MNIST from `data_dir` (all its training images, 5 epochs) and, when a `fashion-mnist`
-    folder sits beside it, the first 10,000 Fashion-MNIST training images (3 epochs); 3 seeds.
-    These sizes fit about 40 minutes of one shared CPU core; the paper trained to convergence on
-    60,000 images. Quick: 300 embedded images, 1 epoch, 2 seeds, a tiny pool (a smoke run).
+    Full: MNIST from `data_dir` and, when a `fashion-mnist` folder sits beside it, Fashion-MNIST
+    (all 60,000 training images); every training image of each set unless `train_images` caps
+    it, each model's registered epochs (FC100-100-10: 20, maxout: 12) unless `epochs` sets them;
+    3 seeds. That is 24 trainings: minutes on a GPU with `--jobs`, hours on one CPU core (there
+    `--epochs`/`--train-images` make it smaller, and the report says what ran). Quick: 300
+    embedded images, 1 epoch, 2 seeds, a tiny pool (a smoke run).
     """
     if quick:
         return GeneralizationSettings(datasets=(DataSpec("embedded", None, 300, 1),), seeds=(0, 1), pool_size=6, pool_every=2,
                                       pool_attack=(("temperature", 1.0), ("search_steps", 3), ("max_iter", 10)))
-    datasets = [DataSpec("mnist" if data_dir else "embedded", data_dir, None, 5)]
+    datasets = [DataSpec("mnist" if data_dir else "embedded", data_dir, train_images, epochs)]
     fashion = Path(data_dir).parent / "fashion-mnist" if data_dir else None
     if fashion is not None and fashion.is_dir():
-        datasets.append(DataSpec("fashion-mnist", str(fashion), 10_000, 3))
+        datasets.append(DataSpec("fashion-mnist", str(fashion), train_images, epochs))
     return GeneralizationSettings(datasets=tuple(datasets))
