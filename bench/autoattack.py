@@ -30,10 +30,10 @@ from advlab.training import load_checkpoint
 
 
 def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, seed: int, batch: int) -> torch.Tensor:
-    """Per example: robust under AutoAttack's standard version."""
+    """Per example: robust under AutoAttack's standard version (on the device x is on)."""
     from pyautoattack import AutoAttack
 
-    adversary = AutoAttack(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", seed=seed, device="cpu")
+    adversary = AutoAttack(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", seed=seed, device=x.device)
     adversary.verbose = False
     x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch)
     with torch.no_grad():
@@ -71,24 +71,26 @@ def main() -> None:
     parser.add_argument("--first", default="autoattack", choices=["autoattack", "advlab"])
     parser.add_argument("--step-repeats", type=int, default=5, help="rounds of the APGD step-cost comparison (0: skip)")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both libraries run there)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or str(Path(__file__).resolve().parents[2] / "shared" / "data" / args.data)
     test = load_idx_dir(data_dir, args.data).test
-    x, y = test.images[: args.n], test.labels[: args.n]
-    model = load_checkpoint(args.checkpoint).model.eval().requires_grad_(False)
-    print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, seed {args.seed}; {machine()}")
+    x, y = test.images[: args.n].to(args.device), test.labels[: args.n].to(args.device)
+    model = load_checkpoint(args.checkpoint, device=args.device).model.eval().requires_grad_(False)
+    print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, seed {args.seed}, {args.device}; {machine()}")
 
     runs: dict[str, tuple[torch.Tensor, float]] = {}
 
     def run_autoattack() -> None:
         start = time.perf_counter()
-        runs["autoattack"] = (autoattack(model, x, y, args.eps, args.norm, args.seed, args.batch_size), time.perf_counter() - start)
+        robust = autoattack(model, x, y, args.eps, args.norm, args.seed, args.batch_size).cpu()  # .cpu() waits for the GPU
+        runs["autoattack"] = (robust, time.perf_counter() - start)
 
     def run_advlab() -> None:
         start = time.perf_counter()
         ev = evaluate_suite(model, x, y, eps=args.eps, norm=args.norm, suite="standard", batch_size=args.batch_size, seed=args.seed)
-        runs["advlab"] = (ev.robust, time.perf_counter() - start)
+        runs["advlab"] = (ev.robust.cpu(), time.perf_counter() - start)
         runs["advlab-notes"] = ev.notes  # type: ignore[assignment]
 
     order = (run_autoattack, run_advlab) if args.first == "autoattack" else (run_advlab, run_autoattack)
@@ -97,7 +99,7 @@ def main() -> None:
     (aa, aa_s), (mine, mine_s) = runs["autoattack"], runs["advlab"]
     figures = {
         "checkpoint": args.checkpoint, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm, "seed": args.seed,
-        "threads": args.threads, "autoattack_robust_accuracy": float(aa.double().mean()),
+        "threads": args.threads, "device": args.device, "autoattack_robust_accuracy": float(aa.double().mean()),
         "advlab_robust_accuracy": float(mine.double().mean()), "autoattack_seconds": aa_s, "advlab_seconds": mine_s,
         "time_ratio_advlab_over_autoattack": mine_s / aa_s,
         "advlab_robust_autoattack_breaks": int((mine & ~aa).sum()), "autoattack_robust_advlab_breaks": int((aa & ~mine).sum()),

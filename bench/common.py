@@ -39,6 +39,12 @@ def mlp(splits: Splits, *, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a timer read after it counts that work (no-op without CUDA)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 3) -> dict[str, float]:
     """Median seconds per call of each candidate, the candidates run in turn in every round."""
     for _ in range(warmup):
@@ -49,6 +55,7 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats:
         for name, run in candidates.items():
             start = time.perf_counter()
             run()
+            synchronize()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
