@@ -1,14 +1,20 @@
 """AutoAttack (pyautoattack==0.2.0, Croce & Hein's code) vs advlab `--suite standard`, side by side.
 
-Same model, same test images (the first --n), same eps and seed, same threads; one run each (the
-order alternates with --first). Prints robust accuracy, wall time and the per-example comparison
-(points advlab calls robust that AutoAttack breaks, and the reverse), then APGD's per-step cost
-against a plain-PyTorch floor (the same 2-pass momentum step in a bare loop), interleaved.
+Same model, same test images (the first --n), same eps and seed, same threads and device; the two
+libraries alternate (--rounds rounds, the first one chosen by --first; medians reported). Prints
+robust accuracy, wall time and the per-example comparison (points advlab calls robust that
+AutoAttack breaks, and the reverse), then APGD's per-step cost against a plain-PyTorch floor
+(`plain_apgd_steps`), interleaved.
+
+--certify: advlab first proves points robust with interval/CROWN bounds (`advlab.exact.certify`,
+no MILP) and attacks only the rest (`evaluate_suite(..., skip_certified=True)`); the output says
+whether it was on. --quick: both sides at a tenth of the budget (advlab's `quick` suite; AutoAttack
+`version="custom"` with the same iterations, targets and queries), for CI-sized runs only.
 
 Needs the comparison environment (`make .venv-compare/.installed`, or any venv with advlab's pins
-plus pyautoattack==0.2.0):
+plus pyautoattack==0.2.0), e.g. from the repository root:
 
-    .venv-compare/bin/python bench/autoattack.py CHECKPOINT --data mnist --n 200 --eps 0.3 --threads 1
+    PYTHONPATH=src .venv-compare/bin/python bench/autoattack.py CHECKPOINT --data mnist --n 100 --eps 0.3 --threads 1
 """
 
 from __future__ import annotations
@@ -16,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from common import interleaved_medians, machine
+from common import interleaved_medians, machine, synchronize
 
 from advlab.analysis.evaluation import evaluate_suite
 from advlab.attacks import APGD
@@ -29,27 +38,46 @@ from advlab.data.sources import load_idx_dir
 from advlab.training import load_checkpoint
 
 
-def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, seed: int, batch: int) -> torch.Tensor:
-    """Per example: robust under AutoAttack's standard version (on the device x is on)."""
+def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int, batch: int,
+               device: str, quick: bool) -> torch.Tensor:
+    """Per example: robust under AutoAttack's standard version (with --quick: its attacks at the
+    budgets of advlab's `quick` suite)."""
     from pyautoattack import AutoAttack
 
-    adversary = AutoAttack(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", seed=seed, device=x.device)
+    norm_name = {"linf": "Linf", "l2": "L2"}[norm]
+    if not quick:
+        adversary = AutoAttack(model, norm=norm_name, eps=eps, version="standard", seed=seed, device=device)
+    else:
+        adversary = AutoAttack(model, norm=norm_name, eps=eps, version="custom", seed=seed, device=device,
+                               attacks=["apgd-ce", "apgd-t", "fab-t", "square"])
+        for apgd, targets in ((adversary.apgd, None), (adversary.apgd_targeted, 3)):
+            apgd.n_iter, apgd.n_restarts = 20, 1
+            apgd.n_iter_2, apgd.n_iter_min, apgd.size_decr = max(int(0.22 * 20), 1), max(int(0.06 * 20), 1), max(int(0.03 * 20), 1)
+            if targets:
+                apgd.n_target_classes = targets
+        adversary.fab.n_iter, adversary.fab.n_target_classes = 20, 3
+        adversary.square.n_queries, adversary.square.resc_schedule = 500, True
     adversary.verbose = False
     x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch)
     with torch.no_grad():
-        return model(x_adv).argmax(1) == y
+        return (model(x_adv.to(device)).argmax(1) == y.to(device)).cpu()
 
 
 def plain_apgd_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int) -> torch.Tensor:
-    """The floor: APGD's arithmetic per step (sign step, projection, momentum, one forward+backward)
-    with no bookkeeping, step-size checks or early exit."""
+    """The floor: a bare APGD in plain PyTorch, as the reference code runs it on a batch whose points
+    all stay robust: a random start on the surface of the ball (torch.rand), then per step the
+    momentum step (sign step of 2 eps, projection, momentum .75, projection) and one
+    forward+backward; no best-point tracking, step-size checkpoints, early exit or validation."""
     low, high = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
-    x_adv, x_old = x.clone(), x.clone()
+    t = 2 * torch.rand(x.shape, dtype=x.dtype, device=x.device) - 1
+    x_adv = torch.clamp(x + eps * t / t.flatten(1).abs().amax(1).view(-1, *[1] * (x.ndim - 1)), low, high)
+    x_old = x_adv
     grad = torch.zeros_like(x)
     for i in range(steps + 1):
         if i:
+            a = 0.75 if i > 1 else 1.0
             z = torch.clamp(x_adv + 2 * eps * grad.sign(), low, high)
-            x_adv, x_old = torch.clamp(x_adv + 0.75 * (z - x_adv) + 0.25 * (x_adv - x_old), low, high), x_adv
+            x_adv, x_old = torch.clamp(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_old), low, high), x_adv
         x_adv.requires_grad_(True)
         loss = F.cross_entropy(model(x_adv), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
@@ -59,70 +87,102 @@ def plain_apgd_steps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, e
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="an advlab checkpoint (.safetensors): MLP or CNN")
     parser.add_argument("--data", default="mnist", help="mnist or fashion-mnist")
-    parser.add_argument("--data-dir", help="folder with the IDX files (default: ../shared/data/<data>)")
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--data-dir", help="folder with the IDX files (default: <repository>/../shared/data/<data>)")
+    parser.add_argument("--n", type=int, default=100, help="the first n test images")
     parser.add_argument("--eps", type=float, required=True)
     parser.add_argument("--norm", default="linf", choices=["linf", "l2"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both libraries)")
     parser.add_argument("--first", default="autoattack", choices=["autoattack", "advlab"])
+    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of the two evaluations (medians reported)")
+    parser.add_argument("--only", choices=["autoattack", "advlab"], help="run one library alone (profiling)")
+    parser.add_argument("--certify", action="store_true", help="advlab skips the points CROWN bounds prove robust")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the budget on both sides (not for reported figures)")
     parser.add_argument("--step-repeats", type=int, default=5, help="rounds of the APGD step-cost comparison (0: skip)")
+    parser.add_argument("--apgd-steps", type=int, default=100, help="APGD steps in the step-cost comparison")
     parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (both libraries run there)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or str(Path(__file__).resolve().parents[2] / "shared" / "data" / args.data)
     test = load_idx_dir(data_dir, args.data).test
     x, y = test.images[: args.n].to(args.device), test.labels[: args.n].to(args.device)
     model = load_checkpoint(args.checkpoint, device=args.device).model.eval().requires_grad_(False)
-    print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, seed {args.seed}, {args.device}; {machine()}")
+    certify = None
+    if args.certify:
+        from advlab.exact import certify
+    load = os.getloadavg()
+    print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, seed {args.seed}, "
+          f"{'quick' if args.quick else 'standard'} budgets, advlab certified-point skipping {'ON' if args.certify else 'off'}; "
+          f"{machine()}, device {args.device}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
-    runs: dict[str, tuple[torch.Tensor, float]] = {}
+    runs: dict[str, list[tuple[torch.Tensor, float]]] = {"autoattack": [], "advlab": []}
+    notes: list[str] = []
 
     def run_autoattack() -> None:
+        synchronize()
         start = time.perf_counter()
-        robust = autoattack(model, x, y, args.eps, args.norm, args.seed, args.batch_size).cpu()  # .cpu() waits for the GPU
-        runs["autoattack"] = (robust, time.perf_counter() - start)
+        robust = autoattack(model, x, y, eps=args.eps, norm=args.norm, seed=args.seed, batch=args.batch_size,
+                            device=args.device, quick=args.quick)
+        runs["autoattack"].append((robust, time.perf_counter() - start))
+        print(f"  AutoAttack: {100 * float(robust.double().mean()):.2f}% robust, {runs['autoattack'][-1][1]:.1f} s", flush=True)
 
     def run_advlab() -> None:
+        synchronize()
         start = time.perf_counter()
-        ev = evaluate_suite(model, x, y, eps=args.eps, norm=args.norm, suite="standard", batch_size=args.batch_size, seed=args.seed)
-        runs["advlab"] = (ev.robust.cpu(), time.perf_counter() - start)
-        runs["advlab-notes"] = ev.notes  # type: ignore[assignment]
+        ev = evaluate_suite(model, x, y, eps=args.eps, norm=args.norm, suite="quick" if args.quick else "standard",
+                            batch_size=args.batch_size, seed=args.seed, skip_certified=args.certify, certify=certify)
+        synchronize()
+        runs["advlab"].append((ev.robust.cpu(), time.perf_counter() - start))
+        notes[:] = ev.notes + [f"seconds per stage: {json.dumps({k: round(v, 2) for k, v in ev.seconds.items()})}"]
+        if ev.certified is not None:
+            notes.append(f"certified by bounds before any attack: {int(ev.certified.sum())} of {len(y)}")
+        print(f"  advlab: {100 * ev.robust_accuracy:.2f}% robust, {runs['advlab'][-1][1]:.1f} s", flush=True)
 
-    order = (run_autoattack, run_advlab) if args.first == "autoattack" else (run_advlab, run_autoattack)
-    for run in order:
-        run()
-    (aa, aa_s), (mine, mine_s) = runs["autoattack"], runs["advlab"]
-    figures = {
+    order = [run_autoattack, run_advlab] if args.first == "autoattack" else [run_advlab, run_autoattack]
+    if args.only:
+        order = [run_autoattack if args.only == "autoattack" else run_advlab]
+    for _ in range(args.rounds):
+        for run in order:
+            run()
+    figures: dict[str, Any] = {
         "checkpoint": args.checkpoint, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm, "seed": args.seed,
-        "threads": args.threads, "device": args.device, "autoattack_robust_accuracy": float(aa.double().mean()),
-        "advlab_robust_accuracy": float(mine.double().mean()), "autoattack_seconds": aa_s, "advlab_seconds": mine_s,
-        "time_ratio_advlab_over_autoattack": mine_s / aa_s,
-        "advlab_robust_autoattack_breaks": int((mine & ~aa).sum()), "autoattack_robust_advlab_breaks": int((aa & ~mine).sum()),
-        "advlab_notes": runs["advlab-notes"],
+        "threads": args.threads, "device": args.device, "quick": args.quick, "certify": args.certify, "rounds": args.rounds,
+        "load_average_start": load, "advlab_notes": notes,
     }
-    print(f"robust accuracy: AutoAttack {100 * figures['autoattack_robust_accuracy']:.2f}%  "
-          f"advlab {100 * figures['advlab_robust_accuracy']:.2f}%")
-    print(f"wall time: AutoAttack {aa_s:.1f} s  advlab {mine_s:.1f} s  ratio advlab/AutoAttack {mine_s / aa_s:.3f}")
-    print(f"points advlab calls robust that AutoAttack breaks: {figures['advlab_robust_autoattack_breaks']}; "
-          f"the reverse: {figures['autoattack_robust_advlab_breaks']}")
-    for note in figures["advlab_notes"]:
+    for name, done in runs.items():
+        if done:
+            figures[f"{name}_robust_accuracy"] = float(done[0][0].double().mean())
+            figures[f"{name}_seconds"] = statistics.median(t for _, t in done)
+    if not args.only:
+        aa, mine = runs["autoattack"][0][0], runs["advlab"][0][0]
+        aa_s, mine_s = figures["autoattack_seconds"], figures["advlab_seconds"]
+        figures.update(time_ratio_advlab_over_autoattack=mine_s / aa_s,
+                       advlab_robust_autoattack_breaks=int((mine & ~aa).sum()), autoattack_robust_advlab_breaks=int((aa & ~mine).sum()))
+        print(f"robust accuracy: AutoAttack {100 * figures['autoattack_robust_accuracy']:.2f}%  "
+              f"advlab {100 * figures['advlab_robust_accuracy']:.2f}%")
+        print(f"wall time (median of {args.rounds}): AutoAttack {aa_s:.1f} s  advlab {mine_s:.1f} s  ratio advlab/AutoAttack {mine_s / aa_s:.3f}")
+        print(f"points advlab calls robust that AutoAttack breaks: {figures['advlab_robust_autoattack_breaks']}; "
+              f"the reverse: {figures['autoattack_robust_advlab_breaks']}")
+    for note in notes:
         print(f"advlab note: {note}")
     if args.step_repeats:
-        steps, tiny = 20, 1e-6  # a budget no point escapes at, so every step runs on the whole batch
+        steps, tiny = args.apgd_steps, 1e-6  # a budget no point escapes at, so every step runs on the whole batch
         batch_x, batch_y = x[: min(len(x), 200)], y[: min(len(y), 200)]
-        attack = APGD(model, eps=tiny, steps=steps, batch_size=1000)
+        attack = APGD(model, eps=tiny, steps=steps, batch_size=1000, progress=False)
         times = interleaved_medians({"advlab": lambda: attack(batch_x, batch_y),
                                      "floor": lambda: plain_apgd_steps(model, batch_x, batch_y, tiny, steps)},
                                     repeats=args.step_repeats, warmup=1)
         figures["apgd_step_ratio"] = times["advlab"] / times["floor"]
         figures["apgd_ms_per_step"] = 1e3 * times["advlab"] / steps
-        print(f"APGD {steps} steps on {len(batch_x)} images: advlab {1e3 * times['advlab']:.1f} ms, floor "
-              f"{1e3 * times['floor']:.1f} ms, ratio {figures['apgd_step_ratio']:.3f}")
+        load = os.getloadavg()
+        print(f"APGD {steps} steps on {len(batch_x)} images (median of {args.step_repeats}, interleaved): advlab "
+              f"{1e3 * times['advlab']:.1f} ms, floor {1e3 * times['floor']:.1f} ms, ratio {figures['apgd_step_ratio']:.3f}; "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    figures["load_average_end"] = os.getloadavg()
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)))
 

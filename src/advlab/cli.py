@@ -198,6 +198,7 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
     evaluations = [
         evaluate_suite(checkpoint.model, data.images, data.labels, eps=e, norm=args.norm, suite=suite,
                        batch_size=args.batch_size, seed=args.seed, bracket=args.bracket, time_limit=args.time_limit,
+                       skip_certified=args.skip_certified,
                        certify=getattr(importlib.import_module("advlab.exact"), "certify", None),
                        state_path=None if args.state is None else Path(f"{args.state}.eps{e:g}.npz"),
                        progress=not args.no_progress)
@@ -414,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suite", help="run an attack suite as a cascade: standard (AutoAttack's), quick, or a JSON list")
     evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model of --suite")
     evaluate.add_argument("--bracket", action="store_true", help="with --suite: prove a lower bound (bounds + MILP, L-inf)")
+    evaluate.add_argument("--skip-certified", action="store_true",
+                          help="with --suite: attack only the points interval/CROWN bounds leave open (L-inf; saves time)")
     evaluate.add_argument("--time-limit", type=checks.positive_float, default=120.0,
                           help="MILP seconds per point for --bracket")
     evaluate.add_argument("--state", help="with --suite: resume from / save to STATE.eps<EPS>.npz")

@@ -385,7 +385,11 @@ def check_evaluate(args: argparse.Namespace) -> None:
         args.eps_values = eps_grid(args.eps)
         if not any(e > 0 for e in args.eps_values):
             raise InputError(f"--suite needs an eps > 0, got --eps {args.eps}")
+        if (args.bracket or args.skip_certified) and args.norm != "linf":
+            raise InputError("--bracket and --skip-certified are available for --norm linf only")
         return
+    if args.bracket or args.skip_certified:
+        raise InputError("--bracket and --skip-certified work with --suite only")
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     for name in attacks:
         accepted_params(name)  # an unknown name is refused here

@@ -125,3 +125,34 @@ def test_bracket_contains_the_exact_robust_accuracy():
         truth_high = float((exact.upper >= eps).double().mean())
         assert low <= truth_high + 1e-12 and high >= truth_low - 1e-12
         assert low <= high
+
+
+def test_skip_certified_attacks_only_the_points_the_bounds_leave_open(case, monkeypatch):
+    """With skip_certified, CROWN/interval bounds run first; proven points are never attacked, and
+    every outcome equals the full cascade's (a proven point has no adversarial point to find)."""
+    certify = pytest.importorskip("advlab.exact").__dict__.get("certify")
+    if certify is None:
+        pytest.skip("this build has no advlab.exact.certify")
+    from advlab.attacks import APGD
+
+    model, x, y = case
+    seen: list[int] = []
+    original = APGD.__call__
+
+    def spy(self, xs, ys, **kwargs):
+        seen.extend(torch.as_tensor(kwargs["indices"]).tolist())
+        return original(self, xs, ys, **kwargs)
+
+    full = evaluate_suite(model, x, y, eps=0.02, suite=TINY)
+    monkeypatch.setattr(APGD, "__call__", spy)
+    ev = evaluate_suite(model, x, y, eps=0.02, suite=TINY, skip_certified=True, certify=certify)
+    assert ev.certified is not None and 0 < int(ev.certified.sum()) < int(ev.robust.sum())
+    assert not bool((ev.certified & ~ev.robust).any())
+    assert torch.equal(ev.robust, full.robust) and ev.broken_by == full.broken_by
+    first = [i for i in range(len(y)) if full.clean_correct[i] and not ev.certified[i]]
+    assert sorted(seen[: len(first)]) == first  # APGD-CE saw exactly the open points (APGD-T runs after it)
+    assert not set(seen) & set(ev.certified.nonzero().flatten().tolist())
+    with pytest.raises(InputError, match="verifier"):
+        evaluate_suite(model, x, y, eps=0.02, suite=TINY, skip_certified=True)
+    with pytest.raises(InputError, match="linf"):
+        evaluate_suite(model, x, y, eps=0.2, norm="l2", suite=TINY, skip_certified=True, certify=certify)

@@ -127,3 +127,61 @@ def test_eps_zero_registry_and_bad_input(softmax_model, embedded):
         APGDT(softmax_model, eps=0.1, loss="ce")
     reached = APGD(softmax_model, eps=0.3, steps=20)(x, y, targets="random")  # a caller's target: reach it
     assert torch.equal(reached.adv_pred[reached.success], reached.targets[reached.success])
+
+
+def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """Alg. 1 of Croce & Hein 2020 for one example, written out plainly (no fused arithmetic, no
+    shared state): the first misclassified iterate, else the best-loss point."""
+    eps, steps = attack.eps, attack.steps
+    lo, hi = attack.bounds
+
+    def project(z: torch.Tensor) -> torch.Tensor:
+        if attack.norm == "linf":
+            return torch.min(torch.max(z, x - eps), x + eps).clamp(lo, hi)
+        r = z - x
+        return (x + r * min(1.0, eps / float(r.norm()))).clamp(lo, hi) if float(r.norm()) > eps else z.clamp(lo, hi)
+
+    def loss_grad(z: torch.Tensor) -> tuple[float, torch.Tensor, int]:
+        z = z.detach().requires_grad_(True)
+        logits = attack.model(z)
+        loss = nn.functional.cross_entropy(logits, y) if attack.loss == "ce" else dlr_loss(logits, y).sum()
+        (g,) = torch.autograd.grad(loss, z)
+        return float(loss.detach()), g, int(logits.argmax(1))
+
+    marks, step = checkpoints(steps), 2 * eps
+    x_k = x_old = x_best = start
+    f, g, pred = loss_grad(x_k)
+    f_best, g_best, f_last, f_best_check, reduced, rises, since = f, g, f, f, True, 0, 0
+    for i in range(steps):
+        if pred != int(y):
+            return x_k, True
+        d = g.sign() if attack.norm == "linf" else g / (g.norm() + 1e-12)
+        z = project(x_k + step * d)
+        a = 1.0 if i == 0 else 0.75
+        x_old, x_k = x_k, project(x_k + a * (z - x_k) + (1 - a) * (x_k - x_old))
+        f, g, pred = loss_grad(x_k)
+        rises, f_last, since = rises + (f > f_last), f, since + 1
+        if f > f_best:
+            x_best, g_best, f_best = x_k, g, f
+        if i + 1 in marks:
+            halve = rises <= since * attack.rho or (not reduced and f_best_check >= f_best)
+            reduced, f_best_check, rises, since = halve, f_best, 0, 0
+            if halve:
+                step, x_k, g = step / 2, x_best, g_best
+    return (x_k, True) if pred != int(y) else (x_best, False)
+
+
+@pytest.mark.parametrize("norm,loss", [("linf", "ce"), ("linf", "dlr"), ("l2", "ce")])
+def test_the_batched_loop_is_the_textbook_algorithm(norm, loss):
+    """The fused, early-exiting batch loop returns, per example, what Alg. 1 run on that example alone returns."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
+    x = torch.rand(24, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    attack = APGD(model, eps=0.04 if norm == "linf" else 0.25, norm=norm, loss=loss, steps=25, progress=False)
+    result = attack(x, y)
+    starts = attack._start(x, torch.arange(len(x)), 0)
+    outcomes = [_textbook_apgd(attack, x[i : i + 1], y[i : i + 1], starts[i : i + 1]) for i in range(len(x))]
+    assert 0 < result.success.sum() < len(x)  # both kinds of outcome are checked
+    assert [s for _, s in outcomes] == result.success.tolist()
+    assert torch.allclose(torch.cat([p for p, _ in outcomes]), result.x_adv, rtol=0, atol=1e-9)

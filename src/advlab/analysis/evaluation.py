@@ -3,8 +3,11 @@
     evaluate_suite(model, x, y, *, eps, norm="linf", suite="standard", bracket=False, ...)
 
 1. Clean predictions: misclassified points are not robust (broken by "clean").
-2. With `bracket` (L-inf): interval and CROWN bounds (`advlab.exact.certify`) prove some points
-   robust on the whole eps-ball; those need no attack. The verifier is passed in (`certify=`).
+2. With `bracket` or `skip_certified` (L-inf): interval and CROWN bounds (`advlab.exact.certify`,
+   no MILP) prove some points robust on the whole eps-ball; those need no attack, so they are not
+   attacked (the attacks could not break them). The verifier is passed in (`certify=`).
+   `skip_certified` alone only saves time: a proven point has no misclassified point in its ball
+   (for the float64 model the bounds read), so no attack could have broken it.
 3. The cascade (Croce & Hein 2020, Sec. 5): each attack of the suite runs only on the points every
    earlier attack left robust, in chunks of `batch_size`; per point we keep which attack broke it
    and its adversarial point. Attacks that draw random numbers get each point's position in the
@@ -147,6 +150,7 @@ def evaluate_suite(
     batch_size: int = 500,
     seed: int = 0,
     bracket: bool = False,
+    skip_certified: bool = False,
     certify: Callable[..., Any] | None = None,
     time_limit: float = 120.0,
     state_path: str | os.PathLike[str] | None = None,
@@ -155,7 +159,9 @@ def evaluate_suite(
     """Run `suite` as a cascade at budget eps; with `bracket`, prove the lower end (module docstring).
 
     certify: the verifier for the bracket, `advlab.exact.certify` (passed in: analysis and exact
-    are sibling layers); without it the bracket is [0, attacked]."""
+    are sibling layers); without it the bracket is [0, attacked]. skip_certified: run the bounds
+    before the attacks (as `bracket` does, without the MILP) and attack only the points they
+    leave open; needs `certify`."""
     bounds = check_bounds(bounds)
     norm = check_norm(norm, ("linf", "l2"))
     eps = check_eps(eps, bounds, norm=norm)
@@ -163,8 +169,10 @@ def evaluate_suite(
     y = check_labels("labels", labels, len(x))
     batch_size = check_count("batch_size", batch_size)
     entries, missing = resolve_suite(suite, ATTACKS)
-    if bracket and norm != "linf":
-        raise InputError("the certified bracket is available for norm='linf' only")
+    if (bracket or skip_certified) and norm != "linf":
+        raise InputError("the certified bracket and skip_certified are available for norm='linf' only")
+    if skip_certified and certify is None:
+        raise InputError("skip_certified needs a verifier: pass certify=advlab.exact.certify")
     attacks = [make_attack(e.attack, model, **{**e.params, "eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size})
                for e in entries]
     clean_logits = model_logits(model, x, batch_size=batch_size)
@@ -172,6 +180,7 @@ def evaluate_suite(
     probe = probe_model(model, x[:batch_size], y[:batch_size], clean_logits[:batch_size])
     n = len(y)
     settings = {"eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size, "bracket": bracket,
+                "skip_certified": skip_certified,
                 "time_limit": time_limit, "suite": [(e.label, e.attack, dict(e.params)) for e in entries]}
     fingerprint = _fingerprint(model, x, y, settings)
     path = None if state_path is None else Path(state_path)
@@ -183,7 +192,7 @@ def evaluate_suite(
                        np.array([0, 0, 0]), np.zeros(len(entries)))
     notes: list[str] = []
     certification: dict[str, Any] = {}
-    if bracket and state.position[2] == 0:
+    if (bracket or skip_certified) and state.position[2] == 0:
         certification["bounds"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=False, notes=notes, progress=progress)
     state.position[2] = max(state.position[2], 1)
     _cascade(attacks, entries, x, y, state, batch_size, path, progress)
@@ -206,7 +215,7 @@ def evaluate_suite(
         clean_correct=clean, robust=broken == ROBUST, broken_by=[labels_of[int(b)] for b in state.broken],
         x_adv=torch.from_numpy(state.x_adv).to(x.dtype), after=after,
         seconds={e.label: float(s) for e, s in zip(entries, state.seconds)},
-        certified=torch.from_numpy(state.certified) if bracket else None, certification=certification,
+        certified=torch.from_numpy(state.certified) if bracket or skip_certified else None, certification=certification,
         missing=missing, notes=notes, probe=probe,
     )
 

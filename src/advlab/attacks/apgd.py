@@ -54,9 +54,9 @@ class DLRFallbackWarning(UserWarning):
 
 @dataclass
 class _Run:
-    """Per-example state of one APGD run (all tensors indexed by example)."""
+    """Per-example state of one APGD run (all tensors indexed by example; `ball` their feasible set)."""
 
-    x: torch.Tensor
+    ball: Region
     y: torch.Tensor
     target: torch.Tensor
     slot: torch.Tensor  # row of this example in the batch
@@ -71,10 +71,10 @@ class _Run:
     reduced_at_check: torch.Tensor
     rises: torch.Tensor
     step: torch.Tensor
-    eps: torch.Tensor
 
     def take(self, keep: torch.Tensor) -> _Run:
-        return _Run(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+        return _Run(**{f.name: getattr(self, f.name).take(keep) if f.name == "ball" else getattr(self, f.name)[keep]
+                       for f in fields(self)})
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -149,26 +149,26 @@ class APGD(FixedBudgetAttack):
             todo = robust.nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
+            rows = slice(None) if todo.numel() == len(x) else todo  # no gathers while every point is open
             objective = "ce" if targeted else self._objective(clean_logits.shape[1], targets is not None)
-            start = self._start(x[todo], index[todo], number)
-            found, x_best, loss_best, broken = self.run(
-                x[todo], y[todo], None if targets is None else targets[todo], start, objective, reach=targeted
+            point, loss_best, broken = self.run(
+                x[rows], y[rows], None if targets is None else targets[rows], self._start(x[rows], index[rows], number),
+                objective, reach=targeted,
             )
-            better = broken | (loss_best > best_loss[todo])
-            keep = torch.where(per_example(broken, found), found, x_best)
-            out[todo] = torch.where(per_example(better, keep), keep, out[todo])
-            best_loss[todo] = torch.where(better, loss_best, best_loss[todo])
-            robust[todo] = ~broken
+            better = broken | (loss_best > best_loss[rows])
+            out[rows] = _where_rows(better, (point,), (out[rows],))[0]
+            best_loss[rows] = torch.where(better, loss_best, best_loss[rows])
+            robust[rows] = ~broken
         return Perturbed(out, clean_logits=clean_logits)
 
     def _start(self, x: torch.Tensor, index: torch.Tensor, number: int) -> torch.Tensor:
         """x + eps t / ||t||, t uniform in [-1, 1]^n (L-inf) or standard normal (L2), clipped to the box."""
-        draws = counter_uniform(self.seed, index, number, 2 * x[0].numel()).to(x.dtype)
-        u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
         if self.norm == "linf":
-            t = 2 * u1 - 1
+            t = (2 * counter_uniform(self.seed, index, number, x[0].numel()).to(x.dtype) - 1).view(x.shape)
             length = t.flatten(1).abs().amax(1)
         else:  # Box-Muller
+            draws = counter_uniform(self.seed, index, number, 2 * x[0].numel()).to(x.dtype)
+            u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
             t = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
             length = t.flatten(1).norm(dim=1)
         return (x + self.eps * t / per_example(length + 1e-12, x)).clamp(*self.bounds)
@@ -189,60 +189,64 @@ class APGD(FixedBudgetAttack):
             (grad,) = torch.autograd.grad(loss.sum(), z)
         return loss.detach(), grad, logits.detach()
 
-    def _step(self, state: _Run, ball: Region, momentum: float) -> torch.Tensor:
-        """The momentum step of Sec. 3.1, projected."""
-        g = state.grad
-        direction = g.sign() if self.norm == "linf" else g / per_example(g.flatten(1).norm(dim=1) + 1e-12, g)
-        z = ball.project(state.x_adv + per_example(state.step, g) * direction)
-        return ball.project(state.x_adv + momentum * (z - state.x_adv) + (1 - momentum) * (state.x_adv - state.x_old))
+    def _step(self, state: _Run, momentum: float) -> torch.Tensor:
+        """The momentum step of Sec. 3.1, projected (fused in-place arithmetic: this is the inner loop)."""
+        g, x_adv = state.grad, state.x_adv
+        if self.norm == "linf":
+            z = torch.addcmul(x_adv, per_example(state.step, g), g.sign())
+        else:
+            z = torch.addcmul(x_adv, per_example(state.step / (g.flatten(1).norm(dim=1) + 1e-12), g), g)
+        z = state.ball.project(z, inplace=True)
+        if momentum == 1:  # the first step: z is the new iterate (already feasible)
+            return z
+        # x + a (z - x) + (1 - a)(x - x_old), in this order (rounding decides sign(g) ties later on)
+        z.sub_(x_adv).mul_(momentum)
+        return state.ball.project(torch.add(x_adv, z).add_(torch.sub(x_adv, state.x_old).mul_(1 - momentum)), inplace=True)
 
     def run(
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, start: torch.Tensor, objective: str,
         reach: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One APGD run from `start`: (adversarial point where found, best-loss point, best loss,
-        found mask), each (n, ...) in the order of x. Found: misclassified, or at `target` when `reach`."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One APGD run from `start`: (the adversarial point where found, else the best-loss point;
+        the best loss; found), each (n, ...) in the order of x. Found: misclassified, or at
+        `target` when `reach`."""
         n = x.shape[0]
         targeted = target is not None
-        found = x.clone()
-        x_best_all, loss_best_all = start.clone(), torch.empty(n, dtype=x.dtype, device=x.device)
+        point, loss_best_all = torch.empty_like(x), torch.empty(n, dtype=x.dtype, device=x.device)
         broken = torch.zeros(n, dtype=torch.bool, device=x.device)
         zeros = torch.zeros(n, dtype=x.dtype, device=x.device)
         state = _Run(
-            x=x, y=y, target=y if target is None else target, slot=torch.arange(n, device=x.device),
-            x_adv=start, x_old=start, x_best=start, grad=torch.zeros_like(x), grad_best=torch.zeros_like(x),
-            loss_last=zeros, loss_best=zeros, loss_best_at_check=zeros,
+            ball=self.geometry.region(x, self.eps, self.bounds), y=y, target=y if target is None else target,
+            slot=torch.arange(n, device=x.device), x_adv=start, x_old=start, x_best=start,
+            grad=start, grad_best=start, loss_last=zeros, loss_best=zeros, loss_best_at_check=zeros,
             reduced_at_check=torch.ones(n, dtype=torch.bool, device=x.device),
             rises=torch.zeros(n, dtype=torch.long, device=x.device),
-            step=torch.full((n,), 2 * self.eps, dtype=x.dtype, device=x.device), eps=torch.full((n,), self.eps, dtype=x.dtype, device=x.device),
+            step=torch.full((n,), 2 * self.eps, dtype=x.dtype, device=x.device),
         )
-        loss, state.grad, logits = self._loss_grad(state, objective, targeted)
+        loss, state.grad, logits = self._loss_grad(state, objective, targeted)  # replaces the placeholders
         state.grad_best, state.loss_last, state.loss_best, state.loss_best_at_check = state.grad, loss, loss, loss
-        marks = checkpoints(self.steps)
+        marks = set(checkpoints(self.steps))
         since = 0
         for i in range(self.steps + 1):
             miss = logits.argmax(1) == state.target if reach else logits.argmax(1) != state.y
             if bool(miss.any()):  # early exit: keep the first misclassified iterate
                 done = miss.nonzero().squeeze(1)
-                found[state.slot[done]] = state.x_adv[done]
-                broken[state.slot[done]] = True
-                x_best_all[state.slot[done]] = state.x_best[done]
-                loss_best_all[state.slot[done]] = state.loss_best[done]
+                rows = state.slot[done]
+                point[rows], loss_best_all[rows] = state.x_adv[done], state.loss_best[done]
+                broken[rows] = True
                 keep = (~miss).nonzero().squeeze(1)
                 if keep.numel() == 0:
-                    return found, x_best_all, loss_best_all, broken
+                    return point, loss_best_all, broken
                 state = state.take(keep)
             if i == self.steps:
                 break
-            ball = Region(self.geometry, state.x, state.eps, self.bounds)
-            x_new = self._step(state, ball, 1.0 if i == 0 else 0.75)
+            x_new = self._step(state, 1.0 if i == 0 else 0.75)
             state.x_old, state.x_adv = state.x_adv, x_new
             loss, state.grad, logits = self._loss_grad(state, objective, targeted)
             state.rises += loss > state.loss_last
             state.loss_last = loss
             improved = loss > state.loss_best
-            state.x_best = torch.where(per_example(improved, x_new), x_new, state.x_best)
-            state.grad_best = torch.where(per_example(improved, x_new), state.grad, state.grad_best)
+            state.x_best, state.grad_best = _where_rows(improved, (x_new, state.grad), (state.x_best, state.grad_best))
             state.loss_best = torch.where(improved, loss, state.loss_best)
             since += 1
             if i + 1 in marks:
@@ -251,13 +255,21 @@ class APGD(FixedBudgetAttack):
                 halve = oscillating | stalled
                 state.reduced_at_check, state.loss_best_at_check = halve, state.loss_best
                 state.step = torch.where(halve, state.step / 2, state.step)
-                state.x_adv = torch.where(per_example(halve, x_new), state.x_best, state.x_adv)
-                state.grad = torch.where(per_example(halve, x_new), state.grad_best, state.grad)
+                state.x_adv, state.grad = _where_rows(halve, (state.x_best, state.grad_best), (state.x_adv, state.grad))
                 state.rises.zero_()
                 since = 0
-        x_best_all[state.slot] = state.x_best
-        loss_best_all[state.slot] = state.loss_best
-        return found, x_best_all, loss_best_all, broken
+        point[state.slot], loss_best_all[state.slot] = state.x_best, state.loss_best
+        return point, loss_best_all, broken
+
+
+def _where_rows(mask: torch.Tensor, chosen: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Per row: the rows of `chosen` where mask, of `other` elsewhere (no copy when the mask is uniform)."""
+    if bool(mask.all()):
+        return chosen
+    if not bool(mask.any()):
+        return other
+    rows = per_example(mask, chosen[0])
+    return tuple(torch.where(rows, a, b) for a, b in zip(chosen, other))
 
 
 class APGDT(APGD):

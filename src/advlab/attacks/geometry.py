@@ -186,12 +186,18 @@ class Region:
             self.low, self.high = LinfBall.interval(self.x, self.eps, self.bounds)
 
     def take(self, index: torch.Tensor) -> Region:
-        return Region(self.geometry, self.x[index], self.eps[index], self.bounds)
-
-    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """The region of the examples `index` (the cached interval ends are indexed, not recomputed)."""
+        region = Region.__new__(Region)
+        region.geometry, region.x, region.eps, region.bounds = self.geometry, self.x[index], self.eps[index], self.bounds
         if isinstance(self.geometry, LinfBall):
-            return torch.clamp(z, self.low, self.high)
-        return self.geometry.project_ball(self.x, z, self.eps).clamp(self.bounds[0], self.bounds[1])
+            region.low, region.high = self.low[index], self.high[index]
+        return region
+
+    def project(self, z: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+        """The projection of z; with `inplace`, z's storage may be reused (under L-inf it is)."""
+        if isinstance(self.geometry, LinfBall):
+            return torch.clamp(z, self.low, self.high, out=z if inplace else None)
+        return self.geometry.project_ball(self.x, z, self.eps).clamp_(self.bounds[0], self.bounds[1])
 
     def step(self, z: torch.Tensor, grad: torch.Tensor, alpha: float) -> torch.Tensor:
         """One steepest-ascent step of length alpha, projected back into the set."""
