@@ -188,6 +188,14 @@ def one_run(spec: DataSpec, model: str, adversarial: bool, seed: int, settings: 
     return result
 
 
+def _cost(spec: DataSpec, model: str, adversarial: bool, available: int) -> float:
+    """A training's rough cost, for scheduling only: images x epochs x passes per image (the
+    pool's L-BFGS searches cost about as much again as the training they sit in)."""
+    epochs = spec.epochs or default_config(model).epochs
+    images = min(available, spec.train_limit or available)
+    return images * epochs * ({"szegedy-pool": 3.0, "fgsm": 2.0}[CLAIMS[model][0]] if adversarial else 1.0)
+
+
 def _one_run_in_worker(args: tuple[Any, ...]) -> RunResult:
     """one_run in a worker process of `adversarial_generalization(jobs=N)`: one torch thread each
     (N workers share the machine's cores), its own cache handle on the same folder."""
@@ -230,13 +238,16 @@ def adversarial_generalization(settings: GeneralizationSettings, work_dir: str |
             runs.append(one_run(spec, model, adversarial, seed, settings, cache, progress, device))
             bar.update()
     else:
+        sizes = {spec: len(load_mnist(spec.data_dir).train) for spec in settings.datasets}
         tasks = [(spec, model, adversarial, seed, settings, str(work_dir), str(device)) for seed, spec, model, adversarial in plan]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_one_run_in_worker, task) for task in tasks]
-            for future in as_completed(futures):
+            # longest first (the study ends with its longest run, not one started last); results keep the plan's order
+            by_cost = sorted(range(len(tasks)), key=lambda i: -_cost(*tasks[i][:3], sizes[tasks[i][0]]))
+            futures = {i: pool.submit(_one_run_in_worker, tasks[i]) for i in by_cost}
+            for future in as_completed(futures.values()):
                 future.result()  # a failed training stops the study here, with its error
                 bar.update()
-        runs = [future.result() for future in futures]
+        runs = [futures[i].result() for i in range(len(tasks))]
     bar.close()
     return GeneralizationResult(settings.to_dict(), runs, compare(runs, settings), complete=True)
 
