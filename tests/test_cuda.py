@@ -138,15 +138,24 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "advlab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+def _npz(tmp_path: Path) -> str:
+    generator = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(path, x_train=generator.integers(0, 256, (256, 28, 28), dtype=np.uint8), y_train=generator.integers(0, 10, 256),
+             x_test=generator.integers(0, 256, (64, 28, 28), dtype=np.uint8), y_test=generator.integers(0, 10, 64))
+    return f"npz:{path}"
+
+
 def test_cli_trains_attacks_and_evaluates_on_the_gpu(tmp_path):
-    checkpoint = tmp_path / "mlp.safetensors"
-    trained = _cli("train", "mlp-20-20", "--epochs", "1", "--device", DEVICE, "--out", str(checkpoint), "--no-progress", cwd=tmp_path)
+    checkpoint, data = tmp_path / "mlp.safetensors", _npz(tmp_path)
+    trained = _cli("train", "mlp-20-20", "--data", data, "--epochs", "1", "--device", DEVICE, "--out", str(checkpoint),
+                   "--no-progress", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     for device in ("cpu", DEVICE):
-        done = _cli("attack", str(checkpoint), "--method", "pgd", "--eps", ".1", "--limit", "50", "--device", device,
+        done = _cli("attack", str(checkpoint), "--data", data, "--method", "pgd", "--eps", ".1", "--device", device,
                     "--out", str(tmp_path / f"attack-{device}"), "--no-progress", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        done = _cli("evaluate", str(checkpoint), "--suite", "quick", "--eps", ".1", "--limit", "50", "--device", device,
+        done = _cli("evaluate", str(checkpoint), "--data", data, "--suite", "quick", "--eps", ".1", "--device", device,
                     "--out", str(tmp_path / f"evaluate-{device}"), "--no-progress", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     robust = [json.loads((tmp_path / f"evaluate-{d}" / "suite.json").read_text())["evaluations"][0]["robust_accuracy"]
@@ -156,13 +165,13 @@ def test_cli_trains_attacks_and_evaluates_on_the_gpu(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs two GPUs")
 def test_torchrun_over_nccl_equals_one_process(tmp_path):
-    checkpoint = tmp_path / "mlp.safetensors"
-    assert _cli("train", "mlp-20-20", "--epochs", "1", "--out", str(checkpoint), "--no-progress", cwd=tmp_path).returncode == 0
+    checkpoint, data = tmp_path / "mlp.safetensors", _npz(tmp_path)
+    assert _cli("train", "mlp-20-20", "--data", data, "--epochs", "1", "--out", str(checkpoint), "--no-progress", cwd=tmp_path).returncode == 0
     outs = {}
     for n in (1, 2):
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "-m", "advlab", "evaluate",
-                   str(checkpoint), "--limit", "200", "--eps", "0,.1", "--device", DEVICE, "--stream",
+                   str(checkpoint), "--data", data, "--eps", "0,.1", "--device", DEVICE, "--stream",
                    "--out", str(tmp_path / f"n{n}"), "--no-progress"]
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr

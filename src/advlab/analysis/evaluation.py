@@ -213,7 +213,7 @@ def evaluate_suite(
     return SuiteEvaluation(
         eps=eps, norm=norm, attacks=[e.label for e in entries], params={e.label: dict(e.params) for e in entries},
         clean_correct=clean, robust=broken == ROBUST, broken_by=[labels_of[int(b)] for b in state.broken],
-        x_adv=torch.from_numpy(state.x_adv).to(x.dtype), after=after,
+        x_adv=torch.from_numpy(state.x_adv).to(x.device, x.dtype), after=after,
         seconds={e.label: float(s) for e, s in zip(entries, state.seconds)},
         certified=torch.from_numpy(state.certified) if bracket or skip_certified else None, certification=certification,
         missing=missing, notes=notes, probe=probe,

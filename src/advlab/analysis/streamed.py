@@ -84,13 +84,14 @@ def stream_robustness(
     }
 
     def work(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor) -> tuple[dict[str, np.ndarray], float]:
-        columns = {"labels": y.numpy(), "clean_correct": (logits(model, x, batch_size=batch_size).argmax(1).cpu() == y).numpy()}
+        labels = y.cpu()
+        columns = {"labels": labels.numpy(), "clean_correct": (logits(model, x, batch_size=batch_size).argmax(1).cpu() == labels).numpy()}
         seconds = 0.0
         for job, crafter in crafters.items():
             transfer = job[2]
             result = crafter(x, y, indices=indices)
             scores = logits(model, result.x_adv, batch_size=batch_size) if transfer else result.adv_logits
-            columns[f"{_tag(job)}:correct"] = (scores.argmax(1).cpu() == y).numpy()
+            columns[f"{_tag(job)}:correct"] = (scores.argmax(1).cpu() == labels).numpy()
             columns[f"{_tag(job)}:confidence"] = scores.softmax(1).amax(1).double().cpu().numpy()
             columns[f"{_tag(job)}:seconds"] = np.array([result.seconds])
             seconds += result.seconds

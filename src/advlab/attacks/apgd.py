@@ -164,10 +164,10 @@ class APGD(FixedBudgetAttack):
     def _start(self, x: torch.Tensor, index: torch.Tensor, number: int) -> torch.Tensor:
         """x + eps t / ||t||, t uniform in [-1, 1]^n (L-inf) or standard normal (L2), clipped to the box."""
         if self.norm == "linf":
-            t = (2 * counter_uniform(self.seed, index, number, x[0].numel()).to(x.dtype) - 1).view(x.shape)
+            t = (2 * counter_uniform(self.seed, index, number, x[0].numel(), device=x.device).to(x.dtype) - 1).view(x.shape)
             length = t.flatten(1).abs().amax(1)
         else:  # Box-Muller
-            draws = counter_uniform(self.seed, index, number, 2 * x[0].numel()).to(x.dtype)
+            draws = counter_uniform(self.seed, index, number, 2 * x[0].numel(), device=x.device).to(x.dtype)
             u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
             t = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
             length = t.flatten(1).norm(dim=1)

@@ -152,11 +152,11 @@ class Square(FixedBudgetAttack):
     def _start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         n, c, h, w = image.shape
         if self.norm == "linf":
-            stripes = counter_sign(self.seed, index, 0, c * w, image.dtype).view(n, c, 1, w)
+            stripes = counter_sign(self.seed, index, 0, c * w, image.dtype, device=image.device).view(n, c, 1, w)
             return self._project_linf(image, image + self.eps * stripes)
         rows, cols = max(h // 5, 1), max(w // 5, 1)
         blocks_h, blocks_w = h // rows, w // cols
-        signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype).view(n, c, blocks_h, blocks_w)
+        signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype, device=image.device).view(n, c, blocks_h, blocks_w)
         tile = eta(rows, cols, image.dtype, image.device)
         delta = torch.zeros_like(image)
         top, left = (h - rows * blocks_h) // 2, (w - cols * blocks_w) // 2
@@ -172,9 +172,10 @@ class Square(FixedBudgetAttack):
         side += l2 and side % 2 == 0
         return min(side, h, w), min(side, h, w)
 
-    def _positions(self, index: torch.Tensor, step: int, slot: int, h: int, w: int, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
-        top = counter_randint(self.seed, index, step, 1, h - rows + 1, stream=_POSITION + 2 * slot).squeeze(1)
-        left = counter_randint(self.seed, index, step, 1, w - cols + 1, stream=_POSITION + 2 * slot + 1).squeeze(1)
+    def _positions(self, index: torch.Tensor, step: int, slot: int, h: int, w: int, rows: int, cols: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        top = counter_randint(self.seed, index, step, 1, h - rows + 1, stream=_POSITION + 2 * slot, device=device).squeeze(1)
+        left = counter_randint(self.seed, index, step, 1, w - cols + 1, stream=_POSITION + 2 * slot + 1, device=device).squeeze(1)
         return top, left
 
     @staticmethod
@@ -188,15 +189,15 @@ class Square(FixedBudgetAttack):
     def _linf_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
         n, c, h, w = image.shape
         rows, cols = self._window(p, c, h, w, l2=False)
-        mask = self._mask(*self._positions(index, step, 0, h, w, rows, cols), rows, cols, h, w)
-        signs = counter_sign(self.seed, index, step, c, image.dtype).view(n, c, 1, 1)
+        mask = self._mask(*self._positions(index, step, 0, h, w, rows, cols, image.device), rows, cols, h, w)
+        signs = counter_sign(self.seed, index, step, c, image.dtype, device=image.device).view(n, c, 1, 1)
         return self._project_linf(image, best + mask * (2 * self.eps) * signs)
 
     def _l2_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
         n, c, h, w = image.shape
         rows, cols = self._window(p, c, h, w, l2=True)
-        top1, left1 = self._positions(index, step, 0, h, w, rows, cols)
-        top2, left2 = self._positions(index, step, 1, h, w, rows, cols)
+        top1, left1 = self._positions(index, step, 0, h, w, rows, cols, image.device)
+        top2, left2 = self._positions(index, step, 1, h, w, rows, cols, image.device)
         mask1, mask2 = self._mask(top1, left1, rows, cols, h, w), self._mask(top2, left2, rows, cols, h, w)
         delta = best - image
         window1 = delta[mask1.expand_as(delta)].view(n, c, rows, cols)
@@ -205,9 +206,9 @@ class Square(FixedBudgetAttack):
         norm_windows = (delta * (mask1 | mask2)).flatten(2).norm(dim=2).view(n, c, 1, 1)
         pattern = eta(rows, cols, image.dtype, image.device).expand(n, c, rows, cols)
         if rows == cols:  # a random transpose per example
-            flip = counter_uniform(self.seed, index, step, 1, stream=_TRANSPOSE).view(n, 1, 1, 1) < 0.5
+            flip = counter_uniform(self.seed, index, step, 1, stream=_TRANSPOSE, device=image.device).view(n, 1, 1, 1) < 0.5
             pattern = torch.where(flip, pattern.transpose(2, 3), pattern)
-        new = pattern * counter_sign(self.seed, index, step, c, image.dtype).view(n, c, 1, 1)
+        new = pattern * counter_sign(self.seed, index, step, c, image.dtype, device=image.device).view(n, c, 1, 1)
         new = new + window1 / (norm_window1 + 1e-12)
         budget = ((self.eps**2 - norm_image**2).clamp_min(0) / c + norm_windows**2).sqrt()
         new = new / (new.flatten(2).norm(dim=2).view(n, c, 1, 1) + 1e-12) * budget

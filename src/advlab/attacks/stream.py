@@ -115,7 +115,7 @@ def run_stream(batches: Iterable[Batch], store: ResultStore, work: Work, *, desc
         for batch, (x, y) in enumerate(batches):
             y = torch.as_tensor(y)
             n = int(y.shape[0])
-            if shard.owns(batch) and not store.check_part(start, y.numpy()):
+            if shard.owns(batch) and not store.check_part(start, y.cpu().numpy()):
                 mine = (start, *work(torch.as_tensor(x), y, torch.arange(start, start + n)))
             start += n
             if shard.ends_round(batch):
