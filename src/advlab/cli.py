@@ -217,7 +217,6 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from advlab.analysis import evaluate_robustness
-    from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report
 
     if args.suite:
         return cmd_evaluate_suite(args)
@@ -240,6 +239,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         checkpoint, data = _checkpoint_and_split(args, args.device)
         data_name = data.name
         evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
+    from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report  # rank 0 only: pulls in matplotlib
+
     progress = checkpoint.metadata.get("progress") or {}
     if progress and not progress.get("complete", True):
         evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")

@@ -1,16 +1,23 @@
 """Attacks over a stream of batches, with per-example results in a store that grows on disk.
 
-`ResultStore(directory, config)` keeps one `.npz` per batch (`part-000000.npz`, ...) and an
-`index.json` naming the batches done and the run's settings; both are written atomically (a
-part first, then the index), so a killed run loses at most the batch in progress. Reopening
-the store with the same settings resumes after its last recorded batch; other settings are
-refused. Memory holds one batch of inputs and results at a time; the per-example columns the
-summary needs (a few numbers per example) are read back one column at a time.
+`ResultStore(directory, config)` keeps one `.npz` per batch of the stream (`part-000000.npz`
+for batch 0, ...), each written atomically and describing itself (its batch number, first
+example, size, a digest of its labels and its seconds, under the key `_meta`), and an
+`index.json` with the run's settings. A killed run loses at most the batches in progress:
+reopening the store with the same settings skips every recorded batch (and checks it is fed
+the same data with the same batch size); other settings are refused. Memory holds one batch
+of inputs and results at a time; the per-example columns the summary needs (a few numbers per
+example) are read back one column at a time.
 
 `stream_attack(attack, batches, out)` runs an attack over any iterable of (x, y) batches (a
 DataLoader, `advlab.data.stream.IdxBatches`, ...), numbering examples in stream order: the
 attack sees each batch's global indices, so every random draw is a function of (seed, index)
 and the per-example results equal those of one call on the whole tensor, for any batch size.
+
+Under a process group (`advlab.data.shard`) each rank writes the parts of its own batches
+without waiting for the others; the ranks meet twice, before the work (to agree on what is
+recorded) and after it, when rank 0 receives the parts it cannot see in its folder (ranks on
+other machines without a shared file system) and alone reports.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +37,12 @@ import torch
 
 from advlab.attacks.base import Attack
 from advlab.data.shard import Shard, current_shard
-from advlab.data.stream import Batch, stream_length
+from advlab.data.stream import Batch, select, stream_length
 from advlab.errors import InputError
-from advlab.io import progress_bar, write_json_atomic, write_npz_atomic
+from advlab.io import progress_bar, write_bytes_atomic, write_json_atomic, write_npz_atomic
 
-FORMAT = "advlab-stream/1"
+FORMAT = "advlab-stream/2"
+PART = re.compile(r"^part-(\d{6,})\.npz$")
 
 
 def labels_digest(labels: np.ndarray) -> str:
@@ -48,42 +57,57 @@ class ResultStore:
         self.directory = Path(directory)
         self.config = json.loads(json.dumps(dict(config)))  # as it reads back from JSON
         self.index_path = self.directory / "index.json"
-        self.parts: list[dict[str, Any]] = []
         if self.index_path.is_file():
             index = json.loads(self.index_path.read_text())
             if index.get("format") != FORMAT:
-                raise InputError(f"{self.index_path}: not an advlab result store")
+                raise InputError(f"{self.index_path}: not an advlab result store of this version ({FORMAT})")
             if index.get("config") != self.config:
                 raise InputError(f"{self.directory} holds results of a run with other settings; use another output folder or delete it")
-            self.parts = index["parts"]
+        else:  # every rank of a group may write it (the same bytes, atomically)
+            write_json_atomic(self.index_path, {"format": FORMAT, "config": self.config})
+        self.recorded: dict[int, dict[str, Any]] = self.scan()  # batch -> meta, in any rank's folder
+
+    def path(self, batch: int) -> Path:
+        return self.directory / f"part-{batch:06d}.npz"
+
+    def scan(self) -> dict[int, dict[str, Any]]:
+        """The parts in this folder: batch number -> its meta (file, start, n, labels, seconds)."""
+        found = {}
+        for entry in os.scandir(self.directory):
+            if PART.match(entry.name):
+                with np.load(entry.path, allow_pickle=False) as data:
+                    meta = json.loads(str(data["_meta"]))
+                found[int(meta["batch"])] = {"file": entry.name, **meta}
+        return dict(sorted(found.items()))
+
+    @property
+    def parts(self) -> list[dict[str, Any]]:
+        """The recorded parts, in stream order (after a run: those in this folder, all of them on rank 0)."""
+        return list(self.recorded.values())
 
     @property
     def done(self) -> int:
-        """Examples recorded so far (the stream position a resumed run starts at)."""
-        return sum(p["n"] for p in self.parts)
+        """Examples recorded so far."""
+        return sum(p["n"] for p in self.recorded.values())
 
-    def check_part(self, start: int, labels: np.ndarray) -> bool:
-        """True when the batch at `start` is already recorded (and matches); raise if it straddles."""
-        for part in self.parts:
-            if part["start"] == start:
-                if part["n"] != len(labels):
-                    raise InputError(f"{self.directory}: the batch at example {start} holds {len(labels)} examples, the recorded one "
-                                     f"{part['n']}; resume with the same batch size")
-                if part["labels"] != labels_digest(labels):
-                    raise InputError(f"{self.directory}: the batch at example {start} differs from the recorded one (other data)")
-                return True
-        if start < self.done:
-            raise InputError(f"{self.directory}: example {start} falls inside a recorded batch; resume with the same batch size")
-        return False
+    def check(self, batch: int, start: int, n: int) -> bool:
+        """True when batch `batch` (examples start..start+n-1) is recorded; raise when the
+        record was cut with another batch size."""
+        part = self.recorded.get(batch)
+        if part is not None and (part["start"], part["n"]) != (start, n):
+            raise InputError(f"{self.directory}: batch {batch} holds examples {start}..{start + n - 1}, the recorded one "
+                             f"{part['start']}..{part['start'] + part['n'] - 1}; resume with the same batch size")
+        return part is not None
 
-    def append(self, start: int, columns: Mapping[str, np.ndarray], seconds: float) -> None:
-        if start != self.done:
-            raise InputError(f"{self.directory}: batch at example {start}, expected {self.done}")
-        name = f"part-{len(self.parts):06d}.npz"
-        n = len(columns["labels"])
-        write_npz_atomic(self.directory / name, **columns)
-        self.parts.append({"file": name, "start": start, "n": n, "labels": labels_digest(columns["labels"]), "seconds": seconds})
-        write_json_atomic(self.index_path, {"format": FORMAT, "config": self.config, "parts": self.parts})
+    def check_labels(self, batch: int, labels: np.ndarray) -> None:
+        if self.recorded[batch]["labels"] != labels_digest(labels):
+            raise InputError(f"{self.directory}: the batch at example {self.recorded[batch]['start']} differs from the recorded one (other data)")
+
+    def write(self, batch: int, start: int, columns: Mapping[str, np.ndarray], seconds: float) -> None:
+        labels = columns["labels"]
+        meta = {"batch": batch, "start": start, "n": len(labels), "labels": labels_digest(labels), "seconds": seconds}
+        write_npz_atomic(self.path(batch), **columns, _meta=np.array(json.dumps(meta)))
+        self.recorded[batch] = {"file": self.path(batch).name, **meta}
 
     def column(self, name: str) -> np.ndarray:
         """One per-example column over all recorded batches, in stream order."""
@@ -97,40 +121,57 @@ class ResultStore:
     def seconds(self) -> float:
         return float(sum(p["seconds"] for p in self.parts))
 
+    def agree(self, shard: Shard) -> None:
+        """Every rank learns what any rank's folder holds (one gather and one broadcast)."""
+        held = shard.gather(self.recorded)
+        union = {k: meta for rank_held in reversed(held) for k, meta in rank_held.items()}  # rank 0's own record wins
+        self.recorded = shard.broadcast(dict(sorted(union.items())))
+
+    def collect(self, shard: Shard) -> None:
+        """Rank 0 receives every part it cannot see in its folder from a rank that holds it
+        (nothing moves when the ranks share the folder)."""
+        held = shard.gather(sorted(self.scan()))
+        wanted: dict[int, int] = {}
+        if shard.is_root:
+            have = set(held[0])
+            for rank, batches in enumerate(held):
+                wanted.update({k: rank for k in batches if k not in have and k not in wanted})
+        for batch, holder in shard.broadcast(sorted(wanted.items())):
+            sent = shard.gather(self.path(batch).read_bytes() if shard.rank == holder else None)
+            if shard.is_root:
+                write_bytes_atomic(self.path(batch), sent[holder])
+        self.recorded = self.scan()
+
 
 Work = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[dict[str, np.ndarray], float]]
 """work(x, y, global indices) -> (per-example columns as numpy arrays, seconds)."""
 
 
 def run_stream(batches: Iterable[Batch], store: ResultStore, work: Work, *, desc: str, progress: bool, shard: Shard | None = None) -> None:
-    """Apply `work` to every batch the store does not hold yet and record the results in stream
-    order. Under a process group, batch k runs on rank k mod world and rank 0 records the
-    results after every round (see `advlab.data.shard`). A progress bar on rank 0 counts all
-    examples, those already recorded included."""
+    """Apply `work` to every batch the store does not hold yet and record the results. Under a
+    process group, batch k runs on rank k mod world and only that rank converts it; no rank
+    waits for another until all are done (see the module docstring). A progress bar on rank 0
+    counts the examples it has passed, those already recorded and other ranks' included."""
     shard = shard or current_shard()
-    store.parts = shard.broadcast(store.parts)  # rank 0's record of what is done
+    store.agree(shard)
     bar = progress_bar(stream_length(batches), desc, enabled=progress and shard.is_root)
-    start, mine, batch = 0, None, -1
+    start, count = 0, 0
     with bar:
-        for batch, (x, y) in enumerate(batches):
-            y = torch.as_tensor(y)
-            n = int(y.shape[0])
-            if shard.owns(batch) and not store.check_part(start, y.cpu().numpy()):
-                mine = (start, *work(torch.as_tensor(x), y, torch.arange(start, start + n)))
+        for count, (n, batch) in enumerate(select(batches, shard.owns), start=1):
+            recorded = store.check(count - 1, start, n)
+            if batch is not None:
+                x, y = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
+                if recorded:
+                    store.check_labels(count - 1, y.cpu().numpy())
+                else:
+                    store.write(count - 1, start, *work(x, y, torch.arange(start, start + n)))
             start += n
-            if shard.ends_round(batch):
-                _record(store, shard, mine)
-                mine = None
             bar.update(n)
-        if not shard.ends_round(batch):
-            _record(store, shard, mine)
-
-
-def _record(store: ResultStore, shard: Shard, mine: tuple[int, dict[str, np.ndarray], float] | None) -> None:
-    """Gather this round's results on rank 0 and append them there in stream order."""
-    for item in sorted((i for i in shard.gather(mine) if i is not None), key=lambda i: i[0]):
-        if shard.is_root:
-            store.append(*item)
+    extra = [k for k in store.recorded if k >= count]
+    if extra:
+        raise InputError(f"{store.directory} holds results for batch {extra[0]}, past the end of this stream ({count} batches): "
+                         "other data; use another output folder")
+    store.collect(shard)
 
 
 @dataclass

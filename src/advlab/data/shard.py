@@ -1,7 +1,8 @@
 """Sharding a stream of batches over the processes of a torch.distributed group, by index.
 
-Batch k of the stream belongs to rank k mod world: every rank reads the same stream, works on
-its own batches, and sends its results to rank 0 after every round of `world` batches. The
+Batch k of the stream belongs to rank k mod world: every rank walks the same stream, reads and
+converts only its own batches (`advlab.data.stream.select`), and works on them without waiting
+for the others; the results meet on rank 0 once, at the end (`advlab.attacks.stream`). The
 batches themselves do not depend on the number of processes, and every random draw of an
 attack is a function of (seed, global example index), so the results are bit-identical for 1,
 2 or 3 processes. (DistributedSampler is not used: it pads the last shard with duplicates.)
@@ -30,9 +31,6 @@ class Shard:
 
     def owns(self, batch: int) -> bool:
         return batch % self.world == self.rank
-
-    def ends_round(self, batch: int) -> bool:
-        return batch % self.world == self.world - 1
 
     def gather(self, item: Any) -> list[Any]:
         """Every rank's `item`, in rank order, on rank 0 ([] elsewhere); [item] in one process."""

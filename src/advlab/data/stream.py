@@ -7,6 +7,12 @@
   `torch.utils.data.DataLoader` (it must not shuffle: examples are numbered in stream order).
 
 Each yields float32 images (B, C, H, W) in [0, 1] and int64 labels (B,).
+
+`select(source, owns)` walks a stream for one process of several (`advlab.data.shard`): it
+yields every batch's size, and the batch itself only where `owns(k)`; the others are skipped
+as cheaply as the source allows: a raw IDX file seeks past them, a gzip one decompresses
+their bytes (gzip cannot seek) but never converts them, a map-style DataLoader never fetches
+them, tensors are not sliced. Any other iterable is read whole and its batches dropped.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
 from advlab.data.dataset import Dataset
 from advlab.data.sources import FILES, _find
@@ -27,6 +34,8 @@ from advlab.errors import DataError, InputError
 from advlab.validation import check_count
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Owns = Callable[[int], bool]
+"""owns(k): whether this process works on batch k of the stream."""
 
 
 def _open(path: Path) -> BinaryIO:
@@ -64,16 +73,38 @@ class IdxBatches:
         return -(-self.n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        return (batch for _, batch in self.select(lambda _: True) if batch is not None)
+
+    def select(self, owns: Owns) -> Iterator[tuple[int, Batch | None]]:
+        """(size, batch) per batch; batch is None (its bytes skipped, never converted) unless owns(k)."""
         pixels = int(np.prod(self.shape))
         with _open(self.images_path) as images, _open(self.labels_path) as labels:
             _header(images, self.images_path, 3), _header(labels, self.labels_path, 1)
-            for start in range(0, self.n, self.batch_size):
+            for k, start in enumerate(range(0, self.n, self.batch_size)):
                 count = min(self.batch_size, self.n - start)
+                if not owns(k):
+                    self._skip(images, count * pixels), self._skip(labels, count)
+                    yield count, None
+                    continue
                 raw_x, raw_y = images.read(count * pixels), labels.read(count)
                 if len(raw_x) != count * pixels or len(raw_y) != count:
-                    raise DataError(f"{self.directory}: IDX data ends before the {self.n} examples its header declares")
-                x = np.frombuffer(raw_x, dtype=np.uint8).reshape(count, *self.shape).astype(np.float32) / np.float32(255)
-                yield torch.from_numpy(x), torch.from_numpy(np.frombuffer(raw_y, dtype=np.uint8).astype(np.int64))
+                    raise self._short()
+                yield count, decode_idx(raw_x, raw_y, self.shape)
+
+    def _skip(self, handle: BinaryIO, size: int) -> None:
+        """Move `size` bytes on: a raw file seeks, a gzip one decompresses (nothing is converted)."""
+        end = handle.tell() + size
+        if handle.seek(size, os.SEEK_CUR) != end or (not isinstance(handle, gzip.GzipFile) and os.fstat(handle.fileno()).st_size < end):
+            raise self._short()
+
+    def _short(self) -> DataError:
+        return DataError(f"{self.directory}: IDX data ends before the {self.n} examples its header declares")
+
+
+def decode_idx(raw_x: bytes, raw_y: bytes, shape: tuple[int, ...]) -> Batch:
+    """IDX bytes of one batch -> float32 images in [0, 1] of `shape` per example, int64 labels."""
+    x = np.frombuffer(raw_x, dtype=np.uint8).reshape(-1, *shape).astype(np.float32) / np.float32(255)
+    return torch.from_numpy(x), torch.from_numpy(np.frombuffer(raw_y, dtype=np.uint8).astype(np.int64))
 
 
 class TensorBatches:
@@ -93,6 +124,11 @@ class TensorBatches:
         for start in range(0, self.n, self.batch_size):
             yield self.images[start : start + self.batch_size], self.labels[start : start + self.batch_size]
 
+    def select(self, owns: Owns) -> Iterator[tuple[int, Batch | None]]:
+        for k, start in enumerate(range(0, self.n, self.batch_size)):
+            end = min(start + self.batch_size, self.n)
+            yield end - start, (self.images[start:end], self.labels[start:end]) if owns(k) else None
+
 
 def as_batches(source: Any, batch_size: int = 1000) -> Iterable[Batch]:
     """A Dataset or (x, y) tensors -> TensorBatches; anything else is taken as an iterable of (x, y)."""
@@ -103,7 +139,54 @@ def as_batches(source: Any, batch_size: int = 1000) -> Iterable[Batch]:
         return TensorBatches(x, y, batch_size)
     if not isinstance(source, Iterable):
         raise InputError(f"need (x, y) tensors or an iterable of (x, y) batches, got {type(source).__name__}")
+    return _in_order(source)
+
+
+def _in_order(source: Iterable[Batch]) -> Iterable[Batch]:
+    if isinstance(source, DataLoader) and isinstance(source.sampler, RandomSampler):
+        raise InputError("a streamed run numbers examples in stream order: give a DataLoader that does not shuffle")
     return source
+
+
+def select(source: Iterable[Batch], owns: Owns) -> Iterator[tuple[int, Batch | None]]:
+    """(size, batch) for every batch of `source` in order, batch None where not owns(k) (see the
+    module docstring for what each kind of source skips)."""
+    own_select = getattr(_in_order(source), "select", None)
+    if callable(own_select):
+        return own_select(owns)  # type: ignore[no-any-return]
+    if isinstance(source, DataLoader) and not isinstance(source.dataset, IterableDataset) and source.batch_sampler is not None:
+        return _select_from_loader(source, owns)
+    return ((len(y), (x, y) if owns(k) else None) for k, (x, y) in enumerate(source))
+
+
+class _OwnedBatches:
+    """The index lists of a batch sampler that `owns` keeps (a batch sampler itself)."""
+
+    def __init__(self, batch_sampler: Iterable[list[int]], owns: Owns) -> None:
+        self.batch_sampler, self.owns = batch_sampler, owns
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (indices for k, indices in enumerate(self.batch_sampler) if self.owns(k))
+
+
+def _select_from_loader(loader: DataLoader, owns: Owns) -> Iterator[tuple[int, Batch | None]]:
+    """A map-style DataLoader: batch sizes from its batch sampler's index lists, and a second
+    loader (same dataset, collate function and workers) that fetches only the owned batches."""
+    mine = DataLoader(loader.dataset, batch_sampler=_OwnedBatches(loader.batch_sampler, owns),  # type: ignore[arg-type]
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                      timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                      multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+                      prefetch_factor=loader.prefetch_factor if loader.num_workers else None)
+    fetched = iter(mine)
+    for k, indices in enumerate(loader.batch_sampler):  # type: ignore[arg-type]
+        if not owns(k):
+            yield len(indices), None
+            continue
+        x, y = next(fetched)
+        if len(y) != len(indices):
+            raise InputError(f"batch {k} of the DataLoader holds {len(y)} examples, its sampler {len(indices)}: "
+                             "a streamed run needs a collate function that keeps every example")
+        yield len(indices), (x, y)
 
 
 def stream_length(source: Iterable[Batch]) -> int | None:

@@ -23,12 +23,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.export.pt2_archive.constants import TENSOR_CONSTANT_FILENAME_PREFIX, WEIGHT_FILENAME_PREFIX
 
 from advlab.errors import CheckpointError, InputError
 
 FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
-TENSOR_FILES = (WEIGHT_FILENAME_PREFIX, TENSOR_CONSTANT_FILENAME_PREFIX)  # raw tensor bytes, not pickles
 STATE_PREFIX = "@state/"  # advlab checkpoints keep training state under it: not model weights
 
 
@@ -135,6 +133,10 @@ def _expressions(node: object) -> list[str]:
 
 def _check_archive(path: Path) -> str:
     """Refuse anything torch would unpickle or evaluate; return the archive's folder prefix."""
+    # imported here: torch.export's archive package pulls in torch._dynamo (~3 s per process)
+    from torch.export.pt2_archive.constants import TENSOR_CONSTANT_FILENAME_PREFIX, WEIGHT_FILENAME_PREFIX
+
+    tensor_files = (WEIGHT_FILENAME_PREFIX, TENSOR_CONSTANT_FILENAME_PREFIX)  # raw tensor bytes, not pickles
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -149,7 +151,7 @@ def _check_archive(path: Path) -> str:
                 if name not in names:
                     raise CheckpointError(f"{path}: missing {name[len(prefix):]} (an older or legacy .pt2 format)")
                 for key, meta in json.loads(archive.read(name))["config"].items():
-                    if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(TENSOR_FILES):
+                    if meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(tensor_files):
                         raise CheckpointError(f"{path}: {kind[:-1]} {key!r} is stored as a pickle or custom object; advlab never unpickles")
             program = json.loads(archive.read(prefix + "models/model.json"))
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
