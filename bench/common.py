@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -16,7 +17,8 @@ from advlab.data import Splits, load_mnist
 from advlab.models import build_model
 from advlab.training import TrainConfig, train_model
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+# ../shared/data/mnist beside the repository, or $ADVLAB_SHARED_DATA/mnist (the tests' convention)
+SHARED_MNIST = Path(os.environ.get("ADVLAB_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "mnist"
 
 
 def bench_data() -> Splits:

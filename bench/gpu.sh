@@ -27,7 +27,7 @@ left() { echo $(( END - $(date +%s) > 1 ? END - $(date +%s) : 1 )); }
 run() { local name=$1; shift; echo "\$ $*" >> "$LOGS/$name.log"; local t0=$(date +%s)
         timeout "$(left)" "$@" >> "$LOGS/$name.log" 2>&1; echo "exit $? after $(( $(date +%s) - t0 )) s" >> "$LOGS/$name.log"; }
 
-{ date -u; nproc; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"; } > "$LOGS/machine.log" 2>&1
+{ date -u; echo "cpus: $(getconf _NPROCESSORS_ONLN) online, $(nproc) usable"; nvidia-smi 2>&1 | head -15; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"; } > "$LOGS/machine.log" 2>&1
 
 ( run tests $PY -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py
   run compare $PY bench/compare.py --device "$DEVICE" --skip strength --images 1000 --repeats 3 ) &
@@ -45,7 +45,7 @@ cnn cnn-mnist 0.1 mnist &
 run generalization $PY -m advlab reproduce adversarial-generalization --no-progress --data-dir "$DATA/mnist" --jobs "$JOBS" --epochs 10 \
     --out "$WORK/adversarial-generalization" &
 
-if [ "$(nproc)" -ge 16 ]; then
+if [ "$(getconf _NPROCESSORS_ONLN)" -ge 16 ]; then
   run throughput taskset -c 14,15 $PY bench/scale.py throughput --data-dir "$DATA/fashion-mnist" --images 10000 --repeats 2 &
 fi
 
