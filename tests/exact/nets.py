@@ -45,3 +45,16 @@ def scaled_mlp(seed: int) -> nn.Sequential:
         for layer in model[::2]:
             layer.weight.mul_(3)
     return model
+
+
+def random_mlp(seed: int, widths: tuple[int, ...], *, scale: float = 2.0) -> nn.Sequential:
+    """A ReLU MLP with layer widths `widths` (input first, classes last), weights scaled by `scale`."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(widths) - 2 else [])
+    model = nn.Sequential(*layers).eval()
+    with torch.no_grad():
+        for layer in model[::2]:
+            layer.weight.mul_(scale)
+    return model

@@ -56,17 +56,19 @@ def test_bracket_matches_the_exact_minimal_distances(seed: int) -> None:
     _check_counterexamples(model, x, y, result, eps)
 
 
-def test_milp_alone_decides_every_point_like_the_exact_distances() -> None:
-    """Without the attack every broken point is a decision-MILP counterexample."""
+@pytest.mark.parametrize("bab", [True, False])
+def test_complete_verification_alone_decides_every_point_like_the_exact_distances(bab: bool) -> None:
+    """Without the attack every broken point is a branch-and-bound or decision-MILP counterexample."""
     model = scaled_mlp(5)
     x = torch.rand(8, 12, generator=torch.Generator().manual_seed(5))
     y = model(x).argmax(1)
     exact = minimal_linf(model, x, y, time_limit=30)
     eps = _between(exact.lower)
-    result = certify(model, x, y, eps=eps, time_limit=30, attack=False, progress=False)
+    result = certify(model, x, y, eps=eps, time_limit=30, attack=False, progress=False, bab=bab)
     for i, status in enumerate(result.status):
         assert (status in ("certified", "verified")) == bool(exact.lower[i] >= eps), (i, status, exact.lower[i], eps)
     assert "attack" not in result.method
+    assert ("bab" if bab else "milp") in result.method and ("milp" if bab else "bab") not in result.method
     _check_counterexamples(model, x, y, result, eps)
 
 

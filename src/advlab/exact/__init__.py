@@ -3,7 +3,8 @@
 - `minimal_distances(model, x, y, norm=..., time_limit=...)`: the exact minimal adversarial
   distance (closed form for affine models, MILP for ReLU / max-pool networks), one result type.
 - `certify(model, x, y, eps=..., time_limit=..., milp=True)`: a proven bracket on robust
-  accuracy at eps (bounds, attack, decision MILP); see `advlab.exact.certify`.
+  accuracy at eps (interval/CROWN/alpha-CROWN bounds, attack, branch and bound or the decision
+  MILP); see `advlab.exact.certify`, `advlab.exact.optimized`, `advlab.exact.bab`.
 - `relu_network`, `hidden_bounds` / `margin_bounds` (interval and CROWN), and the closed forms
   for linear models (`minimal_perturbation`, `max_linear_linf`, `max_linear_l2`).
 """

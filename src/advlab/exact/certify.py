@@ -1,26 +1,32 @@
 """A proven bracket on robust accuracy at a fixed L-inf eps: certify(model, x, y, eps=...).
 
-    certify(model, x, y, *, eps, bounds=(0.0, 1.0), time_limit=60.0, milp=True, attack=True,
-            attack_steps=40, seed=0, batch_size=64, progress=True) -> Certification
+    certify(model, x, y, *, eps, bounds=(0.0, 1.0), time_limit=60, milp=True, attack=True,
+            attack_steps=40, seed=0, batch_size=64, progress=True, alpha_steps=20, bab=True)
+        -> Certification
 
 Per example, in this order (each step only for the examples the ones before left open):
 
 1. "misclassified": the clean input is already wrong (float64 forward).
-2. "certified": interval bounds, then CROWN bounds (`advlab.exact.bounds`) prove z_y > z_k for
-   every k != y on the whole ball B(eps) = {x' in box : ||x' - x||_inf <= eps}.
+2. "certified": interval bounds, then CROWN bounds (`advlab.exact.bounds`), then alpha-CROWN
+   (optimised slopes, `advlab.exact.optimized`, `alpha_steps` steps; 0 skips it) prove
+   z_y > z_k for every k != y on the whole ball B(eps) = {x' in box : ||x' - x||_inf <= eps}.
 3. "broken": advlab's PGD (margin loss, `attack_steps` steps, seeded) finds a point of B(eps)
    that the float64 model misclassifies (projected onto B(eps) in float64 and re-checked).
-4. "verified" or "broken": the fixed-eps decision MILP (Tjeng, Xiao & Tedrake 2019;
-   `advlab.exact.milp.decide`) proves robustness, or finds a counterexample (re-checked by the
-   float64 model), within `time_limit` seconds per example.
-5. "unknown": the MILP hit its time limit, was switched off (`milp=False`), or the model has a
-   layer the exact tools cannot read (then no bounds either; `notes` says which).
+4. Complete verification (`milp=True`), within `time_limit` seconds per example:
+   ReLU networks: branch and bound on ReLU splits with alpha/beta-CROWN bounds
+   (`advlab.exact.bab`, `bab=True`): "verified" (method "bab") or "broken" by a counterexample
+   the float64 model confirms. Networks with max-pool, `bab=False`, or a search that stopped
+   on its domain cap with time left: the fixed-eps decision MILP (Tjeng, Xiao & Tedrake 2019;
+   `advlab.exact.milp.decide`; method "milp").
+5. "unknown": the time limit was reached, complete verification was switched off
+   (`milp=False`), or the model has a layer the exact tools cannot read (then no bounds
+   either; `notes` says which).
 
 `Certification.bracket()` = (certified_share, not_broken_share): the robust accuracy at eps
 lies in [(certified + verified) / n, (n - misclassified - broken) / n]; the two ends meet when
 no example is "unknown". `counterexample` holds, for "broken" examples, the float64 point that
 breaks them (and x elsewhere); `method` says what settled each example ("clean", "interval",
-"crown", "attack", "milp", or "" for unknown).
+"crown", "alpha-crown", "attack", "bab", "milp", or "" for unknown).
 """
 
 from __future__ import annotations
@@ -34,15 +40,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from advlab.attacks import PGD
+from advlab.exact.bab import branch_and_bound, supports
 from advlab.exact.bounds import box, margin_bounds
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
 from advlab.exact.milp import Verifier, decide
-from advlab.exact.relu_network import UnsupportedModelError, relu_network
+from advlab.exact.optimized import alpha_margin_bounds
+from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
 from advlab.models.layers import as_multiclass_logits
-from advlab.validation import check_eps
+from advlab.validation import check_count, check_eps
 
 STATUSES = ("misclassified", "certified", "verified", "broken", "unknown")
+METHODS = ("clean", "interval", "crown", "alpha-crown", "attack", "bab", "milp")
 
 
 @dataclass
@@ -80,7 +89,7 @@ class Certification:
         return self.certified_share, self.not_broken_share
 
     def summary(self) -> dict[str, Any]:
-        settled_by = {m: self.method.count(m) for m in ("clean", "interval", "crown", "attack", "milp") if m in self.method}
+        settled_by = {m: self.method.count(m) for m in METHODS if m in self.method}
         return {
             "eps": self.eps,
             "n": self.n,
@@ -109,12 +118,15 @@ def certify(
     seed: int = 0,
     batch_size: int = 64,
     progress: bool = True,
+    alpha_steps: int = 20,
+    bab: bool = True,
 ) -> Certification:
     """Settle each example as robust, broken or unknown at L-inf radius eps (module docstring)."""
     data = prepare(model, x, y, bounds)
     bounds = data.bounds
     eps = check_eps(eps, bounds)
     time_limit = check_time_limit(time_limit)
+    alpha_steps = check_count("alpha_steps", alpha_steps, minimum=0)
     n = len(data.labels)
     flat = data.x64.flatten(1)
     status, method = ["unknown"] * n, [""] * n
@@ -136,14 +148,18 @@ def certify(
         notes.append(f"no bounds and no MILP: {exc}")
     if net is not None and len(todo):
         start = time.perf_counter()
-        for how in ("interval", "crown"):
+        for how in ("interval", "crown", "alpha-crown")[: 3 if alpha_steps else 2]:
             if not len(todo):
                 break
             proven = []
             for chunk in tqdm(todo.split(batch_size), desc=f"certify: {how} bounds", unit="batch",
                               disable=not progress, leave=False):
                 xl, xu = box(flat[chunk], eps, bounds)
-                lower = margin_bounds(net, xl, xu, data.labels[chunk], method=how)
+                if how == "alpha-crown":
+                    lower = alpha_margin_bounds(net, xl, xu, data.labels[chunk], steps=alpha_steps,
+                                                hidden_steps=alpha_steps).lower
+                else:
+                    lower = margin_bounds(net, xl, xu, data.labels[chunk], method=how)
                 proven.append(chunk[(lower > 0).all(1)])
             done = torch.cat(proven)
             settle(done, "certified", how)
@@ -157,22 +173,21 @@ def certify(
         todo = todo[~broken]
         seconds += (time.perf_counter() - start) / n
     if net is not None and milp and len(todo):
-        solver_net = NumpyNetwork.of(net)
         verify = Verifier(data.model64, torch.float64, tuple(x.shape[1:]), bounds)
-        for i in tqdm(todo.tolist(), desc="certify: MILP", unit="image", disable=not progress, leave=False):
+        complete = _Complete(net, verify, eps, bounds, time_limit, bab, notes)
+        for i in tqdm(todo.tolist(), desc="certify: complete", unit="image", disable=not progress, leave=False):
             start = time.perf_counter()
-            point = flat[i].numpy()
-            decision = decide(net, solver_net, point, int(data.labels[i]), eps, bounds, time_limit, verify)
-            if decision.status == "robust":
-                status[i], method[i] = "verified", "milp"
-            elif decision.status == "counterexample":
-                status[i], method[i] = "broken", "milp"
-                counterexample[i] = torch.from_numpy(decision.point).reshape(counterexample[i].shape)
+            verdict, found, how = complete(flat[i], int(data.labels[i]))
+            if verdict == "robust":
+                status[i], method[i] = "verified", how
+            elif verdict == "counterexample":
+                status[i], method[i] = "broken", how
+                counterexample[i] = found.reshape(counterexample[i].shape)
             seconds[i] += time.perf_counter() - start
     elif net is not None and not milp and len(todo):
-        notes.append(f"{len(todo)} example(s) left unknown: MILP switched off")
+        notes.append(f"{len(todo)} example(s) left unknown: MILP and branch and bound switched off (milp=False)")
     if status.count("unknown") and net is not None and milp:
-        notes.append(f"{status.count('unknown')} example(s) unknown: MILP time limit ({time_limit:g} s) reached")
+        notes.append(f"{status.count('unknown')} example(s) unknown: time limit ({time_limit:g} s per example) reached")
     return Certification(eps, status, method, counterexample, seconds, time_limit, notes)
 
 
@@ -189,6 +204,40 @@ def _attack(
         pred = torch.cat([as_multiclass_logits(data.model64(c)) for c in adv.split(1024)]).argmax(1)
     inside = linf_distance(adv, x) <= eps
     return (pred != data.labels[todo]) & inside, adv
+
+
+class _Complete:
+    """Complete verification of one example: branch and bound for ReLU networks (the MILP for
+    the time it leaves when it stops on its domain cap), the decision MILP otherwise."""
+
+    def __init__(self, net: ReluNetwork, verify: Verifier, eps: float, bounds: tuple[float, float], time_limit: float,
+                 bab: bool, notes: list[str]) -> None:
+        self.net, self.verify, self.eps, self.bounds, self.time_limit = net, verify, eps, bounds, time_limit
+        self.bab = bab and supports(net)
+        self.notes = notes
+        self._solver_net: NumpyNetwork | None = None
+
+    def __call__(self, x: torch.Tensor, label: int) -> tuple[str, torch.Tensor | None, str]:
+        """(verdict "robust" | "counterexample" | "unknown", the confirmed point, method)."""
+        deadline = time.perf_counter() + self.time_limit
+        if self.bab:
+            outcome = branch_and_bound(self.net, x, label, self.eps, self.bounds, time_limit=self.time_limit,
+                                       check=lambda p: self._checked(x, label, p))
+            if outcome.status != "unknown" or outcome.reason == "time limit":
+                return outcome.status, outcome.point, "bab"
+            self.notes.append(f"branch and bound stopped ({outcome.reason}): the MILP gets the rest of the time")
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return "unknown", None, "milp"
+        if self._solver_net is None:
+            self._solver_net = NumpyNetwork.of(self.net)
+        decision = decide(self.net, self._solver_net, x.numpy(), label, self.eps, self.bounds, left, self.verify)
+        return decision.status, None if decision.point is None else torch.from_numpy(decision.point), "milp"
+
+    def _checked(self, x: torch.Tensor, label: int, point: torch.Tensor) -> torch.Tensor | None:
+        """The candidate as the images' dtype, moved into B(eps), if the float64 model misclassifies it."""
+        found = self.verify(x.numpy(), label, point.numpy(), self.eps)
+        return None if found is None else torch.from_numpy(found[1])
 
 
 def _dtype(model: nn.Module) -> torch.dtype:

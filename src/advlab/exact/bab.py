@@ -1,0 +1,227 @@
+"""Complete verification of one input by branch and bound on ReLU splits (beta-CROWN style).
+
+Question: is there x' in B = {x' in box : ||x' - x||_inf <= eps} with z_k(x') >= z_y(x') for
+some k != y? Per open class k the search keeps sub-domains of B, each a set of split
+constraints s_j z_j >= 0 on ReLU inputs (Bunel et al. 2020, "Branch and bound for piecewise
+linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
+
+1. Root: CROWN hidden bounds tightened by alpha-CROWN, then each margin's slopes optimised
+   (`advlab.exact.optimized`). Classes with a positive lower bound are settled.
+2. Repeatedly take the `batch` sub-domains with the lowest bounds, split each on the unstable
+   neuron whose upper relaxation adds the largest intercept to the bound (the BaBSR score of
+   Bunel et al., Sec. 5.1), and bound both children at once: hidden bounds clamped by the
+   splits, slopes (warm-started from the parent) and split multipliers beta optimised together.
+   A child is discarded when its bound is positive or its clamped bounds are empty (l > u).
+3. Each bound's minimising input (a corner of the box) is run through the network: a negative
+   margin there is a candidate counterexample, accepted only if `check` confirms it (the model
+   in float64, inside B).
+4. A sub-domain without unstable neurons is a polytope on which the network is affine: one LP
+   (HiGHS) gives the exact minimum margin (proof, or a point for `check`).
+
+All sub-domains of a class discarded = proven; `time_limit` or `max_domains` reached = unknown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+
+from advlab.exact.bounds import Interval, box
+from advlab.exact.optimized import alpha_margin_bounds, clamp_splits, optimise
+from advlab.exact.relu_network import ReluNetwork, Relu
+
+LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds this (solver tolerance)
+
+
+@dataclass(frozen=True)
+class BabSettings:
+    """batch: sub-domains split per round; steps: slope/multiplier steps per bound (root_steps
+    at the root); max_domains: open sub-domains kept before giving up."""
+
+    batch: int = 256
+    steps: int = 20
+    root_steps: int = 50
+    max_domains: int = 100_000
+
+
+@dataclass(frozen=True)
+class BabOutcome:
+    """status "robust" | "counterexample" | "unknown"; point: the confirmed counterexample (n,);
+    domains: sub-domains bounded; reason: why the search stopped unfinished."""
+
+    status: str
+    point: torch.Tensor | None = None
+    domains: int = 0
+    reason: str = ""
+
+
+def supports(net: ReluNetwork) -> bool:
+    """Branch and bound splits ReLUs: networks with max-pool layers go to the MILP instead."""
+    return all(isinstance(g, Relu) for g in net.nonlinear)
+
+
+@dataclass
+class _Domains:
+    """Open sub-domains, batched: spec rows (D, C), signs/slopes/multipliers per ReLU layer
+    (D, W) / (D, 1, W) / (D, 1, W), lower bounds (D,), branching scores (D, sum W)."""
+
+    rows: torch.Tensor
+    signs: list[torch.Tensor]
+    alphas: list[torch.Tensor]
+    betas: list[torch.Tensor]
+    lower: torch.Tensor
+    scores: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.lower)
+
+    def take(self, index: torch.Tensor) -> _Domains:
+        return _Domains(self.rows[index], [s[index] for s in self.signs], [a[index] for a in self.alphas],
+                        [b[index] for b in self.betas], self.lower[index], self.scores[index])
+
+    @staticmethod
+    def cat(parts: list[_Domains]) -> _Domains:
+        return _Domains(torch.cat([p.rows for p in parts]), [torch.cat(z) for z in zip(*[p.signs for p in parts])],
+                        [torch.cat(z) for z in zip(*[p.alphas for p in parts])],
+                        [torch.cat(z) for z in zip(*[p.betas for p in parts])],
+                        torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]))
+
+
+def branch_and_bound(
+    net: ReluNetwork, x: torch.Tensor, label: int, eps: float, bounds: tuple[float, float], *, time_limit: float,
+    check: Callable[[torch.Tensor], torch.Tensor | None], settings: BabSettings = BabSettings(),
+) -> BabOutcome:
+    """Decide robustness of x (n,) float64 at L-inf radius eps (module docstring). `check` takes
+    a candidate input (n,) and returns a confirmed counterexample or None."""
+    deadline = time.perf_counter() + time_limit
+    xl, xu = box(x.unsqueeze(0), eps, bounds)
+    root = alpha_margin_bounds(net, xl, xu, torch.tensor([label]), steps=settings.root_steps,
+                               hidden_steps=settings.root_steps)
+    hidden = root.hidden
+    classes = net.num_classes
+    others = [k for k in range(classes) if k != label]
+    open_rows = [r for r, k in enumerate(others) if bool(root.lower[0, k] <= 0)]
+    if not open_rows:
+        return BabOutcome("robust")
+    eye = torch.eye(classes, dtype=torch.float64)
+    rows = torch.stack([eye[label] - eye[others[r]] for r in open_rows])
+    signs = [torch.zeros(len(open_rows), lo.shape[1], dtype=torch.float64) for lo, _ in hidden]
+    alphas = [a[0, open_rows].unsqueeze(1) for a in root.alphas]
+    pool = _bound(net, hidden, xl, xu, _Domains(rows, signs, alphas, [torch.zeros_like(a) for a in alphas],
+                                                 torch.zeros(len(rows), dtype=torch.float64), torch.zeros(0)),
+                  settings.steps, check)
+    bounded = len(open_rows)
+    unsure = False
+    while isinstance(pool, _Domains) and len(pool):
+        if time.perf_counter() > deadline:
+            return BabOutcome("unknown", domains=bounded, reason="time limit")
+        if len(pool) > settings.max_domains:
+            return BabOutcome("unknown", domains=bounded, reason=f"more than {settings.max_domains} open sub-domains")
+        order = pool.lower.argsort()
+        chosen, rest = pool.take(order[: settings.batch]), pool.take(order[settings.batch :])
+        leaves = chosen.scores.amax(1) < 0
+        if bool(leaves.any()):
+            for i in leaves.nonzero().flatten().tolist():
+                verdict = _leaf(net, hidden, xl, xu, chosen.take(torch.tensor([i])), check)
+                if isinstance(verdict, torch.Tensor):
+                    return BabOutcome("counterexample", verdict, bounded)
+                unsure |= verdict is None
+            chosen = chosen.take((~leaves).nonzero().flatten())
+        if not len(chosen):
+            pool = rest
+            continue
+        children = _split(chosen)
+        bounded += len(children)
+        result = _bound(net, hidden, xl, xu, children, settings.steps, check)
+        if isinstance(result, torch.Tensor):
+            return BabOutcome("counterexample", result, bounded)
+        pool = _Domains.cat([rest, result])
+    if isinstance(pool, torch.Tensor):
+        return BabOutcome("counterexample", pool, bounded)
+    if unsure:
+        return BabOutcome("unknown", domains=bounded, reason="an LP leaf's minimum margin is within solver tolerance of 0")
+    return BabOutcome("robust", domains=bounded)
+
+
+def _split(chosen: _Domains) -> _Domains:
+    """Two children per domain, on its highest-scoring neuron: active (s = +1) and inactive (-1)."""
+    widths = [s.shape[1] for s in chosen.signs]
+    neuron = chosen.scores.argmax(1)
+    children = _Domains.cat([chosen, chosen])
+    children.signs = [s.clone() for s in children.signs]
+    sign = torch.cat([torch.ones(len(chosen)), -torch.ones(len(chosen))]).double()
+    flat = neuron.repeat(2)
+    start = 0
+    for layer, width in enumerate(widths):
+        here = (flat >= start) & (flat < start + width)
+        rows = here.nonzero().flatten()
+        children.signs[layer][rows, flat[rows] - start] = sign[rows]
+        start += width
+    return children
+
+
+def _bound(
+    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domains: _Domains, steps: int,
+    check: Callable[[torch.Tensor], torch.Tensor | None],
+) -> _Domains | torch.Tensor:
+    """Bound the domains (alpha and beta optimised); the open ones with their scores, or a
+    confirmed counterexample."""
+    d = len(domains)
+    clamped = clamp_splits([(lo.expand(d, -1), up.expand(d, -1)) for lo, up in hidden], domains.signs)
+    empty = torch.zeros(d, dtype=torch.bool)
+    for lo, up in clamped:
+        empty |= (lo > up).any(1)
+    opt = optimise(net, clamped, len(net.nonlinear), -domains.rows.unsqueeze(1), xl.expand(d, -1), xu.expand(d, -1),
+                   steps=steps, alphas=domains.alphas, betas=domains.betas, signs=domains.signs, stop_below=0.0)
+    lower = -opt.upper[:, 0]
+    candidates = opt.last.argmax[:, 0]
+    margins = (net.logits(candidates) * domains.rows).sum(1)
+    for i in (margins < 0).nonzero().flatten().tolist():
+        point = check(candidates[i])
+        if point is not None:
+            return point
+    keep = ~empty & (lower <= 0)
+    scores = torch.cat([torch.where((lo < 0) & (up > 0), t[:, 0], -1.0)
+                        for (lo, up), t in zip(clamped, opt.last.intercepts)], 1)
+    index = keep.nonzero().flatten()
+    return _Domains(domains.rows[index], [s[index] for s in domains.signs], [a[index] for a in opt.alphas],
+                    [b[index] for b in opt.betas], lower[index], scores[index])
+
+
+def _leaf(
+    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
+    check: Callable[[torch.Tensor], torch.Tensor | None],
+) -> bool | torch.Tensor | None:
+    """The exact minimum margin over a sub-domain with every ReLU fixed, by one LP: True
+    (proven), a confirmed counterexample, or None (a minimum too close to 0 to trust)."""
+    clamped = clamp_splits([(lo, up) for lo, up in hidden], domain.signs)
+    n = xl.shape[1]
+    m, c = torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)  # z = m x + c
+    a_ub, b_ub = [], []
+    for affine, (lo, up) in zip(net.affines, clamped):
+        m, c = affine.dense() @ m, affine(c)
+        active = lo[0] >= 0
+        # active: -(m x + c) <= 0; inactive: m x + c <= 0
+        sign = torch.where(active, -1.0, 1.0).double()
+        a_ub.append(sign.unsqueeze(1) * m)
+        b_ub.append(-sign * c)
+        m, c = m * active.unsqueeze(1), c * active
+    last = net.affines[-1]
+    m, c = last.dense() @ m, last(c)
+    cost = domain.rows[0] @ m
+    const = float(domain.rows[0] @ c)
+    res = linprog(cost.numpy(), A_ub=torch.cat(a_ub).numpy(), b_ub=torch.cat(b_ub).numpy(),
+                  bounds=np.stack([xl[0].numpy(), xu[0].numpy()], 1), method="highs")
+    if res.status == 2:
+        return True
+    if res.status != 0:
+        return None
+    if res.fun + const > LP_MARGIN:
+        return True
+    point = check(torch.from_numpy(res.x))
+    return point if point is not None else None

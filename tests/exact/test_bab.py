@@ -1,0 +1,108 @@
+"""Branch and bound decides like the exact MILP, never calls a broken point robust, and every
+counterexample it returns is one the float64 model misclassifies inside the ball."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advlab.attacks import PGD
+from advlab.exact import certify, minimal_linf, relu_network
+from advlab.exact.bab import BabSettings, branch_and_bound, supports
+from advlab.exact.inputs import into_ball
+from tests.exact.nets import conv_net, random_mlp, scaled_mlp
+from tests.exact.test_certify import _between
+
+
+def _check(model64: torch.nn.Module, x: torch.Tensor, label: int, eps: float):
+    def check(point: torch.Tensor) -> torch.Tensor | None:
+        point = into_ball(point, x, eps, (0.0, 1.0))
+        return point if int(model64(point[None]).argmax(1)) != label else None
+    return check
+
+
+def _decide(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: float, settings_: BabSettings) -> list:
+    model64 = copy.deepcopy(model).double()
+    net = relu_network(model64, (x.shape[1],))
+    out = []
+    for xi, label in zip(x.double(), labels.tolist()):
+        outcome = branch_and_bound(net, xi, label, eps, (0.0, 1.0), time_limit=60, check=_check(model64, xi, label, eps),
+                                   settings=settings_)
+        if outcome.status == "counterexample":
+            p = outcome.point
+            assert float((p - xi).abs().max()) <= eps and bool(((p >= 0) & (p <= 1)).all())
+            assert int(model64(p[None]).argmax(1)) != label
+        out.append(outcome)
+    return out
+
+
+# beta-CROWN as used by certify on the 12-16-16-3 net; bounds without optimisation on a
+# 12-6-5-3 net, where the LP leaves (every ReLU split) decide
+CASES = [(BabSettings(batch=16), None), (BabSettings(batch=16, steps=0, root_steps=0), (12, 6, 5, 3))]
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])
+@pytest.mark.parametrize("settings_, widths", CASES, ids=["beta", "plain-leaves"])
+def test_decides_like_the_exact_minimal_distances(seed: int, settings_: BabSettings, widths) -> None:
+    model = scaled_mlp(seed) if widths is None else random_mlp(seed, widths, scale=3.0)
+    x = torch.rand(10, 12, generator=torch.Generator().manual_seed(seed))
+    y = model(x).argmax(1)
+    exact = minimal_linf(model, x, y, time_limit=30)
+    assert set(exact.status) <= {"optimal", "unreachable"}
+    for eps in (_between(exact.lower), float(exact.lower.max()) * 0.9):
+        outcomes = _decide(model, x, y, eps, settings_)
+        for i, outcome in enumerate(outcomes):
+            if exact.lower[i] > eps * (1 + 1e-6):
+                assert outcome.status == "robust", (i, outcome)
+            elif exact.upper[i] < eps * (1 - 1e-6):
+                assert outcome.status == "counterexample", (i, outcome)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), widths=st.lists(st.integers(3, 12), min_size=1, max_size=3),
+       eps=st.floats(0.02, 0.3))
+def test_never_robust_where_an_attack_or_a_sample_breaks(seed: int, widths: list[int], eps: float) -> None:
+    model = random_mlp(seed, (8, *widths, 4), scale=2.5)
+    x = torch.rand(6, 8, generator=torch.Generator().manual_seed(seed))
+    y = model(x).argmax(1)
+    outcomes = _decide(model, x, y, eps, BabSettings(batch=8, steps=5, root_steps=5))
+    robust = torch.tensor([o.status == "robust" for o in outcomes])
+    pgd = PGD(model, eps=eps, steps=50, restarts=3, loss="margin", seed=seed)(x, y)
+    assert not bool((robust & pgd.success).any())
+    gen = torch.Generator().manual_seed(seed)
+    samples = (x.unsqueeze(1) + eps * (2 * torch.rand(6, 500, 8, generator=gen) - 1)).clamp(0, 1)
+    samples[:, :100] = (x.unsqueeze(1) + eps * torch.randint(0, 2, (6, 100, 8), generator=gen) * 2 - eps).clamp(0, 1)
+    with torch.no_grad():
+        wrong = (model(samples.reshape(-1, 8)).argmax(1).reshape(6, 500) != y.unsqueeze(1)).any(1)
+    assert not bool((robust & wrong).any())
+    assert all(o.status != "unknown" for o in outcomes)
+
+
+def test_domain_cap_gives_unknown_and_certify_hands_the_rest_to_the_milp(monkeypatch) -> None:
+    model = scaled_mlp(3)
+    x = torch.rand(10, 12, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    capped = BabSettings(batch=1, steps=0, root_steps=0, max_domains=0)
+    outcomes = _decide(model, x, y, 0.08, capped)
+    unknown = [o for o in outcomes if o.status == "unknown"]
+    assert unknown and all("sub-domains" in o.reason for o in unknown)
+    exact = minimal_linf(model, x, y, time_limit=30)
+    module = sys.modules["advlab.exact.certify"]  # the package exports the function under the same name
+    monkeypatch.setattr(module, "branch_and_bound", functools.partial(branch_and_bound, settings=capped))
+    result = certify(model, x, y, eps=0.08, attack=False, alpha_steps=0, progress=False)
+    assert "milp" in result.method  # counterexamples found before the cap stay with bab
+    assert all(s == "broken" for s, m in zip(result.status, result.method) if m == "bab")
+    assert any("MILP gets the rest" in note for note in result.notes)
+    for i, status in enumerate(result.status):
+        assert (status in ("certified", "verified")) == bool(exact.lower[i] > 0.08), (i, status)
+
+
+def test_max_pool_nets_are_left_to_the_milp() -> None:
+    assert not supports(relu_network(conv_net(0), (1, 8, 8)))
+    assert supports(relu_network(conv_net(0, pool="avg"), (1, 8, 8)))
