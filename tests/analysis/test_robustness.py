@@ -106,3 +106,22 @@ def test_an_eps_in_attack_params_is_refused(softmax_model, embedded):
     with pytest.raises(InputError, match="the eps grid sets it"):
         evaluate_robustness(softmax_model, embedded.test.images[:5], embedded.test.labels[:5], attacks=["pgd"],
                             eps=[0.0, 0.1], attack_params={"pgd": {"eps": 0.2}}, progress=False)
+
+
+def test_a_suite_through_evaluate_robustness_is_the_suite_cascade():
+    """evaluate_robustness(..., suite=NAME) runs evaluate_suite at the one eps given; it refuses
+    an attack list beside a suite and an eps grid."""
+    from advlab.analysis import SuiteEvaluation, evaluate_suite
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4)).double()
+    x = torch.rand(10, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = model(x).argmax(1).detach()
+    through = evaluate_robustness(model, x, y, suite="quick", eps=[0.1])
+    direct = evaluate_suite(model, x, y, suite="quick", eps=0.1)
+    assert isinstance(through, SuiteEvaluation) and through.broken_by == direct.broken_by
+    assert torch.equal(through.x_adv, direct.x_adv)
+    with pytest.raises(InputError, match="not both"):
+        evaluate_robustness(model, x, y, suite="quick", eps=0.1, attacks=["pgd"])
+    with pytest.raises(InputError, match="one eps"):
+        evaluate_robustness(model, x, y, suite="quick", eps=[0.1, 0.2])

@@ -10,8 +10,10 @@ from advlab.analysis.robustness import (
     RobustnessEvaluation,
     default_attacks,
     evaluate_robustness,
+    grid_evaluation,
     parse_eps,
 )
+from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.transfer import distortion, error_rate_on, transfer_table
 from advlab.analysis.units import UnitsVsDirections, layer_activations, units_vs_directions
 
@@ -21,6 +23,7 @@ __all__ = [
     "LayerBound",
     "MaskingCheck",
     "RobustnessEvaluation",
+    "SuiteEvaluation",
     "UnitsVsDirections",
     "conv2d_bound",
     "default_attacks",
@@ -28,7 +31,9 @@ __all__ = [
     "equal_norm_noise",
     "error_rate_on",
     "evaluate_robustness",
+    "evaluate_suite",
     "gaussian_noise",
+    "grid_evaluation",
     "layer_activations",
     "layer_bounds",
     "masking_checks",

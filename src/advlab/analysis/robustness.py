@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.masking import large_eps_attack, masking_checks
 from advlab.analysis.results import AttackPoint, RobustnessEvaluation
 from advlab.attacks import ATTACKS, AttackResult, make_attack
@@ -133,7 +134,37 @@ def evaluation_plan(
     return names, eps_list, params
 
 
-def evaluate_robustness(
+@overload
+def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, suite: None = None,
+                        **options: Any) -> RobustnessEvaluation: ...
+
+
+@overload
+def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+                        suite: str | Sequence[Any], **options: Any) -> SuiteEvaluation: ...
+
+
+def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
+                        suite: str | Sequence[Any] | None = None, **options: Any) -> RobustnessEvaluation | SuiteEvaluation:
+    """Accuracy of `model` under attack: over an eps grid (`grid_evaluation`), or, with `suite`
+    ("standard": AutoAttack's attacks and budgets; "quick"; or a list of attacks as data), the
+    cascade of `advlab.analysis.evaluation.evaluate_suite` at one eps (`eps=0.3` or `eps=[0.3]`),
+    with its bracket and checks; the keywords are those of the function called."""
+    if suite is None:
+        return grid_evaluation(model, images, labels, **options)
+    if "attacks" in options or "attack_params" in options:
+        raise InputError("a suite names its own attacks and their settings: give suite or attacks/attack_params, not both")
+    eps = options.pop("eps", None)
+    if isinstance(eps, Sequence) and not isinstance(eps, str):
+        if len(eps) != 1:
+            raise InputError(f"a suite runs at one eps, got {len(eps)} values")
+        eps = eps[0]
+    if eps is None:
+        raise InputError("a suite needs eps (one budget)")
+    return evaluate_suite(model, images, labels, eps=eps, suite=suite, **options)
+
+
+def grid_evaluation(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
