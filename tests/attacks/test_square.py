@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from advlab.attacks import Square, make_attack
-from advlab.attacks.randomness import counter_uniform
+from advlab.attacks.randomness import counter_uniform, counter_uniform_draws
 from advlab.attacks.square import eta, square_fraction
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
@@ -141,3 +141,8 @@ def test_counter_numbers_depend_only_on_their_coordinates():
     assert not torch.equal(a, counter_uniform(3, index, 5, 4, stream=1))
     many = counter_uniform(0, torch.arange(20000), 0, 1)
     assert abs(float(many.mean()) - 0.5) < 0.01
+    # a block of draws (what Square fetches for 64 iterations at once) holds exactly the single draws
+    block = counter_uniform_draws(3, index, range(2**31 - 2, 2**31 + 3), 4, stream=2)
+    assert block.shape == (10, 5, 4)
+    for k, draw in enumerate(range(2**31 - 2, 2**31 + 3)):
+        assert torch.equal(block[:, k], counter_uniform(3, index, draw, 4, stream=2))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import FixedBudgetAttack, Perturbed
-from advlab.attacks.geometry import Region, per_example
+from advlab.attacks.geometry import Region, Rows, per_example
 from advlab.attacks.losses import dlr as dlr_loss
 from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
 from advlab.attacks.randomness import counter_uniform
@@ -53,7 +53,7 @@ class DLRFallbackWarning(UserWarning):
 
 
 @dataclass
-class _Run:
+class _Run(Rows):
     """Per-example state of one APGD run (all tensors indexed by example; `ball` their feasible set)."""
 
     ball: Region
@@ -71,10 +71,6 @@ class _Run:
     reduced_at_check: torch.Tensor
     rises: torch.Tensor
     step: torch.Tensor
-
-    def take(self, keep: torch.Tensor) -> _Run:
-        return _Run(**{f.name: getattr(self, f.name).take(keep) if f.name == "ball" else getattr(self, f.name)[keep]
-                       for f in fields(self)})
 
 
 def checkpoints(steps: int) -> list[int]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -45,6 +45,14 @@ def per_example(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _safe(norms: torch.Tensor) -> torch.Tensor:
     return norms.clamp_min(torch.finfo(norms.dtype).tiny)
+
+
+class Rows:
+    """Mixin for a dataclass holding per-example state, one row per example in every field:
+    `take(keep)` keeps the rows `keep` of every field (for the early exit of iterative attacks)."""
+
+    def take(self, keep: torch.Tensor):  # type: ignore[no-untyped-def]
+        return type(self)(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})  # type: ignore[arg-type]
 
 
 class Geometry(abc.ABC):
@@ -192,6 +200,8 @@ class Region:
         if isinstance(self.geometry, LinfBall):
             region.low, region.high = self.low[index], self.high[index]
         return region
+
+    __getitem__ = take
 
     def project(self, z: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
         """The projection of z; with `inplace`, z's storage may be reused (under L-inf it is)."""

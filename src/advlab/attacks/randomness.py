@@ -39,21 +39,22 @@ def counter_uniform(seed: int, indices: torch.Tensor, draw: int, n: int, *, stre
     """(N, n) float64 uniforms in (0, 1): number j of example `indices[i]` in draw `draw` is
     splitmix64 output j + 1 of a stream keyed by (seed, index, draw, stream). Computed on the
     CPU (the same bits on every device), no state; returned on `device` (default: the CPU)."""
+    return counter_uniform_draws(seed, indices, range(draw, draw + 1), n, stream=stream, device=device)[:, 0]
+
+
+def counter_uniform_draws(seed: int, indices: torch.Tensor, draws: range, n: int, *, stream: int = 0,
+                          device: torch.device | str | None = None) -> torch.Tensor:
+    """(N, len(draws), n): `counter_uniform` for every draw of `draws` at once (the same numbers,
+    one vectorised pass: an attack that draws at every iteration fetches a block of iterations)."""
     key = _mix(torch.tensor(_signed((seed + 1) * _GOLDEN), dtype=torch.int64))
     key = _mix(key + indices.to(device="cpu", dtype=torch.int64) * _GOLDEN)
-    key = _mix(key + _signed((draw + (stream << _STREAM_SHIFT) + 1) * _GOLDEN))
+    offsets = (torch.arange(draws.start, draws.stop, dtype=torch.int64) + ((stream << _STREAM_SHIFT) + 1)) * _GOLDEN
+    key = _mix(key.unsqueeze(1) + offsets)  # int64 arithmetic wraps modulo 2**64, as _signed does
     counters = torch.arange(1, n + 1, dtype=torch.int64) * _GOLDEN
-    bits = _srl(_mix(key.unsqueeze(1) + counters), 11)  # the top 53 bits
+    bits = _srl(_mix(key.unsqueeze(2) + counters), 11)  # the top 53 bits
     return ((bits.double() + 0.5) * 2.0**-53).to(device or "cpu")
 
 
-def counter_randint(seed: int, indices: torch.Tensor, draw: int, n: int, high: int, *, stream: int = 0,
-                    device: torch.device | str | None = None) -> torch.Tensor:
-    """(N, n) integers uniform in 0..high-1."""
-    return (counter_uniform(seed, indices, draw, n, stream=stream, device=device) * high).floor().long()
-
-
-def counter_sign(seed: int, indices: torch.Tensor, draw: int, n: int, dtype: torch.dtype, *, stream: int = 0,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+def counter_sign(seed: int, indices: torch.Tensor, draw: int, n: int, dtype: torch.dtype, *, stream: int = 0) -> torch.Tensor:
     """(N, n) values +-1 with equal probability."""
-    return torch.where(counter_uniform(seed, indices, draw, n, stream=stream) < 0.5, -1.0, 1.0).to(device or "cpu", dtype)
+    return torch.where(counter_uniform(seed, indices, draw, n, stream=stream) < 0.5, -1.0, 1.0).to(dtype)

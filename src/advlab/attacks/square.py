@@ -18,7 +18,8 @@ code's default does; AutoAttack's standard version runs it unstretched).
 Each example stops at its first success; `extra["queries"]` counts its forward passes (the start
 included, at most `queries`). The model is never differentiated: everything runs under no_grad.
 Random windows and signs are a function of (seed, example index, iteration), so results do not
-depend on the batch size. Inputs of any shape (N, C, H, W), (N, H, W) or (N, D) (read as one
+depend on the batch size; they are drawn for blocks of 64 iterations at once, and the running
+examples' state is compacted when some stop (no gathers or scatters per iteration). Inputs of any shape (N, C, H, W), (N, H, W) or (N, D) (read as one
 row: windows become segments). Departures from the reference code: window positions per example
 (not one per batch) and the last position is reachable; the reference code runs one query more.
 """
@@ -26,6 +27,7 @@ row: windows become segments). Departures from the reference code: window positi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,14 +35,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import FixedBudgetAttack, Perturbed
-from advlab.attacks.geometry import per_example
+from advlab.attacks.geometry import LinfBall, Rows, per_example
 from advlab.attacks.losses import margin as margin_objective
-from advlab.attacks.randomness import counter_randint, counter_sign, counter_uniform
+from advlab.attacks.randomness import counter_sign, counter_uniform_draws
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count
 
 LOSSES = ("margin", "ce")
 _SIGN, _TRANSPOSE, _POSITION = 0, 1, 2  # random streams (positions use 2..5)
+_BLOCK = 64  # iterations whose random numbers are drawn in one vectorised pass
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
 
 
@@ -74,6 +77,21 @@ def eta(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch
     """The L2 update pattern of Sec. 3.2: upper half positive rectangles, lower half negative, unit L2 norm."""
     pattern = torch.cat([_rectangles(rows // 2, cols, dtype, device), -_rectangles(rows - rows // 2, cols, dtype, device)])
     return pattern / pattern.norm().clamp_min(1e-12)
+
+
+@dataclass
+class _Search(Rows):
+    """Per-example state of the search, one row per example still running."""
+
+    slot: torch.Tensor  # row of this example in the batch
+    index: torch.Tensor  # its global index (for the random draws)
+    image: torch.Tensor  # (n, c, h, w)
+    low: torch.Tensor  # the eps-ball ∩ box as coordinate intervals (L-inf)
+    high: torch.Tensor
+    goal: torch.Tensor
+    best: torch.Tensor
+    margin: torch.Tensor
+    loss: torch.Tensor
 
 
 class Square(FixedBudgetAttack):
@@ -116,29 +134,37 @@ class Square(FixedBudgetAttack):
     # ---- the search ---------------------------------------------------------------------------
     @torch.no_grad()
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
-        index = indices.to(x.device)
         queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
         if self.eps == 0:
             return Perturbed(x.clone(), extra={"queries": queries})
         c, h, w = _grid(x.shape[1:])
         image = x.reshape(-1, c, h, w)
-        best = self._start(image, index)
-        margin, loss = self._margin_loss(best, goal, targeted, x.shape)
+        out = self._start(image, indices)
+        margin, loss = self._margin_loss(out, goal, targeted, x.shape)
+        low, high = LinfBall.interval(image, torch.full_like(margin, self.eps), self.bounds)
+        run = _Search(torch.arange(x.shape[0], device=x.device), indices.to(x.device), image, low, high, goal, out, margin, loss)
+        draws: dict[str, torch.Tensor] = {}
         for i in range(1, self.queries):
-            active = (margin > 0).nonzero().squeeze(1)
-            if active.numel() == 0:
-                break
+            done = run.margin <= 0
+            if bool(done.any()):  # early exit: out and queries are final for these examples
+                out[run.slot[done]], queries[run.slot[done]] = run.best[done], i
+                keep = (~done).nonzero().squeeze(1)
+                if keep.numel() == 0:
+                    return Perturbed(out.reshape(x.shape), extra={"queries": queries})
+                run, draws = run.take(keep), {k: v[keep] for k, v in draws.items()}
+            if (i - 1) % _BLOCK == 0:
+                draws = self._draws(run.index, range(i, min(i + _BLOCK, self.queries)), c, x.device)
             p = square_fraction(int((i - 1) / self.queries * 10000) if self.rescale_schedule else i - 1, self.p_init)
-            propose = self._linf_step if self.norm == "linf" else self._l2_step
-            candidate = propose(image[active], best[active], index[active], i, p)
-            new_margin, new_loss = self._margin_loss(candidate, goal[active], targeted, x.shape)
-            queries[active] += 1
-            improved = new_loss < loss[active]
-            loss[active] = torch.where(improved, new_loss, loss[active])
+            step = {k: v[:, (i - 1) % _BLOCK] for k, v in draws.items()}
+            candidate = self._linf_step(run, step, p) if self.norm == "linf" else self._l2_step(run, step, p)
+            new_margin, new_loss = self._margin_loss(candidate, run.goal, targeted, x.shape)
+            improved = new_loss < run.loss
+            run.loss = torch.where(improved, new_loss, run.loss)
             improved |= new_margin <= 0
-            margin[active] = torch.where(improved, new_margin, margin[active])
-            best[active] = torch.where(per_example(improved, candidate), candidate, best[active])
-        return Perturbed(best.reshape(x.shape), extra={"queries": queries})
+            run.margin = torch.where(improved, new_margin, run.margin)
+            run.best = torch.where(per_example(improved, candidate), candidate, run.best)
+        out[run.slot], queries[run.slot] = run.best, self.queries
+        return Perturbed(out.reshape(x.shape), extra={"queries": queries})
 
     def _margin_loss(self, image: torch.Tensor, goal: torch.Tensor, targeted: bool, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
         """(margin, loss): success when margin <= 0; the search lowers loss."""
@@ -153,7 +179,7 @@ class Square(FixedBudgetAttack):
         n, c, h, w = image.shape
         if self.norm == "linf":
             stripes = counter_sign(self.seed, index, 0, c * w, image.dtype, device=image.device).view(n, c, 1, w)
-            return self._project_linf(image, image + self.eps * stripes)
+            return self.geometry.project(image, image + self.eps * stripes, self.eps, self.bounds)
         rows, cols = max(h // 5, 1), max(w // 5, 1)
         blocks_h, blocks_w = h // rows, w // cols
         signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype, device=image.device).view(n, c, blocks_h, blocks_w)
@@ -172,10 +198,25 @@ class Square(FixedBudgetAttack):
         side += l2 and side % 2 == 0
         return min(side, h, w), min(side, h, w)
 
-    def _positions(self, index: torch.Tensor, step: int, slot: int, h: int, w: int, rows: int, cols: int,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        top = counter_randint(self.seed, index, step, 1, h - rows + 1, stream=_POSITION + 2 * slot, device=device).squeeze(1)
-        left = counter_randint(self.seed, index, step, 1, w - cols + 1, stream=_POSITION + 2 * slot + 1, device=device).squeeze(1)
+    def _draws(self, index: torch.Tensor, steps: range, c: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """The random numbers of iterations `steps` for the examples `index`, (N, len(steps), ...):
+        window corners (uniforms, scaled to the window size of each iteration) and channel signs;
+        for L2 also the second window and the transpose. Iteration i uses draw i of each stream."""
+        def uniforms(count: int, stream: int) -> torch.Tensor:
+            return counter_uniform_draws(self.seed, index, steps, count, stream=stream, device=device)
+
+        slots = 1 if self.norm == "linf" else 2
+        out = {f"corner{k}": uniforms(1, _POSITION + k).squeeze(2) for k in range(2 * slots)}
+        out["sign"] = torch.where(uniforms(c, 0) < 0.5, -1.0, 1.0)
+        if self.norm == "l2":
+            out["transpose"] = uniforms(1, _TRANSPOSE).squeeze(2) < 0.5
+        return out
+
+    @staticmethod
+    def _corner(step: dict[str, torch.Tensor], slot: int, h: int, w: int, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-left corner of window `slot`, uniform over the positions where it fits."""
+        top = (step[f"corner{2 * slot}"] * (h - rows + 1)).floor().long()
+        left = (step[f"corner{2 * slot + 1}"] * (w - cols + 1)).floor().long()
         return top, left
 
     @staticmethod
@@ -186,18 +227,19 @@ class Square(FixedBudgetAttack):
         in_cols = (q >= left[:, None]) & (q < left[:, None] + cols)
         return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)  # (n, 1, h, w)
 
-    def _linf_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
-        n, c, h, w = image.shape
+    def _linf_step(self, run: _Search, step: dict[str, torch.Tensor], p: float) -> torch.Tensor:
+        n, c, h, w = run.image.shape
         rows, cols = self._window(p, c, h, w, l2=False)
-        mask = self._mask(*self._positions(index, step, 0, h, w, rows, cols, image.device), rows, cols, h, w)
-        signs = counter_sign(self.seed, index, step, c, image.dtype, device=image.device).view(n, c, 1, 1)
-        return self._project_linf(image, best + mask * (2 * self.eps) * signs)
+        mask = self._mask(*self._corner(step, 0, h, w, rows, cols), rows, cols, h, w)
+        signs = step["sign"].to(run.image.dtype).view(n, c, 1, 1)
+        return torch.clamp(torch.where(mask, run.best + (2 * self.eps) * signs, run.best), run.low, run.high)
 
-    def _l2_step(self, image: torch.Tensor, best: torch.Tensor, index: torch.Tensor, step: int, p: float) -> torch.Tensor:
+    def _l2_step(self, run: _Search, step: dict[str, torch.Tensor], p: float) -> torch.Tensor:
+        image, best = run.image, run.best
         n, c, h, w = image.shape
         rows, cols = self._window(p, c, h, w, l2=True)
-        top1, left1 = self._positions(index, step, 0, h, w, rows, cols, image.device)
-        top2, left2 = self._positions(index, step, 1, h, w, rows, cols, image.device)
+        top1, left1 = self._corner(step, 0, h, w, rows, cols)
+        top2, left2 = self._corner(step, 1, h, w, rows, cols)
         mask1, mask2 = self._mask(top1, left1, rows, cols, h, w), self._mask(top2, left2, rows, cols, h, w)
         delta = best - image
         window1 = delta[mask1.expand_as(delta)].view(n, c, rows, cols)
@@ -206,9 +248,8 @@ class Square(FixedBudgetAttack):
         norm_windows = (delta * (mask1 | mask2)).flatten(2).norm(dim=2).view(n, c, 1, 1)
         pattern = eta(rows, cols, image.dtype, image.device).expand(n, c, rows, cols)
         if rows == cols:  # a random transpose per example
-            flip = counter_uniform(self.seed, index, step, 1, stream=_TRANSPOSE, device=image.device).view(n, 1, 1, 1) < 0.5
-            pattern = torch.where(flip, pattern.transpose(2, 3), pattern)
-        new = pattern * counter_sign(self.seed, index, step, c, image.dtype, device=image.device).view(n, c, 1, 1)
+            pattern = torch.where(step["transpose"].view(n, 1, 1, 1), pattern.transpose(2, 3), pattern)
+        new = pattern * step["sign"].to(image.dtype).view(n, c, 1, 1)
         new = new + window1 / (norm_window1 + 1e-12)
         budget = ((self.eps**2 - norm_image**2).clamp_min(0) / c + norm_windows**2).sqrt()
         new = new / (new.flatten(2).norm(dim=2).view(n, c, 1, 1) + 1e-12) * budget
@@ -217,10 +258,6 @@ class Square(FixedBudgetAttack):
         return self._l2_point(image, delta)
 
     # ---- feasibility ----------------------------------------------------------------------------
-    def _project_linf(self, image: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.bounds
-        return torch.minimum(torch.maximum(z, image - self.eps), image + self.eps).clamp(lo, hi)
-
     def _l2_point(self, image: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """x + eps delta / ||delta||_2, clipped to the box (so ||x' - x||_2 <= eps)."""
         length = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
