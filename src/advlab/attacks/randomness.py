@@ -55,6 +55,7 @@ def counter_uniform_draws(seed: int, indices: torch.Tensor, draws: range, n: int
     return ((bits.double() + 0.5) * 2.0**-53).to(device or "cpu")
 
 
-def counter_sign(seed: int, indices: torch.Tensor, draw: int, n: int, dtype: torch.dtype, *, stream: int = 0) -> torch.Tensor:
+def counter_sign(seed: int, indices: torch.Tensor, draw: int, n: int, dtype: torch.dtype, *, stream: int = 0,
+                 device: torch.device | str | None = None) -> torch.Tensor:
     """(N, n) values +-1 with equal probability."""
-    return torch.where(counter_uniform(seed, indices, draw, n, stream=stream) < 0.5, -1.0, 1.0).to(dtype)
+    return torch.where(counter_uniform(seed, indices, draw, n, stream=stream) < 0.5, -1.0, 1.0).to(device or "cpu", dtype)
