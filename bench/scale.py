@@ -1,17 +1,24 @@
 """Streaming and sharding at scale, on Fashion-MNIST's 60,000 training images.
 
 memory:     peak RSS (/usr/bin/time, max resident set) of the same streamed evaluation
-            (`advlab evaluate --stream`) on the first 10,000 and on all 60,000 images.
-throughput: wall time of `torchrun --nproc_per_node=N -m advlab evaluate --stream` for N = 1
-            and N = 2 (one thread per process), interleaved: of the whole command, and of the
-            evaluation itself (model and data loaded, the "seconds" robustness.json records);
-            and whether the per-example results of the runs are bit-identical.
+            (`advlab evaluate --stream`) on the first 10,000 and on all 60,000 images, with a
+            cheap attack (FGSM and PGD-3) on a softmax model.
+throughput: `torchrun --nproc_per_node=N -m advlab evaluate --stream` for N = 1 and N = 2 (one
+            thread per process), interleaved, `--repeats` rounds: the wall time of the whole
+            command (interpreter and torch start, gloo setup, model and data loading included)
+            and of the evaluation itself (the "seconds" robustness.json records: from the model
+            load to the report), best of the rounds; and whether the per-example results of
+            every 2-process run are bit-identical to those of the 1-process runs. The workload
+            (PGD with `--steps` steps, no early exit, on `--model`) is heavy enough that the
+            fixed costs (about 5 s per command) do not dominate: about 25 s per 1-process
+            evaluation of 10,000 images on one core with the defaults. `--cpus 14,15` pins every
+            run with `taskset -c 14,15` (a quiet 2-core measurement on a bigger machine). The
+            machine's load average is printed before and after.
 
-Both train one small model first (`advlab train`, one epoch on the training set) and use a
-cheap attack (FGSM and a few PGD steps) so that they fit a shared 2-core machine.
+Both train their model first (`advlab train`, one epoch on the training set).
 
     python bench/scale.py memory --data-dir ../shared/data/fashion-mnist
-    python bench/scale.py throughput --data-dir ../shared/data/fashion-mnist --images 10000 --repeats 3
+    python bench/scale.py throughput --data-dir ../shared/data/fashion-mnist --images 10000 --repeats 2 [--cpus 14,15]
 """
 
 from __future__ import annotations
@@ -62,32 +69,53 @@ def memory(args: argparse.Namespace, work: Path) -> None:
 
 
 def _columns(out: Path) -> dict[str, np.ndarray]:
+    """Every per-example column of a run, in stream order (not the timings)."""
     parts = sorted((out / "examples").glob("part-*.npz"))
-    return {key: np.concatenate([np.load(p)[key] for p in parts]) for key in np.load(parts[0]).files if not key.endswith(":seconds")}
+    with np.load(parts[0]) as first:
+        keys = [k for k in first.files if not k.endswith(":seconds") and k != "_meta"]
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    for part in parts:
+        with np.load(part) as data:
+            for key in keys:
+                columns[key].append(data[key])
+    return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def _load() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def throughput(args: argparse.Namespace, work: Path) -> None:
-    checkpoint = _train(work, args.data_dir, "mlp")
-    attacks = ["--attacks", "pgd", "--eps", "0.1", "-p", "pgd.steps=5", "-p", "pgd.restarts=1", "-p", "pgd.early_exit=false"]
+    pin = ["taskset", "-c", args.cpus] if args.cpus else []
+    print(f"load average (1/5/15 min) before: {_load()}; {os.cpu_count()} cores, runs pinned to: {args.cpus or 'not pinned'}", flush=True)
+    checkpoint = _train(work, args.data_dir, args.model)
+    attacks = ["--attacks", "pgd", "--eps", "0.1", "-p", f"pgd.steps={args.steps}", "-p", "pgd.restarts=1", "-p", "pgd.early_exit=false"]
     times: dict[int, list[float]] = {1: [], 2: []}
     inner: dict[int, list[float]] = {1: [], 2: []}
+    reference: dict[str, np.ndarray] | None = None
+    identical = True
     for repeat in range(args.repeats):
         for procs in (1, 2):
             out = work / f"tp-{procs}-{repeat}"
-            command = [TORCHRUN, "--standalone", f"--nproc_per_node={procs}", *_evaluate(checkpoint, args.data_dir, out, args.images, attacks)]
+            command = [*pin, TORCHRUN, "--standalone", f"--nproc_per_node={procs}",
+                       *_evaluate(checkpoint, args.data_dir, out, args.images, attacks)]
             start = time.perf_counter()
             subprocess.run(command, env=_env(), check=True, capture_output=True)
             times[procs].append(time.perf_counter() - start)
             inner[procs].append(json.loads((out / "robustness.json").read_text())["seconds"])
-            print(f"repeat {repeat}: {procs} process(es): command {times[procs][-1]:.1f} s, evaluation {inner[procs][-1]:.1f} s", flush=True)
-    one, two = _columns(work / "tp-1-0"), _columns(work / "tp-2-0")
-    identical = one.keys() == two.keys() and all(np.array_equal(one[k], two[k]) for k in one)
+            columns = _columns(out)
+            reference = reference or columns
+            same = columns.keys() == reference.keys() and all(np.array_equal(columns[k], reference[k]) for k in columns)
+            identical &= same
+            print(f"repeat {repeat}: {procs} process(es): command {times[procs][-1]:.1f} s, evaluation {inner[procs][-1]:.1f} s, "
+                  f"per-example results identical to the first run: {same}; load average {_load()}", flush=True)
     for label, measured in (("evaluation", inner), ("whole command", times)):
         best = {p: min(t) for p, t in measured.items()}
-        print(f"{label}: {args.images} images, PGD-5 on mlp, best of {args.repeats}: 1 process {best[1]:.1f} s "
+        print(f"{label}: {args.images} images, PGD-{args.steps} on {args.model}, best of {args.repeats}: 1 process {best[1]:.1f} s "
               f"({args.images / best[1]:.0f} img/s), 2 processes {best[2]:.1f} s ({args.images / best[2]:.0f} img/s); "
               f"speed-up {best[1] / best[2]:.2f}x (target >= 1.8)")
-    print(f"per-example results bit-identical between 1 and 2 processes: {identical}")
+    print(f"per-example results bit-identical over every run (1 and 2 processes): {identical}")
+    print(f"load average (1/5/15 min) after: {_load()}")
 
 
 def main() -> None:
@@ -96,6 +124,9 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True, help="Fashion-MNIST folder (../shared/data/fashion-mnist)")
     parser.add_argument("--images", type=int, default=10_000, help="throughput: images evaluated")
     parser.add_argument("--repeats", type=int, default=3, help="throughput: interleaved rounds")
+    parser.add_argument("--model", default="mlp", help="throughput: registered model to train and attack (mlp, cnn, ...)")
+    parser.add_argument("--steps", type=int, default=60, help="throughput: PGD steps per example")
+    parser.add_argument("--cpus", help="throughput: pin every run to these cores (taskset -c LIST, e.g. 14,15)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="advlab-scale-") as folder:
         (memory if args.what == "memory" else throughput)(args, Path(folder))

@@ -46,3 +46,25 @@ def test_streamed_attack_keeps_adversarial_points(tmp_path, capsys, checkpoint, 
     code, out, err = run(capsys, "attack", checkpoint, "--data-dir", small_mnist_dir, "--method", "fgsm", "--eps", "0.2",
                          "--stream", "--targets", "3", "--out", tmp_path / "b")
     assert code == 2 and "--stream takes --targets random or least-likely" in err
+
+
+def test_streamed_class_subset_and_npz_equal_in_memory(tmp_path, capsys, small_mnist_dir):
+    """A checkpoint trained on a class subset streams its classes batch by batch (IDX and .npz),
+    with the outcomes of the in-memory evaluation."""
+    from advlab.data import load_mnist
+
+    checkpoint = tmp_path / "pair.safetensors"
+    assert main(["train", "softmax", "--data-dir", str(small_mnist_dir), "--classes", "7,3", "--epochs", "1", "--out", str(checkpoint),
+                 "--no-progress"]) == 0
+    splits = load_mnist(small_mnist_dir)
+    np.savez(tmp_path / "d.npz", x_train=(splits.train.images.numpy() * 255).round().astype(np.uint8), y_train=splits.train.labels.numpy(),
+             x_test=(splits.test.images.numpy() * 255).round().astype(np.uint8), y_test=splits.test.labels.numpy())
+    common = ["--attacks", "fgsm", "--eps", "0,0.1", "--batch-size", "7", "--no-progress"]
+    for data in (["--data-dir", small_mnist_dir], ["--data", f"npz:{tmp_path / 'd.npz'}"]):
+        name = data[0].strip("-")
+        assert run(capsys, "evaluate", checkpoint, *data, *common, "--out", tmp_path / f"{name}-memory")[0] == 0
+        code, out, err = run(capsys, "evaluate", checkpoint, *data, *common, "--stream", "--out", tmp_path / f"{name}-stream")
+        assert code == 0, err
+        memory, stream = (json.loads((tmp_path / f"{name}-{d}" / "robustness.json").read_text()) for d in ("memory", "stream"))
+        assert stream["n"] == memory["n"] > 0
+        assert [p["accuracy"] for p in stream["points"]] == [p["accuracy"] for p in memory["points"]]

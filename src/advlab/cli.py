@@ -239,6 +239,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         checkpoint, data = _checkpoint_and_split(args, args.device)
         data_name = data.name
         evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
+    seconds = time.perf_counter() - start
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report  # rank 0 only: pulls in matplotlib
 
     progress = checkpoint.metadata.get("progress") or {}
@@ -249,7 +250,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         evaluation, args.out, title=title, command=_command_line(),
         context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
                  "objective": checkpoint.metadata.get("objective"), "data": data_name,
-                 "seconds": time.perf_counter() - start, "processes": shard.world},
+                 "seconds": seconds, "processes": shard.world},
     )
     print(title)
     print(evaluation_table(evaluation))

@@ -108,7 +108,7 @@ def _shard_worker(rank, world, tmp, separate, results):
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     try:
         converted, decode = [], stream.decode_idx
-        stream.decode_idx = lambda raw_x, raw_y, shape: converted.append(len(raw_y)) or decode(raw_x, raw_y, shape)
+        stream.decode_idx = lambda rows, shape: converted.append(len(rows)) or decode(rows, shape)
         _idx_run(f"{tmp}/data", f"{tmp}/out-{rank}" if separate else f"{tmp}/out")
         results.put((rank, len(converted)))  # small: the queue's pipe is read only after every process ended
     finally:

@@ -49,7 +49,7 @@ def _counting_decode(monkeypatch):
 
     calls = []
     original = stream.decode_idx
-    monkeypatch.setattr(stream, "decode_idx", lambda raw_x, raw_y, shape: calls.append(len(raw_y)) or original(raw_x, raw_y, shape))
+    monkeypatch.setattr(stream, "decode_idx", lambda rows, shape: calls.append(len(rows)) or original(rows, shape))
     return calls
 
 

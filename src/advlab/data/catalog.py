@@ -15,6 +15,7 @@ from pathlib import Path
 
 from advlab.data.dataset import Splits
 from advlab.data.formats import load_image_folder, load_npz
+from advlab.data.lazy import FolderBatches, NpzBatches
 from advlab.data.sources import fetch_mnist, load_idx_dir, load_mnist
 from advlab.data.stream import Batch, IdxBatches, TensorBatches
 from advlab.errors import DataError, InputError
@@ -82,12 +83,20 @@ def stream_data(
     limit: int | None = None,
     classes: Sequence[int] | None = None,
 ) -> tuple[Iterable[Batch], str]:
-    """(the split as a stream of batches, its name). MNIST and Fashion-MNIST folders are read
-    batch by batch from their IDX files; the embedded data, .npz files, image folders and class
-    subsets are loaded first and then sliced."""
+    """(the split as a stream of batches, its name). MNIST and Fashion-MNIST folders, .npz files
+    and image folders are read batch by batch (`IdxBatches`, `NpzBatches`, `FolderBatches`),
+    class subsets included; the embedded MNIST and an .npz image array saved in Fortran order
+    are loaded whole and then sliced."""
     spec = check_data_spec(spec, data_dir)
-    if data_dir is not None and not classes:
-        return IdxBatches(data_dir, split, batch_size, limit=limit), f"{spec}-{split}"
+    name = f"{spec}-{split}" + (":" + "v".join(str(c) for c in classes) if classes else "")
+    if data_dir is not None:
+        return IdxBatches(data_dir, split, batch_size, limit=limit, classes=classes), name
+    if spec.startswith("folder:"):
+        return FolderBatches(spec[len("folder:") :], split, batch_size, limit=limit, classes=classes), name
+    if spec.startswith("npz:"):
+        batches = NpzBatches(spec[len("npz:") :], split, batch_size, limit=limit, classes=classes)
+        if not batches.fortran_order:
+            return batches, name
     splits = load_data(spec, data_dir)
     splits = splits.select_classes(classes) if classes else splits
     data = (splits.test if split == "test" else splits.train).take(limit)

@@ -92,9 +92,8 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _read_folder(root: Path, classes: list[str]) -> Dataset:
-    from PIL import Image, UnidentifiedImageError
-
+def list_images(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """(image file, label) for `root/<class>/*`, classes[i] -> label i, files sorted by name."""
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         folder = root / name
@@ -104,32 +103,56 @@ def _read_folder(root: Path, classes: list[str]) -> Dataset:
         if not found:
             raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         files += [(p, label) for p in found]
-    pictures = []
-    for path, _ in files:
+    return files
+
+
+def survey_images(paths: list[Path]) -> tuple[str, tuple[int, int]]:
+    """(the mode every image is decoded to, "L" when all are grey, else "RGB"; their one size),
+    from the headers alone (Pillow reads no pixels here); refuses unreadable files, wide pixels
+    and mixed sizes."""
+    from PIL import Image, UnidentifiedImageError
+
+    modes, size = set(), None
+    for path in paths:
         try:
             with Image.open(path) as image:
-                image.load()
-                pictures.append(image.copy())
+                mode, this = image.mode, image.size
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path}: not a readable image ({exc})") from None
-    mode = "L" if all(p.mode in GREY_MODES for p in pictures) else "RGB"
-    size = pictures[0].size
+        if mode in WIDE_MODES:
+            raise DataError(f"{path}: {mode} pixels (16-bit or float) are not supported; save 8-bit images")
+        if size is not None and this != size:
+            raise DataError(f"{path}: image is {this[0]}x{this[1]} but {paths[0]} is {size[0]}x{size[1]}")
+        modes.add(mode)
+        size = this
+    return "L" if modes <= GREY_MODES else "RGB", size  # type: ignore[return-value]
+
+
+def decode_images(paths: list[Path], mode: str, where: Path) -> torch.Tensor:
+    """The images at `paths` as float32 (N, C, H, W) in [0, 1], decoded to `mode` ("L" or "RGB")."""
+    from PIL import Image
+
     arrays = []
-    for (path, _), picture in zip(files, pictures):
-        if picture.size != size:
-            raise DataError(f"{path}: image is {picture.size[0]}x{picture.size[1]} but {files[0][0]} is {size[0]}x{size[1]}")
-        if picture.mode in WIDE_MODES:
-            raise DataError(f"{path}: {picture.mode} pixels (16-bit or float) are not supported; save 8-bit images")
-        array = np.asarray(picture.convert(mode), dtype=np.uint8)
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert(mode), dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path}: not a readable image ({exc})") from None
         arrays.append(array if mode == "L" else array.transpose(2, 0, 1))
-    images = images_from_array(root, "images", np.stack(arrays))
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return Dataset(images, labels, root.name)
+    return images_from_array(where, "images", np.stack(arrays))
 
 
-def load_image_folder(path: str | os.PathLike[str]) -> Splits:
-    """Images from `path/<class>/*` (one set) or `path/{train,test}/<class>/*` (two)."""
-    root = Path(path)
+def _read_folder(root: Path, classes: list[str]) -> Dataset:
+    files = list_images(root, classes)
+    paths = [path for path, _ in files]
+    images = decode_images(paths, survey_images(paths)[0], root)
+    return Dataset(images, torch.tensor([label for _, label in files], dtype=torch.int64), root.name)
+
+
+def folder_classes(root: Path) -> tuple[list[str], Path | None, Path | None]:
+    """(class names, train folder, test folder) of an image folder; the folders are None for a
+    folder with one set (`root/<class>/*`)."""
     if not root.is_dir():
         raise DataError(f"{root}: image folder does not exist")
     if (root / "train").is_dir() and (root / "test").is_dir():
@@ -137,6 +160,14 @@ def load_image_folder(path: str | os.PathLike[str]) -> Splits:
         test_classes = [p.name for p in _class_folders(root / "test")]
         if test_classes != classes:
             raise DataError(f"{root}: train classes {classes} differ from test classes {test_classes}")
-        return _splits([_read_folder(root / "train", classes), _read_folder(root / "test", classes)], str(root))
-    classes = [p.name for p in _class_folders(root)]
+        return classes, root / "train", root / "test"
+    return [p.name for p in _class_folders(root)], None, None
+
+
+def load_image_folder(path: str | os.PathLike[str]) -> Splits:
+    """Images from `path/<class>/*` (one set) or `path/{train,test}/<class>/*` (two)."""
+    root = Path(path)
+    classes, train, test = folder_classes(root)
+    if train is not None and test is not None:
+        return _splits([_read_folder(train, classes), _read_folder(test, classes)], str(root))
     return _splits([_read_folder(root, classes)], str(root))

@@ -17,10 +17,11 @@ them, tensors are not sliced. Any other iterable is read whole and its batches d
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
-from advlab.data.dataset import Dataset
+from advlab.data.dataset import Dataset, check_classes
 from advlab.data.sources import FILES, _find
 from advlab.errors import DataError, InputError
 from advlab.validation import check_count
@@ -51,23 +52,33 @@ def _header(handle: BinaryIO, path: Path, ndim: int) -> tuple[int, ...]:
     return struct.unpack(f">{ndim}I", head[4:])
 
 
-class IdxBatches:
-    """Batches read sequentially from `directory`'s `split` ("train" or "test") IDX files."""
+class RowBatches:
+    """Batches of examples stored as fixed-size rows of bytes, read in order from one stream
+    (`_rows()`, positioned at the first row), with every example's label known up front (one
+    small integer each). With `classes`, only the examples of those classes are kept and
+    class classes[i] becomes label i (as `Dataset.select_classes`); `limit` keeps the first N.
+    A batch not owned is skipped (seek), an owned one read and only its kept rows decoded."""
 
-    def __init__(self, directory: str | os.PathLike[str], split: str, batch_size: int, *, limit: int | None = None) -> None:
-        self.directory = Path(directory)
-        if not self.directory.is_dir():
-            raise DataError(f"{self.directory}: data directory does not exist")
-        self.images_path = _find(self.directory, FILES[f"{split}_images"])
-        self.labels_path = _find(self.directory, FILES[f"{split}_labels"])
+    shape: tuple[int, ...]  # one example's (C, H, W)
+    where: str  # for messages
+
+    def _index(self, labels: np.ndarray, row_bytes: int, batch_size: int, limit: int | None, classes: Sequence[int] | None) -> None:
         self.batch_size = check_count("batch_size", batch_size)
-        with _open(self.images_path) as images, _open(self.labels_path) as labels:
-            n, rows, cols = _header(images, self.images_path, 3)
-            (n_labels,) = _header(labels, self.labels_path, 1)
-        if n != n_labels:
-            raise DataError(f"{self.directory}: {n} {split} images but {n_labels} labels")
-        self.n = n if limit is None else min(n, check_count("limit", limit))
-        self.shape = (1, rows, cols)
+        self.row_bytes = row_bytes
+        self._keep: np.ndarray | None = None
+        if classes:
+            wanted = np.asarray(check_classes(classes))
+            self._keep = np.flatnonzero(np.isin(labels, wanted))
+            labels = np.argmax(labels[self._keep, None] == wanted[None, :], axis=1)
+        self._labels = labels
+        self.n = len(labels) if limit is None else min(len(labels), check_count("limit", limit))
+
+    def _rows(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        raise NotImplementedError
+
+    def _decode(self, rows: np.ndarray) -> torch.Tensor:
+        """(count, row_bytes) uint8 -> float32 images (count, C, H, W) in [0, 1]."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
@@ -77,34 +88,70 @@ class IdxBatches:
 
     def select(self, owns: Owns) -> Iterator[tuple[int, Batch | None]]:
         """(size, batch) per batch; batch is None (its bytes skipped, never converted) unless owns(k)."""
-        pixels = int(np.prod(self.shape))
-        with _open(self.images_path) as images, _open(self.labels_path) as labels:
-            _header(images, self.images_path, 3), _header(labels, self.labels_path, 1)
+        with self._rows() as rows:
+            at = 0  # the row the stream stands at
             for k, start in enumerate(range(0, self.n, self.batch_size)):
-                count = min(self.batch_size, self.n - start)
+                end = min(start + self.batch_size, self.n)
+                picked = np.arange(start, end) if self._keep is None else self._keep[start:end]
+                first, last = int(picked[0]), int(picked[-1]) + 1
+                self._skip(rows, (first - at) * self.row_bytes)
+                at = last
                 if not owns(k):
-                    self._skip(images, count * pixels), self._skip(labels, count)
-                    yield count, None
+                    self._skip(rows, (last - first) * self.row_bytes)
+                    yield end - start, None
                     continue
-                raw_x, raw_y = images.read(count * pixels), labels.read(count)
-                if len(raw_x) != count * pixels or len(raw_y) != count:
+                raw = rows.read((last - first) * self.row_bytes)
+                if len(raw) != (last - first) * self.row_bytes:
                     raise self._short()
-                yield count, decode_idx(raw_x, raw_y, self.shape)
+                block = np.frombuffer(raw, dtype=np.uint8).reshape(last - first, self.row_bytes)
+                yield end - start, (self._decode(block[picked - first]), torch.from_numpy(self._labels[start:end].astype(np.int64)))
 
     def _skip(self, handle: BinaryIO, size: int) -> None:
-        """Move `size` bytes on: a raw file seeks, a gzip one decompresses (nothing is converted)."""
+        """Move `size` bytes on (a gzip or zip member decompresses them; nothing is converted)."""
         end = handle.tell() + size
-        if handle.seek(size, os.SEEK_CUR) != end or (not isinstance(handle, gzip.GzipFile) and os.fstat(handle.fileno()).st_size < end):
+        if size and handle.seek(size, os.SEEK_CUR) != end:
             raise self._short()
 
     def _short(self) -> DataError:
-        return DataError(f"{self.directory}: IDX data ends before the {self.n} examples its header declares")
+        return DataError(f"{self.where}: the data ends before the {len(self._labels)} examples its header declares")
 
 
-def decode_idx(raw_x: bytes, raw_y: bytes, shape: tuple[int, ...]) -> Batch:
-    """IDX bytes of one batch -> float32 images in [0, 1] of `shape` per example, int64 labels."""
-    x = np.frombuffer(raw_x, dtype=np.uint8).reshape(-1, *shape).astype(np.float32) / np.float32(255)
-    return torch.from_numpy(x), torch.from_numpy(np.frombuffer(raw_y, dtype=np.uint8).astype(np.int64))
+class IdxBatches(RowBatches):
+    """Batches read sequentially from `directory`'s `split` ("train" or "test") IDX files (gzip
+    or raw); the labels file (one byte per example) is read first."""
+
+    def __init__(self, directory: str | os.PathLike[str], split: str, batch_size: int, *, limit: int | None = None,
+                 classes: Sequence[int] | None = None) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise DataError(f"{self.directory}: data directory does not exist")
+        self.images_path = _find(self.directory, FILES[f"{split}_images"])
+        labels_path = _find(self.directory, FILES[f"{split}_labels"])
+        self.where = str(self.directory)
+        with _open(self.images_path) as images, _open(labels_path) as labels:
+            n, rows, cols = _header(images, self.images_path, 3)
+            (n_labels,) = _header(labels, labels_path, 1)
+            raw_labels = np.frombuffer(labels.read(n_labels), dtype=np.uint8)
+        if n != n_labels:
+            raise DataError(f"{self.directory}: {n} {split} images but {n_labels} labels")
+        if len(raw_labels) != n or (not isinstance(images, gzip.GzipFile) and self.images_path.stat().st_size < 16 + n * rows * cols):
+            raise DataError(f"{self.directory}: IDX data ends before the {n} examples its header declares")
+        self.shape = (1, rows, cols)
+        self._index(raw_labels, rows * cols, batch_size, limit, classes)
+
+    @contextlib.contextmanager
+    def _rows(self) -> Iterator[BinaryIO]:
+        with _open(self.images_path) as images:
+            _header(images, self.images_path, 3)
+            yield images
+
+    def _decode(self, rows: np.ndarray) -> torch.Tensor:
+        return decode_idx(rows, self.shape)
+
+
+def decode_idx(rows: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """IDX rows (count, pixels) uint8 -> float32 images (count, *shape) in [0, 1]."""
+    return torch.from_numpy(rows.reshape(-1, *shape).astype(np.float32) / np.float32(255))
 
 
 class TensorBatches:
