@@ -25,6 +25,41 @@ def test_projections_match_the_closed_forms_away_from_the_box():
         assert torch.allclose((w * (t + d)).sum(1), b, atol=1e-9)  # on the hyperplane
 
 
+def test_linf_projection_is_the_linear_programs_optimum():
+    """min ||d||_inf s.t. <w, t + d> = b, t + d in [0, 1]^n, solved by HiGHS: the same optimal
+    radius and a feasible d; where the box makes the plane unreachable, every coordinate moves
+    fully towards it."""
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    g = torch.Generator().manual_seed(5)
+    n, m = 40, 12
+    t = torch.rand(n, m, generator=g, dtype=torch.float64)
+    t[t < 0.25], t[t > 0.9] = 0.0, 1.0  # coordinates on the box faces, as in images
+    w = torch.randn(n, m, generator=g, dtype=torch.float64)
+    w[torch.rand(n, m, generator=g) < 0.15] = 0.0
+    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * torch.linspace(0.05, 4, n, dtype=torch.float64)
+    d = projection_linf(t, w, b)
+    solved = 0
+    for i in range(n):
+        # variables (d_1..d_m, s): minimise s, -s <= d_j <= s, <w, d> = b - <w, t>, -t <= d <= 1 - t
+        cost = [0.0] * m + [1.0]
+        upper = [[(1.0 if j == k else 0.0) for k in range(m)] + [-1.0] for j in range(m)]
+        lower = [[(-1.0 if j == k else 0.0) for k in range(m)] + [-1.0] for j in range(m)]
+        lp = scipy_optimize.linprog(
+            cost, A_ub=upper + lower, b_ub=[0.0] * (2 * m), A_eq=[w[i].tolist() + [0.0]], b_eq=[float(b[i] - w[i] @ t[i])],
+            bounds=[(-float(t[i, j]), 1 - float(t[i, j])) for j in range(m)] + [(0, None)], method="highs",
+        )
+        if lp.status == 0:
+            solved += 1
+            assert float(d[i].abs().max()) == pytest.approx(lp.fun, abs=1e-9)
+            assert float(w[i] @ (t[i] + d[i])) == pytest.approx(float(b[i]), abs=1e-9)
+        else:  # infeasible: the full move towards the plane
+            towards = torch.sign(w[i]) * torch.sign(b[i] - w[i] @ t[i])
+            full = torch.where(towards > 0, 1 - t[i], torch.where(towards < 0, -t[i], torch.zeros_like(t[i])))
+            assert torch.allclose(d[i], full, atol=1e-12)
+    assert 10 <= solved < n  # both cases occur
+    assert bool(((t + d >= -1e-12) & (t + d <= 1 + 1e-12)).all())
+
+
 @pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 0.6)])
 def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, eps):
     model = softmax_model.double()
