@@ -7,6 +7,10 @@ single-threaded per worker:
     OMP_NUM_THREADS=1 PYTHONPATH=src python bench/certify.py CHECKPOINT [--images 100] [--eps 0.1]
         [--jobs N] [--chunk 10] [--results FILE.jsonl]
 
+--suite standard also runs advlab's attack-only evaluation (`evaluate_suite`, AutoAttack's
+standard chain) on the same images and prints its robust accuracy, the gap to the exact one
+(on the images the bracket settled), and any image the suite breaks that certify proved
+robust (must be 0: that would be an unsound proof).
 --jobs N certifies chunks of `--chunk` images in N worker processes (one torch thread each).
 With --results, every image's outcome is appended to FILE.jsonl as it finishes and a rerun
 skips the images already there (resume after a kill); the summary covers the first --images.
@@ -59,6 +63,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--chunk", type=int, default=10, help="images per certify call")
     parser.add_argument("--results", type=Path, default=None, help="JSONL file: appended per image, resumed from")
+    parser.add_argument("--suite", default=None, help="also run this attack suite (e.g. standard) and compare")
     args = parser.parse_args()
 
     done: dict[int, dict] = {}
@@ -102,6 +107,36 @@ def main() -> None:
     print("settled by: " + ", ".join(f"{k}={v}" for k, v in sorted(methods.items())))
     print(f"robust accuracy in [{100 * lo:.1f}%, {100 * hi:.1f}%]; exact (settled) on {settled}/{n} "
           f"= {100 * settled / n:.1f}% of the images (target >= 95%)")
+    if args.suite is not None:
+        _compare(args, records)
+
+
+def _compare(args: argparse.Namespace, records: list[dict]) -> None:
+    """The attack-only robust accuracy of `args.suite` on the same images, against the bracket."""
+    from advlab.analysis.evaluation import evaluate_suite
+
+    torch.set_num_threads(1)
+    model = load_checkpoint(args.checkpoint).model.eval()
+    test = bench_data().test.take(args.images)
+    start = time.perf_counter()
+    ev = evaluate_suite(model, test.images, test.labels, eps=args.eps, suite=args.suite, seed=0)
+    wall = time.perf_counter() - start
+    robust = ev.robust.tolist()
+    proven = [r["status"] in ("certified", "verified") for r in records]
+    broken = [r["status"] in ("misclassified", "broken") for r in records]
+    settled = [p or b for p, b in zip(proven, broken)]
+    n, k = len(records), sum(settled)
+    attack_only = sum(robust) / n
+    exact_settled = sum(proven) / k
+    attack_settled = sum(r for r, s in zip(robust, settled) if s) / k
+    unsound = [i for i in range(n) if proven[i] and not robust[i]]
+    missed = [i for i in range(n) if broken[i] and robust[i]]
+    print(f"suite {args.suite}: {wall:.0f} s; attack-only robust accuracy {100 * attack_only:.1f}% "
+          f"(bracket [{100 * sum(proven) / n:.1f}%, {100 * (n - sum(broken)) / n:.1f}%]); on the {k} settled "
+          f"images exact {100 * exact_settled:.2f}% vs attack-only {100 * attack_settled:.2f}%: gap "
+          f"{100 * (attack_settled - exact_settled):.2f} points; load average {os.getloadavg()[0]:.2f}")
+    print(f"images the suite breaks that certify proved robust (must be none): {unsound}; "
+          f"images certify breaks that the suite left robust: {missed}")
 
 
 if __name__ == "__main__":

@@ -44,11 +44,13 @@ def _decide(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: 
 
 # beta-CROWN as used by certify on the 12-16-16-3 net; bounds without optimisation on a
 # 12-6-5-3 net, where the LP leaves (every ReLU split) decide
-CASES = [(BabSettings(batch=16), None), (BabSettings(batch=16, steps=0, root_steps=0), (12, 6, 5, 3))]
+# (and with the hidden layers re-bounded after each split)
+CASES = [(BabSettings(batch=16), None), (BabSettings(batch=16, refine=True, max_splits=1), None),
+         (BabSettings(batch=16, steps=0, root_steps=0), (12, 6, 5, 3))]
 
 
 @pytest.mark.parametrize("seed", [0, 3, 5])
-@pytest.mark.parametrize("settings_, widths", CASES, ids=["beta", "plain-leaves"])
+@pytest.mark.parametrize("settings_, widths", CASES, ids=["beta", "beta-refined", "plain-leaves"])
 def test_decides_like_the_exact_minimal_distances(seed: int, settings_: BabSettings, widths) -> None:
     model = scaled_mlp(seed) if widths is None else random_mlp(seed, widths, scale=3.0)
     x = torch.rand(10, 12, generator=torch.Generator().manual_seed(seed))

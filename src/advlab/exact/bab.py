@@ -23,6 +23,7 @@ All sub-domains of a class discarded = proven; `time_limit` or `max_domains` rea
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from advlab.exact.bounds import Interval, box
-from advlab.exact.optimized import alpha_margin_bounds, clamp_splits, optimise
+from advlab.exact.bounds import BOUND_SLACK, Interval, box
+from advlab.exact.optimized import alpha_margin_bounds, back_substitute, clamp_splits, optimise
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds this (solver tolerance)
@@ -40,12 +41,17 @@ LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds th
 
 @dataclass(frozen=True)
 class BabSettings:
-    """batch: sub-domains split per round; steps: slope/multiplier steps per bound (root_steps
-    at the root); max_domains: open sub-domains kept before giving up."""
+    """batch: sub-domains split per round, each on m <= max_splits neurons at once (2^m
+    children; m as large as keeps the children within 2 batch); steps: slope/multiplier steps
+    per bound (root_steps at the root); refine: re-bound the hidden layers after each split
+    (CROWN over the sub-domain, intersected with the parent's bounds); max_domains: open
+    sub-domains kept before giving up."""
 
     batch: int = 256
-    steps: int = 20
+    steps: int = 10
     root_steps: int = 50
+    max_splits: int = 4
+    refine: bool = False
     max_domains: int = 100_000
 
 
@@ -67,10 +73,12 @@ def supports(net: ReluNetwork) -> bool:
 
 @dataclass
 class _Domains:
-    """Open sub-domains, batched: spec rows (D, C), signs/slopes/multipliers per ReLU layer
-    (D, W) / (D, 1, W) / (D, 1, W), lower bounds (D,), branching scores (D, sum W)."""
+    """Open sub-domains, batched: spec rows (D, C), per ReLU layer the bounds of its input over
+    the sub-domain (D, W) each, signs/slopes/multipliers (D, W) / (D, 1, W) / (D, 1, W), lower
+    bounds (D,), branching scores (D, sum W)."""
 
     rows: torch.Tensor
+    hidden: list[Interval]
     signs: list[torch.Tensor]
     alphas: list[torch.Tensor]
     betas: list[torch.Tensor]
@@ -81,12 +89,14 @@ class _Domains:
         return len(self.lower)
 
     def take(self, index: torch.Tensor) -> _Domains:
-        return _Domains(self.rows[index], [s[index] for s in self.signs], [a[index] for a in self.alphas],
+        return _Domains(self.rows[index], [(lo[index], up[index]) for lo, up in self.hidden],
+                        [s[index] for s in self.signs], [a[index] for a in self.alphas],
                         [b[index] for b in self.betas], self.lower[index], self.scores[index])
 
     @staticmethod
     def cat(parts: list[_Domains]) -> _Domains:
-        return _Domains(torch.cat([p.rows for p in parts]), [torch.cat(z) for z in zip(*[p.signs for p in parts])],
+        hidden = [(torch.cat([lo for lo, _ in z]), torch.cat([up for _, up in z])) for z in zip(*[p.hidden for p in parts])]
+        return _Domains(torch.cat([p.rows for p in parts]), hidden, [torch.cat(z) for z in zip(*[p.signs for p in parts])],
                         [torch.cat(z) for z in zip(*[p.alphas for p in parts])],
                         [torch.cat(z) for z in zip(*[p.betas for p in parts])],
                         torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]))
@@ -102,7 +112,6 @@ def branch_and_bound(
     xl, xu = box(x.unsqueeze(0), eps, bounds)
     root = alpha_margin_bounds(net, xl, xu, torch.tensor([label]), steps=settings.root_steps,
                                hidden_steps=settings.root_steps)
-    hidden = root.hidden
     classes = net.num_classes
     others = [k for k in range(classes) if k != label]
     open_rows = [r for r, k in enumerate(others) if bool(root.lower[0, k] <= 0)]
@@ -110,11 +119,12 @@ def branch_and_bound(
         return BabOutcome("robust")
     eye = torch.eye(classes, dtype=torch.float64)
     rows = torch.stack([eye[label] - eye[others[r]] for r in open_rows])
-    signs = [torch.zeros(len(open_rows), lo.shape[1], dtype=torch.float64) for lo, _ in hidden]
+    signs = [torch.zeros(len(open_rows), lo.shape[1], dtype=torch.float64) for lo, _ in root.hidden]
     alphas = [a[0, open_rows].unsqueeze(1) for a in root.alphas]
-    pool = _bound(net, hidden, xl, xu, _Domains(rows, signs, alphas, [torch.zeros_like(a) for a in alphas],
-                                                 torch.zeros(len(rows), dtype=torch.float64), torch.zeros(0)),
-                  settings.steps, check)
+    hidden = [(lo.expand(len(rows), -1), up.expand(len(rows), -1)) for lo, up in root.hidden]
+    start = _Domains(rows, hidden, signs, alphas, [torch.zeros_like(a) for a in alphas],
+                     torch.zeros(len(rows), dtype=torch.float64), torch.zeros(0))
+    pool = _bound(net, xl, xu, start, settings.steps, check, refine=False)
     bounded = len(open_rows)
     unsure = False
     while isinstance(pool, _Domains) and len(pool):
@@ -127,7 +137,7 @@ def branch_and_bound(
         leaves = chosen.scores.amax(1) < 0
         if bool(leaves.any()):
             for i in leaves.nonzero().flatten().tolist():
-                verdict = _leaf(net, hidden, xl, xu, chosen.take(torch.tensor([i])), check)
+                verdict = _leaf(net, xl, xu, chosen.take(torch.tensor([i])), check)
                 if isinstance(verdict, torch.Tensor):
                     return BabOutcome("counterexample", verdict, bounded)
                 unsure |= verdict is None
@@ -135,9 +145,11 @@ def branch_and_bound(
         if not len(chosen):
             pool = rest
             continue
-        children = _split(chosen)
+        # split on several neurons at once while the batch has room (fewer, fuller rounds)
+        m = max(1, min(settings.max_splits, int(math.log2(2 * settings.batch / len(chosen)))))
+        children = _split(chosen, chosen.scores.topk(min(m, chosen.scores.shape[1]), dim=1).indices)
         bounded += len(children)
-        result = _bound(net, hidden, xl, xu, children, settings.steps, check)
+        result = _bound(net, xl, xu, children, settings.steps, check, refine=settings.refine)
         if isinstance(result, torch.Tensor):
             return BabOutcome("counterexample", result, bounded)
         pool = _Domains.cat([rest, result])
@@ -148,35 +160,44 @@ def branch_and_bound(
     return BabOutcome("robust", domains=bounded)
 
 
-def _split(chosen: _Domains) -> _Domains:
-    """Two children per domain, on its highest-scoring neuron: active (s = +1) and inactive (-1)."""
+def _empty(clamped: list[Interval]) -> torch.Tensor:
+    empty = torch.zeros(len(clamped[0][0]), dtype=torch.bool)
+    for lo, up in clamped:
+        empty |= (lo > up).any(1)
+    return empty
+
+
+def _split(chosen: _Domains, neurons: torch.Tensor) -> _Domains:
+    """2^m children per domain, one per sign pattern of its m given neurons (flat indices,
+    (D, m)): s = +1 (active) or -1 (inactive) on each; children in pattern-major order."""
     widths = [s.shape[1] for s in chosen.signs]
-    neuron = chosen.scores.argmax(1)
-    children = _Domains.cat([chosen, chosen])
+    d, m = neurons.shape
+    children = _Domains.cat([chosen] * (1 << m))
     children.signs = [s.clone() for s in children.signs]
-    sign = torch.cat([torch.ones(len(chosen)), -torch.ones(len(chosen))]).double()
-    flat = neuron.repeat(2)
-    start = 0
-    for layer, width in enumerate(widths):
-        here = (flat >= start) & (flat < start + width)
-        rows = here.nonzero().flatten()
-        children.signs[layer][rows, flat[rows] - start] = sign[rows]
-        start += width
+    pattern = torch.arange(1 << m).repeat_interleave(d)
+    for j in range(m):
+        sign = torch.where((pattern >> j) & 1 == 1, -1.0, 1.0).double()
+        flat = neurons[:, j].repeat(1 << m)
+        start = 0
+        for layer, width in enumerate(widths):
+            rows = ((flat >= start) & (flat < start + width)).nonzero().flatten()
+            children.signs[layer][rows, flat[rows] - start] = sign[rows]
+            start += width
+    children.hidden = clamp_splits(children.hidden, children.signs)
     return children
 
 
 def _bound(
-    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domains: _Domains, steps: int,
-    check: Callable[[torch.Tensor], torch.Tensor | None],
+    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domains: _Domains, steps: int,
+    check: Callable[[torch.Tensor], torch.Tensor | None], *, refine: bool,
 ) -> _Domains | torch.Tensor:
-    """Bound the domains (alpha and beta optimised); the open ones with their scores, or a
-    confirmed counterexample."""
+    """Bound the domains (hidden bounds refined, then alpha and beta optimised); the open ones
+    with their scores, or a confirmed counterexample."""
     d = len(domains)
-    clamped = clamp_splits([(lo.expand(d, -1), up.expand(d, -1)) for lo, up in hidden], domains.signs)
-    empty = torch.zeros(d, dtype=torch.bool)
-    for lo, up in clamped:
-        empty |= (lo > up).any(1)
-    opt = optimise(net, clamped, len(net.nonlinear), -domains.rows.unsqueeze(1), xl.expand(d, -1), xu.expand(d, -1),
+    xl, xu = xl.expand(d, -1), xu.expand(d, -1)
+    hidden = _refined(net, xl, xu, domains) if refine else domains.hidden
+    empty = _empty(hidden)
+    opt = optimise(net, hidden, len(net.nonlinear), -domains.rows.unsqueeze(1), xl, xu,
                    steps=steps, alphas=domains.alphas, betas=domains.betas, signs=domains.signs, stop_below=0.0)
     lower = -opt.upper[:, 0]
     candidates = opt.last.argmax[:, 0]
@@ -187,19 +208,43 @@ def _bound(
             return point
     keep = ~empty & (lower <= 0)
     scores = torch.cat([torch.where((lo < 0) & (up > 0), t[:, 0], -1.0)
-                        for (lo, up), t in zip(clamped, opt.last.intercepts)], 1)
+                        for (lo, up), t in zip(hidden, opt.last.intercepts)], 1)
     index = keep.nonzero().flatten()
-    return _Domains(domains.rows[index], [s[index] for s in domains.signs], [a[index] for a in opt.alphas],
+    return _Domains(domains.rows[index], [(lo[index], up[index]) for lo, up in hidden],
+                    [s[index] for s in domains.signs], [a[index] for a in opt.alphas],
                     [b[index] for b in opt.betas], lower[index], scores[index])
 
 
+def _refined(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domains: _Domains) -> list[Interval]:
+    """Each domain's hidden bounds, layer by layer from the second, intersected with CROWN over
+    the sub-domain (the earlier layers' relaxations use their split-clamped bounds), then
+    clamped by the splits again. Only neurons unstable in some domain are re-bounded."""
+    hidden = list(domains.hidden)
+    none: list[torch.Tensor | None] = [None] * len(hidden)
+    for depth in range(1, len(hidden)):
+        lo, up = hidden[depth]
+        index = ((lo < 0) & (up > 0)).any(0).nonzero().flatten()
+        if not len(index):
+            continue
+        eye = torch.eye(lo.shape[1], dtype=lo.dtype)[index]
+        upper = back_substitute(net, hidden, depth, torch.cat([eye, -eye]).expand(len(lo), -1, -1), xl, xu,
+                                none, none, domains.signs).upper
+        upper = upper + BOUND_SLACK * (1.0 + upper.abs())
+        k = len(index)
+        lo, up = lo.clone(), up.clone()
+        up[:, index] = torch.minimum(up[:, index], upper[:, :k])
+        lo[:, index] = torch.maximum(lo[:, index], -upper[:, k:])
+        hidden[depth] = clamp_splits([(lo, up)], [domains.signs[depth]])[0]
+    return hidden
+
+
 def _leaf(
-    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
+    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
     check: Callable[[torch.Tensor], torch.Tensor | None],
 ) -> bool | torch.Tensor | None:
     """The exact minimum margin over a sub-domain with every ReLU fixed, by one LP: True
     (proven), a confirmed counterexample, or None (a minimum too close to 0 to trust)."""
-    clamped = clamp_splits([(lo, up) for lo, up in hidden], domain.signs)
+    clamped = domain.hidden
     n = xl.shape[1]
     m, c = torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)  # z = m x + c
     a_ub, b_ub = [], []
