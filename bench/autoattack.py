@@ -122,28 +122,32 @@ def main() -> None:
           f"{'quick' if args.quick else 'standard'} budgets, advlab skips points interval/CROWN bounds prove robust: {'ON' if args.certify else 'off'}; "
           f"{machine()}, device {args.device}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
-    runs: dict[str, list[tuple[torch.Tensor, float]]] = {"autoattack": [], "advlab": []}
+    # per run: (robust per point, wall seconds, CPU seconds of this process: on a shared machine the
+    # wall time swings with the other jobs' load, the CPU time of a 1-thread run much less)
+    runs: dict[str, list[tuple[torch.Tensor, float, float]]] = {"autoattack": [], "advlab": []}
     notes: list[str] = []
 
     def run_autoattack() -> None:
         synchronize()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         robust = autoattack(model, x, y, eps=args.eps, norm=args.norm, seed=args.seed, batch=args.batch_size,
                             device=args.device, quick=args.quick)
-        runs["autoattack"].append((robust, time.perf_counter() - start))
-        print(f"  AutoAttack: {100 * float(robust.double().mean()):.2f}% robust, {runs['autoattack'][-1][1]:.1f} s", flush=True)
+        runs["autoattack"].append((robust, time.perf_counter() - start, time.process_time() - cpu))
+        print(f"  AutoAttack: {100 * float(robust.double().mean()):.2f}% robust, {runs['autoattack'][-1][1]:.1f} s wall, "
+              f"{runs['autoattack'][-1][2]:.1f} s CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
 
     def run_advlab() -> None:
         synchronize()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ev = evaluate_suite(model, x, y, eps=args.eps, norm=args.norm, suite="quick" if args.quick else "standard",
                             batch_size=args.batch_size, seed=args.seed, skip_certified=args.certify, certify=certify)
         synchronize()
-        runs["advlab"].append((ev.robust.cpu(), time.perf_counter() - start))
+        runs["advlab"].append((ev.robust.cpu(), time.perf_counter() - start, time.process_time() - cpu))
         notes[:] = ev.notes + [f"seconds per stage: {json.dumps({k: round(v, 2) for k, v in ev.seconds.items()})}"]
         if ev.certified is not None:
             notes.append(f"certified by bounds before any attack: {int(ev.certified.sum())} of {len(y)}")
-        print(f"  advlab: {100 * ev.robust_accuracy:.2f}% robust, {runs['advlab'][-1][1]:.1f} s", flush=True)
+        print(f"  advlab: {100 * ev.robust_accuracy:.2f}% robust, {runs['advlab'][-1][1]:.1f} s wall, "
+              f"{runs['advlab'][-1][2]:.1f} s CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
 
     order = [run_autoattack, run_advlab] if args.first == "autoattack" else [run_advlab, run_autoattack]
     if args.only:
@@ -159,15 +163,19 @@ def main() -> None:
     for name, done in runs.items():
         if done:
             figures[f"{name}_robust_accuracy"] = float(done[0][0].double().mean())
-            figures[f"{name}_seconds"] = statistics.median(t for _, t in done)
+            figures[f"{name}_seconds"] = statistics.median(t for _, t, _ in done)
+            figures[f"{name}_cpu_seconds"] = statistics.median(c for _, _, c in done)
     if not args.only:
         aa, mine = runs["autoattack"][0][0], runs["advlab"][0][0]
         aa_s, mine_s = figures["autoattack_seconds"], figures["advlab_seconds"]
         figures.update(time_ratio_advlab_over_autoattack=mine_s / aa_s,
+                       cpu_time_ratio_advlab_over_autoattack=figures["advlab_cpu_seconds"] / figures["autoattack_cpu_seconds"],
                        advlab_robust_autoattack_breaks=int((mine & ~aa).sum()), autoattack_robust_advlab_breaks=int((aa & ~mine).sum()))
         print(f"robust accuracy: AutoAttack {100 * figures['autoattack_robust_accuracy']:.2f}%  "
               f"advlab {100 * figures['advlab_robust_accuracy']:.2f}%")
         print(f"wall time (median of {args.rounds}): AutoAttack {aa_s:.1f} s  advlab {mine_s:.1f} s  ratio advlab/AutoAttack {mine_s / aa_s:.3f}")
+        print(f"CPU time (median of {args.rounds}): AutoAttack {figures['autoattack_cpu_seconds']:.1f} s  advlab "
+              f"{figures['advlab_cpu_seconds']:.1f} s  ratio advlab/AutoAttack {figures['cpu_time_ratio_advlab_over_autoattack']:.3f}")
         print(f"points advlab calls robust that AutoAttack breaks: {figures['advlab_robust_autoattack_breaks']}; "
               f"the reverse: {figures['autoattack_robust_advlab_breaks']}")
     for note in notes:
