@@ -47,18 +47,20 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds per call of each candidate, the candidates run in turn in every round."""
+def interleaved_medians(candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 3,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median seconds per call of each candidate, the candidates run in turn in every round
+    (`clock=time.process_time`: CPU seconds of this process, steadier on a shared machine)."""
     for _ in range(warmup):
         for run in candidates.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, run in candidates.items():
-            start = time.perf_counter()
+            start = clock()
             run()
             synchronize()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
