@@ -187,32 +187,33 @@ class FABT(FixedBudgetAttack):
         best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
         active = torch.arange(n, device=x.device)
         project = PROJECTIONS[self.norm]
+        x0a, ya, ta = x0, y, target  # the rows still running (compacted when some stop)
         for _ in range(self.steps):
-            f, g = self._boundary(x1, y[active], target[active], x.shape, lo, width)
+            f, g = self._boundary(x1, ya, ta, x.shape, lo, width)
             b = -f + (g * x1).sum(1)
-            d = project(torch.cat((x1, x0[active])), torch.cat((g, g)), torch.cat((b, b)))
+            d = project(torch.cat((x1, x0a)), torch.cat((g, g)), torch.cat((b, b)))
             size = self._size(d).clamp_min(1e-8)
             d1, d0, a1, a0 = d[: len(active)], d[len(active) :], size[: len(active)], size[len(active) :]
             alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
-            x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0[active] + self.eta * d0) * alpha).clamp(0, 1)
+            x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0a + self.eta * d0) * alpha).clamp(0, 1)
             with torch.no_grad():
                 pred = self.logits(self._image(x1, x.shape, lo, width)).argmax(1)
-                adversarial = pred == target[active] if reach else pred != y[active]
-            dist = self._size(x1 - x0[active]) * width
+                adversarial = pred == ta if reach else pred != ya
+            dist = self._size(x1 - x0a) * width
             closer = adversarial & (dist < best_size[active])
             best[active[closer]] = x1[closer]
             best_size[active[closer]] = dist[closer]
-            x1 = torch.where(adversarial.unsqueeze(1), x0[active] + self.beta * (x1 - x0[active]), x1)
+            x1 = torch.where(adversarial.unsqueeze(1), x0a + self.beta * (x1 - x0a), x1)
             keep = best_size[active] > self.eps  # early exit: within eps, the run has done its job
             if not bool(keep.all()):
-                active, x1 = active[keep], x1[keep]
+                active, x1, x0a, ya, ta = active[keep], x1[keep], x0a[keep], ya[keep], ta[keep]
                 if active.numel() == 0:
                     break
         return self._image(best, x.shape, lo, width), best_size
 
     @staticmethod
     def _image(u: torch.Tensor, shape: torch.Size, lo: float, width: float) -> torch.Tensor:
-        return (lo + width * u).view(-1, *shape[1:])
+        return (u if (lo, width) == (0.0, 1.0) else lo + width * u).view(-1, *shape[1:])
 
     def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor, shape: torch.Size, lo: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
         """f = z_t - z_y at the unit-box point u and its gradient with respect to u."""
