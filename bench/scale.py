@@ -7,12 +7,13 @@ throughput: `torchrun --nproc_per_node=N -m advlab evaluate --stream` for N = 1 
             thread per process), interleaved, `--repeats` rounds: the wall time of the whole
             command (interpreter and torch start, gloo setup, model and data loading included)
             and of the evaluation itself (the "seconds" robustness.json records: from the model
-            load to the report), best of the rounds; and whether the per-example results of
+            load to the end of the evaluation, the report not included), best of the rounds; and whether the per-example results of
             every 2-process run are bit-identical to those of the 1-process runs. The workload
             (PGD with `--steps` steps, no early exit, on `--model`) is heavy enough that the
-            fixed costs (about 5 s per command) do not dominate: about 25 s per 1-process
-            evaluation of 10,000 images on one core with the defaults. `--cpus 14,15` pins every
-            run with `taskset -c 14,15` (a quiet 2-core measurement on a bigger machine). The
+            fixed costs (3-8 s per command: torchrun and the workers import torch, gloo set-up,
+            rank 0 writes the report) do not dominate: 20-40 s per 1-process evaluation of
+            10,000 images on one core with the defaults (MLP, PGD-100). `--cpus 14,15` pins
+            every run with `taskset -c 14,15` (a quiet 2-core measurement on a bigger machine). The
             machine's load average is printed before and after.
 
 Both train their model first (`advlab train`, one epoch on the training set).
@@ -125,7 +126,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000, help="throughput: images evaluated")
     parser.add_argument("--repeats", type=int, default=3, help="throughput: interleaved rounds")
     parser.add_argument("--model", default="mlp", help="throughput: registered model to train and attack (mlp, cnn, ...)")
-    parser.add_argument("--steps", type=int, default=60, help="throughput: PGD steps per example")
+    parser.add_argument("--steps", type=int, default=100, help="throughput: PGD steps per example")
     parser.add_argument("--cpus", help="throughput: pin every run to these cores (taskset -c LIST, e.g. 14,15)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="advlab-scale-") as folder:

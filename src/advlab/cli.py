@@ -17,7 +17,7 @@ from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS, make_attack
 from advlab.data import Dataset, Splits, fetch_fashion_mnist, fetch_mnist, load_data, load_mnist
 from advlab.data.catalog import stream_data
-from advlab.data.shard import join_process_group
+from advlab.data.shard import Shard, join_process_group
 from advlab.errors import AdvlabError, InputError
 from advlab.experiments.registry import EXPERIMENTS
 from advlab.io import json_bytes, npz_bytes, set_quiet, write_files_atomic, write_json_atomic, write_npz_atomic
@@ -123,13 +123,17 @@ def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tup
     return checkpoint, data
 
 
-def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch.device) -> tuple[Any, str]:
-    """(the split as a stream of batches, its name), after checking the model takes the data."""
+def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch.device, shard: Shard) -> tuple[Any, str]:
+    """(the split as a stream of batches, its name), after checking the model takes the data
+    (on the first batch this process owns: it converts no other process's batch)."""
+    from advlab.data.stream import select
     from advlab.models.external import check_accepts
 
     batches, name = stream_data(args.data, args.data_dir, args.split, args.batch_size, limit=args.limit,
                                 classes=_trained_classes(checkpoint))
-    check_accepts(checkpoint.model, next(iter(batches))[0][:1].to(device), name)
+    first = next((batch for _, batch in select(batches, shard.owns) if batch is not None), None)
+    if first is not None:
+        check_accepts(checkpoint.model, torch.as_tensor(first[0])[:1].to(device), name)
     return batches, name
 
 
@@ -146,7 +150,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if isinstance(targets, int):
             raise InputError("--stream takes --targets random or least-likely (drawn per example), not one label")
         checkpoint = _load_model(args, args.device)
-        batches, data_name = _stream_split(args, checkpoint, args.device)
+        batches, data_name = _stream_split(args, checkpoint, args.device, shard)
         attack = make_attack(args.method, checkpoint.model, batch_size=args.batch_size, seed=args.seed, **params)
         streamed = stream_attack(attack, batches, out / "examples", targets=targets, keep_adversarial=True,
                                  progress=not args.no_progress, shard=shard)
@@ -230,7 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from advlab.analysis.streamed import stream_robustness
 
         checkpoint = _load_model(args, args.device)
-        batches, data_name = _stream_split(args, checkpoint, args.device)
+        batches, data_name = _stream_split(args, checkpoint, args.device, shard)
         evaluation = stream_robustness(checkpoint.model, batches, args.out / "examples", shard=shard, **settings)
         if evaluation is None:  # not rank 0: its results went to rank 0
             return 0
