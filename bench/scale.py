@@ -7,7 +7,9 @@ throughput: `torchrun --nproc_per_node=N -m advlab evaluate --stream` for N = 1 
             thread per process), interleaved, `--repeats` rounds: the wall time of the whole
             command (interpreter and torch start, gloo setup, model and data loading included)
             and of the evaluation itself (the "seconds" robustness.json records: from the model
-            load to the end of the evaluation, the report not included), best of the rounds; and whether the per-example results of
+            load to the end of the evaluation, the report not included), best of the rounds;
+            the CPU time of all the command's processes (load-independent: how much work
+            sharding adds); and whether the per-example results of
             every 2-process run are bit-identical to those of the 1-process runs. The workload
             (PGD with `--steps` steps, no early exit, on `--model`) is heavy enough that the
             fixed costs (3-8 s per command: torchrun and the workers import torch, gloo set-up,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -82,6 +85,12 @@ def _columns(out: Path) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in columns.items()}
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _load() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -93,6 +102,7 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     attacks = ["--attacks", "pgd", "--eps", "0.1", "-p", f"pgd.steps={args.steps}", "-p", "pgd.restarts=1", "-p", "pgd.early_exit=false"]
     times: dict[int, list[float]] = {1: [], 2: []}
     inner: dict[int, list[float]] = {1: [], 2: []}
+    cpus: dict[int, list[float]] = {1: [], 2: []}
     reference: dict[str, np.ndarray] | None = None
     identical = True
     for repeat in range(args.repeats):
@@ -100,21 +110,27 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
             out = work / f"tp-{procs}-{repeat}"
             command = [*pin, TORCHRUN, "--standalone", f"--nproc_per_node={procs}",
                        *_evaluate(checkpoint, args.data_dir, out, args.images, attacks)]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), _children_cpu()
             subprocess.run(command, env=_env(), check=True, capture_output=True)
             times[procs].append(time.perf_counter() - start)
+            cpus[procs].append(_children_cpu() - cpu)
             inner[procs].append(json.loads((out / "robustness.json").read_text())["seconds"])
             columns = _columns(out)
             reference = reference or columns
             same = columns.keys() == reference.keys() and all(np.array_equal(columns[k], reference[k]) for k in columns)
             identical &= same
             print(f"repeat {repeat}: {procs} process(es): command {times[procs][-1]:.1f} s, evaluation {inner[procs][-1]:.1f} s, "
+                  f"CPU time of all its processes {cpus[procs][-1]:.1f} s, "
                   f"per-example results identical to the first run: {same}; load average {_load()}", flush=True)
     for label, measured in (("evaluation", inner), ("whole command", times)):
         best = {p: min(t) for p, t in measured.items()}
         print(f"{label}: {args.images} images, PGD-{args.steps} on {args.model}, best of {args.repeats}: 1 process {best[1]:.1f} s "
               f"({args.images / best[1]:.0f} img/s), 2 processes {best[2]:.1f} s ({args.images / best[2]:.0f} img/s); "
               f"speed-up {best[1] / best[2]:.2f}x (target >= 1.8)")
+    cpu = {p: min(t) for p, t in cpus.items()}
+    print(f"CPU time of the whole command (all processes, user + system), best of {args.repeats}: 1 process {cpu[1]:.1f} s, "
+          f"2 processes {cpu[2]:.1f} s: the 2-process run does {cpu[2] / cpu[1]:.2f}x the work (a load-independent check: "
+          f"near 1 means sharding adds little work, so on two free cores the speed-up is bounded by the fixed start-up only)")
     print(f"per-example results bit-identical over every run (1 and 2 processes): {identical}")
     print(f"load average (1/5/15 min) after: {_load()}")
 

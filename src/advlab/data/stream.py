@@ -1,7 +1,8 @@
 """Data as a stream of (x, y) batches, so that no more than one batch is ever in memory.
 
 - `IdxBatches(directory, split, batch_size)`: MNIST-layout IDX files (gzip or raw) read
-  sequentially, one batch at a time (a 60,000-image training set never sits in memory).
+  sequentially, one batch at a time (a 60,000-image training set never sits in memory); a
+  `RowBatches`, as `.npz` images are (`advlab.data.lazy`), with class subsets.
 - `TensorBatches(x, y, batch_size)`: slices of in-memory tensors.
 - `as_batches(source, batch_size)`: either of those, or any iterable of (x, y) pairs, e.g. a
   `torch.utils.data.DataLoader` (it must not shuffle: examples are numbered in stream order).
@@ -10,9 +11,10 @@ Each yields float32 images (B, C, H, W) in [0, 1] and int64 labels (B,).
 
 `select(source, owns)` walks a stream for one process of several (`advlab.data.shard`): it
 yields every batch's size, and the batch itself only where `owns(k)`; the others are skipped
-as cheaply as the source allows: a raw IDX file seeks past them, a gzip one decompresses
-their bytes (gzip cannot seek) but never converts them, a map-style DataLoader never fetches
-them, tensors are not sliced. Any other iterable is read whole and its batches dropped.
+as cheaply as the source allows: a raw IDX file seeks past them, a gzip one (or a deflated
+.npz member) decompresses their bytes (neither can seek) but never converts them, a map-style
+DataLoader never fetches them, tensors are not sliced. Any other iterable is read whole and its
+batches dropped.
 """
 
 from __future__ import annotations
