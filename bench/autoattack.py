@@ -183,7 +183,9 @@ def main() -> None:
         print(f"advlab note: {note}")
     if args.step_repeats:
         steps, tiny = args.apgd_steps, 1e-6  # a budget no point escapes at, so every step runs on the whole batch
-        batch_x, batch_y = x[: min(len(x), 200)], y[: min(len(y), 200)]
+        with torch.no_grad():  # the correctly classified points: APGD skips the others, the floor would not
+            correct = (model(x).argmax(1) == y).nonzero().flatten()[:200]
+        batch_x, batch_y = x[correct], y[correct]
         attack = APGD(model, eps=tiny, steps=steps, batch_size=1000, progress=False)
         candidates = {"advlab": lambda: attack(batch_x, batch_y), "floor": lambda: plain_apgd_steps(model, batch_x, batch_y, tiny, steps)}
         clock = time.process_time if args.device == "cpu" else time.perf_counter  # CPU seconds: steadier under load
