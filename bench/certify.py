@@ -8,9 +8,10 @@ single-threaded per worker:
         [--jobs N] [--chunk 10] [--results FILE.jsonl]
 
 --suite standard also runs advlab's attack-only evaluation (`evaluate_suite`, AutoAttack's
-standard chain) on the same images and prints its robust accuracy, the gap to the exact one
-(on the images the bracket settled), and any image the suite breaks that certify proved
-robust (must be 0: that would be an unsound proof).
+standard chain) on the same images, --autoattack Croce & Hein's AutoAttack (standard; needs
+the comparison venv with pyautoattack, see bench/autoattack.py); each prints its robust
+accuracy, the gap to the exact one (on the images the bracket settled), and any image it
+breaks that certify proved robust (must be none: that would be an unsound proof).
 --jobs N certifies chunks of `--chunk` images in N worker processes (one torch thread each).
 With --results, every image's outcome is appended to FILE.jsonl as it finishes and a rerun
 skips the images already there (resume after a kill); the summary covers the first --images.
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=10, help="images per certify call")
     parser.add_argument("--results", type=Path, default=None, help="JSONL file: appended per image, resumed from")
     parser.add_argument("--suite", default=None, help="also run this attack suite (e.g. standard) and compare")
+    parser.add_argument("--autoattack", action="store_true", help="also run AutoAttack standard (pyautoattack) and compare")
     args = parser.parse_args()
 
     done: dict[int, dict] = {}
@@ -107,36 +109,48 @@ def main() -> None:
     print("settled by: " + ", ".join(f"{k}={v}" for k, v in sorted(methods.items())))
     print(f"robust accuracy in [{100 * lo:.1f}%, {100 * hi:.1f}%]; exact (settled) on {settled}/{n} "
           f"= {100 * settled / n:.1f}% of the images (target >= 95%)")
-    if args.suite is not None:
-        _compare(args, records)
+    if args.suite is not None or args.autoattack:
+        _attack_only(args, records)
 
 
-def _compare(args: argparse.Namespace, records: list[dict]) -> None:
-    """The attack-only robust accuracy of `args.suite` on the same images, against the bracket."""
-    from advlab.analysis.evaluation import evaluate_suite
-
+def _attack_only(args: argparse.Namespace, records: list[dict]) -> None:
+    """Attack-only robust accuracy on the same images (advlab's suite, AutoAttack), each
+    against the bracket."""
     torch.set_num_threads(1)
     model = load_checkpoint(args.checkpoint).model.eval()
     test = bench_data().test.take(args.images)
-    start = time.perf_counter()
-    ev = evaluate_suite(model, test.images, test.labels, eps=args.eps, suite=args.suite, seed=0)
-    wall = time.perf_counter() - start
-    robust = ev.robust.tolist()
+    if args.suite is not None:
+        from advlab.analysis.evaluation import evaluate_suite
+
+        start = time.perf_counter()
+        ev = evaluate_suite(model, test.images, test.labels, eps=args.eps, suite=args.suite, seed=0)
+        _compare(f"advlab suite {args.suite}", ev.robust.tolist(), time.perf_counter() - start, records)
+    if args.autoattack:
+        from autoattack import autoattack  # bench/autoattack.py; needs pyautoattack (the comparison venv)
+
+        start = time.perf_counter()
+        robust = autoattack(model, test.images, test.labels, eps=args.eps, norm="linf", seed=0, batch=500,
+                            device="cpu", quick=False)
+        _compare("AutoAttack standard (pyautoattack 0.2.0)", robust.tolist(), time.perf_counter() - start, records)
+
+
+def _compare(name: str, robust: list[bool], wall: float, records: list[dict]) -> None:
+    """One attack-only evaluation against the bracket: its robust accuracy, its gap to the exact
+    one on the settled images, and the images where the two disagree."""
     proven = [r["status"] in ("certified", "verified") for r in records]
     broken = [r["status"] in ("misclassified", "broken") for r in records]
     settled = [p or b for p, b in zip(proven, broken)]
     n, k = len(records), sum(settled)
-    attack_only = sum(robust) / n
-    exact_settled = sum(proven) / k
     attack_settled = sum(r for r, s in zip(robust, settled) if s) / k
+    exact_settled = sum(proven) / k
     unsound = [i for i in range(n) if proven[i] and not robust[i]]
     missed = [i for i in range(n) if broken[i] and robust[i]]
-    print(f"suite {args.suite}: {wall:.0f} s; attack-only robust accuracy {100 * attack_only:.1f}% "
+    print(f"{name}: {wall:.0f} s; attack-only robust accuracy {100 * sum(robust) / n:.1f}% "
           f"(bracket [{100 * sum(proven) / n:.1f}%, {100 * (n - sum(broken)) / n:.1f}%]); on the {k} settled "
           f"images exact {100 * exact_settled:.2f}% vs attack-only {100 * attack_settled:.2f}%: gap "
           f"{100 * (attack_settled - exact_settled):.2f} points; load average {os.getloadavg()[0]:.2f}")
-    print(f"images the suite breaks that certify proved robust (must be none): {unsound}; "
-          f"images certify breaks that the suite left robust: {missed}")
+    print(f"  images it breaks that certify proved robust (must be none): {unsound}; "
+          f"images certify breaks that it left robust: {missed}")
 
 
 if __name__ == "__main__":
