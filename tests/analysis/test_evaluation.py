@@ -3,7 +3,6 @@ kill equal to an uninterrupted run, user suites as data, and the bracket."""
 
 import functools
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

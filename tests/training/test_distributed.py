@@ -1,7 +1,6 @@
 """Training under a 2-process gloo group (DistributedDataParallel): the ranks agree exactly, and
 the weights equal the single-process run's up to float rounding."""
 
-import os
 
 import torch
 import torch.distributed as dist
