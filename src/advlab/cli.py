@@ -12,6 +12,7 @@ import torch
 from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS
 from advlab.cli_attacks import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
+from advlab.cli_params import requires_eps
 from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
 from advlab.data.shard import join_process_group
 from advlab.errors import AdvlabError
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     attack = sub.add_parser("attack", help="attack a data split with a checkpoint's model")
     checkpoint_split(attack)
     attack.add_argument("--method", required=True, choices=sorted(ATTACKS))
-    needs_eps = ", ".join(m for m in sorted(ATTACKS) if checks.requires_eps(m))
+    needs_eps = ", ".join(m for m in sorted(ATTACKS) if requires_eps(m))
     attack.add_argument("--eps", type=checks.nonnegative_float, help=f"perturbation budget; required by {needs_eps}")
     attack.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="attack parameter (repeatable)")
     attack.add_argument("--targets", help="random, least-likely or a class label (default: untargeted)")
