@@ -32,6 +32,8 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from advlab.data import Dataset, load_mnist
+from advlab.data.catalog import stream_data
+from advlab.data.stream import stream_length
 from advlab.errors import InputError
 from advlab.experiments.cache import StageCache
 from advlab.training import AdversarialObjective, default_config, error_rate, train_registered
@@ -238,7 +240,8 @@ def adversarial_generalization(settings: GeneralizationSettings, work_dir: str |
             runs.append(one_run(spec, model, adversarial, seed, settings, cache, progress, device))
             bar.update()
     else:
-        sizes = {spec: len(load_mnist(spec.data_dir).train) for spec in settings.datasets}
+        # training-set sizes from the IDX label files alone (the images are read by the workers)
+        sizes = {spec: stream_length(stream_data("mnist", spec.data_dir, "train", 1000)[0]) or 1 for spec in settings.datasets}
         tasks = [(spec, model, adversarial, seed, settings, str(work_dir), str(device)) for seed, spec, model, adversarial in plan]
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             # longest first (the study ends with its longest run, not one started last); results keep the plan's order
