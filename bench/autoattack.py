@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the budget on both sides (not for reported figures)")
     parser.add_argument("--step-repeats", type=int, default=5, help="rounds of the APGD step-cost comparison (0: skip)")
     parser.add_argument("--apgd-steps", type=int, default=100, help="APGD steps in the step-cost comparison")
-    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--json", help="write the figures here (with each library's per-example outcome: pair two --only "
+                        "runs with bench/autoattack_pair.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data_dir = args.data_dir or str(Path(__file__).resolve().parents[2] / "shared" / "data" / args.data)
@@ -166,6 +167,7 @@ def main() -> None:
             figures[f"{name}_robust_accuracy"] = float(done[0][0].double().mean())
             figures[f"{name}_seconds"] = statistics.median(t for _, t, _ in done)
             figures[f"{name}_cpu_seconds"] = statistics.median(c for _, _, c in done)
+            figures[f"{name}_robust_per_example"] = "".join("1" if r else "0" for r in done[0][0].tolist())
     if not args.only:
         aa, mine = runs["autoattack"][0][0], runs["advlab"][0][0]
         aa_s, mine_s = figures["autoattack_seconds"], figures["advlab_seconds"]
