@@ -3,7 +3,8 @@
 `logits` and `predict` are what every layer above uses to ask a model for its outputs; a
 single-logit model z is read as logits [0, z] (`as_multiclass_logits`). `frozen_eval` is the
 context attacks run in: eval mode and parameters frozen, each module's mode and each
-parameter's `requires_grad` restored afterwards, even on error.
+parameter's `requires_grad` restored afterwards, even on error. On the CPU it also runs the
+model on `fast.cpu_fast_path` inside: the same function, computed faster.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from advlab.models.fast import cpu_fast_path
 from advlab.models.layers import as_multiclass_logits
 
 
@@ -31,13 +33,15 @@ def set_mode(model: nn.Module, training: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def frozen_eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients inside; every module's mode and flag restored after."""
+    """Eval mode, no parameter gradients and the CPU fast path inside; every module's mode, each
+    parameter's flag and tensor restored after."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     with set_mode(model, False):
         for p, _ in flags:
             p.requires_grad_(False)
         try:
-            yield
+            with cpu_fast_path(model):
+                yield
         finally:
             for p, flag in flags:
                 p.requires_grad_(flag)
