@@ -10,6 +10,9 @@ AutoAttack breaks, and the reverse), then APGD's per-step cost against a plain-P
 with alpha_steps=0, no MILP) and attacks only the rest (`evaluate_suite(..., skip_certified=True)`); the output says
 whether it was on. --quick: both sides at a tenth of the budget (advlab's `quick` suite; AutoAttack
 `version="custom"` with the same iterations, targets and queries), for CI-sized runs only.
+--autoattack-fast-path: AutoAttack runs inside advlab's CPU fast path too (`advlab.models.fast`:
+channels-last kernels, column input gradients), which advlab's attacks enter by themselves: the
+part of the difference that is the fast path rather than the attacks' own code.
 
 Needs the comparison environment (`make .venv-compare/.installed`, or any venv with advlab's pins
 plus pyautoattack==0.2.0), e.g. from the repository root:
@@ -20,6 +23,7 @@ plus pyautoattack==0.2.0), e.g. from the repository root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -36,6 +40,7 @@ from common import interleaved_medians, machine, synchronize
 from advlab.analysis.evaluation import evaluate_suite
 from advlab.attacks import APGD
 from advlab.data.sources import load_idx_dir
+from advlab.models.fast import cpu_fast_path
 from advlab.training import load_checkpoint
 
 
@@ -103,6 +108,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["autoattack", "advlab", "steps"],
                         help="run one library alone (profiling), or only the APGD step-cost comparison")
     parser.add_argument("--certify", action="store_true", help="advlab skips the points CROWN bounds prove robust")
+    parser.add_argument("--autoattack-fast-path", action="store_true",
+                        help="run AutoAttack inside advlab's CPU fast path too (advlab.models.fast.cpu_fast_path): "
+                        "how much of the difference is the fast path")
     parser.add_argument("--quick", action="store_true", help="a tenth of the budget on both sides (not for reported figures)")
     parser.add_argument("--step-repeats", type=int, default=5, help="rounds of the APGD step-cost comparison (0: skip)")
     parser.add_argument("--apgd-steps", type=int, default=100, help="APGD steps in the step-cost comparison")
@@ -121,7 +129,8 @@ def main() -> None:
         certify = functools.partial(certify_bounds, alpha_steps=0)
     load = os.getloadavg()
     print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, seed {args.seed}, "
-          f"{'quick' if args.quick else 'standard'} budgets, advlab skips points interval/CROWN bounds prove robust: {'ON' if args.certify else 'off'}; "
+          f"{'quick' if args.quick else 'standard'} budgets, AutoAttack on advlab's CPU fast path: "
+          f"{'ON' if args.autoattack_fast_path else 'off'}, advlab skips points interval/CROWN bounds prove robust: {'ON' if args.certify else 'off'}; "
           f"{machine()}, device {args.device}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
     # per run: (robust per point, wall seconds, CPU seconds of this process: on a shared machine the
@@ -132,8 +141,9 @@ def main() -> None:
     def run_autoattack() -> None:
         synchronize()
         start, cpu = time.perf_counter(), time.process_time()
-        robust = autoattack(model, x, y, eps=args.eps, norm=args.norm, seed=args.seed, batch=args.batch_size,
-                            device=args.device, quick=args.quick)
+        with cpu_fast_path(model) if args.autoattack_fast_path else contextlib.nullcontext():
+            robust = autoattack(model, x, y, eps=args.eps, norm=args.norm, seed=args.seed, batch=args.batch_size,
+                                device=args.device, quick=args.quick)
         runs["autoattack"].append((robust, time.perf_counter() - start, time.process_time() - cpu))
         print(f"  AutoAttack: {100 * float(robust.double().mean()):.2f}% robust, {runs['autoattack'][-1][1]:.1f} s wall, "
               f"{runs['autoattack'][-1][2]:.1f} s CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -159,7 +169,8 @@ def main() -> None:
             run()
     figures: dict[str, Any] = {
         "checkpoint": args.checkpoint, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm, "seed": args.seed,
-        "threads": args.threads, "device": args.device, "quick": args.quick, "certify": args.certify, "rounds": args.rounds,
+        "threads": args.threads, "device": args.device, "quick": args.quick, "certify": args.certify,
+        "autoattack_fast_path": args.autoattack_fast_path, "rounds": args.rounds,
         "load_average_start": load, "advlab_notes": notes,
     }
     for name, done in runs.items():
