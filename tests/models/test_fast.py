@@ -71,6 +71,16 @@ def test_the_model_comes_back_exactly_and_user_hooks_keep_running():
     assert model[3].in_channels > FEW_CHANNELS
 
 
+def test_nested_fast_paths_restore_the_model_once():
+    model = _cnn()
+    with frozen_eval(model):
+        with frozen_eval(model):
+            assert "forward" in vars(model[0])
+        assert "forward" in vars(model[0]) and model[0].weight.stride(1) == 1
+        model(torch.rand(2, 1, 28, 28))
+    assert "forward" not in vars(model[0]) and model[0].weight.is_contiguous()
+
+
 def test_trainable_weights_and_float64_keep_autograds_own_path():
     model = _cnn()
     with cpu_fast_path(model):  # weights still require grad: their gradient must flow

@@ -63,7 +63,8 @@ def column_input_gradients(model: nn.Module) -> Iterator[None]:
     given as numbers) computes its input gradient by `_ColumnConv2d` inside; its forward is
     restored after (hooks the user registered keep running: `__call__` still wraps it)."""
     convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.groups == 1 and m.in_channels <= FEW_CHANNELS
-             and m.padding_mode == "zeros" and not isinstance(m.padding, str) and _fast(m.weight)]
+             and m.padding_mode == "zeros" and not isinstance(m.padding, str) and _fast(m.weight)
+             and "forward" not in vars(m)]  # not when an enclosing fast path (or the user) already replaced it
     for conv in convs:
         conv.forward = _column_forward(conv)  # type: ignore[method-assign]
     try:
