@@ -64,7 +64,7 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
                 apgd.n_target_classes = targets
         adversary.fab.n_iter, adversary.fab.n_target_classes = 20, 3
         adversary.square.n_queries, adversary.square.resc_schedule = 500, True
-    adversary.verbose = False
+    adversary.verbose = True  # its own log: robust accuracy and time after each attack
     x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch)
     with torch.no_grad():
         return (model(x_adv.to(device)).argmax(1) == y.to(device)).cpu()
@@ -138,6 +138,7 @@ def main() -> None:
     # wall time swings with the other jobs' load, the CPU time of a 1-thread run much less)
     runs: dict[str, list[tuple[torch.Tensor, float, float]]] = {"autoattack": [], "advlab": []}
     notes: list[str] = []
+    broken_by: list[str] = []
 
     def run_autoattack() -> None:
         synchronize()
@@ -156,7 +157,10 @@ def main() -> None:
                             batch_size=args.batch_size, seed=args.seed, skip_certified=args.certify, certify=certify)
         synchronize()
         runs["advlab"].append((ev.robust.cpu(), time.perf_counter() - start, time.process_time() - cpu))
-        notes[:] = ev.notes + [f"seconds per stage: {json.dumps({k: round(v, 2) for k, v in ev.seconds.items()})}"]
+        notes[:] = ev.notes + [f"seconds per stage: {json.dumps({k: round(v, 2) for k, v in ev.seconds.items()})}",
+                               f"robust accuracy after each stage: {json.dumps({k: round(v, 4) for k, v in ev.after.items()})}",
+                               f"broken by: {json.dumps(ev.broken_counts())}"]
+        broken_by[:] = ev.broken_by
         if ev.certified is not None:
             notes.append(f"certified by bounds before any attack: {int(ev.certified.sum())} of {len(y)}")
         print(f"  advlab: {100 * ev.robust_accuracy:.2f}% robust, {runs['advlab'][-1][1]:.1f} s wall, "
@@ -172,7 +176,7 @@ def main() -> None:
         "checkpoint": args.checkpoint, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm, "seed": args.seed,
         "threads": args.threads, "device": args.device, "quick": args.quick, "certify": args.certify,
         "autoattack_fast_path": args.autoattack_fast_path, "rounds": args.rounds,
-        "load_average_start": load, "advlab_notes": notes,
+        "load_average_start": load, "advlab_notes": notes, "advlab_broken_by": broken_by,
     }
     for name, done in runs.items():
         if done:
