@@ -146,3 +146,16 @@ def test_counter_numbers_depend_only_on_their_coordinates():
     assert block.shape == (10, 5, 4)
     for k, draw in enumerate(range(2**31 - 2, 2**31 + 3)):
         assert torch.equal(block[:, k], counter_uniform(3, index, draw, 4, stream=2))
+
+
+def test_linf_proposal_is_the_window_update_bit_for_bit():
+    """The float-mask proposal equals clamp(where(window, best + 2 eps sign, best)) exactly."""
+    gen = torch.Generator().manual_seed(0)
+    n, c, h, w, eps = 7, 3, 9, 8, 0.1
+    top, left = torch.randint(0, h - 3, (n,), generator=gen), torch.randint(0, w - 2, (n,), generator=gen)
+    mask = Square._mask(top, left, 4, 3, h, w)
+    torch.testing.assert_close(Square._window_weights(top, left, 4, 3, h, w, torch.float32), mask.float(), rtol=0, atol=0)
+    best = torch.rand(n, c, h, w, generator=gen)
+    signs = torch.where(torch.rand(n, c, 1, 1, generator=gen) < 0.5, -1.0, 1.0)
+    weights = Square._window_weights(top, left, 4, 3, h, w, torch.float32)
+    assert torch.equal(best + ((2 * eps) * signs) * weights, torch.where(mask, best + (2 * eps) * signs, best))

@@ -220,19 +220,31 @@ class Square(FixedBudgetAttack):
         return top, left
 
     @staticmethod
-    def _mask(top: torch.Tensor, left: torch.Tensor, rows: int, cols: int, h: int, w: int) -> torch.Tensor:
+    def _spans(top: torch.Tensor, left: torch.Tensor, rows: int, cols: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per example, the window's rows (n, h) and columns (n, w) as booleans."""
         r = torch.arange(h, device=top.device)
         q = torch.arange(w, device=top.device)
-        in_rows = (r >= top[:, None]) & (r < top[:, None] + rows)
-        in_cols = (q >= left[:, None]) & (q < left[:, None] + cols)
+        return (r >= top[:, None]) & (r < top[:, None] + rows), (q >= left[:, None]) & (q < left[:, None] + cols)
+
+    @classmethod
+    def _mask(cls, top: torch.Tensor, left: torch.Tensor, rows: int, cols: int, h: int, w: int) -> torch.Tensor:
+        in_rows, in_cols = cls._spans(top, left, rows, cols, h, w)
         return (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1)  # (n, 1, h, w)
+
+    @classmethod
+    def _window_weights(cls, top: torch.Tensor, left: torch.Tensor, rows: int, cols: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+        """`_mask` as 0/1 floats, an outer product: an image-sized boolean `where` costs several
+        times a float multiply on the CPU."""
+        in_rows, in_cols = (span.to(dtype) for span in cls._spans(top, left, rows, cols, h, w))
+        return (in_rows[:, :, None] * in_cols[:, None, :]).unsqueeze(1)
 
     def _linf_step(self, run: _Search, step: dict[str, torch.Tensor], p: float) -> torch.Tensor:
         n, c, h, w = run.image.shape
         rows, cols = self._window(p, c, h, w, l2=False)
-        mask = self._mask(*self._corner(step, 0, h, w, rows, cols), rows, cols, h, w)
+        window = self._window_weights(*self._corner(step, 0, h, w, rows, cols), rows, cols, h, w, run.image.dtype)
         signs = step["sign"].to(run.image.dtype).view(n, c, 1, 1)
-        return torch.clamp(torch.where(mask, run.best + (2 * self.eps) * signs, run.best), run.low, run.high)
+        # outside the window best + 0 = best and inside best + 2 eps sign, bit for bit as a `where` would give
+        return torch.clamp(run.best + ((2 * self.eps) * signs) * window, run.low, run.high)
 
     def _l2_step(self, run: _Search, step: dict[str, torch.Tensor], p: float) -> torch.Tensor:
         image, best = run.image, run.best
