@@ -51,8 +51,8 @@ def projection_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.
     sign = torch.where(wt >= b, 1.0, -1.0).to(t.dtype)
     w = w * sign.unsqueeze(1)
     need = (wt - b) * sign  # >= 0: how much <w, t + d> must drop
-    down = w > 0
-    room = torch.where(down, t, 1 - t).masked_fill_(w == 0, 0.0)
+    down = torch.sign(w)  # 1: moves down to 0, -1: up to 1, 0: stays (floats: image-sized boolean ops are slow on the CPU)
+    room = down.clamp_min(0) * t + (-down).clamp_min(0) * (1 - t)  # exactly t, 1 - t or 0
     weight = w.abs()
     lo, hi = torch.zeros_like(need), room.amax(1)
     for _ in range(_BISECTIONS):  # keep lo below the root: F(lo) > -need
@@ -60,19 +60,20 @@ def projection_linf(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.
         short = torch.linalg.vecdot(weight, torch.minimum(room, mid.unsqueeze(1))) < need
         lo, hi = torch.where(short, mid, lo), torch.where(short, hi, mid)
     lam = lo
-    saturated = room <= lam.unsqueeze(1)
+    weighted_room = weight * room
+    saturated = (room <= lam.unsqueeze(1)).to(t.dtype)
     count = saturated.sum(1)
     for _ in range(room.shape[1] + 1):  # each step passes at least one breakpoint or ends
-        slope = torch.linalg.vecdot(weight, (~saturated).to(t.dtype)).clamp_min(torch.finfo(t.dtype).tiny)
-        lam = torch.maximum(lam, (need - torch.linalg.vecdot(weight, room * saturated)) / slope)
-        saturated = room <= lam.unsqueeze(1)
+        slope = torch.linalg.vecdot(weight, 1 - saturated).clamp_min(torch.finfo(t.dtype).tiny)
+        lam = torch.maximum(lam, (need - torch.linalg.vecdot(weighted_room, saturated)) / slope)
+        saturated = (room <= lam.unsqueeze(1)).to(t.dtype)
         passed = saturated.sum(1)
         if bool((passed == count).all()):  # no breakpoint passed: lam is the root of its linear piece
             break
         count = passed
     reachable = torch.linalg.vecdot(weight, room) >= need
     step = torch.minimum(room, torch.where(reachable, lam, math.inf).unsqueeze(1))
-    return torch.where(down, -step, step)
+    return -down * step
 
 
 _BISECTIONS = 10  # narrow the bracket to 1/1024 of the largest room before the Newton steps
