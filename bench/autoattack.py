@@ -27,9 +27,11 @@ import argparse
 import contextlib
 import functools
 import json
+import logging
 import math
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +66,11 @@ def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
                 apgd.n_target_classes = targets
         adversary.fab.n_iter, adversary.fab.n_target_classes = 20, 3
         adversary.square.n_queries, adversary.square.resc_schedule = 500, True
-    adversary.verbose = True  # its own log: robust accuracy and time after each attack
+    adversary.verbose = True  # its own log (logger "auto-attack", debug level): robust accuracy and time after each attack
+    log = logging.getLogger("auto-attack")
+    if not log.handlers:
+        log.addHandler(logging.StreamHandler(sys.stdout))
+        log.setLevel(logging.DEBUG)
     x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch)
     with torch.no_grad():
         return (model(x_adv.to(device)).argmax(1) == y.to(device)).cpu()
