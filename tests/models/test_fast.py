@@ -89,3 +89,10 @@ def test_trainable_weights_and_float64_keep_autograds_own_path():
     double = _cnn().double()
     with cpu_fast_path(double):
         assert "forward" not in vars(double[0]) and double[0].weight.is_contiguous()
+
+
+def test_the_environment_can_turn_the_fast_path_off(monkeypatch):
+    model = _cnn()
+    monkeypatch.setenv("ADVLAB_CPU_FAST_PATH", "0")
+    with frozen_eval(model):
+        assert "forward" not in vars(model[0]) and model[0].weight.is_contiguous()

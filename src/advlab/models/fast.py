@@ -15,12 +15,14 @@ restoring the model exactly afterwards:
   position's contribution, and kh * kw shifted additions scatter them onto the input (2 ms).
 
 Both change only float rounding (gradients agree with autograd's to about 1e-6 relative). GPU
-models and float64 are left alone.
+models and float64 are left alone. `ADVLAB_CPU_FAST_PATH=0` in the environment turns the fast
+path off (for a model whose own code needs contiguous kernels, e.g. calls `.view` on one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +36,11 @@ FEW_CHANNELS = 4  # convolutions with at most this many input channels get the c
 
 @contextlib.contextmanager
 def cpu_fast_path(model: nn.Module) -> Iterator[None]:
-    """Channels-last kernels and column input gradients inside (CPU float32 only); restored after."""
+    """Channels-last kernels and column input gradients inside (CPU float32 only; nothing with
+    ADVLAB_CPU_FAST_PATH=0); restored after."""
+    if os.environ.get("ADVLAB_CPU_FAST_PATH", "1") == "0":
+        yield
+        return
     with channels_last_weights(model), column_input_gradients(model):
         yield
 
