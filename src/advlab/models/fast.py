@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from advlab.models.swap import swapped
+
 FEW_CHANNELS = 4  # convolutions with at most this many input channels get the column input gradient
 
 
@@ -53,14 +55,10 @@ def _fast(p: torch.Tensor) -> bool:
 def channels_last_weights(model: nn.Module) -> Iterator[None]:
     """CPU 4-D floating parameters (convolution kernels) stored channels-last inside; each
     parameter's own tensor restored after."""
-    swapped = [(p, p.data) for p in model.parameters() if p.dim() == 4 and _fast(p)]
-    for p, data in swapped:  # `to`, not `contiguous`: a one-channel kernel needs the channels-last strides too
-        p.data = data.to(memory_format=torch.channels_last)
-    try:
+    kernels = [p for p in model.parameters() if p.dim() == 4 and _fast(p)]
+    # `to`, not `contiguous`: a one-channel kernel needs the channels-last strides too
+    with swapped(kernels, "data", lambda data: data.to(memory_format=torch.channels_last)):
         yield
-    finally:
-        for p, data in swapped:
-            p.data = data
 
 
 @contextlib.contextmanager

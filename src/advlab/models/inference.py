@@ -17,6 +17,7 @@ from torch import nn
 
 from advlab.models.fast import cpu_fast_path
 from advlab.models.layers import as_multiclass_logits
+from advlab.models.swap import swapped
 
 
 @contextlib.contextmanager
@@ -35,16 +36,8 @@ def set_mode(model: nn.Module, training: bool) -> Iterator[None]:
 def frozen_eval(model: nn.Module) -> Iterator[None]:
     """Eval mode, no parameter gradients and the CPU fast path inside; every module's mode, each
     parameter's flag and tensor restored after."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    with set_mode(model, False):
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            with cpu_fast_path(model):
-                yield
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+    with set_mode(model, False), swapped(model.parameters(), "requires_grad", lambda _: False), cpu_fast_path(model):
+        yield
 
 
 def model_device(model: nn.Module, default: torch.device | None = None) -> torch.device:
