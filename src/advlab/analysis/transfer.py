@@ -33,7 +33,7 @@ def error_rate_on(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 def transfer_table(
     sets: Mapping[str, tuple[torch.Tensor, torch.Tensor]], models: Mapping[str, nn.Module]
 ) -> dict[str, dict[str, float]]:
-    """table[set][model]: the error of `model` on the images of `set` (images, true labels)."""
+    """`table[set][model]`: the error of `model` on the images of `set` (images, true labels)."""
     return {
         row: {column: error_rate_on(model, images, labels) for column, model in models.items()}
         for row, (images, labels) in sets.items()
