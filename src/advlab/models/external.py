@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import os
@@ -59,7 +60,7 @@ def load_factory_model(spec: str, weights: str | os.PathLike[str] | None = None)
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"--model {spec}: cannot import {module_name!r} ({exc}); is it on PYTHONPATH or in the current folder?") from None
-    except Exception as exc:  # the user's module failed while importing: report it in one line
+    except (Exception, SystemExit) as exc:  # the user's module failed (or exited) while importing: one line
         raise InputError(f"--model {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
     finally:
         if added:
@@ -69,7 +70,7 @@ def load_factory_model(spec: str, weights: str | os.PathLike[str] | None = None)
         raise InputError(f"--model {spec}: module {module_name!r} has no callable {factory_name!r}")
     try:
         model = factory()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise InputError(f"--model {spec}: {factory_name}() raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"--model {spec}: {factory_name}() returned {type(model).__name__}, not a torch.nn.Module")
@@ -115,6 +116,15 @@ class ExportedModel(nn.Module):
     def train(self, mode: bool = True) -> ExportedModel:
         self.training = mode
         return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ExportedModel:
+        """A copy; torch's graph copy warns about its own deprecated pytree classes, silenced here."""
+        clone = ExportedModel.__new__(ExportedModel)
+        memo[id(self)] = clone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
 
 # A symbolic-shape expression is parsed by sympy.sympify (an eval); admit only sympy constructor
@@ -347,20 +357,40 @@ def load_external_model(spec: str, weights: str | os.PathLike[str] | None = None
     return load_factory_model(spec, weights)
 
 
-def check_accepts(model: nn.Module, sample: torch.Tensor, data_name: str) -> None:
-    """One forward pass on one example: a model that cannot take the data fails here in one line."""
+def _probe(model: nn.Module, batch: torch.Tensor, data_name: str) -> torch.Tensor:
+    """The model's logits on `batch` (eval mode, no gradients), or a one-line InputError."""
     from advlab.models.layers import as_multiclass_logits
 
     mode = model.training
     try:
         with torch.no_grad():
-            logits = as_multiclass_logits(model.eval()(sample))
+            return as_multiclass_logits(model.eval()(batch))
     except Exception as exc:  # shape or dtype mismatch inside the user's model
-        raise InputError(f"the model cannot take {data_name} inputs of shape {tuple(sample.shape[1:])}: "
-                         f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
+        raise InputError(f"the model cannot take {data_name} inputs of shape {tuple(batch.shape[1:])} in a batch of {batch.shape[0]}: "
+                         f"{type(exc).__name__}: {_first_line(exc)}") from None
     finally:
         model.train(mode)
-    if logits.ndim != 2:
-        raise InputError(f"the model maps a batch of {data_name} inputs to shape {tuple(logits.shape)}; expected (N, classes) logits")
-    if not bool(torch.isfinite(logits).all()):
-        raise InputError(f"the model's logits on {data_name} hold NaN or inf")
+
+
+def check_accepts(model: nn.Module, sample: torch.Tensor, data_name: str, batch_size: int = 2) -> int:
+    """Forward passes on a batch of 1 and of `batch_size` (the first example repeated): a model
+    that cannot take the data, or whose output does not follow the batch (a program exported
+    with a fixed batch, a model that pools over the batch), fails here in one line. Returns the
+    number of classes (the logits' width)."""
+    classes = None
+    for n in sorted({1, max(2, batch_size)}):
+        logits = _probe(model, sample[:1].expand(n, *sample.shape[1:]), data_name)
+        if logits.ndim != 2 or logits.shape[0] != n or (classes is not None and logits.shape[1] != classes):
+            raise InputError(f"the model maps a batch of {n} {data_name} inputs to shape {tuple(logits.shape)}; expected ({n}, classes) "
+                             "logits (its output must follow the batch: export a .pt2 with a dynamic batch dimension)")
+        if not bool(torch.isfinite(logits).all()):
+            raise InputError(f"the model's logits on {data_name} hold NaN or inf")
+        classes = logits.shape[1]
+    return int(classes)  # type: ignore[arg-type]
+
+
+def check_labels_fit(labels: torch.Tensor, classes: int, where: str) -> None:
+    """Every label names one of the model's `classes` outputs, or an InputError naming the data's file."""
+    outside = labels[(labels < 0) | (labels >= classes)]
+    if outside.numel():
+        raise InputError(f"{where}: label {int(outside[0])} outside 0..{classes - 1}, the classes of the model's {classes} outputs")
