@@ -35,21 +35,21 @@ def torch_saved(marker: Path) -> bytes:
     return buffer.getvalue()
 
 
-def export_tiny(path: Path, *, batch: int | None = None) -> Path:
-    """A 2x2 grey image -> 3 logits program with a weight and a constant; dynamic batch unless
-    `batch` is given (then the program takes only that batch size)."""
+def export_tiny(path: Path, *, batch: int | None = None, side: int = 2) -> Path:
+    """A side x side grey image -> 3 logits program with a weight and a constant; dynamic batch
+    unless `batch` is given (then the program takes only that batch size)."""
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             torch.manual_seed(0)
-            self.linear = torch.nn.Linear(4, 3)
+            self.linear = torch.nn.Linear(side * side, 3)
             self.shift = torch.tensor([0.5, -0.5, 0.0])  # a tensor constant
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.linear(x.flatten(1)) + self.shift
 
-    x = torch.rand(batch or 3, 1, 2, 2)
+    x = torch.rand(batch or 3, 1, side, side)
     dynamic = None if batch else ({0: torch.export.Dim("batch")},)
     torch.export.save(torch.export.export(Tiny().eval(), (x,), dynamic_shapes=dynamic), path)
     return path
