@@ -6,14 +6,16 @@ package.module:factory` runs the user's code by design and has no payload row.""
 
 from __future__ import annotations
 
+import io
 import shlex
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.torch import save_file
 
 from advlab.cli import main
 from tests.payloads import crafted_archives, export_tiny, pickled, torch_saved
@@ -91,16 +93,12 @@ def files(tmp_path_factory: pytest.TempPathFactory, workspace) -> dict[str, str]
     names["folder_three"] = three
     (root / "advlab_bad_files.py").write_text(MODEL_SOURCE)
     (root / "advlab_exits.py").write_text("import sys\nsys.exit(3)\n")
-    save_file({"weight": __import__("torch").zeros(2)}, root / "other.safetensors")
     names["files_root"] = root
     return {k: str(v) for k, v in names.items()}
 
 
 def _declaring_npz(path: Path, shape: tuple[int, ...]) -> None:
     """An .npz of ~1.4 KB whose x header declares `shape` (uint8) and whose y declares shape[0] labels."""
-    import io
-    import zipfile
-
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for key, declared, dtype in (("x", shape, "|u1"), ("y", shape[:1], "<i8")):
             header = io.BytesIO()
@@ -188,7 +186,6 @@ def test_state_files_never_unpickle(workspace, files, capsys, monkeypatch):
             pass
         capsys.readouterr()
         assert not Path(files["marker"]).exists(), state
-    import shutil
     shutil.rmtree(workspace.root / "state-out", ignore_errors=True)
 
 
