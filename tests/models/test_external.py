@@ -185,3 +185,16 @@ def test_torch_load_is_locked_to_weights_only_while_deserialising(tmp_path):
     with _weights_only_torch_load(), pytest.raises(CheckpointError, match="weights_only=True"):
         torch.load(tmp_path / "p.pt", weights_only=False)
     assert not marker.exists() and torch.load is not None and "guarded" not in torch.load.__name__
+
+
+def test_copying_an_exported_model_warns_nothing(tmp_path):
+    """`advlab exact` deep-copies the model; torch's graph copy must not print its FutureWarnings."""
+    import copy
+    import warnings
+
+    model = load_exported_model(export_tiny(tmp_path / "good.pt2"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clone = copy.deepcopy(model)
+    x = torch.rand(4, 1, 2, 2)
+    assert torch.equal(clone(x), model(x)) and clone.program is not model.program
