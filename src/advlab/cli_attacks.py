@@ -53,12 +53,13 @@ def _trained_classes(checkpoint: Checkpoint) -> list[int] | None:
 def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
     """The model and the split it is to be run on (with the classes an advlab checkpoint was
     trained on); refuses a model that cannot take the data."""
-    from advlab.models.external import check_accepts
+    from advlab.models.external import check_accepts, check_labels_fit
 
     checkpoint = _load_model(args, device)
     splits = splits_of(args, _trained_classes(checkpoint))
     data = (splits.test if args.split == "test" else splits.train).take(args.limit)
-    check_accepts(checkpoint.model, data.images[:1].to(device), data.name)
+    classes = check_accepts(checkpoint.model, data.images[:1].to(device), data.name, min(getattr(args, "batch_size", None) or len(data), len(data)))
+    check_labels_fit(data.labels, classes, _data_where(args))
     return checkpoint, data
 
 
@@ -66,14 +67,20 @@ def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torc
     """(the split as a stream of batches, its name), after checking the model takes the data
     (on the first batch this process owns: it converts no other process's batch)."""
     from advlab.data.stream import select
-    from advlab.models.external import check_accepts
+    from advlab.models.external import check_accepts, check_labels_fit
 
     batches, name = stream_data(args.data, args.data_dir, args.split, args.batch_size, limit=args.limit,
                                 classes=_trained_classes(checkpoint))
     first = next((batch for _, batch in select(batches, shard.owns) if batch is not None), None)
     if first is not None:
-        check_accepts(checkpoint.model, torch.as_tensor(first[0])[:1].to(device), name)
+        classes = check_accepts(checkpoint.model, torch.as_tensor(first[0])[:1].to(device), name, args.batch_size)
+        check_labels_fit(torch.as_tensor(first[1]), classes, _data_where(args))
     return batches, name
+
+
+def _data_where(args: argparse.Namespace) -> str:
+    """The file or folder the data was read from, for error messages."""
+    return args.data_dir if args.data_dir is not None and not args.data.startswith(("npz:", "folder:")) else args.data
 
 
 def _model_label(args: argparse.Namespace) -> str:

@@ -1,9 +1,13 @@
+import io
+import zipfile
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from advlab.data import load_image_folder, load_npz
+from advlab.data.lazy import NpzBatches
 from advlab.errors import DataError
 
 
@@ -48,7 +52,7 @@ def test_npz_bad_contents_give_one_line_errors(tmp_path, arrays, message):
 
 def test_npz_never_unpickles_and_rejects_garbage(tmp_path):
     np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object), y=np.zeros(1, int))
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="x holds Python objects"):
         load_npz(tmp_path / "obj.npz")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
@@ -98,3 +102,37 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "b" / "1.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="not a readable image"):
         load_image_folder(tmp_path)
+
+
+def _npz_declaring(path, shapes, *, compress=zipfile.ZIP_STORED):
+    """An .npz whose .npy headers declare `shapes` (key -> (shape, dtype)) over 16 bytes of data."""
+    with zipfile.ZipFile(path, "w", compression=compress) as archive:
+        for key, (shape, dtype) in shapes.items():
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+            archive.writestr(f"{key}.npy", header.getvalue() + bytes(16))
+    return path
+
+
+@pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize("load", [load_npz, lambda p: NpzBatches(p, "test", 100)], ids=["whole", "stream"])
+def test_npz_declaring_a_huge_array_is_refused_from_its_header(tmp_path, monkeypatch, load, compress):
+    """(10^10, 28, 28) uint8 would be 7.13 TiB: refused before numpy reads (or allocates) an array."""
+    path = _npz_declaring(tmp_path / "bomb.npz", {"x": ((10**10, 28, 28), np.uint8), "y": ((10**10,), np.int64)}, compress=compress)
+    assert path.stat().st_size < 2000
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *a, **k: pytest.fail("an array was read"))
+    with pytest.raises(DataError, match=r"bomb.npz: x declares shape \(10000000000, 28, 28\)"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ({"x": ((5, 28, 28), np.uint8), "y": ((5,), np.int64)}, r"declares shape \(5, 28, 28\) \(3,920 bytes of uint8\) but its member holds 16"),
+        ({"x": ((2, 3, 8192, 8192), np.uint8), "y": ((2,), np.int64)}, "at most 100,000,000 rows of 50,331,648 values"),
+        ({"x": ((2, 2), "O"), "y": ((2,), np.int64)}, "holds Python objects"),
+    ],
+)
+def test_npz_headers_are_checked_before_reading(tmp_path, shapes, message):
+    with pytest.raises(DataError, match=message):
+        load_npz(_npz_declaring(tmp_path / "d.npz", shapes))

@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 from advlab.errors import CheckpointError, InputError
 from advlab.models.external import check_accepts, load_exported_model, load_external_model, load_factory_model
 from tests.models.tiny_external import build
+from tests.payloads import crafted_archives, export_tiny, torch_saved
 
 SPEC = "tests.models.tiny_external:build"
 
@@ -137,3 +138,63 @@ def test_check_accepts_names_the_shape():
     check_accepts(build(), torch.rand(1, 1, 2, 2), "tiny")
     with pytest.raises(InputError, match=r"cannot take mnist inputs of shape \(1, 28, 28\)"):
         check_accepts(build(), torch.rand(1, 1, 28, 28), "mnist")
+
+
+CRAFTED = ["legacy_weights", "legacy_constants", "extra_member", "custom_object", "pickled_weight", "pickled_constant",
+           "config_names_custom_object", "calls_os_system", "guard_code", "imports_a_module", "compressed"]
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crafted")
+    marker = folder / "payload-ran"
+    archives = crafted_archives(export_tiny(folder / "good.pt2"), folder, marker)
+    assert sorted(archives) == sorted(CRAFTED)
+    return archives, marker
+
+
+@pytest.mark.parametrize("name", CRAFTED)
+def test_crafted_archive_is_refused_and_runs_nothing(crafted, name):
+    archives, marker = crafted
+    path, words = archives[name]
+    with pytest.raises(CheckpointError) as caught:
+        model = load_exported_model(path)
+        model(torch.rand(2, 1, 2, 2))  # were it accepted, running it must not trigger the payload either
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+    assert not marker.exists()
+
+
+def test_exported_constants_and_weights_are_read_from_raw_bytes(tmp_path, monkeypatch):
+    """A program with a weight and a tensor constant loads, matches torch's own reader, and no
+    torch.load happens on the way."""
+    path = export_tiny(tmp_path / "good.pt2")
+    reference = torch.export.load(path).module()
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    x = torch.rand(5, 1, 2, 2)
+    assert torch.equal(load_exported_model(path)(x), reference(x))
+    assert calls == []
+
+
+def test_torch_load_is_locked_to_weights_only_while_deserialising(tmp_path):
+    from advlab.models.external import _weights_only_torch_load
+
+    marker = tmp_path / "ran"
+    (tmp_path / "p.pt").write_bytes(torch_saved(marker))
+    with _weights_only_torch_load(), pytest.raises(CheckpointError, match="weights_only=True"):
+        torch.load(tmp_path / "p.pt", weights_only=False)
+    assert not marker.exists() and torch.load is not None and "guarded" not in torch.load.__name__
+
+
+def test_copying_an_exported_model_warns_nothing(tmp_path):
+    """`advlab exact` deep-copies the model; torch's graph copy must not print its FutureWarnings."""
+    import copy
+    import warnings
+
+    model = load_exported_model(export_tiny(tmp_path / "good.pt2"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clone = copy.deepcopy(model)
+    x = torch.rand(4, 1, 2, 2)
+    assert torch.equal(clone(x), model(x)) and clone.program is not model.program

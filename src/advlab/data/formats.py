@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -54,11 +55,55 @@ def labels_from_array(path: Path, key: str, y: np.ndarray, n: int) -> torch.Tens
     return torch.from_numpy(y.astype(np.int64))
 
 
+# What a user's .npz may declare, checked from its .npy headers before any array is read.
+NPZ_MAX_EXAMPLES = 100_000_000  # rows of an image or label array
+NPZ_MAX_VALUES_PER_EXAMPLE = 3 * 4096 * 4096  # one image: up to 4096x4096 RGB
+NPZ_MAX_ARRAY_BYTES = 1 << 36  # 64 GiB, whatever the shape
+
+
+def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from an .npy header; the array itself is not read."""
+    version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f".npy format {version}; save it with numpy's default format")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(handle)  # type: ignore[no-any-return]
+
+
+def check_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """key -> (shape, dtype) of every array in the .npz `path`, read from the headers alone; refuses
+    object arrays, shapes beyond the NPZ_MAX_* limits, and a header declaring more bytes than its
+    zip member holds (a 1 KB file cannot declare a terabyte array)."""
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                with archive.open(info) as handle:
+                    shape, _, dtype = _npy_header(handle)  # type: ignore[arg-type]
+                    offset = handle.tell()
+                if dtype.hasobject:
+                    raise DataError(f"{path}: {key} holds Python objects (a pickle); advlab never unpickles: save numeric arrays")
+                values = [int(d) for d in shape]
+                if values and (values[0] > NPZ_MAX_EXAMPLES or int(np.prod(values[1:], dtype=object)) > NPZ_MAX_VALUES_PER_EXAMPLE):
+                    raise DataError(f"{path}: {key} declares shape {tuple(values)}: at most {NPZ_MAX_EXAMPLES:,} rows of "
+                                    f"{NPZ_MAX_VALUES_PER_EXAMPLE:,} values each")
+                declared = int(np.prod(values, dtype=object)) * dtype.itemsize
+                if declared > NPZ_MAX_ARRAY_BYTES or offset + declared != info.file_size:
+                    raise DataError(f"{path}: {key} declares shape {tuple(values)} ({declared:,} bytes of {dtype}) but its "
+                                    f"member holds {info.file_size - offset:,}; a damaged or crafted file")
+                arrays[key] = (tuple(values), dtype)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz of numeric arrays ({type(exc).__name__}: {exc})") from None
+    return arrays
+
+
 def load_npz(path: str | os.PathLike[str]) -> Splits:
     """Images and labels from an .npz (see the module docstring); never unpickles."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    check_npz_headers(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from advlab.data.dataset import check_classes
-from advlab.data.formats import decode_images, folder_classes, images_from_array, labels_from_array, list_images, survey_images
+from advlab.data.formats import check_npz_headers, decode_images, folder_classes, images_from_array, labels_from_array, list_images, survey_images
 from advlab.data.stream import Batch, Owns, RowBatches
 from advlab.errors import DataError
 from advlab.validation import check_count
@@ -60,6 +60,7 @@ class NpzBatches(RowBatches):
         self.where = str(self.path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file")
+        check_npz_headers(self.path)
         try:
             with zipfile.ZipFile(self.path) as archive:
                 self.x_key, y_key = _npz_keys(self.path, set(archive.namelist()), split)

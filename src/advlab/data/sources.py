@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -135,7 +136,18 @@ def fetch_mnist(
     check_mirrors(mirrors)
     if dest.exists() and not dest.is_dir():
         raise DataError(f"{dest}: exists and is not a directory; give a folder to download into")
+    created = [folder for folder in (dest, *dest.parents) if not folder.exists()]  # innermost first
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_into(dest, mirrors, checksums, timeout)
+    except BaseException:  # a failed fetch leaves no empty folder behind (files already verified stay)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _fetch_into(dest: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float) -> list[Path]:
     written = []
     for name, expected in checksums.items():
         target = dest / name

@@ -19,6 +19,7 @@ from advlab.attacks import FGSM, AttackResult
 from advlab.data import Splits
 from advlab.models.linear import linear_weights
 from advlab.training import TrainConfig, default_config, error_rate, train_registered
+from advlab.validation import check_eps
 
 PAPER_FIG2 = {"clean_error": 0.016, "fgsm_error": 0.99, "eps": 0.25}
 PAPER_SOFTMAX = {"fgsm_error": 0.999, "mean_confidence": 0.793, "eps": 0.25}
@@ -71,6 +72,7 @@ def run_fgsm_experiment(
     progress: bool = False,
 ) -> FGSMExperiment:
     """Train `model_name` (seeded) on the train split, then FGSM the whole test split."""
+    check_eps(eps, (0.0, 1.0))  # before the training, not after it
     data = splits.select_classes(classes) if classes else splits
     trained = train_registered(model_name, data.train, config or default_config(model_name, seed=seed), progress=progress)
     model, config, train_seconds = trained.model, trained.config, trained.seconds
