@@ -33,8 +33,10 @@ from advlab.training import (
 def cmd_data_info(args: argparse.Namespace) -> int:
     splits = splits_of(args)
     print(splits.source)
+    if splits.class_to_idx is not None:
+        print("classes (folder -> label): " + ", ".join(f"{name} -> {label}" for name, label in splits.class_to_idx.items()))
     for split in (splits.train, splits.test):
-        counts = torch.bincount(split.labels, minlength=10).tolist()
+        counts = torch.bincount(split.labels, minlength=10).tolist()  # per label 0..max
         print(f"{split.name}: {len(split)} images of shape {tuple(split.images.shape[1:])}, per class {counts}")
     return 0
 
@@ -64,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
-        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
+        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir,
+                               "class_to_idx": None if splits.class_to_idx is None else dict(splits.class_to_idx)}},
         device=args.device, progress=not args.no_progress,
     )
     if not shard.is_root:  # rank 0 wrote the checkpoint and reports
@@ -137,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
                             "(found on PYTHONPATH or in the current folder) and calls factory(); FILE.pt2 is a torch.export "
                             "program, read without running code from it")
-        p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model package.module:factory (safetensors only)")
+        p.add_argument("--weights", metavar="FILE.safetensors|none",
+                       help="weights for --model package.module:factory (safetensors only); required unless the factory's "
+                            "model sets advlab_pretrained = True; `none` attacks the untrained model on purpose")
         p.add_argument("--split", choices=["test", "train"], default="test")
         p.add_argument("--limit", type=checks.positive_int, help="only the first N examples")
         data_dir(p)

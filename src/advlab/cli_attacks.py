@@ -42,7 +42,9 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> Checkpoint:
     if args.weights is not None and args.model is None:
         raise InputError("--weights goes with --model package.module:factory")
     if args.model is not None:
-        return Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
+        untrained = args.weights == "none"  # on purpose
+        model = load_external_model(args.model, None if untrained else args.weights, require_weights=not untrained)
+        return Checkpoint(model.to(device), args.model, {}, {})
     return load_checkpoint(args.checkpoint, device=device)
 
 
@@ -60,6 +62,12 @@ def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tup
     data = (splits.test if args.split == "test" else splits.train).take(args.limit)
     check_accepts(checkpoint.model, data.images[:1].to(device), data.name)
     return checkpoint, data
+
+
+def class_map(data: Any) -> dict[str, int] | None:
+    """The class-to-label map of a Dataset or a stream of batches (image folders), else None."""
+    mapping = getattr(data, "class_to_idx", None)
+    return None if mapping is None else dict(mapping)
 
 
 def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch.device, shard: Shard) -> tuple[Any, str]:
@@ -97,7 +105,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
             return 0
         summary, written = streamed.summary(), out / "examples"
         write_json_atomic(out / "summary.json", {"command": command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                                                 "data": data_name, "params": streamed.params, "summary": summary})
+                                                 "data": data_name, "classes": class_map(batches), "params": streamed.params,
+                                                 "summary": summary})
     else:
         checkpoint, data = _checkpoint_and_split(args, args.device)
         data_name, written = data.name, out / "adversarial.npz"
@@ -109,7 +118,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         write_files_atomic({  # both files or neither
             written: npz_bytes(**result.arrays()),
             out / "summary.json": json_bytes({"command": command_line(), "checkpoint": args.checkpoint,
-                                              "model": checkpoint.model_name, "data": data.name, "params": result.params,
+                                              "model": checkpoint.model_name, "data": data.name, "classes": class_map(data),
+                                              "params": result.params,
                                               "summary": summary}),
         })
     rows = [
@@ -148,7 +158,8 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
         for e in eps_values
     ]
     paths = write_suite_report(evaluations, args.out, title=title, command=command_line(),
-                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name})
+                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name,
+                                        "classes": class_map(data)})
     print(title)
     print(suite_table(evaluations))
     for note in dict.fromkeys(n for ev in evaluations for n in ev.notes):
@@ -174,13 +185,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         checkpoint = _load_model(args, args.device)
         batches, data_name = _stream_split(args, checkpoint, args.device, shard)
+        classes = class_map(batches)
         evaluation = stream_robustness(checkpoint.model, batches, args.out / "examples", shard=shard, **settings)
         if evaluation is None:  # not rank 0: its results went to rank 0
             return 0
         evaluation.notes.append(f"streamed over {shard.world} process(es); per-example outcomes in {args.out / 'examples'}")
     else:
         checkpoint, data = _checkpoint_and_split(args, args.device)
-        data_name = data.name
+        data_name, classes = data.name, class_map(data)
         evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
     seconds = time.perf_counter() - start
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report  # rank 0 only: pulls in matplotlib
@@ -192,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=command_line(),
         context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                 "objective": checkpoint.metadata.get("objective"), "data": data_name,
+                 "objective": checkpoint.metadata.get("objective"), "data": data_name, "classes": classes,
                  "seconds": seconds, "processes": shard.world},
     )
     print(title)
@@ -220,7 +232,8 @@ def cmd_exact(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_npz_atomic(out / "witnesses.npz", witness=result.witness.detach().float().cpu().numpy(), labels=data.labels.numpy())
     write_json_atomic(out / "exact.json", {"command": command_line(), "checkpoint": args.checkpoint,
-                                           "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
+                                           "model": checkpoint.model_name, "data": data.name, "classes": class_map(data),
+                                           "norm": args.norm,
                                            "summary": summary, "per_example": per_example})
     rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
     print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
