@@ -19,12 +19,24 @@ from advlab.data import Dataset, Splits, load_data
 from advlab.data.catalog import stream_data
 from advlab.data.shard import Shard, join_process_group
 from advlab.errors import InputError
-from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
+from advlab.io import json_bytes, npz_bytes, write_bytes_atomic, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.report.markdown import number, percent, table
 from advlab.training import Checkpoint, load_checkpoint
 
 def command_line() -> str:
     return "advlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def emit_json(args: argparse.Namespace, document: Path) -> None:
+    """--json: a copy of the result document just written, to FILE or (with `-`) to stdout."""
+    if args.json is None:
+        return
+    data = document.read_bytes()
+    if args.json == "-":
+        args.json_stream.write(data.decode("utf-8"))
+        args.json_stream.flush()
+    else:
+        write_bytes_atomic(args.json, data)
 
 
 def splits_of(args: argparse.Namespace, classes: Sequence[int] | None = None) -> Splits:
@@ -135,6 +147,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     print(f"{args.method} on {checkpoint.model_name} ({data_name}), params {params}")
     print(table(["", "value"], rows))
     print(f"wrote {written} and {out / 'summary.json'}")
+    emit_json(args, out / "summary.json")
     return 0
 
 
@@ -166,6 +179,7 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
+    emit_json(args, args.out / "suite.json")
     return 0
 
 
@@ -214,6 +228,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
+    emit_json(args, args.out / "robustness.json")
     return 0
 
 
@@ -239,6 +254,7 @@ def cmd_exact(args: argparse.Namespace) -> int:
     print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
     print(table(["", "value"], rows))
     print(f"wrote {out / 'exact.json'} and {out / 'witnesses.npz'}")
+    emit_json(args, out / "exact.json")
     return 0
 
 

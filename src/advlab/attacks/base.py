@@ -31,7 +31,7 @@ from advlab.attacks.randomness import counter_uniform
 from advlab.attacks.losses import cross_entropy
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
-from advlab.io import progress_bar
+from advlab.progress import progress_bar
 from advlab.models.inference import frozen_eval, model_device
 from advlab.models.layers import as_multiclass_logits
 from advlab.validation import Bounds, as_tensor, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
