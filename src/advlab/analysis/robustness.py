@@ -44,12 +44,13 @@ def default_attacks() -> tuple[str, ...]:
 
 def exact_number(text: str) -> Fraction:
     """'0.05', '8/255' or '1e-2' as an exact fraction (so a grid's steps add up without rounding)."""
-    numerator, slash, denominator = text.strip().partition("/")
+    parts = text.strip().split("/")
+    if len(parts) > 2:
+        raise ValueError(f"expected a number or a fraction A/B, got {text!r}")
     try:
-        value = Fraction(numerator) / (Fraction(denominator) if slash else 1)
+        return Fraction(parts[0]) / (Fraction(parts[1]) if len(parts) == 2 else 1)
     except ZeroDivisionError:
         raise ValueError(f"division by zero in {text!r}") from None
-    return value
 
 
 def parse_number(text: str) -> float:
