@@ -62,9 +62,9 @@ def test_exact_on_own_relu_network(tmp_path, capsys, user_files):
         (["--model", SPEC, "CKPT"], "not both or neither"),
         ([], "not both or neither"),
         (["--weights", "w.safetensors", "CKPT"], "--weights goes with --model"),
-        (["--model", SPEC], "cannot take mnist5k-test inputs of shape (1, 28, 28)"),
+        (["--model", SPEC, "--weights", "none"], "cannot take mnist5k-test inputs of shape (1, 28, 28)"),
         (["--model", "tests.models.nothing_here:build"], "cannot import"),
-        (["--model", SPEC, "--data", "npz:/absent.npz"], "/absent.npz: no such file"),
+        (["--model", SPEC, "--weights", "none", "--data", "npz:/absent.npz"], "/absent.npz: no such file"),
     ],
 )
 def test_bad_model_options_are_one_line(tmp_path, capsys, argv, message):

@@ -18,6 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "advlab"
 LAYERS = {
     "validation": 0, "io": 0, "errors": 0,
+    "progress": 0,
     "data": 1,
     "models": 2,
     "attacks": 3,

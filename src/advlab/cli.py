@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,8 @@ from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
 from advlab.data.shard import join_process_group
 from advlab.errors import AdvlabError
 from advlab.experiments.registry import EXPERIMENTS
-from advlab.io import set_quiet
 from advlab.models import get_spec, model_names
+from advlab.progress import set_progress
 from advlab.report.markdown import percent, table
 from advlab.training import (
     default_config,
@@ -33,8 +34,10 @@ from advlab.training import (
 def cmd_data_info(args: argparse.Namespace) -> int:
     splits = splits_of(args)
     print(splits.source)
+    if splits.class_to_idx is not None:
+        print("classes (folder -> label): " + ", ".join(f"{name} -> {label}" for name, label in splits.class_to_idx.items()))
     for split in (splits.train, splits.test):
-        counts = torch.bincount(split.labels, minlength=10).tolist()
+        counts = torch.bincount(split.labels, minlength=10).tolist()  # per label 0..max
         print(f"{split.name}: {len(split)} images of shape {tuple(split.images.shape[1:])}, per class {counts}")
     return 0
 
@@ -64,7 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = train_registered(
         args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
         run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
-        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir}},
+        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir,
+                               "class_to_idx": None if splits.class_to_idx is None else dict(splits.class_to_idx)}},
         device=args.device, progress=not args.no_progress,
     )
     if not shard.is_root:  # rank 0 wrote the checkpoint and reports
@@ -117,7 +121,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = checks.Parser(prog="advlab", description="Adversarial examples for PyTorch models.",
                            epilog="Bad input exits with code 2 and one line `advlab: error: ...`, before any work.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (they also stay off when stderr is not a terminal)")
+    version = sys.modules["advlab"].__version__  # the package facade, always imported before its modules
+    parser.add_argument("--version", action="version", version=f"advlab {version}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_dir(p: argparse.ArgumentParser, *, named: bool = True) -> None:
@@ -137,10 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
                             "(found on PYTHONPATH or in the current folder) and calls factory(); FILE.pt2 is a torch.export "
                             "program, read without running code from it")
-        p.add_argument("--weights", metavar="FILE.safetensors", help="weights for --model package.module:factory (safetensors only)")
+        p.add_argument("--weights", metavar="FILE.safetensors|none",
+                       help="weights for --model package.module:factory (safetensors only); required unless the factory's "
+                            "model sets advlab_pretrained = True; `none` attacks the untrained model on purpose")
         p.add_argument("--split", choices=["test", "train"], default="test")
         p.add_argument("--limit", type=checks.positive_int, help="only the first N examples")
         data_dir(p)
+
+    def outputs(p: argparse.ArgumentParser, document: str) -> None:
+        """--force and --json of the commands that write a result folder."""
+        p.add_argument("--force", action="store_true", help="write over the files of an existing --out folder")
+        p.add_argument("--json", metavar="FILE|-", help=f"also write the result document ({document}) to FILE, or to "
+                       "stdout with `-` (the table then goes to stderr)")
 
     def seed_device(p: argparse.ArgumentParser) -> None:
         p.add_argument("--seed", type=checks.seed, default=0)
@@ -175,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="replace an existing file at --out (otherwise refused)")
     adversarial = train.add_argument_group("adversarial training (Goodfellow et al. 2014, Sec. 6; Madry et al. 2017)")
     adversarial.add_argument("--adversarial", choices=["fgsm", "pgd"], help="train on alpha J(x) + (1 - alpha) J(x_adv)")
-    adversarial.add_argument("--eps", type=checks.nonnegative_float, help="L-inf budget of x_adv (default .25)")
+    adversarial.add_argument("--eps", type=checks.eps_value, help="L-inf budget of x_adv (default .25)")
     adversarial.add_argument("--alpha", type=checks.finite_float, help="weight of the clean term (default .5 for fgsm, 0 for pgd)")
     adversarial.add_argument("--steps", type=checks.positive_int, help="PGD steps (default 10)")
     adversarial.add_argument("--step-size", type=checks.positive_float, help="PGD step (default 2.5 eps / steps)")
@@ -187,12 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint_split(attack)
     attack.add_argument("--method", required=True, choices=sorted(ATTACKS))
     needs_eps = ", ".join(m for m in sorted(ATTACKS) if requires_eps(m))
-    attack.add_argument("--eps", type=checks.nonnegative_float, help=f"perturbation budget; required by {needs_eps}")
+    attack.add_argument("--eps", type=checks.eps_value, help=f"perturbation budget; required by {needs_eps}")
     attack.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="attack parameter (repeatable)")
     attack.add_argument("--targets", help="random, least-likely or a class label (default: untargeted)")
     attack.add_argument("--batch-size", type=checks.positive_int, default=1000)
     seed_device(attack)
-    attack.add_argument("--out", required=True, help="folder for adversarial.npz and summary.json")
+    attack.add_argument("--out", required=True, help="folder for adversarial.npz and summary.json (an existing, non-empty "
+                        "folder is refused without --force, unless --stream resumes the run kept in it)")
+    outputs(attack, "summary.json")
     attack.add_argument("--stream", action="store_true",
                         help="read the data batch by batch, keep per-example results and adversarial points in OUT/examples "
                              "(instead of adversarial.npz) and resume a killed run there; on by itself under torchrun")
@@ -217,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="MILP seconds per point for --bracket")
     evaluate.add_argument("--state", help="with --suite: resume from / save to STATE.eps<EPS>.npz")
     seed_device(evaluate)
-    evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}")
+    evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}, or suite.{md,json,png} "
+                          "with --suite (an existing, non-empty folder is refused without --force)")
+    outputs(evaluate, "robustness.json (suite.json with --suite)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.add_argument("--stream", action="store_true",
                           help="read the data batch by batch (memory bounded by --batch-size), keep per-example outcomes in "
@@ -229,13 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     exact.add_argument("--norm", choices=["linf", "l2", "l1"], default="linf")
     exact.add_argument("--time-limit", type=checks.positive_float, default=60.0, help="MILP seconds per image (ReLU networks)")
     exact.add_argument("--no-progress", action="store_true")
-    exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz")
+    exact.add_argument("--out", required=True, help="folder for exact.json and witnesses.npz (an existing, non-empty folder "
+                       "is refused without --force)")
+    outputs(exact, "exact.json")
     exact.set_defaults(func=cmd_exact, check=checks.check_exact)
 
     reproduce = sub.add_parser("reproduce", help="reproduce a paper's experiment end to end")
     reproduce.add_argument("experiment", choices=list(EXPERIMENTS))
-    reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT)")
-    reproduce.add_argument("--eps", type=checks.nonnegative_float, default=0.25, help="FGSM budget (goodfellow-*)")
+    reproduce.add_argument("--out", default=None, help="output folder (default: results/EXPERIMENT); a rerun into it resumes")
+    reproduce.add_argument("--eps", type=checks.eps_value, default=0.25, help="FGSM budget (goodfellow-*)")
     reproduce.add_argument("--quick", action="store_true", help="a smoke run (what it does: `advlab.experiments.registry`)")
     reproduce.add_argument("--images", type=checks.positive_int, help="szegedy: images attacked per model (default 300; --quick: 6)")
     reproduce.add_argument("--seed", type=checks.seed, default=0)
@@ -251,23 +270,27 @@ def build_parser() -> argparse.ArgumentParser:
     explore = sub.add_parser("explore", help="write a self-contained interactive page on the linear argument (HTML)")
     explore.add_argument("--checkpoint", help="a logistic regression checkpoint trained on two classes "
                          "(default: train Fig. 2's model as `reproduce goodfellow-fig2` does)")
-    explore.add_argument("--out", default="results/explore", help="folder for explore.html")
+    explore.add_argument("--out", default="results/explore", help="folder for explore.html (an existing, non-empty folder is "
+                         "refused without --force)")
+    explore.add_argument("--force", action="store_true", help="write into an existing --out folder")
     explore.add_argument("--seed", type=checks.seed, default=0)
     explore.add_argument("--no-progress", action="store_true")
     data_dir(explore, named=False)  # the page explains MNIST digits
-    explore.set_defaults(func=cmd_explore, check=checks.check_output_dir)
-    checks.add_threads(parser)
+    explore.set_defaults(func=cmd_explore, check=checks.check_explore)
+    checks.add_global_options(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check everything that can be checked before the work, run; 0 ok, 2 bad input,
     1 a system error while working (one line too), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
+    stdout = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        set_quiet(args.quiet or getattr(args, "no_progress", False))
         checks.validate(args)
-        with checks.run_settings(args.threads):
+        set_progress(args.progress_mode)
+        args.json_stream = stdout  # `--json -` writes the result here; everything else goes to stderr
+        with checks.run_settings(args.threads), contextlib.redirect_stdout(sys.stderr if getattr(args, "json", None) == "-" else stdout):
             return args.func(args)
     except AdvlabError as exc:
         print("advlab: error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line

@@ -19,12 +19,24 @@ from advlab.data import Dataset, Splits, load_data
 from advlab.data.catalog import stream_data
 from advlab.data.shard import Shard, join_process_group
 from advlab.errors import InputError
-from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
+from advlab.io import json_bytes, npz_bytes, write_bytes_atomic, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.report.markdown import number, percent, table
 from advlab.training import Checkpoint, load_checkpoint
 
 def command_line() -> str:
     return "advlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def emit_json(args: argparse.Namespace, document: Path) -> None:
+    """--json: a copy of the result document just written, to FILE or (with `-`) to stdout."""
+    if args.json is None:
+        return
+    data = document.read_bytes()
+    if args.json == "-":
+        args.json_stream.write(data.decode("utf-8"))
+        args.json_stream.flush()
+    else:
+        write_bytes_atomic(args.json, data)
 
 
 def splits_of(args: argparse.Namespace, classes: Sequence[int] | None = None) -> Splits:
@@ -42,7 +54,9 @@ def _load_model(args: argparse.Namespace, device: torch.device) -> Checkpoint:
     if args.weights is not None and args.model is None:
         raise InputError("--weights goes with --model package.module:factory")
     if args.model is not None:
-        return Checkpoint(load_external_model(args.model, args.weights).to(device), args.model, {}, {})
+        untrained = args.weights == "none"  # on purpose
+        model = load_external_model(args.model, None if untrained else args.weights, require_weights=not untrained)
+        return Checkpoint(model.to(device), args.model, {}, {})
     return load_checkpoint(args.checkpoint, device=device)
 
 
@@ -61,6 +75,12 @@ def _checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tup
     classes = check_accepts(checkpoint.model, data.images[:1].to(device), data.name, min(getattr(args, "batch_size", None) or len(data), len(data)))
     check_labels_fit(data.labels, classes, _data_where(args))
     return checkpoint, data
+
+
+def class_map(data: Any) -> dict[str, int] | None:
+    """The class-to-label map of a Dataset or a stream of batches (image folders), else None."""
+    mapping = getattr(data, "class_to_idx", None)
+    return None if mapping is None else dict(mapping)
 
 
 def _stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch.device, shard: Shard) -> tuple[Any, str]:
@@ -104,7 +124,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
             return 0
         summary, written = streamed.summary(), out / "examples"
         write_json_atomic(out / "summary.json", {"command": command_line(), "checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                                                 "data": data_name, "params": streamed.params, "summary": summary})
+                                                 "data": data_name, "classes": class_map(batches), "params": streamed.params,
+                                                 "summary": summary})
     else:
         checkpoint, data = _checkpoint_and_split(args, args.device)
         data_name, written = data.name, out / "adversarial.npz"
@@ -116,7 +137,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         write_files_atomic({  # both files or neither
             written: npz_bytes(**result.arrays()),
             out / "summary.json": json_bytes({"command": command_line(), "checkpoint": args.checkpoint,
-                                              "model": checkpoint.model_name, "data": data.name, "params": result.params,
+                                              "model": checkpoint.model_name, "data": data.name, "classes": class_map(data),
+                                              "params": result.params,
                                               "summary": summary}),
         })
     rows = [
@@ -132,6 +154,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     print(f"{args.method} on {checkpoint.model_name} ({data_name}), params {params}")
     print(table(["", "value"], rows))
     print(f"wrote {written} and {out / 'summary.json'}")
+    emit_json(args, out / "summary.json")
     return 0
 
 
@@ -155,13 +178,15 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
         for e in eps_values
     ]
     paths = write_suite_report(evaluations, args.out, title=title, command=command_line(),
-                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name})
+                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name,
+                                        "classes": class_map(data)})
     print(title)
     print(suite_table(evaluations))
     for note in dict.fromkeys(n for ev in evaluations for n in ev.notes):
         print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
+    emit_json(args, args.out / "suite.json")
     return 0
 
 
@@ -181,13 +206,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         checkpoint = _load_model(args, args.device)
         batches, data_name = _stream_split(args, checkpoint, args.device, shard)
+        classes = class_map(batches)
         evaluation = stream_robustness(checkpoint.model, batches, args.out / "examples", shard=shard, **settings)
         if evaluation is None:  # not rank 0: its results went to rank 0
             return 0
         evaluation.notes.append(f"streamed over {shard.world} process(es); per-example outcomes in {args.out / 'examples'}")
     else:
         checkpoint, data = _checkpoint_and_split(args, args.device)
-        data_name = data.name
+        data_name, classes = data.name, class_map(data)
         evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
     seconds = time.perf_counter() - start
     from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report  # rank 0 only: pulls in matplotlib
@@ -199,7 +225,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=command_line(),
         context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                 "objective": checkpoint.metadata.get("objective"), "data": data_name,
+                 "objective": checkpoint.metadata.get("objective"), "data": data_name, "classes": classes,
                  "seconds": seconds, "processes": shard.world},
     )
     print(title)
@@ -209,6 +235,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for path in paths:
         print(f"wrote {path}")
+    emit_json(args, args.out / "robustness.json")
     return 0
 
 
@@ -227,12 +254,14 @@ def cmd_exact(args: argparse.Namespace) -> int:
     out = Path(args.out)
     write_npz_atomic(out / "witnesses.npz", witness=result.witness.detach().float().cpu().numpy(), labels=data.labels.numpy())
     write_json_atomic(out / "exact.json", {"command": command_line(), "checkpoint": args.checkpoint,
-                                           "model": checkpoint.model_name, "data": data.name, "norm": args.norm,
+                                           "model": checkpoint.model_name, "data": data.name, "classes": class_map(data),
+                                           "norm": args.norm,
                                            "summary": summary, "per_example": per_example})
     rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
     print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
     print(table(["", "value"], rows))
     print(f"wrote {out / 'exact.json'} and {out / 'witnesses.npz'}")
+    emit_json(args, out / "exact.json")
     return 0
 
 

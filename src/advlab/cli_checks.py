@@ -150,6 +150,26 @@ def output_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
     return folder
 
 
+def fresh_output_dir(path: str | os.PathLike[str], *, force: bool, resumes: bool = False) -> Path:
+    """`output_dir`, and refused when it already holds files unless --force (write over them) or
+    `resumes` (a --stream run continuing the one kept in OUT/examples)."""
+    folder = output_dir(path)
+    if folder.is_dir() and any(folder.iterdir()) and not force and not (resumes and (folder / "examples").is_dir()):
+        raise InputError(f"--out {folder}: already exists and is not empty; pass --force to write over its files")
+    return folder
+
+
+def json_target(text: str | None) -> str | Path | None:
+    """--json: '-' (stdout) or a file path whose folder is writable and which is not a folder."""
+    if text is None or text == "-":
+        return text
+    path = Path(text)
+    if path.is_dir():
+        raise InputError(f"--json {path}: is a directory")
+    _writable_folder(path.parent, "--json")
+    return path
+
+
 def checkpoint_target(out: str, model: str, *, resume: bool, force: bool) -> Path:
     """Where `train` writes: `out`, or `out/MODEL.safetensors` when `out` is a folder (existing, or
     written with a trailing slash). An existing checkpoint is only continued (--resume) or
@@ -180,13 +200,20 @@ def targets(text: str | None) -> str | int | None:
     return label
 
 
+def eps_value(text: str) -> float:
+    """One eps: a finite number >= 0, written as a decimal or a fraction (8/255)."""
+    from advlab.analysis.robustness import parse_number
+
+    return _number(parse_number, text, "a finite number >= 0 (or a fraction like 8/255)", lambda v: math.isfinite(v) and v >= 0)
+
+
 def eps_grid(text: str) -> list[float]:
-    """An evaluation's eps values ('START:STOP:STEP' or 'a,b,c'): finite, >= 0, at most MAX_GRID."""
-    from advlab.analysis import parse_eps
+    """An evaluation's eps values ('START:STOP:STEP' or 'a,b,c', fractions allowed): finite, >= 0, at most MAX_GRID."""
+    from advlab.analysis.robustness import parse_eps, parse_number
 
     parts = text.split(":") if ":" in text else [p for p in text.split(",") if p.strip()]
     try:
-        numbers = [float(p) for p in parts]
+        numbers = [parse_number(p) for p in parts]
     except ValueError:
         numbers = []  # parse_eps names the problem
     if numbers and not all(math.isfinite(v) for v in numbers):
@@ -242,7 +269,8 @@ def model_source(args: argparse.Namespace) -> None:
 
 def check_attack(args: argparse.Namespace) -> None:
     model_source(args)
-    args.out = output_dir(args.out)
+    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream)
+    args.json = json_target(args.json)
     reserved = {"batch_size": "--batch-size", "seed": "--seed", **({"eps": "--eps"} if args.eps is not None else {})}
     args.params = attack_params(args.method, args.param, reserved=reserved)
     if args.eps is not None:
@@ -270,7 +298,8 @@ def check_evaluate(args: argparse.Namespace) -> None:
     from advlab.analysis import default_attacks
 
     model_source(args)
-    args.out = output_dir(args.out)
+    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream)
+    args.json = json_target(args.json)
     if args.suite:
         if args.attacks or args.param or args.source:
             raise InputError("--suite runs its own attacks: drop --attacks, --param and --source")
@@ -294,21 +323,31 @@ def check_evaluate(args: argparse.Namespace) -> None:
     args.params = grouped_params(attacks, args.param, reserved=reserved)
 
 
-def check_output_dir(args: argparse.Namespace) -> None:
-    args.out = output_dir(args.out)
+def check_explore(args: argparse.Namespace) -> None:
+    args.out = fresh_output_dir(args.out, force=args.force)
 
 
 def check_exact(args: argparse.Namespace) -> None:
     model_source(args)
-    args.out = output_dir(args.out)
+    args.out = fresh_output_dir(args.out, force=args.force)
+    args.json = json_target(args.json)
 
 
 def check_reproduce(args: argparse.Namespace) -> None:
     args.out = output_dir(args.out if args.out is not None else f"results/{args.experiment}")
 
 
+def progress_mode(args: argparse.Namespace) -> str:
+    """-q / --no-progress: never; --progress: always (even in a log); else auto (see advlab.progress)."""
+    quiet = args.quiet or getattr(args, "no_progress", False)
+    if quiet and args.progress:
+        raise InputError("--progress forces progress bars and -q/--no-progress turns them off: give one of them")
+    return "never" if quiet else "always" if args.progress else "auto"
+
+
 def validate(args: argparse.Namespace) -> None:
     """Everything about a command line that can be checked without reading data or models."""
+    args.progress_mode = progress_mode(args)
     args.threads = thread_count(getattr(args, "threads", None))
     if isinstance(getattr(args, "device", None), str):
         args.device = device(args.device)
@@ -318,15 +357,21 @@ def validate(args: argparse.Namespace) -> None:
 
 
 # ---- the command's run settings ---------------------------------------------------------------
-def add_threads(parser: argparse.ArgumentParser) -> None:
-    """--threads on every subcommand (those added later included)."""
-    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subparsers:
-        parser.add_argument("--threads", type=threads, default=None,
-                            help=f"CPU threads for torch (default: ${THREADS_ENV}, else 1)")
-    for action in subparsers:
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool = True) -> None:
+    """-q, --progress and --threads, accepted before the subcommand and after it: on the top
+    parser with their defaults, on every subcommand (nested ones included) with none, so that a
+    value given after the subcommand wins and one given before is not reset."""
+    default: Callable[[Any], Any] = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
+    parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                        help="no progress display at all")
+    parser.add_argument("--progress", action="store_true", default=default(False),
+                        help="progress bars even when stderr is not a terminal (default: bars on a terminal, "
+                             "a one-line ETA every 30 s in a log)")
+    parser.add_argument("--threads", type=threads, default=default(None),
+                        help=f"CPU threads for torch (default: ${THREADS_ENV}, else 1)")
+    for action in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
         for child in dict.fromkeys(action.choices.values()):
-            add_threads(child)
+            add_global_options(child, top=False)
 
 
 class Terminated(BaseException):

@@ -8,7 +8,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from advlab.attacks import ATTACKS, Attack
+from advlab.attacks import ATTACKS
+from advlab.attacks.base import declared_params
 from advlab.errors import InputError, UnknownNameError
 
 
@@ -63,17 +64,12 @@ def _reader(parameter: inspect.Parameter) -> tuple[Callable[[str], Any], bool]:
 
 
 def accepted_params(method: str) -> dict[str, inspect.Parameter]:
-    """The keyword parameters of an attack's constructor (and of the `Attack` base)."""
+    """The parameters attack `method` declares (`advlab.attacks.base.declared_params`)."""
     try:
         cls = ATTACKS[method]
     except KeyError:
         raise UnknownNameError(f"unknown attack {method!r}; known attacks: {', '.join(sorted(ATTACKS))}") from None
-    return {
-        name: parameter
-        for init in (Attack.__init__, cls.__init__)
-        for name, parameter in inspect.signature(init).parameters.items()
-        if name not in ("self", "model") and parameter.kind is parameter.KEYWORD_ONLY
-    }
+    return declared_params(cls)
 
 
 def requires_eps(method: str) -> bool:

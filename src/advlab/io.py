@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-from tqdm.auto import tqdm
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp$")
 _LIVE: set[Path] = set()  # temporary files this process is writing right now
@@ -182,18 +181,3 @@ def write_npz_atomic(path: str | os.PathLike[str], **arrays: np.ndarray) -> None
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     write_bytes_atomic(path, json_bytes(obj))
-
-
-_quiet = False
-
-
-def set_quiet(quiet: bool = True) -> None:
-    """Silence every progress bar advlab shows from now on (the CLI's --quiet)."""
-    global _quiet
-    _quiet = quiet
-
-
-def progress_bar(total: int | None, desc: str, *, enabled: bool = True, unit: str = "img") -> tqdm:
-    """A progress bar with rate and ETA on stderr; off when `enabled` is False, after
-    `set_quiet()`, or when stderr is not a terminal."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=True if _quiet or not enabled else None, leave=False, dynamic_ncols=True)

@@ -57,7 +57,7 @@ def test_attack_writes_both_files_or_keeps_the_old_pair(workspace, tmp_path, cap
         return real_replace(src, dst)
 
     monkeypatch.setattr(io.os, "replace", fail_on_summary)
-    assert _attack(workspace, out, "--eps", ".2") == 1
+    assert _attack(workspace, out, "--eps", ".2", "--force") == 1
     assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # the old pair, no temporaries
 

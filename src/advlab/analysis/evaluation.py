@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.attacks import ATTACKS, make_attack
 from advlab.attacks.suites import SuiteAttack, resolve_suite
@@ -46,6 +45,7 @@ from advlab.io import write_npz_atomic
 from advlab.models.inference import frozen_eval
 from advlab.models.inference import logits as model_logits
 from advlab.models.layers import as_multiclass_logits
+from advlab.progress import progress_bar
 from advlab.validation import Bounds, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
 
 ROBUST, CLEAN, MILP = -1, -2, -3  # broken_by codes besides the suite position
@@ -243,7 +243,7 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torc
 def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y: torch.Tensor, state: _State,
              batch_size: int, path: Path | None, progress: bool) -> None:
     """Run the attacks from state.position on, each on the points still robust, saving after every chunk."""
-    bar = tqdm(total=len(entries), desc="suite", unit="attack", disable=None if progress else True, leave=False)
+    bar = progress_bar(len(entries), "suite", enabled=progress, unit="attack")
     bar.update(int(state.position[0]))
     while state.position[0] < len(entries):
         k = int(state.position[0])

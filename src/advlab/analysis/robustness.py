@@ -13,12 +13,12 @@ Every evaluation also runs the gradient-masking checks of `advlab.analysis.maski
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.masking import large_eps_attack, masking_checks
@@ -27,6 +27,7 @@ from advlab.attacks import ATTACKS, AttackResult, make_attack
 from advlab.attacks.base import FixedBudgetAttack
 from advlab.errors import InputError, UnknownNameError
 from advlab.models.inference import logits
+from advlab.progress import progress_bar
 from advlab.validation import Bounds, check_bounds, check_eps, check_images, check_labels
 
 DEFAULT_EPS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
@@ -41,19 +42,40 @@ def default_attacks() -> tuple[str, ...]:
     return tuple(name for name in PREFERRED_ATTACKS if name in ATTACKS)
 
 
+def exact_number(text: str) -> Fraction:
+    """'0.05', '8/255' or '1e-2' as an exact fraction (so a grid's steps add up without rounding)."""
+    parts = text.strip().split("/")
+    if len(parts) > 2:
+        raise ValueError(f"expected a number or a fraction A/B, got {text!r}")
+    try:
+        return Fraction(parts[0]) / (Fraction(parts[1]) if len(parts) == 2 else 1)
+    except ZeroDivisionError:
+        raise ValueError(f"division by zero in {text!r}") from None
+
+
+def parse_number(text: str) -> float:
+    """'0.03', '8/255' or '1e-2' -> the nearest float (8/255 -> the float of 8 / 255); 'inf', 'nan' as float() reads them."""
+    try:
+        return float(exact_number(text))
+    except ValueError:
+        return float(text)  # inf and nan (checked by the caller), or the ValueError of a non-number
+
+
 def parse_eps(text: str) -> list[float]:
-    """'0:0.3:0.05' (start:stop:step, stop included) or '0,0.1,0.25' -> sorted distinct floats."""
+    """'0:0.3:0.05' (start:stop:step, stop included) or '0,0.1,0.25' -> sorted distinct floats;
+    every number may be a fraction ('0:8/255:1/255', '2/255,8/255'); a grid's values are
+    start + i * step computed exactly, then rounded once to float."""
     try:
         if ":" in text:
-            start, stop, step = (float(part) for part in text.split(":"))
+            start, stop, step = (exact_number(part) for part in text.split(":"))
             if not step > 0 or stop < start:
                 raise ValueError
-            count = math.floor((stop - start) / step + 1e-9)
-            values = [round(start + i * step, 10) for i in range(count + 1)]
+            values = [float(start + i * step) for i in range(math.floor((stop - start) / step) + 1)]
         else:
-            values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise InputError(f"eps must be START:STOP:STEP with STEP > 0 and STOP >= START, or a comma list, got {text!r}") from None
+            values = [float(exact_number(part)) for part in text.split(",") if part.strip()]
+    except (ValueError, TypeError):
+        raise InputError(f"eps must be START:STOP:STEP with STEP > 0 and STOP >= START, or a comma list "
+                         f"(numbers or fractions like 8/255), got {text!r}") from None
     if not values:
         raise InputError(f"no eps values in {text!r}")
     return sorted(set(values))
@@ -196,7 +218,7 @@ def grid_evaluation(
     notes = [f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS]
 
     total = len(names) * len(eps_list) + 1 + (len(names) * sum(e > 0 for e in eps_list) if source_model is not None else 0)
-    bar = tqdm(total=total, desc="evaluate", unit="attack", disable=None if progress else True, leave=False)
+    bar = progress_bar(total, "evaluate", enabled=progress, unit="attack")
 
     def step(text: str) -> None:
         bar.set_postfix_str(text)

@@ -112,10 +112,6 @@ class APGD(FixedBudgetAttack):
         if not 0 < self.rho < 1:
             raise InputError(f"rho must lie in (0, 1), got {rho}")
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "steps": self.steps,
-                "restarts": self.restarts, "loss": self.loss, "rho": self.rho}
-
     # ---- what the targeted version changes ---------------------------------------------------
     def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
         """One entry per pass over the still-robust examples: the targets (None: untargeted)."""
@@ -280,9 +276,6 @@ class APGDT(APGD):
         if self.loss != "dlr":
             raise InputError(f"{self.name} runs on the targeted DLR loss, got loss={self.loss!r}")
         self.targets = check_count("targets", targets)
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "targets": self.targets}
 
     def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
         with torch.no_grad():

@@ -16,9 +16,10 @@ the set is split.
 from __future__ import annotations
 
 import abc
+import inspect
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -31,7 +32,7 @@ from advlab.attacks.randomness import counter_uniform
 from advlab.attacks.losses import cross_entropy
 from advlab.attacks.result import AttackResult
 from advlab.errors import InputError
-from advlab.io import progress_bar
+from advlab.progress import progress_bar
 from advlab.models.inference import frozen_eval, model_device
 from advlab.models.layers import as_multiclass_logits
 from advlab.validation import Bounds, as_tensor, check_bounds, check_count, check_eps, check_images, check_labels, check_norm
@@ -53,6 +54,17 @@ class Perturbed:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def _keyword_params(init: Any) -> dict[str, inspect.Parameter]:
+    return {name: p for name, p in inspect.signature(init).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def declared_params(cls: type[Attack]) -> dict[str, inspect.Parameter]:
+    """The parameters a user may set on attack class `cls`, with their type hints and defaults:
+    the keyword-only parameters of `Attack.__init__` and of `cls.__init__` (a subclass declares
+    every other parameter it takes). The one source of the CLI's `-p` names, types and defaults."""
+    return {**_keyword_params(Attack.__init__), **_keyword_params(cls.__init__)}
+
+
 class Attack(abc.ABC):
     """Base of every attack: `attack(x, y, targets=None, indices=None) -> AttackResult`.
 
@@ -64,6 +76,7 @@ class Attack(abc.ABC):
     """
 
     name: ClassVar[str]
+    fixed: ClassVar[Mapping[str, Any]] = {}  # settings the class pins rather than takes (reported with the parameters)
 
     def __init__(
         self, model: nn.Module, *, bounds: Bounds = (0.0, 1.0), batch_size: int = 1000, seed: int = 0, progress: bool = True
@@ -87,8 +100,17 @@ class Attack(abc.ABC):
         """
 
     def params(self) -> dict[str, Any]:
-        """The attack's parameters, for reports."""
-        return {"bounds": list(self.bounds), "batch_size": self.batch_size, "seed": self.seed}
+        """The attack's parameters as set (defaults resolved), for reports: every keyword parameter
+        of the constructors along the class's MRO (a subclass's pinned ones included), read from
+        the attribute of the same name, then `fixed`; `progress` aside (it changes no result)."""
+        names = dict.fromkeys(name for klass in reversed(type(self).__mro__) if "__init__" in vars(klass)
+                              for name in _keyword_params(vars(klass)["__init__"]) if name != "progress")
+        values = {name: getattr(self, name) for name in names}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in {**values, **self.fixed}.items()}
+
+    def __repr__(self) -> str:
+        """`PGD(bounds=[0.0, 1.0], ..., steps=40)`: the class and its parameters, as Foolbox prints an attack."""
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
     def constrain(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         """The feasible point the base returns for a candidate: here, clipped to the box."""
@@ -303,9 +325,6 @@ class FixedBudgetAttack(Attack):
         self.norm = check_norm(norm, self.norms)
         self.geometry: Geometry = geometry(norm)
         self.eps = check_eps(eps, self.bounds, norm=norm)
-
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "eps": self.eps, "norm": self.norm}
 
     def constrain(self, x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
         if self.in_ball:

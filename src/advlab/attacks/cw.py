@@ -33,6 +33,7 @@ class CarliniWagnerL2(Attack):
     """C&W L2 with a per-example binary search over c."""
 
     name = "cw"
+    fixed = {"norm": "l2"}  # a minimal-L2 attack: reported with its parameters
 
     def __init__(
         self,
@@ -54,18 +55,6 @@ class CarliniWagnerL2(Attack):
         self.steps = check_count("steps", steps)
         self.lr = check_positive("lr", lr)
         self.abort_early = bool(abort_early)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "norm": "l2",
-            "kappa": self.kappa,
-            "c": self.c,
-            "search_steps": self.search_steps,
-            "steps": self.steps,
-            "lr": self.lr,
-            "abort_early": self.abort_early,
-        }
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]

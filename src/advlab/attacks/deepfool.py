@@ -55,15 +55,6 @@ class DeepFool(Attack):
         self.overshoot = check_nonnegative("overshoot", overshoot)
         self.candidates = check_count("candidates", candidates, minimum=2)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "norm": self.norm,
-            "steps": self.steps,
-            "overshoot": self.overshoot,
-            "candidates": self.candidates,
-        }
-
     def rival_margins(
         self, x: torch.Tensor, goal: torch.Tensor, rivals: torch.Tensor, targeted: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

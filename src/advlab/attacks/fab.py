@@ -151,10 +151,6 @@ class FABT(FixedBudgetAttack):
         self.restarts = check_count("restarts", restarts)
         self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
 
-    def params(self) -> dict[str, Any]:
-        return {**super().params(), "steps": self.steps, "targets": self.targets,
-                "restarts": self.restarts, "alpha_max": self.alpha_max, "eta": self.eta, "beta": self.beta}
-
     def _size(self, r: torch.Tensor) -> torch.Tensor:
         flat = r.flatten(1)
         return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)

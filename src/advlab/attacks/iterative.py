@@ -75,17 +75,6 @@ class PGD(FixedBudgetAttack):
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss = loss
 
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "step_size": self.step_size,
-            "steps": self.steps,
-            "random_start": self.random_start,
-            "restarts": self.restarts,
-            "early_exit": self.early_exit,
-            "loss": self.loss,
-        }
-
     def gradient(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Ascent gradient of the loss and the logits at x."""
         if self.loss == "ce":

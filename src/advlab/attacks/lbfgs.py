@@ -165,6 +165,7 @@ class LBFGS(Attack):
     """
 
     name = "lbfgs"
+    fixed = {"norm": "l2"}  # a minimal-L2 attack: reported with its parameters
 
     def __init__(
         self,
@@ -184,17 +185,6 @@ class LBFGS(Attack):
         self.max_iter = check_count("max_iter", max_iter)
         self.temperature = check_positive("temperature", temperature)
         self.all_targets = bool(all_targets)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "c": self.c,
-            "search_steps": self.search_steps,
-            "max_iter": self.max_iter,
-            "temperature": self.temperature,
-            "all_targets": self.all_targets,
-            "norm": "l2",
-        }
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         with torch.no_grad():

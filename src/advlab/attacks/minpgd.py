@@ -78,17 +78,6 @@ class MinPGD(Attack):
         self.restarts = check_count("restarts", restarts, minimum=0)
         self.deepfool = DeepFool(model, norm=norm, bounds=bounds)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "norm": self.norm,
-            "steps": self.steps,
-            "search_steps": self.search_steps,
-            "rtol": self.rtol,
-            "candidates": self.candidates,
-            "restarts": self.restarts,
-        }
-
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         cap = self.geometry.diameter(self.bounds[1] - self.bounds[0], x[0].numel())
         start, clean_logits = self.deepfool.walk(x, goal, targeted)

@@ -37,6 +37,7 @@ class Penalty(Attack):
     """Adam on CE + lam * ||r||^2 within the box, keeping the smallest success (L2)."""
 
     name = "penalty"
+    fixed = {"norm": "l2"}  # a minimal-L2 attack: reported with its parameters
 
     def __init__(
         self,
@@ -54,16 +55,6 @@ class Penalty(Attack):
         self.lr = check_positive("lr", lr)
         self.steps = check_count("steps", steps)
         self.search_steps = check_count("search_steps", search_steps)
-
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "lam": self.lam,
-            "steps": self.steps,
-            "lr": self.lr,
-            "search_steps": self.search_steps,
-            "norm": "l2",
-        }
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         with torch.no_grad():

@@ -122,15 +122,6 @@ class Square(FixedBudgetAttack):
         self.loss = loss
         self.rescale_schedule = bool(rescale_schedule)
 
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params(),
-            "queries": self.queries,
-            "p_init": self.p_init,
-            "loss": self.loss,
-            "rescale_schedule": self.rescale_schedule,
-        }
-
     # ---- the search ---------------------------------------------------------------------------
     @torch.no_grad()
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:

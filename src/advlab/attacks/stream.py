@@ -39,7 +39,8 @@ from advlab.attacks.base import Attack
 from advlab.data.shard import Shard, current_shard
 from advlab.data.stream import Batch, select, stream_length
 from advlab.errors import InputError
-from advlab.io import progress_bar, write_bytes_atomic, write_json_atomic, write_npz_atomic
+from advlab.io import write_bytes_atomic, write_json_atomic, write_npz_atomic
+from advlab.progress import progress_bar
 
 FORMAT = "advlab-stream/2"
 PART = re.compile(r"^part-(\d{6,})\.npz$")

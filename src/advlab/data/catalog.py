@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from advlab.data.dataset import Splits
@@ -21,7 +22,6 @@ from advlab.data.stream import Batch, IdxBatches, TensorBatches
 from advlab.errors import DataError, InputError
 
 NAMES = ("mnist", "fashion-mnist")
-PREFIXES = ("npz:", "folder:")
 FASHION_MD5 = {  # the official files (torchvision's checksums)
     "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
     "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
@@ -32,17 +32,40 @@ FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
+@dataclass(frozen=True)
+class DataFormat:
+    """A user-data format named by a `--data PREFIX:PATH` prefix: how to load the whole file, and
+    how to read one split batch by batch (`stream_data`)."""
+
+    prefix: str
+    load: Callable[[str], Splits]
+    batches: Callable[..., Iterable[Batch]]
+    description: str
+
+
+FORMATS: tuple[DataFormat, ...] = (
+    DataFormat("npz:", load_npz, NpzBatches, "arrays x, y (or x_train, y_train, x_test, y_test); never unpickled"),
+    DataFormat("folder:", load_image_folder, FolderBatches, "one subfolder of images per class (or train/ and test/)"),
+)
+PREFIXES = tuple(f.prefix for f in FORMATS)
+
+
+def data_format(spec: str) -> DataFormat | None:
+    """The format a `--data` spec names by its prefix, None for a named data set."""
+    return next((f for f in FORMATS if spec.startswith(f.prefix)), None)
+
+
 def check_data_spec(spec: str, data_dir: str | os.PathLike[str] | None = None) -> str:
     """Refuse an unknown name, an empty path, or --data-dir where it has no meaning (before any work)."""
     if spec in NAMES:
         if spec == "fashion-mnist" and data_dir is None:
             raise InputError("--data fashion-mnist needs --data-dir DIR with its four IDX files (advlab data fetch fashion-mnist DIR)")
         return spec
-    prefix = next((p for p in PREFIXES if spec.startswith(p)), None)
-    if prefix is None:
-        raise InputError(f"--data takes {', '.join(NAMES)}, npz:PATH or folder:PATH, got {spec!r}")
-    if not spec[len(prefix) :]:
-        raise InputError(f"--data {spec}: give a path after {prefix!r}")
+    form = data_format(spec)
+    if form is None:
+        raise InputError(f"--data takes {', '.join(NAMES)}, {', '.join(p + 'PATH' for p in PREFIXES)}, got {spec!r}")
+    if not spec[len(form.prefix) :]:
+        raise InputError(f"--data {spec}: give a path after {form.prefix!r}")
     if data_dir is not None:
         raise InputError(f"--data-dir is for mnist and fashion-mnist; --data {spec} names its own path")
     return spec
@@ -51,10 +74,9 @@ def check_data_spec(spec: str, data_dir: str | os.PathLike[str] | None = None) -
 def load_data(spec: str = "mnist", data_dir: str | os.PathLike[str] | None = None) -> Splits:
     """The train and test splits named by `spec` (see the module docstring)."""
     spec = check_data_spec(spec, data_dir)
-    if spec.startswith("npz:"):
-        return load_npz(spec[len("npz:") :])
-    if spec.startswith("folder:"):
-        return load_image_folder(spec[len("folder:") :])
+    form = data_format(spec)
+    if form is not None:
+        return form.load(spec[len(form.prefix) :])
     if spec == "fashion-mnist" and data_dir is not None:  # check_data_spec refused it without
         return load_fashion_mnist(data_dir)
     return load_mnist(data_dir)
@@ -91,11 +113,10 @@ def stream_data(
     name = f"{spec}-{split}" + (":" + "v".join(str(c) for c in classes) if classes else "")
     if data_dir is not None:
         return IdxBatches(data_dir, split, batch_size, limit=limit, classes=classes), name
-    if spec.startswith("folder:"):
-        return FolderBatches(spec[len("folder:") :], split, batch_size, limit=limit, classes=classes), name
-    if spec.startswith("npz:"):
-        batches = NpzBatches(spec[len("npz:") :], split, batch_size, limit=limit, classes=classes)
-        if not batches.fortran_order:
+    form = data_format(spec)
+    if form is not None:
+        batches = form.batches(spec[len(form.prefix) :], split, batch_size, limit=limit, classes=classes)
+        if not getattr(batches, "fortran_order", False):  # an .npz image array in Fortran order is loaded whole
             return batches, name
     splits = load_data(spec, data_dir)
     splits = splits.select_classes(classes) if classes else splits

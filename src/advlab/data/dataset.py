@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,11 +27,19 @@ def check_classes(classes: Sequence[int]) -> list[int]:
     return classes
 
 
+def relabelled_map(class_to_idx: Mapping[str, int] | None, classes: Sequence[int], relabel: bool) -> dict[str, int] | None:
+    """The class map after keeping only `classes` (label classes[i] -> i when relabelled)."""
+    if class_to_idx is None:
+        return None
+    return {name: classes.index(label) if relabel else label for name, label in class_to_idx.items() if label in classes}
+
+
 @dataclass(frozen=True)
 class Dataset:
     images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
     labels: torch.Tensor  # (N,) int64
     name: str
+    class_to_idx: Mapping[str, int] | None = None  # class name -> label (image folders; None: labels are the classes)
 
     def __post_init__(self) -> None:
         if self.images.shape[0] != self.labels.shape[0]:
@@ -56,7 +64,7 @@ class Dataset:
         """The first n examples (all of them when n is None)."""
         if n is None or n >= len(self):
             return self
-        return Dataset(self.images[:n], self.labels[:n], f"{self.name}[:{n}]")
+        return Dataset(self.images[:n], self.labels[:n], f"{self.name}[:{n}]", self.class_to_idx)
 
     def select_classes(self, classes: Sequence[int], *, relabel: bool = True) -> Dataset:
         """Keep only `classes`; with relabel, class classes[i] becomes label i (3 vs 7 -> 0 vs 1)."""
@@ -67,7 +75,7 @@ class Dataset:
         if relabel:
             labels = (labels.unsqueeze(1) == wanted.unsqueeze(0)).int().argmax(dim=1).long()
         tag = "v".join(str(c) for c in classes)
-        return Dataset(self.images[keep], labels, f"{self.name}:{tag}")
+        return Dataset(self.images[keep], labels, f"{self.name}:{tag}", relabelled_map(self.class_to_idx, classes, relabel))
 
 
 @dataclass(frozen=True)
@@ -76,13 +84,23 @@ class Splits:
     test: Dataset
     source: str  # a human-readable description of where the data came from
 
+    @property
+    def class_to_idx(self) -> Mapping[str, int] | None:
+        """Class name -> label (image folders, like torchvision's ImageFolder.class_to_idx); None
+        when the labels are the classes themselves (MNIST, .npz)."""
+        return self.train.class_to_idx
+
     def select_classes(self, classes: Sequence[int]) -> Splits:
-        """Both splits restricted to `classes`, each of which must occur in the data."""
+        """Both splits restricted to `classes`, each of which must occur in each split."""
         classes = check_classes(classes)
-        present = set(torch.cat([self.train.labels, self.test.labels]).unique().tolist())
-        missing = [c for c in classes if c not in present]
-        if missing:
-            raise InputError(f"class {missing[0]} does not occur in the data (its classes: {sorted(present)})")
+        present = {name: set(split.labels.unique().tolist()) for name, split in (("train", self.train), ("test", self.test))}
+        everywhere = present["train"] | present["test"]
+        for c in classes:
+            if c not in everywhere:
+                raise InputError(f"class {c} does not occur in the data (its classes: {sorted(everywhere)})")
+            absent = [name for name, labels in present.items() if c not in labels]
+            if absent:
+                raise InputError(f"class {c} does not occur in the {absent[0]} split (its classes: {sorted(present[absent[0]])})")
         return Splits(
             self.train.select_classes(classes), self.test.select_classes(classes), self.source
         )

@@ -3,9 +3,12 @@
 - `load_npz(path)`: arrays `x` (N, C, H, W) or (N, H, W), uint8 in 0..255 or float in [0, 1],
   and `y` (N,) integer labels >= 0; one set, used for both splits. Or `x_train`, `y_train`,
   `x_test`, `y_test` for two. Read with `allow_pickle=False`: an object array is refused.
-- `load_image_folder(path)`: `path/<class>/<image>` (classes sorted by folder name become
-  labels 0..K-1), or `path/train/<class>/...` and `path/test/<class>/...`. Images are decoded
-  by Pillow (8-bit); grey when every image is grey, RGB otherwise; all must share one size.
+- `load_image_folder(path)`: `path/<class>/<image>`, or `path/train/<class>/...` and
+  `path/test/<class>/...` (the same class folders in both). The class-to-label map
+  (`Dataset.class_to_idx`, as torchvision's `ImageFolder.class_to_idx`): when every class folder
+  is named by a number (`0`, `3`, `10`), the number is the label, so a missing or renamed folder
+  never shifts the others; otherwise the folders sorted by name become labels 0..K-1. Images are
+  decoded by Pillow (8-bit); grey when every image is grey, RGB otherwise; all must share one size.
 
 Every problem raises `DataError` naming the file.
 """
@@ -130,20 +133,31 @@ def _splits(sets: list[Dataset], where: str) -> Splits:
     return Splits(train, test, f"{where} ({len(train)} train / {len(test)} test images)")
 
 
-def _class_folders(root: Path) -> list[Path]:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_folders(root: Path) -> list[str]:
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
         raise DataError(f"{root}: need one subfolder per class (at least two), found {len(folders)}")
     return folders
 
 
-def list_images(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(image file, label) for `root/<class>/*`, classes[i] -> label i, files sorted by name."""
+def class_map(names: list[str], where: Path) -> dict[str, int]:
+    """Class folder name -> label: the number itself when every name is a number (0, 3, 10: a
+    missing folder shifts no label), else the position among the names sorted (ImageFolder's rule)."""
+    if all(name.isdecimal() for name in names):
+        labels = {name: int(name) for name in names}
+        if len(set(labels.values())) != len(labels):
+            raise DataError(f"{where}: class folders {sorted(names)} name the same number twice")
+        return dict(sorted(labels.items(), key=lambda item: item[1]))
+    return {name: label for label, name in enumerate(sorted(names))}
+
+
+def list_images(root: Path, class_to_idx: dict[str, int]) -> list[tuple[Path, int]]:
+    """(image file, label) for `root/<class>/*`, labels from `class_to_idx`, files sorted by name."""
     files: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
+    for name, label in class_to_idx.items():
         folder = root / name
         if not folder.is_dir():
-            raise DataError(f"{folder}: missing class folder (the classes are {', '.join(classes)})")
+            raise DataError(f"{folder}: missing class folder (the classes are {', '.join(class_to_idx)})")
         found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         if not found:
             raise DataError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -188,31 +202,33 @@ def decode_images(paths: list[Path], mode: str, where: Path) -> torch.Tensor:
     return images_from_array(where, "images", np.stack(arrays))
 
 
-def _read_folder(root: Path, classes: list[str]) -> Dataset:
-    files = list_images(root, classes)
+def _read_folder(root: Path, class_to_idx: dict[str, int]) -> Dataset:
+    files = list_images(root, class_to_idx)
     paths = [path for path, _ in files]
     images = decode_images(paths, survey_images(paths)[0], root)
-    return Dataset(images, torch.tensor([label for _, label in files], dtype=torch.int64), root.name)
+    return Dataset(images, torch.tensor([label for _, label in files], dtype=torch.int64), root.name, class_to_idx)
 
 
-def folder_classes(root: Path) -> tuple[list[str], Path | None, Path | None]:
-    """(class names, train folder, test folder) of an image folder; the folders are None for a
-    folder with one set (`root/<class>/*`)."""
+def folder_classes(root: Path) -> tuple[dict[str, int], Path | None, Path | None]:
+    """(class name -> label, train folder, test folder) of an image folder; the folders are None
+    for a folder with one set (`root/<class>/*`). Train and test must hold the same class folders."""
     if not root.is_dir():
         raise DataError(f"{root}: image folder does not exist")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        classes = [p.name for p in _class_folders(root / "train")]
-        test_classes = [p.name for p in _class_folders(root / "test")]
+        classes = _class_folders(root / "train")
+        test_classes = _class_folders(root / "test")
         if test_classes != classes:
-            raise DataError(f"{root}: train classes {classes} differ from test classes {test_classes}")
-        return classes, root / "train", root / "test"
-    return [p.name for p in _class_folders(root)], None, None
+            only = sorted(set(classes) ^ set(test_classes))
+            raise DataError(f"{root}: train classes {classes} differ from test classes {test_classes} (only in one: {only})")
+        return class_map(classes, root), root / "train", root / "test"
+    return class_map(_class_folders(root), root), None, None
 
 
 def load_image_folder(path: str | os.PathLike[str]) -> Splits:
-    """Images from `path/<class>/*` (one set) or `path/{train,test}/<class>/*` (two)."""
+    """Images from `path/<class>/*` (one set) or `path/{train,test}/<class>/*` (two); each split
+    carries the class-to-label map as `class_to_idx`."""
     root = Path(path)
-    classes, train, test = folder_classes(root)
+    class_to_idx, train, test = folder_classes(root)
     if train is not None and test is not None:
-        return _splits([_read_folder(train, classes), _read_folder(test, classes)], str(root))
-    return _splits([_read_folder(root, classes)], str(root))
+        return _splits([_read_folder(train, class_to_idx), _read_folder(test, class_to_idx)], str(root))
+    return _splits([_read_folder(root, class_to_idx)], str(root))

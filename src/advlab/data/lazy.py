@@ -26,10 +26,10 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from advlab.data.dataset import check_classes
+from advlab.data.dataset import check_classes, relabelled_map
 from advlab.data.formats import check_npz_headers, decode_images, folder_classes, images_from_array, labels_from_array, list_images, survey_images
 from advlab.data.stream import Batch, Owns, RowBatches
-from advlab.errors import DataError
+from advlab.errors import DataError, InputError
 from advlab.validation import check_count
 
 
@@ -93,18 +93,23 @@ class FolderBatches:
     def __init__(self, root: str | os.PathLike[str], split: str, batch_size: int, *, limit: int | None = None,
                  classes: Sequence[int] | None = None) -> None:
         self.root = Path(root)
-        names, train, test = folder_classes(self.root)
+        class_to_idx, train, test = folder_classes(self.root)
         folder = self.root if train is None or test is None else (test if split == "test" else train)
-        files = list_images(folder, names)
+        files = list_images(folder, class_to_idx)
         self.mode, size = survey_images([path for path, _ in files])  # over the whole split, as load_image_folder
         if train is not None and test is not None:  # and, as it, refuse splits of other shapes
-            other_mode, other_size = survey_images([path for path, _ in list_images(train if folder == test else test, names)])
+            other_mode, other_size = survey_images([path for path, _ in list_images(train if folder == test else test, class_to_idx)])
             if (self.mode, size) != (other_mode, other_size):
                 raise DataError(f"{self.root}: the train and test images differ in size or colour ({split}: {self.mode} "
                                 f"{size[0]}x{size[1]}, the other split: {other_mode} {other_size[0]}x{other_size[1]})")
+        self.class_to_idx: dict[str, int] | None = class_to_idx
         if classes:
             wanted = check_classes(classes)
+            missing = [c for c in wanted if c not in class_to_idx.values()]
+            if missing:
+                raise InputError(f"class {missing[0]} does not occur in the data (its classes: {sorted(class_to_idx.values())})")
             files = [(path, wanted.index(label)) for path, label in files if label in wanted]
+            self.class_to_idx = relabelled_map(class_to_idx, wanted, True)
         self.paths = [path for path, _ in files]
         self.labels = torch.tensor([label for _, label in files], dtype=torch.int64)
         self.batch_size = check_count("batch_size", batch_size)

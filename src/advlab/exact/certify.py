@@ -37,7 +37,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.attacks import PGD
 from advlab.exact.bab import branch_and_bound, supports
@@ -48,6 +47,7 @@ from advlab.exact.milp import Verifier, decide
 from advlab.exact.optimized import alpha_margin_bounds
 from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
 from advlab.models.layers import as_multiclass_logits
+from advlab.progress import progress_bar
 from advlab.validation import check_count, check_eps
 
 STATUSES = ("misclassified", "certified", "verified", "broken", "unknown")
@@ -152,8 +152,8 @@ def certify(
             if not len(todo):
                 break
             proven = []
-            for chunk in tqdm(todo.split(batch_size), desc=f"certify: {how} bounds", unit="batch",
-                              disable=not progress, leave=False):
+            chunks = todo.split(batch_size)
+            for chunk in progress_bar(len(chunks), f"certify: {how} bounds", enabled=progress, unit="batch", iterable=chunks):
                 xl, xu = box(flat[chunk], eps, bounds)
                 if how == "alpha-crown":
                     lower = alpha_margin_bounds(net, xl, xu, data.labels[chunk], steps=alpha_steps,
@@ -175,7 +175,7 @@ def certify(
     if net is not None and milp and len(todo):
         verify = Verifier(data.model64, torch.float64, tuple(x.shape[1:]), bounds)
         complete = _Complete(net, verify, eps, bounds, time_limit, bab, notes)
-        for i in tqdm(todo.tolist(), desc="certify: complete", unit="image", disable=not progress, leave=False):
+        for i in progress_bar(len(todo), "certify: complete", enabled=progress, unit="image", iterable=todo.tolist()):
             start = time.perf_counter()
             verdict, found, how = complete(flat[i], int(data.labels[i]))
             if verdict == "robust":

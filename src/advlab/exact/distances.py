@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.attacks import MinPGD, ProbabilityOutputWarning
 from advlab.errors import InputError
@@ -29,6 +28,7 @@ from advlab.exact.inputs import check_time_limit, prepare
 from advlab.exact.linear import affine_minimal_perturbation
 from advlab.exact.milp import Example, Verifier, minimal_example
 from advlab.exact.relu_network import relu_network
+from advlab.progress import progress_bar
 from advlab.validation import check_norm
 
 STATUSES = ("optimal", "time_limit", "unverified", "misclassified", "unreachable")
@@ -154,7 +154,7 @@ def _milp(data: Any, net: Any, images: torch.Tensor, time_limit: float, progress
     clean_pred = data.logits.argmax(1)
     results: list[Example] = []
     seconds = []
-    for i in tqdm(range(len(flat)), desc="milp", unit="image", disable=not progress, leave=False):
+    for i in progress_bar(len(flat), "milp", enabled=progress, unit="image", iterable=range(len(flat))):
         began = time.perf_counter()
         label = int(data.labels[i])
         if int(clean_pred[i]) != label:

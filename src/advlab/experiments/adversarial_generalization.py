@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from scipy import stats
-from tqdm.auto import tqdm
 
 from advlab.data import Dataset, load_mnist
 from advlab.data.catalog import stream_data
 from advlab.data.stream import stream_length
 from advlab.errors import InputError
 from advlab.experiments.cache import StageCache
+from advlab.progress import progress_bar
 from advlab.training import AdversarialObjective, default_config, error_rate, train_registered
 from advlab.training.objectives import AdversarialPool
 
@@ -233,7 +233,7 @@ def adversarial_generalization(settings: GeneralizationSettings, work_dir: str |
     cache = StageCache(Path(work_dir))
     plan = [(seed, spec, model, adversarial) for seed in settings.seeds for spec in settings.datasets
             for model in settings.models for adversarial in (False, True)]
-    bar = tqdm(total=len(plan), desc="trainings", disable=None if progress else True)
+    bar = progress_bar(len(plan), "trainings", enabled=progress, unit="training")
     if jobs <= 1:
         runs = []
         for seed, spec, model, adversarial in plan:

@@ -37,6 +37,7 @@ from torch import nn
 
 from advlab.errors import CheckpointError, InputError
 
+PRETRAINED = "advlab_pretrained"  # a factory's model with this attribute True carries its own trained weights
 FACTORY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 STATE_PREFIX = "@state/"  # advlab checkpoints keep training state under it: not model weights
 
@@ -348,13 +349,26 @@ def load_exported_model(path: str | os.PathLike[str]) -> ExportedModel:
     return module.eval()
 
 
-def load_external_model(spec: str, weights: str | os.PathLike[str] | None = None) -> nn.Module:
-    """`package.module:factory` (with optional safetensors weights) or a `.pt2` program file."""
+def carries_weights(model: nn.Module) -> bool:
+    """Whether a factory declared its model trained: `model.advlab_pretrained = True` (for a
+    factory that loads its own weights, e.g. from a hub or a file it knows)."""
+    return getattr(model, PRETRAINED, False) is True
+
+
+def load_external_model(spec: str, weights: str | os.PathLike[str] | None = None, *, require_weights: bool = False) -> nn.Module:
+    """`package.module:factory` (with optional safetensors weights) or a `.pt2` program file.
+
+    require_weights: refuse a factory's model given no `weights` unless it `carries_weights`
+    (attacking a randomly initialised network gives numbers that mean nothing)."""
     if spec.endswith(".pt2") or Path(spec).is_file():
         if weights is not None:
             raise InputError("--weights is for --model package.module:factory; a .pt2 program holds its own weights")
         return load_exported_model(spec)
-    return load_factory_model(spec, weights)
+    model = load_factory_model(spec, weights)
+    if require_weights and weights is None and not carries_weights(model):
+        raise InputError(f"--model {spec}: no --weights FILE.safetensors, and the factory's model does not set "
+                         f"{PRETRAINED} = True; pass --weights none to use it untrained on purpose")
+    return model
 
 
 def _probe(model: nn.Module, batch: torch.Tensor, data_name: str) -> torch.Tensor:

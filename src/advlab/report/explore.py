@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from advlab.attacks import FGSM, LBFGS
 from advlab.attacks.search import WeightSearch
@@ -36,6 +35,7 @@ from advlab.exact import minimal_perturbation
 from advlab.experiments.goodfellow import FIG2_CLASSES, goodfellow_fig2
 from advlab.io import write_text_atomic
 from advlab.models.linear import linear_weights
+from advlab.progress import progress_bar
 
 WORKED_EXAMPLE = {"x": [-2.0, 2.0, 1.0, -3.0, 1.0], "w": [3.0, 2.0, -1.0, 1.0, 4.0], "b": 0.0}
 ASSETS = ("common.js", "worked.js", "fig2.js", "szegedy.js")
@@ -110,7 +110,7 @@ def c_search_traces(
     best = x.clone()
     best_distance = [math.inf] * len(y)
     trace: list[list[CStep]] = [[] for _ in range(len(y))]
-    for _ in tqdm(range(steps), desc="L-BFGS c search", disable=not progress, leave=False):
+    for _ in progress_bar(steps, "L-BFGS c search", enabled=progress, unit="step", iterable=range(steps)):
         settled = search.settled()
         if bool(settled.all()):
             break

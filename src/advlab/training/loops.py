@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from advlab.data.dataset import Dataset
 from advlab.data.shard import current_shard
 from advlab.errors import CheckpointError, InputError
-from advlab.io import progress_bar
+from advlab.progress import progress_bar
 from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from advlab.analysis.units import UnitsVsDirections, layer_activations, units_vs_directions
 from advlab.attacks import AttackResult
@@ -34,6 +33,7 @@ from advlab.experiments.szegedy.settings import (
     SzegedySettings,
     TransferTable,
 )
+from advlab.progress import progress_bar
 
 
 def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
@@ -56,7 +56,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     seconds: dict[str, float] = {}
 
     def bar(items, desc):  # type: ignore[no-untyped-def]
-        return tqdm(items, desc=desc, disable=None if progress else True, leave=False)
+        return progress_bar(None, desc, enabled=progress, unit="item", iterable=items)
 
     start = time.perf_counter()
     zoo: dict[str, nn.Module] = {}
