@@ -19,8 +19,14 @@ Robust accuracy then lies in [certified, attacked]: certified = points proven ro
 bound), attacked = points no attack broke / n (an upper bound). When the exact tools cannot read
 the model the bracket is honestly [0, attacked] and the notes say why.
 
+Every "broken" carries a witness: the attack's (or the MILP's) point moved into the eps-ball ∩ box
+as measured in float64, in the images' dtype, and misclassified by the model run in float64
+(`advlab.attacks.witness`); a candidate that fails is not counted broken.
+
 With `state_path`, the state is written atomically after every chunk; a killed run restarts from
-the chunk in progress and ends with exactly the result of an uninterrupted run.
+the chunk in progress and ends with exactly the result of an uninterrupted run. The state file is
+checked before any work (`check_state_location`, `check_state_file`, then `_State.load`: no
+pickle, the fingerprint, sizes, dtypes and values); docs/guide/suites.md gives its format.
 """
 
 from __future__ import annotations
