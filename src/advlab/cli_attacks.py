@@ -173,7 +173,7 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> int:
                        batch_size=args.batch_size, seed=args.seed, bracket=args.bracket, time_limit=args.time_limit,
                        skip_certified=args.skip_certified,
                        certify=getattr(importlib.import_module("advlab.exact"), "certify", None),
-                       state_path=None if args.state is None else Path(f"{args.state}.eps{e:g}.npz"),
+                       state_path=args.state_paths.get(e),
                        progress=not args.no_progress)
         for e in eps_values
     ]

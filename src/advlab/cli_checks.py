@@ -28,7 +28,7 @@ import torch
 
 from advlab.attacks import ATTACKS
 from advlab.cli_params import accepted_params, attack_params, grouped_params, requires_eps
-from advlab.errors import InputError
+from advlab.errors import InputError, UnknownNameError
 from advlab.training import AdversarialObjective
 
 MAX_GRID = 1000  # most eps values an evaluation may ask for
@@ -280,18 +280,41 @@ def check_attack(args: argparse.Namespace) -> None:
     args.targets = targets(args.targets)
 
 
-def suite_entries(text: str) -> Any:
-    """--suite: a suite name, or a JSON file holding a list of {"attack", "params", "label"}; resolved here."""
+def suite_entries(text: str, norm: str) -> Any:
+    """--suite: a suite name, or a JSON file holding a list of {"attack", "params", "label"};
+    resolved here (every parameter typed and range-checked, as -p's)."""
     from advlab.attacks.suites import resolve_suite
 
+    if not text.strip():
+        raise InputError("--suite '': give a suite name (quick, standard) or a JSON file")
     suite: Any = text
     if text.endswith(".json"):
         try:
             suite = json.loads(Path(text).read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"--suite {text}: cannot read a JSON suite: {exc}") from None
-    resolve_suite(suite, ATTACKS)
+    try:
+        resolve_suite(suite, ATTACKS, norm=norm)
+    except (InputError, UnknownNameError) as exc:
+        raise InputError(f"--suite {text}: {exc}") from None
     return suite
+
+
+def state_files(stem: str | None, eps_values: list[float]) -> dict[float, Path]:
+    """--state STEM: the state file of each eps > 0 (STEM.eps<EPS>.npz), each location and each
+    existing file's format checked before any work (the fingerprint once the model and data are read)."""
+    from advlab.analysis.evaluation import check_state_file, check_state_location
+
+    if stem is None:
+        return {}
+    if not stem.strip():
+        raise InputError("--state '': give a path")
+    paths = {e: Path(f"{stem}.eps{e:g}.npz") for e in eps_values if e > 0}
+    for path in paths.values():
+        check_state_location(path)
+        if path.exists():
+            check_state_file(path)
+    return paths
 
 
 def check_evaluate(args: argparse.Namespace) -> None:
@@ -300,18 +323,19 @@ def check_evaluate(args: argparse.Namespace) -> None:
     model_source(args)
     args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream)
     args.json = json_target(args.json)
-    if args.suite:
+    if args.suite is not None:
         if args.attacks or args.param or args.source:
             raise InputError("--suite runs its own attacks: drop --attacks, --param and --source")
-        args.suite_entries = suite_entries(args.suite)
+        args.suite_entries = suite_entries(args.suite, args.norm)
         args.eps_values = eps_grid(args.eps)
         if not any(e > 0 for e in args.eps_values):
             raise InputError(f"--suite needs an eps > 0, got --eps {args.eps}")
         if (args.bracket or args.skip_certified) and args.norm != "linf":
             raise InputError("--bracket and --skip-certified are available for --norm linf only")
+        args.state_paths = state_files(args.state, args.eps_values)
         return
-    if args.bracket or args.skip_certified:
-        raise InputError("--bracket and --skip-certified work with --suite only")
+    if args.bracket or args.skip_certified or args.state is not None:
+        raise InputError("--bracket, --skip-certified and --state work with --suite only")
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     for name in attacks:
         accepted_params(name)  # an unknown name is refused here

@@ -1,5 +1,6 @@
-"""`-p KEY=VALUE` attack parameters on the command line, typed strictly from the attack's own
-constructor signature (bool, int, float, a pair of floats), refused when unknown or reserved."""
+"""`-p KEY=VALUE` attack parameters on the command line: read from text by the parameter's kind
+and checked by the one checker suites use too (`advlab.attacks.params`: types and the caps),
+refused when unknown or reserved."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from advlab.attacks import ATTACKS
 from advlab.attacks.base import declared_params
+from advlab.attacks.params import check_value, kind_of
 from advlab.errors import InputError, UnknownNameError
 
 
@@ -42,25 +44,7 @@ def _read_pair(text: str) -> tuple[float, float]:
     return low, high
 
 
-_READERS: dict[str, Callable[[str], Any]] = {
-    "bool": _read_bool, "int": _read_int, "float": _read_float, "str": str, "Bounds": _read_pair,
-    "tuple[float, float]": _read_pair,
-}
-
-
-def _reader(parameter: inspect.Parameter) -> tuple[Callable[[str], Any], bool]:
-    """(how to read the value from text, whether 'none' is allowed), from the annotation, else the default."""
-    annotation = parameter.annotation if isinstance(parameter.annotation, str) else getattr(parameter.annotation, "__name__", "")
-    kinds = [k.strip() for k in annotation.split("|")] if annotation else []
-    optional = "None" in kinds
-    for kind in kinds:
-        if kind in _READERS:
-            return _READERS[kind], optional
-    default = parameter.default
-    for kind in (bool, int, float, str):
-        if type(default) is kind:
-            return _READERS[kind.__name__], optional
-    raise InputError(f"parameter {parameter.name!r} cannot be set from the command line")
+_READERS: dict[str, Callable[[str], Any]] = {"bool": _read_bool, "int": _read_int, "float": _read_float, "str": str, "pair": _read_pair}
 
 
 def accepted_params(method: str) -> dict[str, inspect.Parameter]:
@@ -95,10 +79,10 @@ def attack_params(method: str, pairs: Sequence[str], *, reserved: dict[str, str]
             raise InputError(f"--param {key}: set by {reserved[key]}, not by -p")
         if key in params:
             raise InputError(f"--param {key} given twice")
-        read, optional = _reader(accepted[key])
+        kind, optional = kind_of(accepted[key])
         value = value.strip()
         try:
-            params[key] = None if optional and value.lower() == "none" else read(value)
+            params[key] = check_value(key, accepted[key], None if optional and value.lower() == "none" else _READERS[kind](value))
         except ValueError as exc:
             raise InputError(f"--param {key}={value}: {exc}") from None
     return params

@@ -2,6 +2,7 @@
 kill equal to an uninterrupted run, user suites as data, and the bracket."""
 
 import functools
+import os
 
 import pytest
 import torch
@@ -159,3 +160,102 @@ def test_skip_certified_attacks_only_the_points_the_bounds_leave_open(case, monk
         evaluate_suite(model, x, y, eps=0.02, suite=TINY, skip_certified=True)
     with pytest.raises(InputError, match="linf"):
         evaluate_suite(model, x, y, eps=0.2, norm="l2", suite=TINY, skip_certified=True, certify=certify)
+
+
+# ---- witnesses, state files, the probe (issue 23) ---------------------------------------------
+def _threshold_model() -> nn.Module:
+    """One pixel, class 1 iff 1e8 * x - 6e7 > 0: the float32 point 0.6000000238 (the rounding of
+    0.5 + 0.1, 2.4e-8 outside the float64 ball) is class 1 in float32; every point of the float64
+    ball around 0.5 is class 0."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0], [1e8]]))
+        model[1].bias.copy_(torch.tensor([0.0, -6e7]))
+    return model
+
+
+def test_a_float32_point_outside_the_float64_ball_is_not_counted_broken():
+    model = _threshold_model()
+    x, y = torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long)
+    suite = [{"attack": "pgd", "params": {"steps": 5, "random_start": False, "loss": "margin"}}]
+    from advlab.attacks import PGD
+
+    found = PGD(model, eps=0.1, steps=5, random_start=False, loss="margin")(x, y)
+    assert bool(found.success[0]) and float(found.x_adv) > 0.6  # the float32 attack "breaks" it, outside the ball
+    ev = evaluate_suite(model, x, y, eps=0.1, suite=suite)
+    assert ev.broken_by == [""] and ev.robust_accuracy == 1.0
+    wide = evaluate_suite(model, x, y, eps=0.2, suite=suite)  # a real break keeps its witness, inside the ball
+    assert wide.broken_by == ["pgd"]
+    assert float(wide.x_adv.double().sub(0.5).abs().max()) <= 0.2
+    assert int(model.double()(wide.x_adv.double()).argmax(1)) == 1
+
+
+def _state_run(case, tmp_path):
+    model, x, y = case
+    state = tmp_path / "state.npz"
+    ev = evaluate_suite(model, x, y, eps=0.08, suite=TINY[:1], batch_size=32, state_path=state)
+    return model, x, y, state, ev
+
+
+def test_state_files_are_checked_before_any_attack(case, tmp_path, monkeypatch):
+    import numpy as np
+
+    from advlab.attacks import APGD
+
+    model, x, y, state, ev = _state_run(case, tmp_path)
+    arrays = dict(np.load(state))
+    calls = []
+    monkeypatch.setattr(APGD, "__call__", lambda *a, **k: calls.append(1))
+
+    def refused(path, match):
+        with pytest.raises(InputError, match=match):
+            evaluate_suite(model, x, y, eps=0.08, suite=TINY[:1], batch_size=32, state_path=path)
+
+    broken = int(np.flatnonzero(arrays["broken"] == 0)[0])
+    edits = {
+        "outside": {"x_adv": arrays["x_adv"].copy()},
+        "longer": {"broken": np.append(arrays["broken"], -1), "certified": np.append(arrays["certified"], False),
+                   "x_adv": np.concatenate([arrays["x_adv"], arrays["x_adv"][:1]])},
+        "codes": {"broken": np.where(arrays["broken"] == 0, 7, arrays["broken"])},
+        "moved": {"x_adv": arrays["x_adv"] + 1e-3},
+        "position": {"position": np.array([5, 0, 2])},
+    }
+    edits["outside"]["x_adv"][broken] = x[broken].numpy() + 0.5
+    messages = {"outside": "witness lies outside", "longer": r"array broken has shape \(61,\)", "codes": "codes outside",
+                "moved": "x_adv differs from the images", "position": "position"}
+    for name, change in edits.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **{**arrays, **change})
+        refused(path, messages[name])
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(state.read_bytes()[:200])
+    refused(truncated, "not a readable suite state file")
+    (tmp_path / "a-file").write_text("")
+    refused(tmp_path / "a-file" / "state.npz", "is a file, not a directory")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(state) and mode & os.W_OK else real_access(p, mode))
+    before = state.read_bytes()
+    refused(state, "read-only")
+    assert state.read_bytes() == before and calls == []
+
+
+def test_the_probe_covers_every_point():
+    from advlab.analysis.evaluation import probe_model
+
+    class DeadAfter(nn.Module):
+        """Zero input gradient for the points with x[..., 0] > 0.5 (a ReLU gate closed there)."""
+
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            flat = x.flatten(1)
+            gate = (flat[:, :1] <= 0.5).to(x.dtype)
+            return torch.cat([flat[:, :1] * gate * self.scale, 1 - flat[:, :1] * gate], 1)
+
+    x = torch.cat([torch.full((10, 1, 2), 0.2), torch.full((30, 1, 2), 0.9)])
+    y = torch.zeros(40, dtype=torch.long)
+    model = DeadAfter()
+    probe = probe_model(model, x, y, model(x).detach(), batch_size=10)
+    assert probe["probed_points"] == 40 and probe["zero_or_nonfinite_gradient_share"] == 0.75

@@ -19,8 +19,14 @@ Robust accuracy then lies in [certified, attacked]: certified = points proven ro
 bound), attacked = points no attack broke / n (an upper bound). When the exact tools cannot read
 the model the bracket is honestly [0, attacked] and the notes say why.
 
+Every "broken" carries a witness: the attack's (or the MILP's) point moved into the eps-ball ∩ box
+as measured in float64, in the images' dtype, and misclassified by the model run in float64
+(`advlab.attacks.witness`); a candidate that fails is not counted broken.
+
 With `state_path`, the state is written atomically after every chunk; a killed run restarts from
-the chunk in progress and ends with exactly the result of an uninterrupted run.
+the chunk in progress and ends with exactly the result of an uninterrupted run. The state file is
+checked before any work (`check_state_location`, `check_state_file`, then `_State.load`: no
+pickle, the fingerprint, sizes, dtypes and values); docs/guide/suites.md gives its format.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import hashlib
 import json
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.attacks import ATTACKS, make_attack
-from advlab.attacks.suites import SuiteAttack, resolve_suite
+from advlab.attacks import ATTACKS
+from advlab.attacks.suites import SuiteAttack, resolve_suite, suite_attacks
+from advlab.attacks.witness import confirmed, distance, float64_model, into_ball
 from advlab.errors import InputError
 from advlab.io import write_npz_atomic
 from advlab.models.inference import frozen_eval
@@ -111,8 +120,8 @@ class _State:
     """What a killed run needs to continue: everything but the clean logits, which are recomputed."""
 
     fingerprint: str
-    broken: np.ndarray  # (N,) int: ROBUST, CLEAN, MILP or the suite position
-    x_adv: np.ndarray
+    broken: np.ndarray  # (N,) int64: ROBUST, CLEAN, MILP or the suite position
+    x_adv: np.ndarray  # (N, ...) in the images' dtype: the witness where broken, x elsewhere
     certified: np.ndarray  # (N,) bool
     todo: np.ndarray  # indices the current attack runs on
     position: np.ndarray  # [attack, chunk, stage]: stage 0 before the bounds, 1 cascade, 2 done
@@ -124,11 +133,149 @@ class _State:
                              certified=self.certified, todo=self.todo, position=self.position, seconds=self.seconds)
 
     @classmethod
-    def load(cls, path: Path, fingerprint: str) -> _State:
+    def load(cls, path: Path, fingerprint: str, x: torch.Tensor, attacks: int, witnesses: _Witnesses) -> _State:
+        """The state saved at `path`, checked against this evaluation before anything runs: its
+        format (`check_state_file`), its fingerprint (model, data, suite, settings), the sizes of
+        its arrays, and their values (codes, indices, positions, and every witness in the ball)."""
+        headers = check_state_file(path)
+        if str(_read_arrays(path, ("fingerprint",))["fingerprint"]) != fingerprint:
+            raise InputError(f"{path}: the state file belongs to another evaluation (model, data, suite or settings differ)")
+        want = {"broken": (len(x),), "x_adv": tuple(x.shape), "seconds": (attacks,)}
+        for name, shape in want.items():
+            if headers[name][0] != shape:
+                raise InputError(f"{path}: array {name} has shape {headers[name][0]}, this evaluation needs {shape}")
+        if headers["x_adv"][1] != _numpy_dtype(x):
+            raise InputError(f"{path}: array x_adv is {headers['x_adv'][1]}, the images are {x.dtype}")
+        if headers["todo"][0][0] > len(x):
+            raise InputError(f"{path}: array todo has {headers['todo'][0][0]} entries, more than the {len(x)} points")
+        state = cls(fingerprint, **_read_arrays(path, STATE_ARRAYS[1:]))
+        problem = state._problem(x, attacks, witnesses)
+        if problem:
+            raise InputError(f"{path}: corrupt suite state: {problem}")
+        return state
+
+    def _problem(self, x: torch.Tensor, attacks: int, witnesses: _Witnesses) -> str:
+        """What is inconsistent in the arrays' values ("" when nothing)."""
+        n, (attack, chunk, stage) = len(self.broken), self.position.tolist()
+        if not bool(((self.broken >= MILP) & (self.broken < attacks)).all()):
+            return f"broken holds codes outside {MILP}..{attacks - 1}"
+        if bool((self.certified & (self.broken != ROBUST)).any()):
+            return "a point is both certified and not robust"
+        if len(self.todo) and not (self.todo.min() >= 0 and self.todo.max() < n and bool((np.diff(self.todo) > 0).all())):
+            return f"todo must hold increasing indices in 0..{n - 1}"
+        if not (0 <= attack <= attacks and chunk >= 0 and 0 <= stage <= 2 and (attack < attacks or chunk == 0)):
+            return f"position {self.position.tolist()} is outside the suite's {attacks} attacks"
+        if not bool((np.isfinite(self.seconds) & (self.seconds >= 0)).all()):
+            return "seconds must be finite and >= 0"
+        x_adv = torch.from_numpy(self.x_adv)
+        broken = torch.from_numpy((self.broken >= 0) | (self.broken == MILP))
+        if not torch.equal(x_adv[~broken], x.detach().cpu()[~broken]):
+            return "x_adv differs from the images at points no attack broke"
+        if not bool(witnesses.inside(torch.from_numpy(np.flatnonzero(broken.numpy())), x_adv[broken]).all()):
+            return "a witness lies outside the eps-ball or the box"
+        return ""
+
+
+def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
+    try:
         with np.load(path, allow_pickle=False) as data:
-            if str(data["fingerprint"]) != fingerprint:
-                raise InputError(f"state file {path} belongs to another evaluation (model, data, suite or settings differ)")
-            return cls(fingerprint, *(data[k].copy() for k in ("broken", "x_adv", "certified", "todo", "position", "seconds")))
+            return {name: data[name] for name in names}
+    except _UNREADABLE as exc:
+        raise InputError(f"{path}: not a readable suite state file ({type(exc).__name__}: {exc})") from None
+
+
+def _numpy_dtype(x: torch.Tensor) -> np.dtype:
+    return torch.empty(0, dtype=x.dtype).numpy().dtype
+
+
+STATE_ARRAYS = ("fingerprint", "broken", "x_adv", "certified", "todo", "position", "seconds")
+MAX_FINGERPRINT = 1 << 20  # characters of the fingerprint a state file may declare
+_UNREADABLE = (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
+def check_state_location(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, a state path the run could not save to: a folder, a path under a
+    file, an unwritable folder, or an existing read-only state file (never silently replaced)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a state file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{path}: the state file is read-only; make it writable or choose another --state")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: {ancestor} is not writable")
+    return path
+
+
+def check_state_file(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """The arrays an existing state file declares (shape, dtype), read from the .npy headers alone
+    (no array is allocated), refused unless they are exactly those `_State` writes."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {info.filename.removesuffix(".npy"): _npy_header(archive, info) for info in archive.infolist()}
+    except _UNREADABLE as exc:
+        raise InputError(f"{path}: not a readable suite state file ({type(exc).__name__}: {exc})") from None
+    if set(headers) != set(STATE_ARRAYS):
+        raise InputError(f"{path}: not a suite state file: it holds {', '.join(sorted(headers)) or 'nothing'}; "
+                         f"a state file holds {', '.join(STATE_ARRAYS)}")
+    shape, dtype = headers["fingerprint"]
+    if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_FINGERPRINT:
+        raise InputError(f"{path}: the fingerprint is {dtype} {shape}, expected one string")
+    n = headers["broken"][0][:1]
+    expected = {"broken": (n, np.int64), "certified": (n, np.bool_), "position": ((3,), np.int64)}
+    for name, (want, kind) in expected.items():
+        shape, dtype = headers[name]
+        if shape != want or dtype != kind:
+            raise InputError(f"{path}: array {name} is {dtype} {shape}, expected {np.dtype(kind)} {want or '(N,)'}")
+    for name, kind in (("todo", np.int64), ("seconds", np.float64)):
+        shape, dtype = headers[name]
+        if len(shape) != 1 or dtype != kind:
+            raise InputError(f"{path}: array {name} is {dtype} {shape}, expected a 1-D {np.dtype(kind)} array")
+    shape, dtype = headers["x_adv"]
+    if len(shape) < 2 or shape[:1] != n or dtype not in (np.float32, np.float64):
+        raise InputError(f"{path}: array x_adv is {dtype} {shape}, expected float32 or float64 (N, ...) with N = {n[0] if n else '?'}")
+    return headers
+
+
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from one member's .npy header; object arrays (pickles) refused."""
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(member)
+    if dtype.hasobject:
+        raise ValueError(f"array {info.filename} holds Python objects (a pickle), which advlab never loads")
+    return tuple(shape), dtype
+
+
+class _Witnesses:
+    """Every "broken" carries a witness (`advlab.attacks.witness`): the attack's point moved into
+    the eps-ball ∩ box as measured in float64 (in the images' dtype), which the model run in
+    float64 misclassifies; a point that fails is not counted broken."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, bounds: Bounds,
+                 batch_size: int) -> None:
+        self.model, self.model64 = model, float64_model(model)
+        self.x, self.y, self.eps, self.norm, self.bounds, self.batch_size = x.detach().cpu(), y.cpu(), eps, norm, bounds, batch_size
+
+    def check(self, index: np.ndarray, points: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(which candidates are witnesses, the candidates moved into the ball) for the points `index`."""
+        rows = torch.from_numpy(index)
+        moved = into_ball(points.detach().cpu(), self.x[rows], self.eps, self.bounds, self.norm)
+        model = self.model64 if self.model64 is not None else self.model  # no float64 copy: its own dtype
+        hit = confirmed(model, moved, self.y[rows], batch_size=self.batch_size)
+        return hit.numpy(), moved.numpy()
+
+    def inside(self, index: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """(K,) bool: each point lies in the box and in the eps-ball around x[index], in float64."""
+        low, high = self.bounds
+        in_box = (points >= low).flatten(1).all(1) & (points <= high).flatten(1).all(1)
+        return in_box & (distance(points, self.x[index], self.norm) <= self.eps)
 
 
 def _fingerprint(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Mapping[str, Any]) -> str:
@@ -168,24 +315,26 @@ def evaluate_suite(
     x = check_images("images", images, bounds)
     y = check_labels("labels", labels, len(x))
     batch_size = check_count("batch_size", batch_size)
-    entries, missing = resolve_suite(suite, ATTACKS)
+    entries, missing = resolve_suite(suite, ATTACKS, norm=norm)
     if (bracket or skip_certified) and norm != "linf":
         raise InputError("the certified bracket and skip_certified are available for norm='linf' only")
     if skip_certified and certify is None:
         raise InputError("skip_certified needs a verifier: pass certify=advlab.exact.certify")
-    attacks = [make_attack(e.attack, model, **{**e.params, "eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size})
-               for e in entries]
-    clean_logits = model_logits(model, x, batch_size=batch_size)
-    clean = clean_logits.argmax(1).cpu() == y.cpu()
-    probe = probe_model(model, x[:batch_size], y[:batch_size], clean_logits[:batch_size])
+    attacks = suite_attacks(entries, ATTACKS, model, eps=eps, norm=norm, bounds=bounds, seed=seed, batch_size=batch_size,
+                            progress=progress)
+    path = None if state_path is None else check_state_location(state_path)
     n = len(y)
     settings = {"eps": eps, "norm": norm, "bounds": bounds, "seed": seed, "batch_size": batch_size, "bracket": bracket,
                 "skip_certified": skip_certified,
                 "time_limit": time_limit, "suite": [(e.label, e.attack, dict(e.params)) for e in entries]}
     fingerprint = _fingerprint(model, x, y, settings)
-    path = None if state_path is None else Path(state_path)
-    if path is not None and path.exists():
-        state = _State.load(path, fingerprint)
+    witnesses = _Witnesses(model, x, y, eps, norm, bounds, batch_size)
+    resumed = None if path is None or not path.exists() else _State.load(path, fingerprint, x, len(entries), witnesses)
+    clean_logits = model_logits(model, x, batch_size=batch_size)
+    clean = clean_logits.argmax(1).cpu() == y.cpu()
+    probe = probe_model(model, x, y, clean_logits, batch_size=batch_size)
+    if resumed is not None:
+        state = resumed
     else:
         broken = np.where(clean.numpy(), ROBUST, CLEAN)
         state = _State(fingerprint, broken, x.detach().cpu().numpy().copy(), np.zeros(n, bool), np.zeros(0, np.int64),
@@ -193,11 +342,13 @@ def evaluate_suite(
     notes: list[str] = []
     certification: dict[str, Any] = {}
     if (bracket or skip_certified) and state.position[2] == 0:
-        certification["bounds"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=False, notes=notes, progress=progress)
+        certification["bounds"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=False, notes=notes,
+                                           progress=progress, witnesses=witnesses)
     state.position[2] = max(state.position[2], 1)
-    _cascade(attacks, entries, x, y, state, batch_size, path, progress)
+    _cascade(attacks, entries, x, y, state, batch_size, path, progress, witnesses)
     if bracket and state.position[2] == 1:
-        certification["milp"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=True, notes=notes, progress=progress)
+        certification["milp"] = _certify(certify, model, x, y, state, eps, bounds, time_limit, milp=True, notes=notes,
+                                         progress=progress, witnesses=witnesses)
     state.position[2] = 2
     state.save(path)
     broken = torch.from_numpy(state.broken)
@@ -220,29 +371,34 @@ def evaluate_suite(
     )
 
 
-def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
-    """Facts the masking checks read (no attack): the largest change between two forward passes
-    (randomness), whether outputs look like probabilities, and the share of points whose
-    cross-entropy gradient is zero or not finite."""
-    again = model_logits(model, x, batch_size=len(x))
+def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, *, batch_size: int = 500) -> dict[str, float]:
+    """Facts the masking checks read (no attack), over every point given, in batches: the largest
+    change between two forward passes (randomness), whether outputs look like probabilities, and
+    the share of points whose cross-entropy gradient is zero or not finite."""
+    again = model_logits(model, x, batch_size=batch_size)
     probabilities = bool((logits >= 0).all()) and bool(torch.allclose(logits.sum(1), torch.ones_like(logits[:, 0]), atol=1e-4))
     device = next(iter(model.parameters()), x).device
+    dead = 0
     with frozen_eval(model), torch.enable_grad():
-        z = x.to(device).detach().requires_grad_(True)
-        out = as_multiclass_logits(model(z))
-        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(out, y.to(device), reduction="sum"), z)
-    size = grad.flatten(1).abs().sum(1)
+        for start in range(0, len(x), batch_size):
+            z = x[start : start + batch_size].to(device).detach().requires_grad_(True)
+            out = as_multiclass_logits(model(z))
+            loss = torch.nn.functional.cross_entropy(out, y[start : start + batch_size].to(device), reduction="sum")
+            (grad,) = torch.autograd.grad(loss, z)
+            size = grad.flatten(1).abs().sum(1)
+            dead += int(((size == 0) | ~torch.isfinite(size)).sum())
     return {
         "max_logit_change": float((again - logits).abs().max()),
         "probabilities": float(probabilities),
-        "zero_or_nonfinite_gradient_share": float(((size == 0) | ~torch.isfinite(size)).double().mean()),
+        "zero_or_nonfinite_gradient_share": dead / len(x),
         "probed_points": float(len(x)),
     }
 
 
 def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y: torch.Tensor, state: _State,
-             batch_size: int, path: Path | None, progress: bool) -> None:
-    """Run the attacks from state.position on, each on the points still robust, saving after every chunk."""
+             batch_size: int, path: Path | None, progress: bool, witnesses: _Witnesses) -> None:
+    """Run the attacks from state.position on, each on the points still robust, saving after every
+    chunk; a point counts as broken only with a witness (`_Witnesses`)."""
     bar = progress_bar(len(entries), "suite", enabled=progress, unit="attack")
     bar.update(int(state.position[0]))
     while state.position[0] < len(entries):
@@ -257,8 +413,10 @@ def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y:
             attack = attacks[k]
             result = attack(x[chunk], y[chunk], indices=chunk)
             hit = (result.adv_pred.cpu() != y[chunk].cpu()).numpy()
-            state.broken[chunks[int(state.position[1])][hit]] = k
-            state.x_adv[chunks[int(state.position[1])][hit]] = result.x_adv.detach().cpu().numpy()[hit]
+            rows = chunks[int(state.position[1])][hit]
+            confirmed_hit, points = witnesses.check(rows, result.x_adv.detach().cpu()[torch.from_numpy(hit)])
+            state.broken[rows[confirmed_hit]] = k
+            state.x_adv[rows[confirmed_hit]] = points[confirmed_hit]
             state.seconds[k] += time.perf_counter() - start
             state.position[1] += 1
             state.save(path)
@@ -269,8 +427,9 @@ def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y:
 
 
 def _certify(certify: Callable[..., Any] | None, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: _State, eps: float, bounds: Bounds,
-             time_limit: float, *, milp: bool, notes: list[str], progress: bool) -> dict[str, Any]:
-    """Bounds (milp=False) or the MILP (milp=True) on the points still open; updates the state."""
+             time_limit: float, *, milp: bool, notes: list[str], progress: bool, witnesses: _Witnesses) -> dict[str, Any]:
+    """Bounds (milp=False) or the MILP (milp=True) on the points still open; updates the state.
+    A MILP counterexample counts only as a witness in the images' dtype (`_Witnesses`)."""
     if certify is None:
         notes.append("no verifier given (advlab.exact.certify): the bracket is [0, attacked]")
         return {}
@@ -283,7 +442,8 @@ def _certify(certify: Callable[..., Any] | None, model: nn.Module, x: torch.Tens
     state.certified[todo[proven]] = True
     if milp:
         broken = np.array([s == "broken" for s in result.status])
-        state.broken[todo[broken]] = MILP
-        state.x_adv[todo[broken]] = result.counterexample[torch.from_numpy(broken)].to(x.dtype).numpy()
+        found, points = witnesses.check(todo[broken], result.counterexample[torch.from_numpy(broken)])
+        state.broken[todo[broken][found]] = MILP
+        state.x_adv[todo[broken][found]] = points[found]
     notes.extend(note for note in result.notes if milp or "MILP" not in note)
     return result.summary()

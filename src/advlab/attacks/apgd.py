@@ -270,11 +270,21 @@ class APGDT(APGD):
 
     name = "apgd-t"
 
-    def __init__(self, model: nn.Module, *, eps: float, targets: int = 9, **kwargs: Any) -> None:
-        kwargs.setdefault("loss", "dlr")
-        super().__init__(model, eps=eps, **kwargs)
-        if self.loss != "dlr":
-            raise InputError(f"{self.name} runs on the targeted DLR loss, got loss={self.loss!r}")
+    fixed = {"loss": "dlr"}
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        rho: float = 0.75,
+        targets: int = 9,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, **kwargs)
         self.targets = check_count("targets", targets)
 
     def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:

@@ -89,6 +89,7 @@ class Attack(abc.ABC):
         self.seed = check_count("seed", seed, minimum=0)
         self.progress = bool(progress)  # a bar per call (images, rate, ETA), off when stderr is not a terminal
         self._bar: Any = None
+        self._batch = (0, 0)  # (examples in the batch running, how many of them the bar shows done)
 
     # ---- what subclasses provide -------------------------------------------------------
     @abc.abstractmethod
@@ -156,11 +157,22 @@ class Attack(abc.ABC):
 
     def rounds(self, count: int, what: str, *, start: int = 0) -> Iterator[int]:
         """range(start, count), showing "what k/count" beside the progress bar of the call (for the
-        restarts and search rounds of the long attacks)."""
+        restarts and search rounds of the long attacks) and moving the bar by the batch's share
+        of each finished round, so that a call of one long batch shows progress and an ETA."""
         for k in range(start, count):
             if self._bar is not None:
                 self._bar.set_postfix_str(f"{what} {k + 1}/{count}")
             yield k
+            self._credit((k + 1 - start) / (count - start))
+
+    def _credit(self, fraction: float) -> None:
+        """Advance the bar to `fraction` of the current batch's examples (never backwards)."""
+        if self._bar is not None:
+            size, shown = self._batch
+            due = int(size * min(fraction, 1.0))
+            if due > shown:
+                self._bar.update(due - shown)
+                self._batch = (size, due)
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(self.bounds[0], self.bounds[1])
@@ -187,6 +199,7 @@ class Attack(abc.ABC):
             self._bar = progress_bar(n, self.name, enabled=self.progress)
             for i in range(0, n, self.batch_size):
                 rows = slice(i, i + self.batch_size)
+                self._batch = (min(self.batch_size, n - i), 0)
                 batch = self._run_batch(x[rows].to(device), goal[rows].to(device), targeted, indices[rows])
                 if clean_logits is None:
                     clean_logits, adv_logits = (t.new_empty((n, t.shape[1]), device=out_device) for t in batch[1:3])
@@ -195,7 +208,7 @@ class Attack(abc.ABC):
                 for key, value in batch[3].items():
                     extra[key][rows] = value
                 del batch
-                self._bar.update(min(self.batch_size, n - i))
+                self._credit(1.0)
             self._bar.close()
             self._bar = None
             if device.type == "cuda":

@@ -18,9 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from advlab.errors import InputError, UnknownNameError
+from torch import nn
 
-RESERVED = ("eps", "norm", "bounds", "seed", "batch_size")  # set by the evaluation
+from advlab.attacks.base import Attack, FixedBudgetAttack
+from advlab.attacks.params import MAX_TEXT, check_params, declared_params
+from advlab.errors import InputError, UnknownNameError
+from advlab.validation import Bounds
+
+RESERVED = ("eps", "norm", "bounds", "seed", "batch_size", "progress")  # set by the evaluation
 
 
 @dataclass(frozen=True)
@@ -48,44 +53,74 @@ SUITES: dict[str, tuple[SuiteAttack, ...]] = {
 
 
 def resolve_suite(
-    suite: str | Sequence[SuiteAttack | Mapping[str, Any]], registered: Mapping[str, Any]
+    suite: str | Sequence[SuiteAttack | Mapping[str, Any]], registered: Mapping[str, type[Attack]], *, norm: str | None = None
 ) -> tuple[list[SuiteAttack], list[str]]:
     """(the attacks to run, the labels of named-suite attacks not registered in this build).
 
     A user suite must name registered attacks only; a named suite skips unregistered ones and
-    reports them, so that the report can say what the chain lacked.
+    reports them, so that the report can say what the chain lacked. Every entry is checked
+    before any work: a fixed-budget attack (a minimal-norm one such as DeepFool cannot run at a
+    budget), supporting `norm` when given, with parameters the attack declares, typed and
+    within the caps of `advlab.attacks.params` (the checker `-p` uses).
     """
     if isinstance(suite, str):
         if suite not in SUITES:
             raise UnknownNameError(f"unknown suite {suite!r}; known suites: {', '.join(sorted(SUITES))}")
         entries = list(SUITES[suite])
-        return [e for e in entries if e.attack in registered], [e.label for e in entries if e.attack not in registered]
-    entries = [_entry(item, i) for i, item in enumerate(suite)]
-    if not entries:
-        raise InputError("a suite needs at least one attack")
-    for entry in entries:
-        if entry.attack not in registered:
-            raise UnknownNameError(f"suite attack {entry.label!r}: unknown attack {entry.attack!r}; known attacks: {', '.join(sorted(registered))}")
+        missing = [e.label for e in entries if e.attack not in registered]
+        entries = [e for e in entries if e.attack in registered]
+    elif isinstance(suite, Sequence):
+        entries, missing = [_entry(item, i) for i, item in enumerate(suite)], []
+        if not entries:
+            raise InputError("a suite needs at least one attack")
+        for entry in entries:
+            if entry.attack not in registered:
+                raise UnknownNameError(f"suite attack {entry.label!r}: unknown attack {entry.attack!r}; known attacks: {', '.join(sorted(registered))}")
+    else:
+        raise InputError(f"a suite is a name or a list of attacks, got {type(suite).__name__}")
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
         raise InputError(f"suite labels must be distinct, got {labels}")
-    return entries, []
+    return [_checked(e, registered[e.attack], norm) for e in entries], missing
+
+
+def suite_attacks(entries: Sequence[SuiteAttack], registered: Mapping[str, type[Attack]], model: nn.Module, *, eps: float,
+                  norm: str, bounds: Bounds, seed: int, batch_size: int, progress: bool) -> list[Attack]:
+    """The suite's attacks built at the evaluation's budget (an attack with one norm fixes it itself)."""
+    attacks = []
+    for entry in entries:
+        cls = registered[entry.attack]
+        shared = {"eps": eps, "bounds": bounds, "seed": seed, "batch_size": batch_size, "progress": progress}
+        if "norm" in declared_params(cls):
+            shared["norm"] = norm
+        attacks.append(cls(model, **entry.params, **shared))
+    return attacks
+
+
+def _checked(entry: SuiteAttack, cls: type[Attack], norm: str | None) -> SuiteAttack:
+    """The entry with its parameters typed and range-checked; an attack that cannot run in a suite refused."""
+    where = f"suite attack {entry.label!r}"
+    if not issubclass(cls, FixedBudgetAttack):
+        raise InputError(f"{where}: {entry.attack} finds minimal perturbations, it has no eps budget; a suite runs "
+                         "attacks within eps only (apgd, apgd-t, fab-t, square, pgd, bim, ...)")
+    if norm is not None and norm not in cls.norms:
+        raise InputError(f"{where}: {entry.attack} supports --norm {', '.join(cls.norms)}, not {norm}")
+    reserved = {name: "the evaluation" for name in RESERVED}
+    return SuiteAttack(entry.label, entry.attack, check_params(entry.attack, cls, entry.params, reserved=reserved, where=where))
 
 
 def _entry(item: SuiteAttack | Mapping[str, Any], position: int) -> SuiteAttack:
     if isinstance(item, SuiteAttack):
-        entry = item
-    elif isinstance(item, Mapping) and isinstance(item.get("attack"), str):
-        unknown = set(item) - {"attack", "params", "label"}
-        if unknown:
-            raise InputError(f"suite entry {position}: unknown keys {sorted(unknown)} (expected attack, params, label)")
-        params = item.get("params", {})
-        if not isinstance(params, Mapping):
-            raise InputError(f"suite entry {position}: params must be a mapping, got {type(params).__name__}")
-        entry = SuiteAttack(str(item.get("label", item["attack"])), item["attack"], dict(params))
-    else:
-        raise InputError(f"suite entry {position} must be a SuiteAttack or a mapping with an 'attack' name, got {item!r}")
-    reserved = sorted(set(entry.params) & set(RESERVED))
-    if reserved:
-        raise InputError(f"suite attack {entry.label!r}: {', '.join(reserved)} are set by the evaluation, not the suite")
-    return entry
+        return item
+    if not (isinstance(item, Mapping) and isinstance(item.get("attack"), str)):
+        raise InputError(f"suite entry {position} must be a SuiteAttack or a mapping with an 'attack' name, got {item!r:.200}")
+    unknown = set(item) - {"attack", "params", "label"}
+    if unknown:
+        raise InputError(f"suite entry {position}: unknown keys {sorted(unknown)} (expected attack, params, label)")
+    params = item.get("params", {})
+    if not isinstance(params, Mapping):
+        raise InputError(f"suite entry {position}: params must be a mapping, got {type(params).__name__}")
+    label = item.get("label", item["attack"])
+    if not isinstance(label, str) or not label.strip() or len(label) > MAX_TEXT:
+        raise InputError(f"suite entry {position}: label must be a short non-empty string, got {label!r:.200}")
+    return SuiteAttack(label, item["attack"], dict(params))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from advlab.attacks.witness import ROUNDING, into_ball  # noqa: F401  (the solvers' shared helper)
 from advlab.errors import InputError
 from advlab.models.layers import as_multiclass_logits
 from advlab.validation import check_bounds, check_images, check_labels, check_positive
@@ -47,13 +48,3 @@ def prepare(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, bounds
 def linf_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).flatten(1).abs().amax(1) if a.numel() else torch.zeros(len(a), dtype=a.dtype)
 
-
-
-ROUNDING = 4e-16  # more than the float64 rounding of x + r - x for x, r in [-1, 1]
-
-
-def into_ball(point: torch.Tensor, x: torch.Tensor, eps: float, bounds: tuple[float, float]) -> torch.Tensor:
-    """The point moved into the L-inf ball of radius eps around x and the bounds, so that its
-    distance to x, measured in float64, is at most eps (it is pulled in by ROUNDING)."""
-    radius = max(eps - ROUNDING, 0.0)
-    return (x + (point - x).clamp(-radius, radius)).clamp(*bounds)
