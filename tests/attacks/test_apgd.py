@@ -123,7 +123,7 @@ def test_eps_zero_registry_and_bad_input(softmax_model, embedded):
                    {"eps": 0.1, "restarts": 1.5}, {"eps": 0.1, "norm": "l5"}):
         with pytest.raises(InputError):
             APGD(softmax_model, **kwargs)
-    with pytest.raises(InputError):
+    with pytest.raises(TypeError):  # APGD-T's loss is fixed (targeted DLR), not a parameter
         APGDT(softmax_model, eps=0.1, loss="ce")
     reached = APGD(softmax_model, eps=0.3, steps=20)(x, y, targets="random")  # a caller's target: reach it
     assert torch.equal(reached.adv_pred[reached.success], reached.targets[reached.success])
