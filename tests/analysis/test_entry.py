@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from advlab import EvaluationSettings, evaluate_robustness
-from advlab.errors import InputError
+from advlab.errors import InputError, UnknownNameError
 
 SETTINGS = EvaluationSettings(attacks=("fgsm", "pgd"), attack_params={"pgd": {"steps": 3}}, batch_size=16)
 EPS = [0, 0.05, 0.1]
@@ -132,3 +132,19 @@ def test_out_streams_to_disk_with_the_same_numbers(softmax_model, data, referenc
     monkeypatch.chdir(tmp_path / "cwd")
     evaluate_robustness(softmax_model, *data, eps=EPS, settings=SETTINGS, suite=None)
     assert not any((tmp_path / "cwd").iterdir())  # in memory: nothing written
+
+
+def test_bad_settings_are_refused_before_the_data_is_read(softmax_model):
+    def never():
+        raise AssertionError("the data was read")
+        yield
+
+    for kwargs in ({"eps": [2.0]}, {"attacks": ["nope"]}, {"eps": 0.1, "suite": "nope"}, {"eps": -1, "suite": "quick"}):
+        with pytest.raises((InputError, UnknownNameError)):
+            evaluate_robustness(softmax_model, never(), **kwargs)
+
+
+def test_without_adversarial_inputs(softmax_model, data, reference):
+    light = evaluate_robustness(softmax_model, *data, eps=EPS, settings=dataclasses.replace(SETTINGS, keep_adversarial=False))
+    assert light.per_example.x_adv is None and "x_adv" not in light.per_example.columns()
+    _same(light, reference)

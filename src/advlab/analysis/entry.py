@@ -35,13 +35,15 @@ from torch.utils.data import Dataset as TorchDataset
 from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.masking import suite_checks
 from advlab.analysis.results import EvaluationSettings, PerExample, RobustnessEvaluation
-from advlab.analysis.robustness import DEFAULT_EPS, grid_evaluation
+from advlab.analysis.robustness import DEFAULT_EPS, evaluation_plan, grid_evaluation
 from advlab.analysis.streamed import stream_robustness
+from advlab.attacks import ATTACKS
+from advlab.attacks.suites import resolve_suite
 from advlab.data import Dataset
 from advlab.data.stream import as_batches
 from advlab.errors import InputError
 from advlab.models.inference import logits
-from advlab.validation import check_bounds, check_images, check_labels
+from advlab.validation import check_bounds, check_eps, check_images, check_labels, check_norm
 
 SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(EvaluationSettings))
 GRID_ONLY = ("attacks", "attack_params", "source_model", "large_eps")
@@ -148,6 +150,7 @@ def _grid(model: nn.Module, data: Any, labels: Any, eps: list[float], settings: 
                 "tolerance": settings.tolerance, "progress": settings.progress}
     if settings.norm != "linf":
         raise InputError("an eps grid runs L-inf attacks; norm='l2' goes with a suite")
+    evaluation_plan(settings.attacks, eps, settings.attack_params, check_bounds(settings.bounds))  # refuse bad settings before reading data
     if out is not None:
         if settings.certify is not None:
             raise InputError("a streamed grid (out=) runs no verifier: drop certify, or evaluate in memory")
@@ -158,7 +161,7 @@ def _grid(model: nn.Module, data: Any, labels: Any, eps: list[float], settings: 
         x, y = None, None
     else:
         x, y = gather(data, labels, batch_size=settings.batch_size)
-        evaluation = grid_evaluation(model, x, y, **keywords)
+        evaluation = grid_evaluation(model, x, y, keep_adversarial=settings.keep_adversarial, **keywords)
         evaluation.classes = _classes(model, check_images("images", x, check_bounds(settings.bounds)))
     evaluation.seconds = {attack: sum(p.seconds for p in evaluation.points if p.attack == attack) for attack in evaluation.attacks}
     if settings.certify is not None and x is not None and y is not None:
@@ -202,6 +205,10 @@ def _state_file(base: str | os.PathLike[str], eps: float) -> Path:
 
 def _suite(model: nn.Module, data: Any, labels: Any, eps: list[float], suite: str | Sequence[Any], settings: EvaluationSettings,
            out: str | os.PathLike[str] | None, state_path: str | os.PathLike[str] | None) -> RobustnessEvaluation:
+    bounds, norm = check_bounds(settings.bounds), check_norm(settings.norm, ("linf", "l2"))
+    for e in eps:  # refuse bad settings before reading data
+        check_eps(e, bounds, norm=norm)
+    resolve_suite(suite, ATTACKS)
     x, y = gather(data, labels, batch_size=settings.batch_size)
     if out is not None and state_path is None:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ class EvaluationSettings:
     bracket is [0, attacked] and `bracket_reason` says so. bracket: also run the fixed-eps MILP
     on the points the bounds leave open (else bounds only). skip_certified: a suite attacks only
     the points the bounds leave open. time_limit: MILP seconds per point.
+    keep_adversarial: keep a grid's adversarial inputs in memory (E x N inputs) for `per_example.x_adv`.
     progress: progress bars (on a terminal).
     """
 
@@ -70,6 +71,7 @@ class EvaluationSettings:
     bracket: bool = False
     skip_certified: bool = False
     time_limit: float = 120.0
+    keep_adversarial: bool = True
     progress: bool = False
 
 
