@@ -51,19 +51,21 @@ def plot_evaluation(evaluation: RobustnessEvaluation, stem: str | os.PathLike[st
     attacked = 100 * np.asarray(evaluation.worst_case)
     certified = 100 * np.asarray([low for low, _ in evaluation.brackets])
     ci = 100 * np.array([evaluation.interval(a) for a in evaluation.worst_case]).T
+    verified = any(c is not None for c, e in zip(evaluation.certified, eps) if e > 0)
+    band = "bracket [certified, attacked]" if verified else "bracket [0, attacked]: no verifier ran"
     figure, axis = plt.subplots(figsize=(6.4, 4.4))
     if len(eps) == 1:
         labels = ["clean", *(label for label, _ in _series(evaluation))]
         values = [100 * evaluation.clean_accuracy, *(100 * values[0] for _, values in _series(evaluation))]
         axis.bar(range(len(labels)), values, color="tab:blue", alpha=0.8)
         axis.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
-        axis.axhspan(certified[0], attacked[0], color="tab:green", alpha=0.2, label="bracket [certified, attacked]")
+        axis.axhspan(certified[0], attacked[0], color="tab:green", alpha=0.2, label=band)
         axis.errorbar([len(labels) - 1], [attacked[0]], yerr=[[attacked[0] - ci[0, 0]], [ci[1, 0] - attacked[0]]], color="black",
                       capsize=4, label=f"robust accuracy, {100 * CONFIDENCE:.0f}% CI")
         axis.set_xlabel(f"eps = {eps[0]:g} ({evaluation.suites[0].norm if evaluation.suites else 'linf'})")
     else:
-        axis.fill_between(eps, certified, attacked, color="tab:green", alpha=0.2, label="bracket [certified, attacked]")
-        if any(c is not None for c, e in zip(evaluation.certified, eps) if e > 0):
+        axis.fill_between(eps, certified, attacked, color="tab:green", alpha=0.2, label=band)
+        if verified:
             axis.plot(eps, certified, color="tab:green", linestyle="--", label="certified (lower bound)")
         for label, values in _series(evaluation):
             axis.plot(eps, [100 * v for v in values], marker="o", markersize=3, linewidth=1, label=label)
@@ -198,7 +200,8 @@ def report_markdown(evaluation: RobustnessEvaluation, stem: str, *, title: str, 
         lines += ["## Certification", "", certification, ""]
     lines += ["## Attacks", "", params_table(evaluation), "", "## Time", ""]
     if seconds and "total" in seconds:
-        lines += [f"Wall time of the whole command: {seconds['total']:.1f} s.", ""]
+        lines += [f"Wall time of the whole command: {seconds['total']:.1f} s (from the start of the command, "
+                  "after Python's start-up, until this report), with its parts:", ""]
     lines += [time_table(evaluation, seconds), ""]
     if evaluation.notes:
         lines += ["## Notes", "", *(f"- {note}" for note in evaluation.notes), ""]
@@ -226,7 +229,8 @@ def write_robustness_report(
     figures = plot_evaluation(evaluation, out / stem, title=title)
     if started is not None:
         now = time.perf_counter()
-        seconds = {"total": now - started, **(seconds or {}), "report (figures)": now - drawing}
+        parts = {**(seconds or {}), "report (figures)": now - drawing}
+        seconds = {"total": now - started, **parts, "other (imports, checks)": max(0.0, now - started - sum(parts.values()))}
     data: dict[str, Any] = {"command": command, **(context or {}), **evaluation.to_dict()}
     data["seconds"] = {**(seconds or {}), **{f"evaluation: {k}": v for k, v in evaluation.seconds.items()}}
     if evaluation.kind == "suite":
