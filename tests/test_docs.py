@@ -60,34 +60,20 @@ def test_the_extractor_finds_blocks_and_honours_the_marker(tmp_path: Path) -> No
     assert [(b.line, b.code) for b in python_blocks(page)] == [(3, "a = 1\n")]
 
 
-def _needs_missing_api(code: str) -> str | None:
-    """The reason to skip a block written against an API this build does not have yet."""
-    if "evaluate_robustness" in code and "from advlab import" in code and not hasattr(advlab, "evaluate_robustness"):
-        return "advlab.evaluate_robustness (issue 19, item 4) is not in this build yet"
-    return None
-
-
 @pytest.mark.parametrize("path", FILES_WITH_CODE, ids=_name)
 def test_every_python_example_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["example"])
     namespace: dict[str, object] = {"__name__": "__docs__"}
-    skipped = []
     rng_state = torch.get_rng_state()
     try:
         for block in python_blocks(path):
-            reason = _needs_missing_api(block.code)
-            if reason:
-                skipped.append(f"line {block.line}: {reason}")
-                continue
             try:
                 exec(compile(block.code, f"{_name(path)}:{block.line}", "exec"), namespace)
             except Exception as error:
                 raise AssertionError(f"{_name(path)}, the block at line {block.line} fails: {error!r}") from error
     finally:
         torch.set_rng_state(rng_state)
-    if skipped:
-        pytest.skip(f"the other blocks ran; not run: {'; '.join(skipped)}")
 
 
 def _text_files() -> list[Path]:

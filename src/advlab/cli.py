@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="robust accuracy against eps, with gradient-masking checks")
     checkpoint_split(evaluate)
     evaluate.add_argument("--attacks", help="comma-separated fixed-budget attacks (default: fgsm,pgd, those registered)")
-    evaluate.add_argument("--eps", default="0:0.3:0.05",
-                          help=f"START:STOP:STEP (STOP included) or a comma list; at most {checks.MAX_GRID} values")
+    evaluate.add_argument("--eps", default=None,
+                          help=f"START:STOP:STEP (STOP included) or a comma list; at most {checks.MAX_GRID} values "
+                               f"(default {checks.DEFAULT_GRID}; required with --suite, which runs its whole cascade at each eps > 0)")
     evaluate.add_argument("-p", "--param", action="append", default=[], metavar="ATTACK.KEY=VALUE",
                           help="attack parameter, e.g. pgd.steps=40 (repeatable; eps comes from --eps)")
     evaluate.add_argument("--source", help="checkpoint of an undefended model to transfer attacks from")
@@ -232,13 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="MILP seconds per point for --bracket")
     evaluate.add_argument("--state", help="with --suite: resume from / save to STATE.eps<EPS>.npz")
     seed_device(evaluate)
-    evaluate.add_argument("--out", default="results/evaluate", help="folder for robustness.{md,json,png}, or suite.{md,json,png} "
-                          "with --suite (an existing, non-empty folder is refused without --force)")
+    evaluate.add_argument("--out", default="results/evaluate",
+                          help="folder for robustness.{json,md,png,pdf,svg} (suite.* with --suite) and examples.npz "
+                               "(per-example outcomes); --stream adds OUT/examples (an existing, non-empty folder is "
+                               "refused without --force)")
     outputs(evaluate, "robustness.json (suite.json with --suite)")
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.add_argument("--stream", action="store_true",
                           help="read the data batch by batch (memory bounded by --batch-size), keep per-example outcomes in "
-                               "OUT/examples and resume a killed run there; on by itself under torchrun")
+                               "OUT/examples and resume a killed run there; on by itself under torchrun; with --suite: "
+                               "the cascade's state is kept in OUT/examples and resumed (the examples are held in memory)")
     evaluate.set_defaults(func=cmd_evaluate, check=checks.check_evaluate)
 
     exact = sub.add_parser("exact", help="exact minimal adversarial distances of a checkpoint on a split")

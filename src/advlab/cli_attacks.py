@@ -159,83 +159,65 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 # ---- robustness evaluation ---------------------------------------------------------------------
-def cmd_evaluate_suite(args: argparse.Namespace) -> int:
-    """--suite: the cascade at each eps, with the certified bracket when asked."""
-    from advlab.analysis.evaluation import evaluate_suite
-    from advlab.report.robustness import suite_table, write_suite_report
-
-    suite = args.suite_entries  # validated by cli_checks.check_evaluate
-    eps_values = [e for e in args.eps_values if e > 0]
-    checkpoint, data = _checkpoint_and_split(args, args.device)
-    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data.name}, suite {args.suite}"
-    evaluations = [
-        evaluate_suite(checkpoint.model, data.images, data.labels, eps=e, norm=args.norm, suite=suite,
-                       batch_size=args.batch_size, seed=args.seed, bracket=args.bracket, time_limit=args.time_limit,
-                       skip_certified=args.skip_certified,
-                       certify=getattr(importlib.import_module("advlab.exact"), "certify", None),
-                       state_path=args.state_paths.get(e),
-                       progress=not args.no_progress)
-        for e in eps_values
-    ]
-    paths = write_suite_report(evaluations, args.out, title=title, command=command_line(),
-                               context={"checkpoint": args.checkpoint, "model": checkpoint.model_name, "data": data.name,
-                                        "classes": class_map(data)})
-    print(title)
-    print(suite_table(evaluations))
-    for note in dict.fromkeys(n for ev in evaluations for n in ev.notes):
-        print(f"note: {note}")
-    for path in paths:
-        print(f"wrote {path}")
-    emit_json(args, args.out / "suite.json")
-    return 0
+def _title(args: argparse.Namespace, model_name: str, data_name: str) -> str:
+    """'Robustness of NAME on DATA', with the checkpoint's file or --model where it differs from NAME."""
+    label = _model_label(args)
+    return (f"Robustness of {model_name}" + (f" ({label})" if label != model_name else "") + f" on {data_name}"
+            + (f", suite {args.suite}" if args.suite else ""))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from advlab.analysis import evaluate_robustness
+    """An eps grid or (--suite) a cascade at each eps, in memory or streamed, through the one
+    evaluation entry; the report with the command's wall time and its parts."""
+    from advlab.analysis import EvaluationSettings, evaluate_robustness
 
+    started = time.perf_counter()
+    shard = join_process_group(args.device) if not args.suite else Shard(0, 1)  # torchrun shards grid examples
+    streamed = args.stream or shard.world > 1
     if args.suite:
-        return cmd_evaluate_suite(args)
-    shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
-    source = load_checkpoint(args.source, device=args.device).model if args.source else None
-    settings = {"attacks": args.attacks, "eps": args.eps_values, "attack_params": args.params, "source_model": source,
-                "source_name": Path(args.source).name if args.source else "source", "batch_size": args.batch_size,
-                "seed": args.seed, "progress": not args.no_progress}
-    start = time.perf_counter()
-    if args.stream or shard.world > 1:
-        from advlab.analysis.streamed import stream_robustness
-
-        checkpoint = _load_model(args, args.device)
-        batches, data_name = _stream_split(args, checkpoint, args.device, shard)
-        classes = class_map(batches)
-        evaluation = stream_robustness(checkpoint.model, batches, args.out / "examples", shard=shard, **settings)
-        if evaluation is None:  # not rank 0: its results went to rank 0
-            return 0
-        evaluation.notes.append(f"streamed over {shard.world} process(es); per-example outcomes in {args.out / 'examples'}")
+        settings = EvaluationSettings(norm=args.norm, bracket=args.bracket, skip_certified=args.skip_certified,
+                                      certify=getattr(importlib.import_module("advlab.exact"), "certify", None) if args.bracket or args.skip_certified else None,
+                                      time_limit=args.time_limit, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     else:
-        checkpoint, data = _checkpoint_and_split(args, args.device)
-        data_name, classes = data.name, class_map(data)
-        evaluation = evaluate_robustness(checkpoint.model, data.images, data.labels, **settings)
-    seconds = time.perf_counter() - start
-    from advlab.report.robustness import checks_table, evaluation_table, write_robustness_report  # rank 0 only: pulls in matplotlib
+        source = load_checkpoint(args.source, device=args.device).model if args.source else None
+        settings = EvaluationSettings(attacks=args.attacks, attack_params=args.params, source_model=source,
+                                      source_name=Path(args.source).name if args.source else "source",
+                                      batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+    data: Any
+    if streamed:
+        checkpoint = _load_model(args, args.device)
+        data, data_name = _stream_split(args, checkpoint, args.device, shard)
+        data_source = data
+    else:
+        checkpoint, split = _checkpoint_and_split(args, args.device)
+        data, data_name, data_source = (split.images, split.labels), split.name, split
+    loaded = time.perf_counter()
+    eps = [e for e in args.eps_values if e > 0] if args.suite else args.eps_values
+    evaluation = evaluate_robustness(checkpoint.model, data, eps=eps, suite=args.suite_entries if args.suite else None,
+                                     settings=settings, out=args.out / "examples" if streamed else None,
+                                     state_path=args.state if args.suite else None)
+    if evaluation is None:  # not rank 0: its results went to rank 0
+        return 0
+    evaluated = time.perf_counter()
+    from advlab.report.robustness import print_summary, write_robustness_report  # rank 0 only: pulls in matplotlib
 
+    if streamed:
+        evaluation.notes.append(f"streamed over {shard.world} process(es); per-batch outcomes in {args.out / 'examples'}")
     progress = checkpoint.metadata.get("progress") or {}
     if progress and not progress.get("complete", True):
         evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
-    title = f"Robustness of {checkpoint.model_name} ({_model_label(args)}) on {data_name}"
+    title = _title(args, checkpoint.model_name, data_name)
     paths = write_robustness_report(
-        evaluation, args.out, title=title, command=command_line(),
+        evaluation, args.out, title=title, command=command_line(), started=started,
+        seconds={"load model and data": loaded - started, "evaluate": evaluated - loaded},
         context={"checkpoint": args.checkpoint, "model": checkpoint.model_name,
-                 "objective": checkpoint.metadata.get("objective"), "data": data_name, "classes": classes,
-                 "seconds": seconds, "processes": shard.world},
+                 "objective": checkpoint.metadata.get("objective"), "data": data_name, "classes": class_map(data_source),
+                 "processes": shard.world},
     )
-    print(title)
-    print(evaluation_table(evaluation))
-    print(checks_table(evaluation))
-    for note in evaluation.notes:
-        print(f"note: {note}")
-    for path in paths:
-        print(f"wrote {path}")
-    emit_json(args, args.out / "robustness.json")
+    print_summary(evaluation, paths, title)
+    print(f"time: {time.perf_counter() - started:.1f} s in all (load {loaded - started:.1f}, evaluate {evaluated - loaded:.1f}, "
+          f"report {time.perf_counter() - evaluated:.1f})")
+    emit_json(args, args.out / ("suite.json" if args.suite else "robustness.json"))
     return 0
 
 

@@ -207,6 +207,9 @@ def eps_value(text: str) -> float:
     return _number(parse_number, text, "a finite number >= 0 (or a fraction like 8/255)", lambda v: math.isfinite(v) and v >= 0)
 
 
+DEFAULT_GRID = "0:0.3:0.05"  # advlab evaluate's eps grid without --suite
+
+
 def eps_grid(text: str) -> list[float]:
     """An evaluation's eps values ('START:STOP:STEP' or 'a,b,c', fractions allowed): finite, >= 0, at most MAX_GRID."""
     from advlab.analysis.robustness import parse_eps, parse_number
@@ -327,6 +330,8 @@ def check_evaluate(args: argparse.Namespace) -> None:
         if args.attacks or args.param or args.source:
             raise InputError("--suite runs its own attacks: drop --attacks, --param and --source")
         args.suite_entries = suite_entries(args.suite, args.norm)
+        if args.eps is None:
+            raise InputError("--suite needs --eps (one budget, or a list: the whole cascade runs at each eps > 0)")
         args.eps_values = eps_grid(args.eps)
         if not any(e > 0 for e in args.eps_values):
             raise InputError(f"--suite needs an eps > 0, got --eps {args.eps}")
@@ -342,7 +347,7 @@ def check_evaluate(args: argparse.Namespace) -> None:
     if not attacks or len(set(attacks)) != len(attacks):
         raise InputError(f"--attacks {args.attacks!r}: give distinct attack names")
     args.attacks = attacks
-    args.eps_values = eps_grid(args.eps)
+    args.eps_values = eps_grid(args.eps if args.eps is not None else DEFAULT_GRID)
     reserved = {"eps": "--eps (the grid)", "batch_size": "--batch-size", "seed": "--seed"}
     args.params = grouped_params(attacks, args.param, reserved=reserved)
 

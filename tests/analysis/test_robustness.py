@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -109,19 +110,23 @@ def test_an_eps_in_attack_params_is_refused(softmax_model, embedded):
 
 
 def test_a_suite_through_evaluate_robustness_is_the_suite_cascade():
-    """evaluate_robustness(..., suite=NAME) runs evaluate_suite at the one eps given; it refuses
-    an attack list beside a suite and an eps grid."""
-    from advlab.analysis import SuiteEvaluation, evaluate_suite
+    """evaluate_robustness(..., suite=NAME) runs evaluate_suite at each eps given and returns its
+    outcomes as one RobustnessEvaluation; it refuses an attack list beside a suite and a suite
+    without eps."""
+    from advlab.analysis import evaluate_suite
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4)).double()
     x = torch.rand(10, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     y = model(x).argmax(1).detach()
-    through = evaluate_robustness(model, x, y, suite="quick", eps=[0.1])
-    direct = evaluate_suite(model, x, y, suite="quick", eps=0.1)
-    assert isinstance(through, SuiteEvaluation) and through.broken_by == direct.broken_by
-    assert torch.equal(through.x_adv, direct.x_adv)
+    through = evaluate_robustness(model, x, y, suite="quick", eps=[0.1, 0.2])
+    for i, e in enumerate([0.1, 0.2]):
+        direct = evaluate_suite(model, x, y, suite="quick", eps=e)
+        assert through.kind == "suite" and through.suites[i].broken_by == direct.broken_by
+        assert [b or "" for b in through.per_example.broken_by[i]] == direct.broken_by
+        assert np.array_equal(through.per_example.x_adv[i], direct.x_adv.numpy())
+        assert through.worst_case[i] == direct.robust_accuracy
     with pytest.raises(InputError, match="not both"):
         evaluate_robustness(model, x, y, suite="quick", eps=0.1, attacks=["pgd"])
-    with pytest.raises(InputError, match="one eps"):
-        evaluate_robustness(model, x, y, suite="quick", eps=[0.1, 0.2])
+    with pytest.raises(InputError, match="a suite needs eps"):
+        evaluate_robustness(model, x, y, suite="quick")

@@ -4,27 +4,24 @@ Szegedy et al. 2013 (distortion and transfer, equal-size noise, units vs directi
 from advlab.analysis.lipschitz import LayerBound, conv2d_bound, layer_bounds, network_bound, observed_ratio
 from advlab.analysis.masking import MaskingCheck, masking_checks
 from advlab.analysis.noise import equal_norm_noise, gaussian_noise, perturb_to_norm
-from advlab.analysis.robustness import (
-    DEFAULT_EPS,
-    AttackPoint,
-    RobustnessEvaluation,
-    default_attacks,
-    evaluate_robustness,
-    grid_evaluation,
-    parse_eps,
-)
+from advlab.analysis.results import AttackPoint, EvaluationSettings, PerExample, RobustnessEvaluation, clopper_pearson
+from advlab.analysis.robustness import DEFAULT_EPS, default_attacks, grid_evaluation, parse_eps
 from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
+from advlab.analysis.entry import evaluate_robustness
 from advlab.analysis.transfer import distortion, error_rate_on, transfer_table
 from advlab.analysis.units import UnitsVsDirections, layer_activations, units_vs_directions
 
 __all__ = [
     "DEFAULT_EPS",
     "AttackPoint",
+    "EvaluationSettings",
     "LayerBound",
     "MaskingCheck",
+    "PerExample",
     "RobustnessEvaluation",
     "SuiteEvaluation",
     "UnitsVsDirections",
+    "clopper_pearson",
     "conv2d_bound",
     "default_attacks",
     "distortion",

@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from collections.abc import Mapping, Sequence
-from typing import Any, overload
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.masking import large_eps_attack, masking_checks
-from advlab.analysis.results import AttackPoint, RobustnessEvaluation
+from advlab.analysis.results import AttackPoint, PerExample, RobustnessEvaluation, first_breaker
 from advlab.attacks import ATTACKS, AttackResult, make_attack
 from advlab.attacks.base import FixedBudgetAttack
 from advlab.errors import InputError, UnknownNameError
@@ -106,8 +106,8 @@ class Runner:
             kwargs.update(TRANSFER_PARAMS.get(attack, {}))
         return make_attack(attack, on if on is not None else self.model, **kwargs)(self.images, self.labels)
 
-    def run(self, attack: str, eps: float, source: tuple[str, nn.Module] | None = None) -> tuple[AttackPoint, torch.Tensor]:
-        """(the point, per-example robust mask). With a source, the examples are crafted on it."""
+    def run(self, attack: str, eps: float, source: tuple[str, nn.Module] | None = None) -> tuple[AttackPoint, torch.Tensor, torch.Tensor]:
+        """(the point, per-example robust mask, the adversarial inputs). With a source, the examples are crafted on it."""
         result = self.craft(attack, eps, on=source[1] if source else None)
         adv_logits = result.adv_logits if source is None else logits(self.model, result.x_adv, batch_size=self.batch_size)
         adv_correct = adv_logits.argmax(1) == self.labels
@@ -124,7 +124,7 @@ class Runner:
             params=result.params,
             source=source[0] if source else None,
         )
-        return point, robust
+        return point, robust, result.x_adv
 
 
 def _check_attack(name: str) -> str:
@@ -156,36 +156,6 @@ def evaluation_plan(
     return names, eps_list, params
 
 
-@overload
-def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, suite: None = None,
-                        **options: Any) -> RobustnessEvaluation: ...
-
-
-@overload
-def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                        suite: str | Sequence[Any], **options: Any) -> SuiteEvaluation: ...
-
-
-def evaluate_robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                        suite: str | Sequence[Any] | None = None, **options: Any) -> RobustnessEvaluation | SuiteEvaluation:
-    """Accuracy of `model` under attack: over an eps grid (`grid_evaluation`), or, with `suite`
-    ("standard": AutoAttack's attacks and budgets; "quick"; or a list of attacks as data), the
-    cascade of `advlab.analysis.evaluation.evaluate_suite` at one eps (`eps=0.3` or `eps=[0.3]`),
-    with its bracket and checks; the keywords are those of the function called."""
-    if suite is None:
-        return grid_evaluation(model, images, labels, **options)
-    if "attacks" in options or "attack_params" in options:
-        raise InputError("a suite names its own attacks and their settings: give suite or attacks/attack_params, not both")
-    eps = options.pop("eps", None)
-    if isinstance(eps, Sequence) and not isinstance(eps, str):
-        if len(eps) != 1:
-            raise InputError(f"a suite runs at one eps, got {len(eps)} values")
-        eps = eps[0]
-    if eps is None:
-        raise InputError("a suite needs eps (one budget)")
-    return evaluate_suite(model, images, labels, eps=eps, suite=suite, **options)
-
-
 def grid_evaluation(
     model: nn.Module,
     images: torch.Tensor,
@@ -202,8 +172,10 @@ def grid_evaluation(
     large_eps: float | None = None,
     tolerance: float = 0.01,
     progress: bool = False,
+    keep_adversarial: bool = True,
 ) -> RobustnessEvaluation:
-    """Accuracy of `model` under each attack at each eps, plus the gradient-masking checks.
+    """Accuracy of `model` under each attack at each eps, plus the gradient-masking checks and
+    the per-example outcomes (with the adversarial points unless `keep_adversarial` is False).
 
     attacks: registered fixed-budget attack names (default: fgsm and pgd, those registered).
     attack_params: per attack, extra constructor keywords (default for pgd: 20 steps, 2 restarts,
@@ -226,12 +198,19 @@ def grid_evaluation(
 
     points, worst = [], torch.ones((len(eps_list), len(labels)), dtype=torch.bool, device=labels.device)
     worst &= runner.clean_correct
+    masks: dict[tuple[str, float], np.ndarray] = {}
+    x_adv = images.detach().cpu().numpy()[None].repeat(len(eps_list), 0) if keep_adversarial else None
     for name in names:
         for i, e in enumerate(eps_list):
-            point, robust = runner.run(name, e)
+            point, robust, adversarial = runner.run(name, e)
             points.append(point)
+            if x_adv is not None:  # the first attack that breaks a point supplies its adversarial input
+                first = (worst[i] & ~robust & runner.clean_correct).cpu().numpy()
+                x_adv[i][first] = adversarial.detach().cpu().numpy()[first]
             worst[i] &= robust
+            masks[(name, e)] = robust.cpu().numpy()
             step(f"{name} eps={e:g}")
+    clean_correct = runner.clean_correct.cpu().numpy()
     evaluation = RobustnessEvaluation(
         n=len(labels),
         clean_accuracy=float(runner.clean_correct.double().mean()),
@@ -240,6 +219,8 @@ def grid_evaluation(
         points=points,
         worst_case=[float(w.double().mean()) for w in worst],
         notes=notes,
+        per_example=PerExample(eps_list, labels.cpu().numpy().astype(np.int64), clean_correct,
+                               first_breaker(eps_list, clean_correct, names, masks), x_adv_by_eps=x_adv),
     )
     if source_model is not None:
         for name in names:

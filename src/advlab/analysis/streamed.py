@@ -29,6 +29,7 @@ from advlab.analysis.robustness import (
     RobustnessEvaluation,
     evaluation_plan,
 )
+from advlab.analysis.results import PerExample, first_breaker
 from advlab.attacks import ATTACKS, make_attack
 from advlab.attacks.stream import ResultStore, run_stream
 from advlab.data.shard import Shard, current_shard
@@ -85,19 +86,26 @@ def stream_robustness(
 
     def work(x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor) -> tuple[dict[str, np.ndarray], float]:
         labels = y.cpu()
-        columns = {"labels": labels.numpy(), "clean_correct": (logits(model, x, batch_size=batch_size).argmax(1).cpu() == labels).numpy()}
-        seconds = 0.0
+        clean = logits(model, x, batch_size=batch_size)
+        columns = {"labels": labels.numpy(), "clean_correct": (clean.argmax(1).cpu() == labels).numpy(), "classes": np.array([clean.shape[1]])}
+        seconds, x_adv = 0.0, {e: x.detach().cpu().clone() for e in eps_list}
         for job, crafter in crafters.items():
             transfer = job[2]
             result = crafter(x, y, indices=indices)
+            if job[1] in x_adv and not transfer:  # the first attack that breaks a point supplies its adversarial input
+                first = torch.from_numpy(columns["clean_correct"] & ~np.logical_or.reduce(
+                    [~columns[f"{_tag((a, job[1], False))}:correct"] for a in names[: names.index(job[0])]] or [np.zeros(len(y), bool)]))
+                hit = first & (result.adv_pred.cpu() != labels)
+                x_adv[job[1]][hit] = result.x_adv.detach().cpu()[hit]
             scores = logits(model, result.x_adv, batch_size=batch_size) if transfer else result.adv_logits
             columns[f"{_tag(job)}:correct"] = (scores.argmax(1).cpu() == labels).numpy()
             columns[f"{_tag(job)}:confidence"] = scores.softmax(1).amax(1).double().cpu().numpy()
             columns[f"{_tag(job)}:seconds"] = np.array([result.seconds])
             seconds += result.seconds
+        columns.update({f"x_adv@{e!r}": adv.numpy() for e, adv in x_adv.items()})
         return columns, seconds
 
-    config = {"kind": "robustness", "jobs": {_tag(j): a.params() for j, a in crafters.items()},
+    config = {"kind": "robustness", "columns": "x_adv", "jobs": {_tag(j): a.params() for j, a in crafters.items()},
               "source": source_name if source_model is not None else None}
     store = ResultStore(out, config)
     run_stream(batches, store, work, desc="evaluate", progress=progress, shard=shard)
@@ -134,6 +142,9 @@ def _assemble(store: ResultStore, jobs: Mapping[Job, dict[str, Any]], names: lis
         worst_case=[float(w.astype(np.float64).mean()) for w in worst],
         transfer=[p for job, p in points.items() if job[2]],
         notes=[f"{name} is not registered in this build: not run" for name in PREFERRED_ATTACKS if name not in ATTACKS],
+        per_example=PerExample(eps_list, store.column("labels").astype(np.int64), clean_correct,  # adversarial inputs stay in the parts
+                               first_breaker(eps_list, clean_correct, names, {(a, e): robust[(a, e, False)] for a in names for e in eps_list})),
+        classes=int(store.column("classes").max()),
     )
     strongest = large_eps_attack(names)
     large_point = min((p for (a, e, t), p in points.items() if a == strongest and not t and e >= large), key=lambda p: p.eps)

@@ -33,3 +33,18 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], *, dpi: int = 120)
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure_formats(figure: Figure, stem: str | os.PathLike[str], *, dpi: int = 300) -> list[str]:
+    """STEM.png (at `dpi`), STEM.pdf and STEM.svg (vector), each written atomically; the paths."""
+    paths = []
+    for fmt in FORMATS:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(f"{os.fspath(stem)}.{fmt}")
+        write_bytes_atomic(paths[-1], buffer.getvalue())
+    plt.close(figure)
+    return paths
