@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import advlab
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
