@@ -1,3 +1,6 @@
+import hashlib
+from importlib import resources
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +51,37 @@ def test_embedded_default_is_deterministic_real_mnist():
     counts = torch.bincount(torch.cat([a.train.labels, a.test.labels]), minlength=10)
     assert int(counts.min()) > 400  # all ten digits, roughly balanced
     assert float(a.train.images.max()) == 1.0 and float(a.train.images.min()) == 0.0
+
+
+EMBEDDED_SHA256 = "993bda34de3be3662c26d4592f38ab389c909d56265c9df4314360f1efbeca0d"
+
+
+def test_embedded_file_is_the_converted_archive():
+    """The packaged archive is byte for byte the one tools/make_embedded_digits.py wrote (its
+    sha256 is in the NOTICE beside it): uint8 arrays of the stated shapes, no pickled objects."""
+    packaged = resources.files("advlab.data").joinpath("embedded", "digits5k.npz.bin")
+    assert hashlib.sha256(packaged.read_bytes()).hexdigest() == EMBEDDED_SHA256
+    notice = resources.files("advlab.data").joinpath("embedded", "NOTICE.md").read_text()
+    assert EMBEDDED_SHA256 in notice and "CC BY-SA 3.0" in notice
+    with packaged.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
+        shapes = {name: (archive[name].dtype, archive[name].shape) for name in archive.files}
+    assert shapes == {
+        "train_images": (np.dtype(np.uint8), (4000, 28, 28)),
+        "train_labels": (np.dtype(np.uint8), (4000,)),
+        "test_images": (np.dtype(np.uint8), (1000, 28, 28)),
+        "test_labels": (np.dtype(np.uint8), (1000,)),
+    }
+
+
+def test_embedded_images_are_pixels_over_255():
+    splits = load_embedded()
+    packaged = resources.files("advlab.data").joinpath("embedded", "digits5k.npz.bin")
+    with packaged.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
+        pixels, labels = archive["test_images"], archive["test_labels"]
+    expected = torch.from_numpy(pixels.astype(np.float32) / np.float32(255)).unsqueeze(1)
+    assert torch.equal(splits.test.images, expected)
+    assert torch.equal(splits.test.labels, torch.from_numpy(labels.astype(np.int64)))
+    assert "CC BY-SA 3.0" in splits.source
 
 
 def test_select_classes_relabels(embedded):

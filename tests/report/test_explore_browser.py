@@ -112,6 +112,107 @@ def test_fig2_error_curve_is_exact(page, explore_page):
     assert expected[0] < expected[10] < expected[25]
 
 
+def _console_errors(driver) -> list[dict]:
+    """The browser log's errors since the last call (reading the log empties it)."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
+
+
+def _enter(driver, input_id: str, text: str) -> None:
+    """Type `text` into a number field at once, as a paste does: set the value, fire `input`."""
+    driver.execute_script(
+        "const el = document.getElementById(arguments[0]); el.value = arguments[1];"
+        "el.dispatchEvent(new Event('input', { bubbles: true }));",
+        input_id, text,
+    )
+
+
+def _overlapping_labels(driver, svg_id: str) -> list[list[str]]:
+    """Pairs of text labels in an SVG whose boxes overlap (labels piled on one another)."""
+    return driver.execute_script(
+        """const texts = Array.from(document.querySelectorAll('#' + arguments[0] + ' text'));
+        const boxes = texts.map((t) => t.getBBox()), out = [];
+        for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+          const a = boxes[i], b = boxes[j];
+          const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+          const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+          if (w > 1 && h > 1) out.push([texts[i].textContent, texts[j].textContent]);
+        }
+        return out;""",
+        svg_id,
+    )
+
+
+def _page_text(driver) -> str:
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+@pytest.fixture
+def worked(page):
+    """The worked example at its seed values and eps = 0.3; reset again afterwards."""
+    page.find_element(By.ID, "we-reset").click()
+    _console_errors(page)
+    yield page
+    page.find_element(By.ID, "we-reset").click()
+
+
+@pytest.mark.parametrize("weight", ["0", "0.001"])
+def test_degenerate_weights_give_a_message_not_nan(worked, weight):
+    for i in range(5):
+        _enter(worked, f"we-w{i}", weight)
+    message = worked.find_element(By.ID, "we-message")
+    text = _page_text(worked)
+    assert "NaN" not in text and "Infinity" not in text
+    assert _overlapping_labels(worked, "we-sigmoid") == []
+    assert _overlapping_labels(worked, "we-bars") == []
+    if weight == "0":
+        assert message.is_displayed() and "All weights are 0" in message.text
+        assert worked.find_element(By.ID, "we-flip").text.startswith("none")
+    else:  # |w.x + b| / ||w||_1 = 0.001 * |-2 + 2 + 1 - 3 + 1| / 0.005, its eps ticks packed into 0.0075 of z
+        assert not message.is_displayed()
+        assert worked.find_element(By.ID, "we-flip").text == "0.0010 / 0.0050 = 0.2000"
+    assert _console_errors(worked) == []
+    _enter(worked, "we-w0", "3")
+    assert not message.is_displayed()
+
+
+@pytest.mark.parametrize("field", ["we-x0", "we-w2", "we-b"])
+@pytest.mark.parametrize("entry", ["1e308", "-1e308", "1001", "1e400", "", "abc"])
+def test_out_of_range_entries_are_refused_with_a_message(worked, field, entry):
+    """An entry that is not a finite number in [-1000, 1000] is refused: the field is marked, a
+    message says why, the numbers shown stay those of the last accepted value, and the browser
+    logs no error."""
+    before = {name: worked.find_element(By.ID, name).text for name in ("we-p", "we-z", "we-flip")}
+    _enter(worked, field, entry)
+    message = worked.find_element(By.ID, "we-message")
+    assert message.is_displayed()
+    assert ("outside [\u22121000, 1000]" in message.text) or ("is empty or not a number" in message.text)
+    assert "invalid" in worked.find_element(By.ID, field).get_attribute("class")
+    assert {name: worked.find_element(By.ID, name).text for name in before} == before
+    text = _page_text(worked)
+    assert "NaN" not in text and "Infinity" not in text
+    assert _console_errors(worked) == []
+    _enter(worked, field, "1000")  # the bound itself is accepted, and clears the message
+    assert not message.is_displayed()
+    assert "invalid" not in worked.find_element(By.ID, field).get_attribute("class")
+    assert _overlapping_labels(worked, "we-sigmoid") == [] and _console_errors(worked) == []
+
+
+@pytest.mark.parametrize("width", [360, 420])
+def test_fits_a_phone_screen_without_sideways_scrolling(page, width):
+    page.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": width, "height": 740, "deviceScaleFactor": 1, "mobile": True}
+    )
+    try:
+        assert page.execute_script("return window.innerWidth") == width
+        scroll, client = page.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert scroll <= client == width
+        assert _console_errors(page) == []
+    finally:
+        page.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_no_console_errors_and_a_screenshot(page, tmp_path_factory):
     severe = [entry for entry in page.get_log("browser") if entry["level"] in ("SEVERE", "ERROR")]
     assert severe == []

