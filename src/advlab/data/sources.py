@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import os
 import urllib.error
