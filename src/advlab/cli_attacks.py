@@ -17,7 +17,7 @@ import torch
 from advlab.attacks import make_attack
 from advlab.data import Dataset, Splits, load_data
 from advlab.data.catalog import stream_data
-from advlab.data.shard import Shard, join_process_group
+from advlab.data.shard import Shard, join_process_group, launched
 from advlab.errors import InputError
 from advlab.io import json_bytes, npz_bytes, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.report.markdown import number, percent, table
@@ -83,7 +83,7 @@ def _model_label(args: argparse.Namespace) -> str:
 def cmd_attack(args: argparse.Namespace) -> int:
     shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
     params, targets, out = args.params, args.targets, args.out
-    if args.stream or shard.world > 1:
+    if args.stream or launched():  # torchrun streams, with 1 process too
         from advlab.attacks.stream import stream_attack
 
         if isinstance(targets, int):
@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "source_name": Path(args.source).name if args.source else "source", "batch_size": args.batch_size,
                 "seed": args.seed, "progress": not args.no_progress}
     start = time.perf_counter()
-    if args.stream or shard.world > 1:
+    if args.stream or launched():  # torchrun streams, with 1 process too
         from advlab.analysis.streamed import stream_robustness
 
         checkpoint = _load_model(args, args.device)
