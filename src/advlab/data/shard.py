@@ -59,7 +59,7 @@ def _store() -> Any:
 
 
 def _key(name: str) -> str:
-    return f"advlab/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{name}"
+    return f"advlab/{name}"
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,12 @@ def join_process_group(device: torch.device | None = None) -> Shard:
     is already initialised, this process's shard. On a CUDA `device`, each process takes the GPU
     of its local rank. A plain run is rank 0 of 1."""
     if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+        store, rank, world = next(dist.rendezvous("env://"))
+        # torchrun keeps one key-value store across restarts: the keys of a restarted group
+        # (gloo's addresses among them) go under the attempt's name, never read stale.
+        store = dist.PrefixStore(f"attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo",
+                                store=store, rank=rank, world_size=world)
         atexit.register(_leave)
     if device is not None and device.type == "cuda" and launched():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
