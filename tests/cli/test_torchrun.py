@@ -83,7 +83,7 @@ def good(folder: Path) -> list[str]:
     return ["--data", f"npz:{folder / 'good.npz'}", "--limit", str(LIMIT)]
 
 
-def torchrun(folder: Path, launcher: list[str], args: list[str], env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.Popen:
+def torchrun(folder: Path, launcher: list[str], args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(folder)]), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "advlab", *args], cwd=folder,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

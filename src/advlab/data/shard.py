@@ -214,4 +214,5 @@ def tell_launcher(line: str) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if path:
         with contextlib.suppress(OSError), open(path, "w") as handle:
-            json.dump({"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}, handle)
+            report = {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}
+            json.dump({"message": report}, handle)
