@@ -17,7 +17,7 @@ import torch
 from advlab.attacks import make_attack
 from advlab.data import Dataset, Splits, load_data
 from advlab.data.catalog import stream_data
-from advlab.data.shard import Shard, join_process_group
+from advlab.data.shard import Shard, join_process_group, launched
 from advlab.errors import InputError
 from advlab.io import json_bytes, npz_bytes, write_bytes_atomic, write_files_atomic, write_json_atomic, write_npz_atomic
 from advlab.report.markdown import number, percent, table
@@ -110,7 +110,7 @@ def _model_label(args: argparse.Namespace) -> str:
 def cmd_attack(args: argparse.Namespace) -> int:
     shard = join_process_group(args.device)  # under torchrun: shard the examples over the processes
     params, targets, out = args.params, args.targets, args.out
-    if args.stream or shard.world > 1:
+    if args.stream or launched():  # torchrun streams, with 1 process too
         from advlab.attacks.stream import stream_attack
 
         if isinstance(targets, int):
@@ -173,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     shard = join_process_group(args.device) if not args.suite else Shard(0, 1)  # torchrun shards grid examples
-    streamed = args.stream or shard.world > 1
+    streamed = args.stream or (launched() and not args.suite)  # torchrun streams, with 1 process too
     if args.suite:
         settings = EvaluationSettings(norm=args.norm, bracket=args.bracket, skip_certified=args.skip_certified,
                                       certify=getattr(importlib.import_module("advlab.exact"), "certify", None) if args.bracket or args.skip_certified else None,

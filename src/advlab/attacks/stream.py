@@ -15,8 +15,8 @@ attack sees each batch's global indices, so every random draw is a function of (
 and the per-example results equal those of one call on the whole tensor, for any batch size.
 
 Under a process group (`advlab.data.shard`) each rank writes the parts of its own batches
-without waiting for the others; the ranks meet twice, before the work (to agree on what is
-recorded) and after it, when rank 0 receives the parts it cannot see in its folder (ranks on
+without waiting for the others; the ranks meet twice (each time first at a barrier that a failed
+rank breaks), before the work (to agree on what is recorded) and after it, when rank 0 receives the parts it cannot see in its folder (ranks on
 other machines without a shared file system) and alone reports.
 """
 
@@ -154,11 +154,13 @@ def run_stream(batches: Iterable[Batch], store: ResultStore, work: Work, *, desc
     waits for another until all are done (see the module docstring). A progress bar on rank 0
     counts the examples it has passed, those already recorded and other ranks' included."""
     shard = shard or current_shard()
+    shard.meet()  # every rank has opened the data, the model and the store (or one failed: PeerFailed)
     store.agree(shard)
     bar = progress_bar(stream_length(batches), desc, enabled=progress and shard.is_root)
     start, count = 0, 0
     with bar:
         for count, (n, batch) in enumerate(select(batches, shard.owns), start=1):
+            shard.check_peers()  # another rank failed: stop now
             recorded = store.check(count - 1, start, n)
             if batch is not None:
                 x, y = torch.as_tensor(batch[0]), torch.as_tensor(batch[1])
@@ -172,6 +174,7 @@ def run_stream(batches: Iterable[Batch], store: ResultStore, work: Work, *, desc
     if extra:
         raise InputError(f"{store.directory} holds results for batch {extra[0]}, past the end of this stream ({count} batches): "
                          "other data; use another output folder")
+    shard.meet()
     store.collect(shard)
 
 

@@ -111,13 +111,18 @@ def stream_data(
     are loaded whole and then sliced."""
     spec = check_data_spec(spec, data_dir)
     name = f"{spec}-{split}" + (":" + "v".join(str(c) for c in classes) if classes else "")
+
+    def named(batches: IdxBatches | NpzBatches | FolderBatches) -> tuple[Iterable[Batch], str]:
+        """With the limit in the name when it cuts the split, as `Dataset.take` writes it."""
+        return batches, name + (f"[:{limit}]" if limit is not None and limit < batches.available else "")
+
     if data_dir is not None:
-        return IdxBatches(data_dir, split, batch_size, limit=limit, classes=classes), name
+        return named(IdxBatches(data_dir, split, batch_size, limit=limit, classes=classes))
     form = data_format(spec)
     if form is not None:
         batches = form.batches(spec[len(form.prefix) :], split, batch_size, limit=limit, classes=classes)
         if not getattr(batches, "fortran_order", False):  # an .npz image array in Fortran order is loaded whole
-            return batches, name
+            return named(batches)
     splits = load_data(spec, data_dir)
     splits = splits.select_classes(classes) if classes else splits
     data = (splits.test if split == "test" else splits.train).take(limit)

@@ -113,6 +113,7 @@ class FolderBatches:
         self.paths = [path for path, _ in files]
         self.labels = torch.tensor([label for _, label in files], dtype=torch.int64)
         self.batch_size = check_count("batch_size", batch_size)
+        self.available = len(files)  # before the limit
         self.n = len(files) if limit is None else min(len(files), check_count("limit", limit))
 
     def __len__(self) -> int:

@@ -73,6 +73,7 @@ class RowBatches:
             self._keep = np.flatnonzero(np.isin(labels, wanted))
             labels = np.argmax(labels[self._keep, None] == wanted[None, :], axis=1)
         self._labels = labels
+        self.available = len(labels)  # before the limit
         self.n = len(labels) if limit is None else min(len(labels), check_count("limit", limit))
 
     def _rows(self) -> contextlib.AbstractContextManager[BinaryIO]:
