@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build advlab's wheel, install it into a fresh venv with no source tree, and run a quickstart there.
 #
-#   bash .ci/wheel.sh [QUICKSTART.py]     (default: .ci/quickstart_smoke.py)
+#   bash .ci/wheel.sh [QUICKSTART.py | PAGE.md]     (default: .ci/quickstart_smoke.py)
+#
+# A Markdown page stands for its ```python blocks, run in order as one script (the README's
+# quickstart: what a new user copies).
 #
 # Steps: `python -m build --wheel` from a copy of the tracked files; a new venv in a temporary
 # folder; `pip install torch==2.13.0` (the CPU build the lock names), then the wheel, whose other
@@ -40,6 +43,11 @@ quiet "$work/venv/bin/pip" install "$wheel"
 
 echo "== quickstart from an empty folder: $script"
 mkdir "$work/empty" && cd "$work/empty"
+if [[ "$script" == *.md ]]; then  # the page's python blocks, in order, as one script
+    awk '/^```python/{on=1; next} /^```/{on=0} on' "$script" > "$work/quickstart.py"
+    [ -s "$work/quickstart.py" ] || { echo "wheel.sh: no python block in $script" >&2; exit 2; }
+    script="$work/quickstart.py"
+fi
 "$work/venv/bin/python" -c 'import advlab, sys; sys.exit(0 if advlab.__file__.startswith(sys.prefix) else f"advlab imported from {advlab.__file__}, not the venv")'
 "$work/venv/bin/python" "$script"
 end=$(date +%s%N)
