@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import torch
 
 from advlab.attacks import ATTACKS
+from advlab.data.shard import launched
 from advlab.cli_params import accepted_params, attack_params, grouped_params, requires_eps
 from advlab.errors import InputError, UnknownNameError
 from advlab.training import AdversarialObjective
@@ -272,7 +273,7 @@ def model_source(args: argparse.Namespace) -> None:
 
 def check_attack(args: argparse.Namespace) -> None:
     model_source(args)
-    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream)
+    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream or launched())  # torchrun streams
     args.json = json_target(args.json)
     reserved = {"batch_size": "--batch-size", "seed": "--seed", **({"eps": "--eps"} if args.eps is not None else {})}
     args.params = attack_params(args.method, args.param, reserved=reserved)
@@ -324,7 +325,7 @@ def check_evaluate(args: argparse.Namespace) -> None:
     from advlab.analysis import default_attacks
 
     model_source(args)
-    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream)
+    args.out = fresh_output_dir(args.out, force=args.force, resumes=args.stream or launched())  # torchrun streams
     args.json = json_target(args.json)
     if args.suite is not None:
         if args.attacks or args.param or args.source:
