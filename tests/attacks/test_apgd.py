@@ -148,6 +148,11 @@ def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.
         (g,) = torch.autograd.grad(loss, z)
         return float(loss.detach()), g, int(logits.argmax(1))
 
+    tie = torch.finfo(torch.float64).eps ** 0.75  # a rise or an improvement counts beyond rounding only
+
+    def above(a: float, b: float) -> bool:
+        return a - b > tie * (1 + abs(b))
+
     marks, step = checkpoints(steps), 2 * eps
     x_k = x_old = x_best = start
     f, g, pred = loss_grad(x_k)
@@ -160,8 +165,8 @@ def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.
         a = 1.0 if i == 0 else 0.75
         x_old, x_k = x_k, project(x_k + a * (z - x_k) + (1 - a) * (x_k - x_old))
         f, g, pred = loss_grad(x_k)
-        rises, f_last, since = rises + (f > f_last), f, since + 1
-        if f > f_best:
+        rises, f_last, since = rises + above(f, f_last), f, since + 1
+        if above(f, f_best):
             x_best, g_best, f_best = x_k, g, f
         if i + 1 in marks:
             halve = rises <= since * attack.rho or (not reduced and f_best_check >= f_best)
