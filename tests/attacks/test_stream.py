@@ -135,7 +135,8 @@ def test_sharded_stream_is_bit_identical_and_converts_only_its_batches(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         _idx_run(tmp_path / "data", tmp_path / ("out-1" if separate else "out"), lambda s: _dies_after(s, 2))
     results = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_shard_worker, args=(world, str(tmp_path), separate, torch.get_num_threads(), results), nprocs=world, start_method="spawn")
+    mp.start_processes(_shard_worker, args=(world, str(tmp_path), separate, torch.get_num_threads(), results), nprocs=world,
+                       start_method="spawn")
     assert sorted(results.get() for _ in range(world)) == [(rank, len(range(rank, 6, world))) for rank in range(world)]
     root = tmp_path / ("out-0" if separate else "out")
     assert sorted(p.name for p in root.glob("part-*.npz")) == [f"part-{k:06d}.npz" for k in range(6)]

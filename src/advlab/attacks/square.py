@@ -4,7 +4,8 @@ Random search over the eps-ball. Each example keeps its best point x_best and, a
 iteration, proposes a change confined to one random square window of side s (Sec. 3):
 
 - L-inf (Alg. 2): the window is set to +-eps per channel (one sign per channel), vertices of the
-  ball (exactly the interval's ends x - eps or x + eps, clipped to the box); the start puts +-eps on vertical stripes (one sign per column and channel).
+  ball (exactly the interval's ends x - eps or x + eps, clipped to the box); the start puts
+  +-eps on vertical stripes (one sign per column and channel).
 - L2 (Alg. 3, Sec. 3.2): mass eta (concentric rectangles weighted 1/(k+1)^2, one half negated)
   is moved into window 1 from window 2, keeping ||delta||_2 = eps; the start tiles eta over a
   5 x 5 grid of blocks with random signs.
