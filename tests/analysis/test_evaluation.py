@@ -129,6 +129,7 @@ def test_bracket_contains_the_exact_robust_accuracy():
         assert low <= high
 
 
+@pytest.mark.invariance
 def test_skip_certified_attacks_only_the_points_the_bounds_leave_open(case, monkeypatch):
     """With skip_certified, CROWN/interval bounds run first; proven points are never attacked, and
     every outcome equals the full cascade's (a proven point has no adversarial point to find)."""

@@ -10,6 +10,7 @@ from advlab.attacks.apgd import DLRFallbackWarning, checkpoints, dlr_loss, targe
 from advlab.errors import InputError
 from advlab.exact import minimal_linf, minimal_perturbation
 from advlab.models import MLP
+from tests.invariance import ATOL, assert_same_per_example, clear_rows
 
 
 def test_checkpoints_follow_the_paper():
@@ -87,6 +88,7 @@ def test_against_the_milp_on_a_small_relu_net(cls, kwargs, share, milp_case):
     assert success(1.25 * upper).double().mean() >= share
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_batch_size_invariant_and_seeded(norm):
     torch.manual_seed(0)
@@ -97,9 +99,9 @@ def test_batch_size_invariant_and_seeded(norm):
     whole = APGDT(model, eps=eps, norm=norm, steps=15, targets=2)(x, y)
     pieces = APGDT(model, eps=eps, norm=norm, steps=15, targets=2, batch_size=7)(x, y)
     # the same per example up to the model's own float64 rounding for another batch size
-    assert torch.equal(whole.success, pieces.success)
-    assert torch.allclose(whole.x_adv, pieces.x_adv, rtol=0, atol=1e-9)
-    assert not torch.equal(whole.x_adv, APGDT(model, eps=eps, norm=norm, steps=15, targets=2, seed=1)(x, y).x_adv)
+    assert_same_per_example(whole, pieces)
+    other_seed = APGDT(model, eps=eps, norm=norm, steps=15, targets=2, seed=1)(x, y)
+    assert float((whole.x_adv - other_seed.x_adv).abs().max()) > 1e-3
 
 
 def test_few_classes_fall_back_to_cross_entropy_with_a_warning():
@@ -148,6 +150,11 @@ def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.
         (g,) = torch.autograd.grad(loss, z)
         return float(loss.detach()), g, int(logits.argmax(1))
 
+    tie = torch.finfo(torch.float64).eps ** 0.75  # a rise or an improvement counts beyond rounding only
+
+    def above(a: float, b: float) -> bool:
+        return a - b > tie * (1 + abs(b))
+
     marks, step = checkpoints(steps), 2 * eps
     x_k = x_old = x_best = start
     f, g, pred = loss_grad(x_k)
@@ -160,8 +167,8 @@ def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.
         a = 1.0 if i == 0 else 0.75
         x_old, x_k = x_k, project(x_k + a * (z - x_k) + (1 - a) * (x_k - x_old))
         f, g, pred = loss_grad(x_k)
-        rises, f_last, since = rises + (f > f_last), f, since + 1
-        if f > f_best:
+        rises, f_last, since = rises + above(f, f_last), f, since + 1
+        if above(f, f_best):
             x_best, g_best, f_best = x_k, g, f
         if i + 1 in marks:
             halve = rises <= since * attack.rho or (not reduced and f_best_check >= f_best)
@@ -171,6 +178,7 @@ def _textbook_apgd(attack: APGD, x: torch.Tensor, y: torch.Tensor, start: torch.
     return (x_k, True) if pred != int(y) else (x_best, False)
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize("norm,loss", [("linf", "ce"), ("linf", "dlr"), ("l2", "ce")])
 def test_the_batched_loop_is_the_textbook_algorithm(norm, loss):
     """The fused, early-exiting batch loop returns, per example, what Alg. 1 run on that example alone returns."""
@@ -183,5 +191,8 @@ def test_the_batched_loop_is_the_textbook_algorithm(norm, loss):
     starts = attack._start(x, torch.arange(len(x)), 0)
     outcomes = [_textbook_apgd(attack, x[i : i + 1], y[i : i + 1], starts[i : i + 1]) for i in range(len(x))]
     assert 0 < result.success.sum() < len(x)  # both kinds of outcome are checked
-    assert [s for _, s in outcomes] == result.success.tolist()
-    assert torch.allclose(torch.cat([p for p, _ in outcomes]), result.x_adv, rtol=0, atol=1e-9)
+    # one example at a time is another batch shape: equal as docs/guide/reproducibility.md promises
+    clear = clear_rows(result)
+    assert torch.tensor([s for _, s in outcomes])[clear].tolist() == result.success[clear].tolist()
+    gap = (torch.cat([p for p, _ in outcomes]) - result.x_adv)[clear].abs().max()
+    assert float(gap) <= ATOL

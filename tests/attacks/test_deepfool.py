@@ -1,5 +1,7 @@
 """DeepFool: closed forms on affine classifiers, minimality on linear models, batching, bad input."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from advlab.attacks.deepfool import PUSH
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation, multiclass_weights
 from advlab.models import LogisticRegression, SoftmaxRegression
+from tests.invariance import assert_same_per_example
 
 
 WIDE = (-100.0, 100.0)  # a box no step reaches: the unconstrained problem
@@ -79,11 +82,13 @@ def test_targeted_reaches_the_target(softmax_model, embedded):
     assert float(result.success.double().mean()) > 0.9
 
 
+@pytest.mark.invariance
 def test_examples_stop_when_adversarial_and_batches_agree(softmax_model, embedded):
-    x, y = embedded.test.images[:64], embedded.test.labels[:64]
-    whole = DeepFool(softmax_model)(x, y)
-    split = DeepFool(softmax_model, batch_size=7)(x, y)
-    torch.testing.assert_close(whole.x_adv, split.x_adv, rtol=0, atol=1e-5)
+    x, y = embedded.test.images[:64].double(), embedded.test.labels[:64]
+    model = copy.deepcopy(softmax_model).double()
+    whole = DeepFool(model)(x, y)
+    split = DeepFool(model, batch_size=7)(x, y)
+    assert_same_per_example(whole, split)
     wrong = ~whole.clean_correct
     assert torch.equal(whole.x_adv[wrong], x[wrong])  # already adversarial: untouched
 

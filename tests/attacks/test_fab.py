@@ -9,6 +9,7 @@ from advlab.attacks import FABT, make_attack
 from advlab.attacks.fab import projection_l2, projection_linf
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
+from tests.invariance import assert_same_per_example
 
 
 def test_projections_match_the_closed_forms_away_from_the_box():
@@ -78,6 +79,7 @@ def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_mo
     assert result.success[reachable].double().mean() >= 0.97
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_batch_invariance_box_and_restarts(norm):
     torch.manual_seed(0)
@@ -89,8 +91,7 @@ def test_batch_invariance_box_and_restarts(norm):
     whole = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box)(x, y)
     pieces = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box, batch_size=6)(x, y)
     # the same per example up to the model's own float64 rounding for another batch size
-    assert torch.equal(whole.success, pieces.success)
-    assert torch.allclose(whole.x_adv, pieces.x_adv, rtol=0, atol=1e-9)
+    assert_same_per_example(whole, pieces)
     size = whole.linf if norm == "linf" else whole.l2
     assert bool((size <= eps + 1e-9).all())
     assert bool(((whole.x_adv >= box[0]) & (whole.x_adv <= box[1])).all())

@@ -1,15 +1,23 @@
 """Norm geometry (project, step, direction, distance) and the counter-based random starts."""
 
 import copy
-import math
+import dataclasses
 
 import pytest
 import torch
 
-from advlab.attacks import PGD
+from advlab.attacks import PGD, AttackResult
 from advlab.attacks.geometry import GEOMETRIES, geometry, random_start
 from advlab.attacks.randomness import counter_uniform
 from advlab.errors import InputError
+from tests.invariance import assert_same_per_example
+
+
+def _rows(result: AttackResult, rows: slice) -> AttackResult:
+    """The per-example fields of `result` for `rows` (what the invariance checks read)."""
+    return dataclasses.replace(result, x=result.x[rows], x_adv=result.x_adv[rows], labels=result.labels[rows],
+                               success=result.success[rows], clean_logits=result.clean_logits[rows],
+                               adv_logits=result.adv_logits[rows])
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -39,6 +47,7 @@ def test_counter_uniform_matches_the_reference(seed, draw):
     assert 0 < float(big.min()) and float(big.max()) < 1 and abs(float(big.mean()) - 0.5) < 0.002
 
 
+@pytest.mark.invariance
 def test_random_start_depends_only_on_seed_index_and_draw():
     x = torch.rand(20, 1, 4, 4)
     for g in GEOMETRIES.values():
@@ -87,6 +96,7 @@ def test_unknown_norm():
         geometry("l3")
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize("kwargs", [{"norm": "l2", "eps": 2.0}, {"norm": "linf", "eps": 0.05, "restarts": 3},
                                     {"norm": "l2", "eps": 1.0, "restarts": 2, "early_exit": True}])
 def test_pgd_random_starts_do_not_depend_on_batch_size(softmax_model, embedded, kwargs):
@@ -98,14 +108,16 @@ def test_pgd_random_starts_do_not_depend_on_batch_size(softmax_model, embedded, 
     """
     x, y = embedded.test.images[:50].double(), embedded.test.labels[:50]
     model = copy.deepcopy(softmax_model).double()
-    results = [PGD(model, steps=5, seed=3, batch_size=b, **kwargs)(x, y).x_adv for b in (7, 1000)]
-    assert float((results[0] - results[1]).abs().max()) <= 1e-12
+    pieces, whole = (PGD(model, steps=5, seed=3, batch_size=b, **kwargs)(x, y) for b in (7, 1000))
+    assert_same_per_example(pieces, whole)
 
 
+@pytest.mark.invariance
 def test_pgd_indices_select_the_same_draws(softmax_model, embedded):
-    x, y = embedded.test.images[:30], embedded.test.labels[:30]
-    attack = PGD(softmax_model, eps=0.3, steps=3, restarts=2, seed=1)
-    whole = attack(x, y).x_adv
-    shard = attack(x[10:20], y[10:20], indices=torch.arange(10, 20)).x_adv
-    assert torch.equal(whole[10:20], shard)
-    assert not math.isclose(float((whole[:10] - attack(x[10:20], y[10:20]).x_adv).abs().max()), 0.0)
+    """A shard is another batch shape: its points equal the whole call's as promised (float64)."""
+    x, y = embedded.test.images[:30].double(), embedded.test.labels[:30]
+    attack = PGD(copy.deepcopy(softmax_model).double(), eps=0.3, steps=3, restarts=2, seed=1)
+    whole = attack(x, y)
+    shard = attack(x[10:20], y[10:20], indices=torch.arange(10, 20))
+    assert_same_per_example(shard, _rows(whole, slice(10, 20)))
+    assert float((whole.x_adv[:10] - attack(x[10:20], y[10:20]).x_adv).abs().max()) > 1e-3  # indices pick the draws

@@ -1,8 +1,9 @@
 """Early exit, best-so-far and the weight search."""
 
+import pytest
 import torch
 
-from advlab.attacks.search import ActiveSet, BestSoFar, WeightSearch
+from advlab.attacks.search import ActiveSet, BestSoFar, WeightSearch, exceeds, tie_tolerance
 
 
 def test_active_set_retires_finished_rows():
@@ -33,3 +34,15 @@ def test_weight_search_brackets_then_bisects():
     for _ in range(40):
         search.update(search.weight <= threshold)
     assert bool(search.settled().all()) and abs(float(search.best_success) - threshold) / threshold < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_exceeds_reads_rounding_as_a_tie(dtype):
+    """A loss a few ulps above another (the same point in another batch shape) is no rise; a change
+    well above the tolerance is, in both directions of sign and at any scale."""
+    b = torch.tensor([-0.4859, 0.0, 3.0, -250.0], dtype=dtype)
+    ulps = b + 8 * torch.finfo(dtype).eps * (1 + b.abs())
+    assert not bool(exceeds(ulps, b).any()) and not bool(exceeds(b, b).any())
+    assert bool(exceeds(b + 4 * tie_tolerance(dtype) * (1 + b.abs()), b).all())
+    assert not bool(exceeds(b - 1, b).any())
+    assert tie_tolerance(torch.float64) < 2e-12 and tie_tolerance(torch.float32) < 1e-5

@@ -13,6 +13,7 @@ from advlab.attacks.stream import ResultStore, stream_attack
 from advlab.data.stream import IdxBatches, TensorBatches
 from advlab.errors import InputError
 from tests.data.test_sources import write_fake_mnist
+from tests.invariance import ATOL, clear_rows
 
 
 def make_problem(n=23):
@@ -37,22 +38,29 @@ def _pgd(model):  # random starts and restarts: every example's draws come from 
     return PGD(model, eps=0.1, steps=3, random_start=True, restarts=2, seed=5, batch_size=4)
 
 
-COLUMNS = ("success", "adv_pred", "clean_pred", "linf", "l2")
+FLAGS = ("success", "adv_pred", "clean_pred")
+COLUMNS = (*FLAGS, "linf", "l2")
 
 
+@pytest.mark.invariance
 def test_stream_equals_tensor_call_for_any_batching(tmp_path, problem):
+    """Loader batches of 7 attacked in fours are other batch shapes than the tensor call's fours:
+    equal as docs/guide/reproducibility.md promises (flags beyond near-ties, floats within ATOL)."""
     model, x, y = problem
     whole = _pgd(model)(x, y)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=7)
     streamed = stream_attack(_pgd(model), loader, tmp_path / "s", keep_adversarial=True, progress=False)
     store = streamed.store
     assert store.column("index").tolist() == list(range(23))
-    for name in COLUMNS:
-        assert np.array_equal(store.column(name), getattr(whole, name).numpy()), name
-    assert np.array_equal(store.column("x_adv"), whole.x_adv.numpy())
+    clear = clear_rows(whole).numpy()
+    for name in FLAGS:
+        assert np.array_equal(store.column(name)[clear], getattr(whole, name).numpy()[clear]), name
+    for name in ("linf", "l2", "x_adv"):
+        assert np.abs(store.column(name)[clear] - getattr(whole, name).numpy()[clear]).max() <= ATOL, name
     summary, expected = streamed.summary(), whole.summary()
-    for key in ("n", "success_rate", "adversarial_accuracy", "clean_accuracy", "mean_linf", "mean_l2"):
-        assert summary[key] == pytest.approx(expected[key], rel=1e-12), key
+    assert summary["n"] == expected["n"]
+    for key in ("success_rate", "adversarial_accuracy", "clean_accuracy", "mean_linf", "mean_l2"):
+        assert summary[key] == pytest.approx(expected[key], rel=0, abs=ATOL), key
 
 
 def _dies_after(batches, k):
@@ -101,10 +109,10 @@ def _idx_run(folder, out, batches=None):
     return stream_attack(_pgd(_idx_model()), source if batches is None else batches(source), out, keep_adversarial=True, progress=False)
 
 
-def _shard_worker(rank, world, tmp, separate, results):
+def _shard_worker(rank, world, tmp, separate, threads, results):
     import advlab.data.stream as stream
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)  # the single process's: bit-identity is promised at one thread count
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
     try:
         converted, decode = [], stream.decode_idx
@@ -115,6 +123,7 @@ def _shard_worker(rank, world, tmp, separate, results):
         dist.destroy_process_group()
 
 
+@pytest.mark.invariance
 @pytest.mark.parametrize(("world", "separate"), [(2, True), (3, False)])
 def test_sharded_stream_is_bit_identical_and_converts_only_its_batches(tmp_path, world, separate):
     """22 examples in 6 batches over `world` gloo processes, resumed from a killed 1-process run
@@ -126,7 +135,8 @@ def test_sharded_stream_is_bit_identical_and_converts_only_its_batches(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         _idx_run(tmp_path / "data", tmp_path / ("out-1" if separate else "out"), lambda s: _dies_after(s, 2))
     results = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_shard_worker, args=(world, str(tmp_path), separate, results), nprocs=world, start_method="spawn")
+    mp.start_processes(_shard_worker, args=(world, str(tmp_path), separate, torch.get_num_threads(), results), nprocs=world,
+                       start_method="spawn")
     assert sorted(results.get() for _ in range(world)) == [(rank, len(range(rank, 6, world))) for rank in range(world)]
     root = tmp_path / ("out-0" if separate else "out")
     assert sorted(p.name for p in root.glob("part-*.npz")) == [f"part-{k:06d}.npz" for k in range(6)]

@@ -1,5 +1,6 @@
 """Eval-mode batched inference and the frozen context attacks run in."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -11,6 +12,7 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 3))
 
 
+@pytest.mark.invariance
 def test_logits_are_eval_mode_and_batch_size_independent():
     model, x = _net().train(), torch.rand(10, 2, 2)
     whole = logits(model, x, batch_size=1000)

@@ -10,6 +10,7 @@
   (success) or divide (failure) by `factor` until both a success and a failure are seen, then
   bisect geometrically between the largest success and the smallest failure. Carlini &
   Wagner's search over c, whose weight sits on the loss, is the same with the roles swapped.
+- `exceeds`: a loss comparison that reads rounding-level differences as ties.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ import torch
 from advlab.attacks.geometry import per_example
 
 RTOL = 1e-4  # a weight search is settled once its bracket is this tight: fail / success <= 1 + RTOL
+
+
+def tie_tolerance(dtype: torch.dtype) -> float:
+    """eps^(3/4) of the dtype: 1.8e-12 in float64, 6.4e-6 in float32 (thousands and tens of ulps)."""
+    return torch.finfo(dtype).eps ** 0.75
+
+
+def exceeds(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a > b beyond rounding: a - b > tol (1 + |b|), tol = `tie_tolerance` of the dtype.
+
+    The same point evaluated in a batch of another shape (or with other kernels) gives a loss a
+    few ulps off. An iterative attack revisits points (under L-inf its iterates sit on the
+    ball's vertices), so a strict `>` would count such a pair as a rise or an improvement in one
+    batching and not in another, and its decisions would depend on the batching.
+    """
+    return a - b > tie_tolerance(a.dtype) * (1 + b.abs())
 
 
 class ActiveSet:

@@ -4,7 +4,8 @@ Random search over the eps-ball. Each example keeps its best point x_best and, a
 iteration, proposes a change confined to one random square window of side s (Sec. 3):
 
 - L-inf (Alg. 2): the window is set to +-eps per channel (one sign per channel), vertices of the
-  ball; the start puts +-eps on vertical stripes (one sign per column and channel).
+  ball (exactly the interval's ends x - eps or x + eps, clipped to the box); the start puts
+  +-eps on vertical stripes (one sign per column and channel).
 - L2 (Alg. 3, Sec. 3.2): mass eta (concentric rectangles weighted 1/(k+1)^2, one half negated)
   is moved into window 1 from window 2, keeping ||delta||_2 = eps; the start tiles eta over a
   5 x 5 grid of blocks with random signs.
@@ -234,8 +235,10 @@ class Square(FixedBudgetAttack):
         rows, cols = self._window(p, c, h, w, l2=False)
         window = self._window_weights(*self._corner(step, 0, h, w, rows, cols), rows, cols, h, w, run.image.dtype)
         signs = step["sign"].to(run.image.dtype).view(n, c, 1, 1)
-        # outside the window best + 0 = best and inside best + 2 eps sign, bit for bit as a `where` would give
-        return torch.clamp(run.best + ((2 * self.eps) * signs) * window, run.low, run.high)
+        # outside the window best + 0 = best; inside, a move of 4 eps overshoots the interval whichever
+        # end best is at, so the clamp lands exactly on its end low or high (2 eps could stop an ulp short:
+        # a point no other batching reaches): every coordinate stays exactly a vertex of ball ∩ box
+        return torch.clamp(run.best + ((4 * self.eps) * signs) * window, run.low, run.high)
 
     def _l2_step(self, run: _Search, step: dict[str, torch.Tensor], p: float) -> torch.Tensor:
         image, best = run.image, run.best
