@@ -2,7 +2,7 @@
 
 Allowed order (each layer may import those before it):
 
-    validation, io, errors -> data -> models -> attacks -> {exact, training, analysis}
+    validation, io, errors -> data -> formats -> models -> attacks -> {exact, training, analysis}
     -> experiments -> report -> cli (and the package's own __init__, its facade)
 
 exact, training and analysis are siblings: none of them imports another. Every import counts,
@@ -19,6 +19,7 @@ PACKAGE = SRC / "advlab"
 LAYERS = {
     "validation": 0, "io": 0, "errors": 0,
     "data": 1,
+    "formats": 1.5,  # below models: load_external_model reads .onnx files through it
     "models": 2,
     "attacks": 3,
     "exact": 4, "training": 4, "analysis": 4,

@@ -184,7 +184,14 @@ def load_exported_model(path: str | os.PathLike[str]) -> ExportedModel:
 
 
 def load_external_model(spec: str, weights: str | os.PathLike[str] | None = None) -> nn.Module:
-    """`package.module:factory` (with optional safetensors weights) or a `.pt2` program file."""
+    """`package.module:factory` (with optional safetensors weights), a `.pt2` program file, or
+    an `.onnx` network (converted by `advlab.formats.onnx`; no code runs from the file)."""
+    if spec.endswith(".onnx"):
+        from advlab.formats.onnx import load_onnx
+
+        if weights is not None:
+            raise InputError("--weights is for --model package.module:factory; an .onnx file holds its own weights")
+        return load_onnx(spec)
     if spec.endswith(".pt2") or Path(spec).is_file():
         if weights is not None:
             raise InputError("--weights is for --model package.module:factory; a .pt2 program holds its own weights")
