@@ -13,6 +13,7 @@ from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS
 from advlab.cli_attacks import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
 from advlab.cli_params import requires_eps
+from advlab.cli_verify import add_verify_parser
 from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
 from advlab.data.shard import join_process_group
 from advlab.errors import AdvlabError
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--no-progress", action="store_true")
     data_dir(explore, named=False)  # the page explains MNIST digits
     explore.set_defaults(func=cmd_explore, check=checks.check_output_dir)
+    add_verify_parser(sub)
     checks.add_threads(parser)
     return parser
 
