@@ -80,8 +80,12 @@ def verify_property(
     alpha_steps = check_count("alpha_steps", alpha_steps, minimum=0)
     shape = _input_shape(model, prop, input_shape)
     model64 = copy.deepcopy(model).cpu().double().eval().requires_grad_(False)
-    with torch.no_grad():
-        outputs = model64(((prop.lower + prop.upper) / 2).reshape(1, *shape)).reshape(1, -1).shape[1]
+    try:
+        with torch.no_grad():
+            outputs = model64(((prop.lower + prop.upper) / 2).reshape(1, *shape)).reshape(1, -1).shape[1]
+    except RuntimeError as exc:  # shape mismatch inside the model
+        raise InputError(f"the property has {prop.num_inputs} inputs; the model cannot take them as shape {shape}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
     if outputs != prop.num_outputs:
         raise InputError(f"the property has {prop.num_outputs} outputs; the model gives {outputs}")
     run = _Run(model64, prop, shape, start + timeout, seed)
