@@ -15,6 +15,7 @@ from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS
 from advlab.cli_attacks import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
 from advlab.cli_params import requires_eps
+from advlab.cli_verify import add_verify_parser
 from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
 from advlab.data.shard import PeerFailed, Shard, join_process_group, launched, settle, tell_launcher
 from advlab.errors import AdvlabError
@@ -139,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     def checkpoint_split(p: argparse.ArgumentParser) -> None:
         """What `_checkpoint_and_split` reads: the checkpoint, the split and its data."""
         p.add_argument("checkpoint", nargs="?", help="an advlab checkpoint (.safetensors); or use --model")
-        p.add_argument("--model", metavar="package.module:factory|FILE.pt2",
+        p.add_argument("--model", metavar="package.module:factory|FILE.pt2|FILE.onnx",
                        help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
                             "(found on PYTHONPATH or in the current folder) and calls factory(); FILE.pt2 is a torch.export "
-                            "program, read without running code from it")
+                            "program and FILE.onnx an ONNX network, both read without running code from them")
         p.add_argument("--weights", metavar="FILE.safetensors|none",
                        help="weights for --model package.module:factory (safetensors only); required unless the factory's "
                             "model sets advlab_pretrained = True; `none` attacks the untrained model on purpose")
@@ -282,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--no-progress", action="store_true")
     data_dir(explore, named=False)  # the page explains MNIST digits
     explore.set_defaults(func=cmd_explore, check=checks.check_explore)
+    add_verify_parser(sub)
     checks.add_global_options(parser)
     return parser
 

@@ -5,6 +5,9 @@
 - `certify(model, x, y, eps=..., time_limit=..., milp=True)`: a proven bracket on robust
   accuracy at eps (interval/CROWN/alpha-CROWN bounds, attack, branch and bound or the decision
   MILP); see `advlab.exact.certify`, `advlab.exact.optimized`, `advlab.exact.bab`.
+- `verify_property(model, prop, timeout=...)`: sat / unsat / unknown / timeout for a Property
+  (input box + linear counterexample region, e.g. read from VNN-LIB); robustness is one case
+  (`robustness_property`); see `advlab.exact.properties`.
 - `relu_network`, `hidden_bounds` / `margin_bounds` (interval and CROWN), and the closed forms
   for linear models (`minimal_perturbation`, `max_linear_linf`, `max_linear_l2`).
 """
@@ -22,7 +25,9 @@ from advlab.exact.linear import (
     minimal_perturbation,
     multiclass_weights,
 )
+from advlab.exact.properties import Verdict, verify_property
 from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
+from advlab.exact.specs import robustness_property
 
 __all__ = [
     "Certification",
@@ -30,6 +35,7 @@ __all__ = [
     "MinimalPerturbation",
     "ReluNetwork",
     "UnsupportedModelError",
+    "Verdict",
     "affine_minimal_perturbation",
     "certify",
     "hidden_bounds",
@@ -44,5 +50,7 @@ __all__ = [
     "minimal_perturbation",
     "multiclass_weights",
     "relu_network",
+    "robustness_property",
     "spec_bounds",
+    "verify_property",
 ]

@@ -1,24 +1,27 @@
 """Complete verification of one input by branch and bound on ReLU splits (beta-CROWN style).
 
-Question: is there x' in B = {x' in box : ||x' - x||_inf <= eps} with z_k(x') >= z_y(x') for
-some k != y? Per open class k the search keeps sub-domains of B, each a set of split
+Question (`search`): is there x' in an input box [xl, xu] and a goal g with C_g z(x') <= d_g
+(every row of the goal's linear output constraints)? Robustness (`branch_and_bound`) is the
+case B = {x' in box : ||x' - x||_inf <= eps}, one goal per class k != y with the single row
+z_y - z_k <= 0. Per open goal the search keeps sub-domains of the box, each a set of split
 constraints s_j z_j >= 0 on ReLU inputs (Bunel et al. 2020, "Branch and bound for piecewise
 linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
 
-1. Root: CROWN hidden bounds tightened by alpha-CROWN, then each margin's slopes optimised
-   (`advlab.exact.optimized`). Classes with a positive lower bound are settled.
+1. Root: CROWN hidden bounds tightened by alpha-CROWN, then each row's slopes optimised
+   (`advlab.exact.optimized`). A goal is settled when some row has a lower bound of C_r z above
+   d_r (no point of the sub-domain meets that row).
 2. Repeatedly take the `batch` sub-domains with the lowest bounds, split each on the unstable
    neuron whose upper relaxation adds the largest intercept to the bound (the BaBSR score of
    Bunel et al., Sec. 5.1), and bound both children at once: hidden bounds clamped by the
    splits, slopes (warm-started from the parent) and split multipliers beta optimised together.
    A child is discarded when its bound is positive or its clamped bounds are empty (l > u).
-3. Each bound's minimising input (a corner of the box) is run through the network: a negative
-   margin there is a candidate counterexample, accepted only if `check` confirms it (the model
-   in float64, inside B).
+3. Each bound's minimising input (a corner of the box) is run through the network: one that
+   meets every row of its goal is a candidate counterexample, accepted only if `check`
+   confirms it (the model in float64, inside the box).
 4. A sub-domain without unstable neurons is a polytope on which the network is affine: one LP
-   (HiGHS) gives the exact minimum margin (proof, or a point for `check`).
+   (HiGHS) gives the exact minimum of max_r (C_r z - d_r) (proof, or a point for `check`).
 
-All sub-domains of a class discarded = proven; `time_limit` or `max_domains` reached = unknown.
+All sub-domains of a goal discarded = proven; `time_limit` or `max_domains` reached = unknown.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from advlab.exact.bounds import BOUND_SLACK, Interval, box
-from advlab.exact.optimized import alpha_margin_bounds, back_substitute, clamp_splits, optimise
+from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_bounds
+from advlab.exact.optimized import back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds this (solver tolerance)
@@ -73,11 +76,13 @@ def supports(net: ReluNetwork) -> bool:
 
 @dataclass
 class _Domains:
-    """Open sub-domains, batched: spec rows (D, C), per ReLU layer the bounds of its input over
-    the sub-domain (D, W) each, signs/slopes/multipliers (D, W) / (D, 1, W) / (D, 1, W), lower
-    bounds (D,), branching scores (D, sum W)."""
+    """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d), per
+    ReLU layer the bounds of its input over the sub-domain (D, W) each, signs/slopes/multipliers
+    (D, W) / (D, R, W) / (D, R, W), lower bounds of max_r (C_r z - d_r) (D,), branching scores
+    (D, sum W)."""
 
     rows: torch.Tensor
+    offsets: torch.Tensor
     hidden: list[Interval]
     signs: list[torch.Tensor]
     alphas: list[torch.Tensor]
@@ -89,14 +94,14 @@ class _Domains:
         return len(self.lower)
 
     def take(self, index: torch.Tensor) -> _Domains:
-        return _Domains(self.rows[index], [(lo[index], up[index]) for lo, up in self.hidden],
+        return _Domains(self.rows[index], self.offsets[index], [(lo[index], up[index]) for lo, up in self.hidden],
                         [s[index] for s in self.signs], [a[index] for a in self.alphas],
                         [b[index] for b in self.betas], self.lower[index], self.scores[index])
 
     @staticmethod
     def cat(parts: list[_Domains]) -> _Domains:
         hidden = [(torch.cat([lo for lo, _ in z]), torch.cat([up for _, up in z])) for z in zip(*[p.hidden for p in parts])]
-        return _Domains(torch.cat([p.rows for p in parts]), hidden, [torch.cat(z) for z in zip(*[p.signs for p in parts])],
+        return _Domains(torch.cat([p.rows for p in parts]), torch.cat([p.offsets for p in parts]), hidden, [torch.cat(z) for z in zip(*[p.signs for p in parts])],
                         [torch.cat(z) for z in zip(*[p.alphas for p in parts])],
                         [torch.cat(z) for z in zip(*[p.betas for p in parts])],
                         torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]))
@@ -108,24 +113,43 @@ def branch_and_bound(
 ) -> BabOutcome:
     """Decide robustness of x (n,) float64 at L-inf radius eps (module docstring). `check` takes
     a candidate input (n,) and returns a confirmed counterexample or None."""
-    deadline = time.perf_counter() + time_limit
     xl, xu = box(x.unsqueeze(0), eps, bounds)
-    root = alpha_margin_bounds(net, xl, xu, torch.tensor([label]), steps=settings.root_steps,
-                               hidden_steps=settings.root_steps)
-    classes = net.num_classes
-    others = [k for k in range(classes) if k != label]
-    open_rows = [r for r, k in enumerate(others) if bool(root.lower[0, k] <= 0)]
-    if not open_rows:
+    eye = torch.eye(net.num_classes, dtype=torch.float64)
+    others = [k for k in range(net.num_classes) if k != label]
+    rows = torch.stack([eye[label] - eye[k] for k in others]).unsqueeze(1)  # z_y - z_k <= 0, one goal per k
+    return search(net, xl[0], xu[0], rows, torch.zeros(len(others), 1, dtype=torch.float64), time_limit=time_limit,
+                  check=check, settings=settings)
+
+
+def search(
+    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor, *,
+    time_limit: float, check: Callable[[torch.Tensor], torch.Tensor | None], settings: BabSettings = BabSettings(),
+) -> BabOutcome:
+    """Is there x in [xl, xu] (n,) meeting rows[g] z(x) <= offsets[g] for some goal g? rows
+    (G, R, C), offsets (G, R) (pad short goals by repeating a row). "robust": no such x;
+    "counterexample": `check`'s confirmed point; "unknown": stopped (module docstring)."""
+    deadline = time.perf_counter() + time_limit
+    xl, xu = xl.unsqueeze(0), xu.unsqueeze(0)
+    goals, width = rows.shape[0], rows.shape[1]
+    flat = rows.reshape(1, goals * width, -1)
+    hidden = hidden_bounds(net, xl, xu)
+    crown = spec_bounds(net, hidden, flat, xl, xu)[0]
+    if settings.root_steps:
+        hidden = optimised_hidden(net, hidden, xl, xu, steps=settings.root_steps)
+    root = optimise(net, hidden, len(net.nonlinear), -flat, xl, xu, steps=settings.root_steps,
+                    stop_below=-offsets.reshape(1, -1))
+    lower = torch.maximum(-root.upper, crown).reshape(goals, width)
+    open_goals = ((lower - offsets).amax(1) <= 0).nonzero().flatten()
+    if not len(open_goals):
         return BabOutcome("robust")
-    eye = torch.eye(classes, dtype=torch.float64)
-    rows = torch.stack([eye[label] - eye[others[r]] for r in open_rows])
-    signs = [torch.zeros(len(open_rows), lo.shape[1], dtype=torch.float64) for lo, _ in root.hidden]
-    alphas = [a[0, open_rows].unsqueeze(1) for a in root.alphas]
-    hidden = [(lo.expand(len(rows), -1), up.expand(len(rows), -1)) for lo, up in root.hidden]
-    start = _Domains(rows, hidden, signs, alphas, [torch.zeros_like(a) for a in alphas],
-                     torch.zeros(len(rows), dtype=torch.float64), torch.zeros(0))
+    alphas = [a if a is None else a[0].reshape(goals, width, -1)[open_goals] for a in root.alphas]
+    signs = [torch.zeros(len(open_goals), lo.shape[1], dtype=torch.float64) for lo, _ in hidden]
+    start = _Domains(rows[open_goals], offsets[open_goals],
+                     [(lo.expand(len(open_goals), -1), up.expand(len(open_goals), -1)) for lo, up in hidden],
+                     signs, alphas, [torch.zeros_like(a) for a in alphas],
+                     torch.zeros(len(open_goals), dtype=torch.float64), torch.zeros(0))
     pool = _bound(net, xl, xu, start, settings.steps, check, refine=False)
-    bounded = len(open_rows)
+    bounded = len(open_goals)
     unsure = False
     while isinstance(pool, _Domains) and len(pool):
         if time.perf_counter() > deadline:
@@ -156,7 +180,7 @@ def branch_and_bound(
     if isinstance(pool, torch.Tensor):
         return BabOutcome("counterexample", pool, bounded)
     if unsure:
-        return BabOutcome("unknown", domains=bounded, reason="an LP leaf's minimum margin is within solver tolerance of 0")
+        return BabOutcome("unknown", domains=bounded, reason="an LP leaf's minimum is within solver tolerance of 0")
     return BabOutcome("robust", domains=bounded)
 
 
@@ -197,22 +221,28 @@ def _bound(
     xl, xu = xl.expand(d, -1), xu.expand(d, -1)
     hidden = _refined(net, xl, xu, domains) if refine else domains.hidden
     empty = _empty(hidden)
-    opt = optimise(net, hidden, len(net.nonlinear), -domains.rows.unsqueeze(1), xl, xu,
-                   steps=steps, alphas=domains.alphas, betas=domains.betas, signs=domains.signs, stop_below=0.0)
-    lower = -opt.upper[:, 0]
-    candidates = opt.last.argmax[:, 0]
-    margins = (net.logits(candidates) * domains.rows).sum(1)
-    for i in (margins < 0).nonzero().flatten().tolist():
-        point = check(candidates[i])
+    opt = optimise(net, hidden, len(net.nonlinear), -domains.rows, xl, xu, steps=steps, alphas=domains.alphas,
+                   betas=domains.betas, signs=domains.signs, stop_below=-domains.offsets)
+    lower = (-opt.upper - domains.offsets).amax(1)
+    candidates = opt.last.argmax  # (D, R, n): each row's minimising corner
+    values = torch.einsum("drc,dqc->drq", net.logits(candidates), domains.rows) - domains.offsets.unsqueeze(1)
+    hits = (values < 0).all(2) if _is_robustness(domains) else (values <= 0).all(2)
+    for d, r in hits.nonzero().tolist():
+        point = check(candidates[d, r])
         if point is not None:
             return point
     keep = ~empty & (lower <= 0)
-    scores = torch.cat([torch.where((lo < 0) & (up > 0), t[:, 0], -1.0)
+    scores = torch.cat([torch.where((lo < 0) & (up > 0), t.amax(1), -1.0)
                         for (lo, up), t in zip(hidden, opt.last.intercepts)], 1)
     index = keep.nonzero().flatten()
-    return _Domains(domains.rows[index], [(lo[index], up[index]) for lo, up in hidden],
+    return _Domains(domains.rows[index], domains.offsets[index], [(lo[index], up[index]) for lo, up in hidden],
                     [s[index] for s in domains.signs], [a[index] for a in opt.alphas],
                     [b[index] for b in opt.betas], lower[index], scores[index])
+
+
+def _is_robustness(domains: _Domains) -> bool:
+    """One zero-offset row per goal: candidates need a strictly negative margin (as before)."""
+    return domains.rows.shape[1] == 1 and not bool(domains.offsets.any())
 
 
 def _refined(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domains: _Domains) -> list[Interval]:
@@ -242,7 +272,7 @@ def _leaf(
     net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
     check: Callable[[torch.Tensor], torch.Tensor | None],
 ) -> bool | torch.Tensor | None:
-    """The exact minimum margin over a sub-domain with every ReLU fixed, by one LP: True
+    """The exact minimum of max_r (C_r z - d_r) over a sub-domain with every ReLU fixed, by one LP: True
     (proven), a confirmed counterexample, or None (a minimum too close to 0 to trust)."""
     clamped = domain.hidden
     n = xl.shape[1]
@@ -258,15 +288,21 @@ def _leaf(
         m, c = m * active.unsqueeze(1), c * active
     last = net.affines[-1]
     m, c = last.dense() @ m, last(c)
-    cost = domain.rows[0] @ m
-    const = float(domain.rows[0] @ c)
+    # minimise t subject to C_r z - d_r <= t for every row: variables (x, t)
+    goal, offset = domain.rows[0], domain.offsets[0]
+    a_ub = [torch.cat([a, torch.zeros(len(a), 1, dtype=torch.float64)], 1) for a in a_ub]
+    a_ub.append(torch.cat([goal @ m, -torch.ones(len(goal), 1, dtype=torch.float64)], 1))
+    b_ub.append(offset - goal @ c)
+    cost = torch.zeros(n + 1, dtype=torch.float64)
+    cost[n] = 1.0
+    box_bounds = np.concatenate([np.stack([xl[0].numpy(), xu[0].numpy()], 1), [[-np.inf, np.inf]]])
     res = linprog(cost.numpy(), A_ub=torch.cat(a_ub).numpy(), b_ub=torch.cat(b_ub).numpy(),
-                  bounds=np.stack([xl[0].numpy(), xu[0].numpy()], 1), method="highs")
+                  bounds=box_bounds, method="highs")
     if res.status == 2:
         return True
     if res.status != 0:
         return None
-    if res.fun + const > LP_MARGIN:
+    if res.fun > LP_MARGIN:
         return True
-    point = check(torch.from_numpy(res.x))
+    point = check(torch.from_numpy(res.x[:n]))
     return point if point is not None else None

@@ -13,6 +13,8 @@ Per example, in this order (each step only for the examples the ones before left
 3. "broken": advlab's PGD (margin loss, `attack_steps` steps, seeded) finds a point of B(eps)
    that the float64 model misclassifies (projected onto B(eps) in float64 and re-checked).
 4. Complete verification (`milp=True`), within `time_limit` seconds per example:
+   First (unless attack=False) `advlab.exact.falsify` (random corners and points, slack and temperature-smoothed
+   steps that keep moving where the outputs saturate; method "attack"), then
    ReLU networks: branch and bound on ReLU splits with alpha/beta-CROWN bounds
    (`advlab.exact.bab`, `bab=True`): "verified" (method "bab") or "broken" by a counterexample
    the float64 model confirms. Networks with max-pool, `bab=False`, or a search that stopped
@@ -42,10 +44,12 @@ from advlab.attacks import PGD
 from advlab.exact.bab import branch_and_bound, supports
 from advlab.exact.bounds import box, margin_bounds
 from advlab.exact.encoding import NumpyNetwork
+from advlab.exact.falsify import falsify
 from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
 from advlab.exact.milp import Verifier, decide
 from advlab.exact.optimized import alpha_margin_bounds
 from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
+from advlab.exact.specs import robustness_property
 from advlab.models.layers import as_multiclass_logits
 from advlab.progress import progress_bar
 from advlab.validation import check_count, check_eps
@@ -174,7 +178,7 @@ def certify(
         seconds += (time.perf_counter() - start) / n
     if net is not None and milp and len(todo):
         verify = Verifier(data.model64, torch.float64, tuple(x.shape[1:]), bounds)
-        complete = _Complete(net, verify, eps, bounds, time_limit, bab, notes)
+        complete = _Complete(net, verify, eps, bounds, time_limit, bab, notes, seed if attack else None)
         for i in progress_bar(len(todo), "certify: complete", enabled=progress, unit="image", iterable=todo.tolist()):
             start = time.perf_counter()
             verdict, found, how = complete(flat[i], int(data.labels[i]))
@@ -211,8 +215,9 @@ class _Complete:
     the time it leaves when it stops on its domain cap), the decision MILP otherwise."""
 
     def __init__(self, net: ReluNetwork, verify: Verifier, eps: float, bounds: tuple[float, float], time_limit: float,
-                 bab: bool, notes: list[str]) -> None:
+                 bab: bool, notes: list[str], seed: int | None = None) -> None:
         self.net, self.verify, self.eps, self.bounds, self.time_limit = net, verify, eps, bounds, time_limit
+        self.seed = seed  # None: no falsification (attack=False)
         self.bab = bab and supports(net)
         self.notes = notes
         self._solver_net: NumpyNetwork | None = None
@@ -220,8 +225,14 @@ class _Complete:
     def __call__(self, x: torch.Tensor, label: int) -> tuple[str, torch.Tensor | None, str]:
         """(verdict "robust" | "counterexample" | "unknown", the confirmed point, method)."""
         deadline = time.perf_counter() + self.time_limit
+        if self.seed is not None:
+            prop = robustness_property(x, label, self.eps, self.bounds, self.net.num_classes)
+            found = falsify(self.verify.model64, prop, self.verify.shape, seed=self.seed, deadline=deadline)
+            if found is not None and (point := self._checked(x, label, found)) is not None:
+                return "counterexample", point, "attack"
         if self.bab:
-            outcome = branch_and_bound(self.net, x, label, self.eps, self.bounds, time_limit=self.time_limit,
+            outcome = branch_and_bound(self.net, x, label, self.eps, self.bounds,
+                                       time_limit=max(deadline - time.perf_counter(), 0.0),
                                        check=lambda p: self._checked(x, label, p))
             if outcome.status != "unknown" or outcome.reason == "time limit":
                 return outcome.status, outcome.point, "bab"

@@ -232,6 +232,21 @@ def reach(
     return highs(cost, var, rows, options)
 
 
+def meets(
+    net: NumpyNetwork, hidden: list[tuple[np.ndarray, np.ndarray]], xl: np.ndarray, xu: np.ndarray,
+    rows_c: np.ndarray, offsets: np.ndarray, time_limit: float,
+) -> OptimizeResult:
+    """Is there an x' in the box [xl, xu] with C z(x') <= d (rows_c (R, C), offsets (R,))?
+    status INFEASIBLE: no such x'; a solution's first `net.size` entries are one."""
+    var, rows, cols, keep = encode(net, hidden, xl, xu)
+    w, b = net.weights[-1], net.biases[-1]
+    weight = _rows_of(w, np.arange(w.shape[0]), keep)
+    weight = weight.toarray() if sp.issparse(weight) else np.asarray(weight)
+    rows.add([(cols, rows_c @ weight)], -np.inf, offsets - rows_c @ b, len(rows_c))  # C (W v + b) <= d
+    options = {**HIGHS_OPTIONS, "time_limit": max(time_limit, 1e-3)}
+    return highs(np.zeros(var.count), var, rows, options)
+
+
 def region_witness(
     net: NumpyNetwork, x: np.ndarray, label: int, target: int, point: np.ndarray, slack: float,
     bounds: tuple[np.ndarray, np.ndarray] | tuple[float, float],

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.errors import InputError
+from advlab.formats.onnx import Elementwise, Reshape
 from advlab.models.layers import Normalize
 
 DENSE_LIMIT = 1 << 22  # affine matrices with more entries than this are kept sparse
@@ -166,8 +167,11 @@ def _linear_map(layer: nn.Module, shape: tuple[int, ...], apply_layer) -> torch.
 
 def _affine(layer: nn.Module, shape: tuple[int, ...]) -> Affine | None:
     """The exact affine map of a layer on per-example inputs of `shape` (None: identity)."""
-    if isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout)):
+    if isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout, Reshape)):
         return None
+    if isinstance(layer, Elementwise):
+        scale, shift = layer.scale_shift(shape)
+        return Affine(_diagonal(scale), shift)
     if isinstance(layer, nn.Linear):
         if len(shape) != 1:  # applied along the last axis: a block-diagonal map
             weight = _linear_map(layer, shape, lambda v: F.linear(v, layer.weight))
@@ -272,14 +276,15 @@ def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, f
             if layer.return_indices:
                 raise UnsupportedModelError(f"layer {name!r}: MaxPool2d with return_indices")
             ops.append(_max_pool(layer, shape))
-        elif isinstance(layer, (nn.Linear, nn.Conv2d, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity, nn.Dropout)):
+        elif isinstance(layer, (nn.Linear, nn.Conv2d, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity, nn.Dropout,
+                                Elementwise, Reshape)):
             affine = _affine(layer, shape)
             if affine is not None:
                 ops.append(affine)
         else:
             raise UnsupportedModelError(
                 f"layer {name!r} is a {type(layer).__name__}; the exact tools read Linear, Conv2d, AvgPool2d, "
-                "MaxPool2d, ReLU, Flatten, Normalize, Identity and Dropout layers"
+                "MaxPool2d, ReLU, Flatten, Normalize, Identity, Dropout and ONNX Elementwise/Reshape layers"
             )
         current = out
     if not _same_values(output, current):

@@ -356,10 +356,17 @@ def carries_weights(model: nn.Module) -> bool:
 
 
 def load_external_model(spec: str, weights: str | os.PathLike[str] | None = None, *, require_weights: bool = False) -> nn.Module:
-    """`package.module:factory` (with optional safetensors weights) or a `.pt2` program file.
+    """`package.module:factory` (with optional safetensors weights), a `.pt2` program file, or
+    an `.onnx` network (converted by `advlab.formats.onnx`; no code runs from the file).
 
     require_weights: refuse a factory's model given no `weights` unless it `carries_weights`
     (attacking a randomly initialised network gives numbers that mean nothing)."""
+    if spec.endswith(".onnx"):
+        from advlab.formats.onnx import load_onnx
+
+        if weights is not None:
+            raise InputError("--weights is for --model package.module:factory; an .onnx file holds its own weights")
+        return load_onnx(spec)
     if spec.endswith(".pt2") or Path(spec).is_file():
         if weights is not None:
             raise InputError("--weights is for --model package.module:factory; a .pt2 program holds its own weights")
