@@ -2,6 +2,8 @@
 the weights equal the single-process run's up to float rounding."""
 
 
+import gc
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -37,6 +39,8 @@ def _worker(rank, world, tmp, results):
         seen = []
         state = _train(*_setup(), seen)
         results.put((rank, {k: v.numpy() for k, v in state.items()}, seen))  # numpy: no shared-memory handles
+        gc.collect()  # DDP's reducer and its pending gloo work go before the group (an abort at exit otherwise)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
