@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from advlab import cli_checks as checks
+from advlab.cli import checks
 from advlab.attacks import ATTACKS
-from advlab.cli_attacks import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
-from advlab.cli_params import requires_eps
+from advlab.cli.common import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
+from advlab.cli.params import requires_eps
 from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
 from advlab.data.shard import PeerFailed, Shard, join_process_group, launched, settle, tell_launcher
 from advlab.errors import AdvlabError

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import torch
 
 from advlab.attacks import ATTACKS
-from advlab.cli_params import accepted_params, attack_params, grouped_params, requires_eps
+from advlab.cli.params import accepted_params, attack_params, grouped_params, requires_eps
 from advlab.errors import InputError, UnknownNameError
 from advlab.training import AdversarialObjective
 
