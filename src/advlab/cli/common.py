@@ -15,7 +15,6 @@ import torch
 from advlab.data import Dataset, Splits, load_data
 from advlab.data.catalog import stream_data
 from advlab.data.shard import Shard
-from advlab.errors import InputError
 from advlab.io import write_bytes_atomic
 from advlab.training import Checkpoint, load_checkpoint
 
@@ -42,22 +41,15 @@ def splits_of(args: argparse.Namespace, classes: Sequence[int] | None = None) ->
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> Checkpoint:
-    """An advlab checkpoint, or --model (package.module:factory with --weights, or a .pt2 program)."""
+    """An advlab checkpoint, or --model (package.module:factory with --weights, or a .pt2 program);
+    which of them was given is checked before (`advlab.cli.checks.model_source`)."""
     from advlab.models.external import load_external_model
 
-    if (args.checkpoint is None) == (args.model is None):
-        raise InputError("give either a CHECKPOINT or --model package.module:factory|FILE.pt2, not both or neither")
-    if args.weights is not None and args.model is None:
-        raise InputError("--weights goes with --model package.module:factory")
     if args.model is not None:
         untrained = args.weights == "none"  # on purpose
         model = load_external_model(args.model, None if untrained else args.weights, require_weights=not untrained)
         return Checkpoint(model.to(device), args.model, {}, {})
     return load_checkpoint(args.checkpoint, device=device)
-
-
-def trained_classes(checkpoint: Checkpoint) -> list[int] | None:
-    return (checkpoint.metadata.get("data") or {}).get("classes")
 
 
 def checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tuple[Checkpoint, Dataset]:
@@ -66,7 +58,7 @@ def checkpoint_and_split(args: argparse.Namespace, device: torch.device) -> tupl
     from advlab.models.external import check_accepts, check_labels_fit
 
     checkpoint = load_model(args, device)
-    splits = splits_of(args, trained_classes(checkpoint))
+    splits = splits_of(args, checkpoint.classes)
     data = (splits.test if args.split == "test" else splits.train).take(args.limit)
     classes = check_accepts(checkpoint.model, data.images[:1].to(device), data.name, min(getattr(args, "batch_size", None) or len(data), len(data)))
     check_labels_fit(data.labels, classes, data_where(args))
@@ -86,7 +78,7 @@ def stream_split(args: argparse.Namespace, checkpoint: Checkpoint, device: torch
     from advlab.models.external import check_accepts, check_labels_fit
 
     batches, name = stream_data(args.data, args.data_dir, args.split, args.batch_size, limit=args.limit,
-                                classes=trained_classes(checkpoint))
+                                classes=checkpoint.classes)
     first = next((batch for _, batch in select(batches, shard.owns) if batch is not None), None)
     if first is not None:
         classes = check_accepts(checkpoint.model, torch.as_tensor(first[0])[:1].to(device), name, args.batch_size)

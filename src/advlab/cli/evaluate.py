@@ -4,7 +4,6 @@ one evaluation entry (`advlab.analysis.evaluate_robustness`), and its report."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """An eps grid or (--suite) a cascade at each eps, in memory or streamed, through the one
     evaluation entry; the report with the command's wall time and its parts."""
     from advlab.analysis import EvaluationSettings, evaluate_robustness
+    from advlab.exact import certify
 
     started = time.perf_counter()
     shard = join_process_group(args.device) if not args.suite else Shard(0, 1)  # torchrun shards grid examples
     streamed = args.stream or (launched() and not args.suite)  # torchrun streams, with 1 process too
     if args.suite:
         settings = EvaluationSettings(norm=args.norm, bracket=args.bracket, skip_certified=args.skip_certified,
-                                      certify=getattr(importlib.import_module("advlab.exact"), "certify", None) if args.bracket or args.skip_certified else None,
+                                      certify=certify if args.bracket or args.skip_certified else None,
                                       time_limit=args.time_limit, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     else:
         source = load_checkpoint(args.source, device=args.device).model if args.source else None
@@ -58,9 +58,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if streamed:
         evaluation.notes.append(f"streamed over {shard.world} process(es); per-batch outcomes in {args.out / 'examples'}")
-    progress = checkpoint.metadata.get("progress") or {}
-    if progress and not progress.get("complete", True):
-        evaluation.notes.append(f"the checkpoint is from an unfinished run (epoch {progress['epoch']} of {progress['epochs']})")
+    if checkpoint.unfinished is not None:
+        evaluation.notes.append(f"the checkpoint is from an unfinished run ({checkpoint.unfinished})")
     title = _title(args, checkpoint.model_name, data_name)
     paths = write_robustness_report(
         evaluation, args.out, title=title, command=command_line(), started=started,

@@ -22,14 +22,12 @@ def cmd_exact(args: argparse.Namespace) -> int:
     result = minimal_distances(checkpoint.model, data.images, data.labels, norm=args.norm, time_limit=args.time_limit,
                                progress=not args.no_progress)
     summary = {**result.summary(), "seconds": time.perf_counter() - start}
-    per_example = {"lower": result.lower.tolist(), "upper": result.upper.tolist(), "status": result.status,
-                   "target": result.target.tolist(), "seconds": result.seconds.tolist()}
     out = Path(args.out)
     write_npz_atomic(out / "witnesses.npz", witness=result.witness.detach().float().cpu().numpy(), labels=data.labels.numpy())
     write_json_atomic(out / "exact.json", {"command": command_line(), "checkpoint": args.checkpoint,
                                            "model": checkpoint.model_name, "data": data.name, "classes": class_map(data),
                                            "norm": args.norm,
-                                           "summary": summary, "per_example": per_example})
+                                           "summary": summary, "per_example": result.per_example()})
     rows = [(k, number(v, 4) if isinstance(v, float) else v) for k, v in summary.items()]
     print(f"exact minimal {args.norm} distances for {checkpoint.model_name} on {data.name}")
     print(table(["", "value"], rows))

@@ -15,8 +15,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
     splits = load_mnist(args.data_dir)
     if checkpoint is not None:
-        classes = (checkpoint.metadata.get("data") or {}).get("classes") or []
-        payload = explorer_payload(checkpoint.model, splits, classes, progress=not args.no_progress)
+        payload = explorer_payload(checkpoint.model, splits, checkpoint.classes or [], progress=not args.no_progress)
     else:
         payload = fig2_explorer_payload(splits, seed=args.seed, progress=not args.no_progress)
     path = write_page(payload, args.out, command=command_line())
