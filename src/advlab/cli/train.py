@@ -7,7 +7,7 @@ import argparse
 from advlab.cli.common import command_line, splits_of
 from advlab.data.shard import join_process_group
 from advlab.report.markdown import percent
-from advlab.training import default_config, error_rate, train_registered, update_metadata
+from advlab.training import default_config, record_errors, train_registered
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -26,10 +26,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if not shard.is_root:  # rank 0 wrote the checkpoint and reports
         return 0
-    model, history = trained.model, trained.history
-    metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
-    update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": trained.seconds,
-                               "resumed_from_epoch": history.resumed_from, "command": command_line()})
+    history = trained.history
+    metrics = record_errors(args.out, trained, splits.train, splits.test, command=command_line())
     how = "standard" if objective is None else f"adversarial {objective.to_dict()}"
     resumed = f", resumed after epoch {history.resumed_from}" if history.resumed_from else ""
     print(f"{args.model} ({how}{resumed}): train error {percent(metrics['train_error'], 2)}, test error "
