@@ -99,7 +99,7 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
 
 
 def test_sigterm_under_the_cli_removes_the_temporary(tmp_path):
-    setup = "from advlab import cli_checks\nsettings = cli_checks.run_settings(1)\nsettings.__enter__()"
+    setup = "from advlab.cli import checks\nsettings = checks.run_settings(1)\nsettings.__enter__()"
     process = _start_writer(tmp_path / "out.npz", setup)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)

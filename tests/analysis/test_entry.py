@@ -148,3 +148,12 @@ def test_without_adversarial_inputs(softmax_model, data, reference):
     light = evaluate_robustness(softmax_model, *data, eps=EPS, settings=dataclasses.replace(SETTINGS, keep_adversarial=False))
     assert light.per_example.x_adv is None and "x_adv" not in light.per_example.columns()
     _same(light, reference)
+
+
+def test_state_file_names_one_file_per_eps():
+    from pathlib import Path
+
+    from advlab.analysis.entry import state_file
+
+    assert state_file("runs/s", 0.1) == Path("runs/s.eps0.1.npz")
+    assert state_file(Path("s"), 8 / 255) == Path("s.eps0.0313725.npz")

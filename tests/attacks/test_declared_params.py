@@ -10,7 +10,7 @@ import torch
 
 from advlab.attacks import ATTACKS, PGD, make_attack
 from advlab.attacks.base import declared_params
-from advlab.cli_params import attack_params
+from advlab.cli.params import attack_params
 
 MODEL = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
 

@@ -8,7 +8,7 @@ import torch
 from advlab.attacks import ATTACKS
 from advlab.attacks.params import COUNT_RANGES, check_params, declared_params, kind_of
 from advlab.attacks.suites import resolve_suite
-from advlab.cli_params import attack_params
+from advlab.cli.params import attack_params
 from advlab.errors import InputError
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from advlab import cli_checks as checks
+from advlab.cli import checks
 from advlab.cli import main
 
 from .conftest import CHECKPOINT_EDITS, snapshot

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from advlab.cli import main
-from advlab.cli_attacks import _title
+from advlab.cli.evaluate import _title
 from advlab.data import load_mnist
 
 from .conftest import snapshot

@@ -10,7 +10,8 @@ import stat
 import pytest
 import torch
 
-from advlab import cli, io
+from advlab import io
+from advlab.cli import parser as cli_parser
 from advlab.cli import main
 from advlab.training import load_checkpoint, read_metadata
 
@@ -103,7 +104,7 @@ def test_train_out_folder_means_a_folder(workspace, tmp_path, capsys):
 
 def test_threads_option_and_environment(monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(cli, "cmd_models", lambda args: seen.append(torch.get_num_threads()) or 0)
+    monkeypatch.setattr(cli_parser, "cmd_models", lambda args: seen.append(torch.get_num_threads()) or 0)
     before = torch.get_num_threads()
     monkeypatch.delenv("ADVLAB_THREADS", raising=False)
     assert main(["models"]) == 0 and main(["models", "--threads", "2"]) == 0
@@ -114,7 +115,7 @@ def test_threads_option_and_environment(monkeypatch, capsys):
 
 
 def test_every_subcommand_takes_threads():
-    parser = cli.build_parser()
+    parser = cli_parser.build_parser()
     leaves = []
 
     def walk(p):

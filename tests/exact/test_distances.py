@@ -3,6 +3,8 @@ map), the MILP for ReLU networks, one result type."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -72,3 +74,13 @@ def test_relu_network_goes_to_the_milp_and_refuses_other_norms() -> None:
         minimal_distances(model, x, y, norm="l2")
     with pytest.raises(InputError, match="norm"):
         minimal_distances(model, x, y, norm="l3")
+
+
+def test_per_example_is_json_ready_with_one_entry_per_example() -> None:
+    model = SoftmaxRegression(in_features=16, num_classes=4).eval()
+    x = torch.rand(5, 16, generator=torch.Generator().manual_seed(1))
+    result = minimal_distances(model, x, model(x).argmax(1))
+    rows = json.loads(json.dumps(result.per_example()))
+    assert sorted(rows) == ["lower", "seconds", "status", "target", "upper"]
+    assert rows["status"] == result.status and rows["upper"] == result.upper.tolist()
+    assert all(len(values) == 5 for values in rows.values())

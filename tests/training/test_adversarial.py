@@ -210,3 +210,13 @@ def test_cli_refuses_to_resume_another_model_or_bad_settings(tmp_path, small_mni
         code = main([*argv, "--data-dir", str(small_mnist_dir), "--epochs", "1", "--out", str(out), "--no-progress"])
         err = capsys.readouterr().err
         assert code == 2 and message in err, (argv, err)
+
+
+def test_with_defaults_gives_each_paper_its_defaults():
+    """Goodfellow et al. 2014: FGSM, alpha .5; Madry et al. 2017: PGD on x_adv only (alpha 0), 10 steps."""
+    assert AdversarialObjective.with_defaults("fgsm") == AdversarialObjective("fgsm", eps=0.25, alpha=0.5)
+    assert AdversarialObjective.with_defaults("pgd") == AdversarialObjective("pgd", eps=0.25, alpha=0.0, steps=10)
+    given = AdversarialObjective.with_defaults("pgd", eps=0.1, alpha=0.3, steps=3, step_size=0.05, craft_mode="train")
+    assert given == AdversarialObjective("pgd", eps=0.1, alpha=0.3, steps=3, step_size=0.05, craft_mode="train")
+    with pytest.raises(InputError, match="PGD only"):
+        AdversarialObjective.with_defaults("fgsm", steps=3)

@@ -111,3 +111,16 @@ def test_non_finite_weights_are_refused(tmp_path):
     save_checkpoint(tmp_path / "m.safetensors", model, model_name="softmax", architecture={})
     with pytest.raises(CheckpointError, match="linear.bias holds NaN or inf"):
         load_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_classes_and_unfinished_read_the_metadata(tmp_path):
+    model = build_model("softmax", seed=0)
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, model_name="softmax", architecture={},
+                    metadata={"data": {"classes": [3, 7]}, "progress": {"epoch": 2, "epochs": 5, "complete": False}})
+    loaded = load_checkpoint(path)
+    assert loaded.classes == [3, 7] and loaded.unfinished == "epoch 2 of 5"
+    save_checkpoint(path, model, model_name="softmax", architecture={},
+                    metadata={"progress": {"epoch": 5, "epochs": 5, "complete": True}})
+    loaded = load_checkpoint(path)
+    assert loaded.classes is None and loaded.unfinished is None

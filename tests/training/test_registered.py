@@ -7,7 +7,15 @@ import torch
 
 from advlab.cli import main
 from advlab.models import build_model
-from advlab.training import TrainConfig, default_config, load_checkpoint, train_model, train_registered
+from advlab.training import (
+    TrainConfig,
+    default_config,
+    error_rate,
+    load_checkpoint,
+    record_errors,
+    train_model,
+    train_registered,
+)
 
 README_EXAMPLE = """
 import hashlib, sys, torch
@@ -71,3 +79,16 @@ def test_train_registered_checkpoints_and_resumes(tmp_path, embedded):
     assert resumed.history.resumed_from == 1
     assert torch.equal(whole.model.linear.weight, resumed.model.linear.weight)
     assert load_checkpoint(path).metadata["progress"]["complete"]
+
+
+def test_record_errors_writes_the_metrics_the_cli_writes(tmp_path, embedded):
+    data = embedded.select_classes([3, 7])
+    path = tmp_path / "m.safetensors"
+    trained = train_registered("logreg", data.train.take(200), default_config("logreg", epochs=1, seed=0), checkpoint=path,
+                               progress=False)
+    metrics = record_errors(path, trained, data.train, data.test, command="advlab train ...")
+    assert metrics == {"train_error": error_rate(trained.model, data.train), "test_error": error_rate(trained.model, data.test)}
+    metadata = load_checkpoint(path).metadata
+    assert metadata["metrics"] == metrics and metadata["command"] == "advlab train ..."
+    assert metadata["final_loss"] == trained.history.loss[-1] and metadata["resumed_from_epoch"] == trained.history.resumed_from
+    assert metadata["train_seconds"] == trained.seconds

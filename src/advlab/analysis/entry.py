@@ -199,7 +199,8 @@ def _certify_grid(evaluation: RobustnessEvaluation, model: nn.Module, x: torch.T
     pe.certified_by_eps = certified
 
 
-def _state_file(base: str | os.PathLike[str], eps: float) -> Path:
+def state_file(base: str | os.PathLike[str], eps: float) -> Path:
+    """The suite state file of budget `eps` under `state_path=base`: BASE.eps<EPS>.npz."""
     return Path(f"{base}.eps{eps:g}.npz")
 
 
@@ -220,7 +221,7 @@ def _suite(model: nn.Module, data: Any, labels: Any, eps: list[float], suite: st
         run = evaluate_suite(model, x, y, eps=e, norm=settings.norm, suite=suite, bounds=settings.bounds,
                              batch_size=settings.batch_size, seed=settings.seed, bracket=settings.bracket,
                              skip_certified=settings.skip_certified, certify=settings.certify, time_limit=settings.time_limit,
-                             state_path=None if state_path is None else _state_file(state_path, e), progress=settings.progress)
+                             state_path=None if state_path is None else state_file(state_path, e), progress=settings.progress)
         for label, spent in run.seconds.items():
             seconds[label] = seconds.get(label, 0.0) + spent
         other = "clean pass, bounds and MILP" if settings.certify is not None else "clean pass"

@@ -83,6 +83,11 @@ class MinimalDistances:
             "time_limit": self.time_limit,
         }
 
+    def per_example(self) -> dict[str, list[Any]]:
+        """Each example's bounds, status, witness class and seconds, as JSON-ready lists."""
+        return {"lower": self.lower.tolist(), "upper": self.upper.tolist(), "status": list(self.status),
+                "target": self.target.tolist(), "seconds": self.seconds.tolist()}
+
 
 def minimal_distances(
     model: nn.Module,

@@ -18,7 +18,7 @@ from advlab.training.loops import (
     error_rate,
     train_model,
 )
-from advlab.training.registered import TrainedModel, default_config, train_registered
+from advlab.training.registered import TrainedModel, default_config, record_errors, train_registered
 
 __all__ = [
     "AdversarialObjective",
@@ -34,6 +34,7 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "read_state",
+    "record_errors",
     "save_checkpoint",
     "train_model",
     "train_registered",

@@ -89,6 +89,20 @@ class AdversarialObjective:
         if self.step_size is not None:
             object.__setattr__(self, "step_size", check_positive("step_size", self.step_size))
 
+    @classmethod
+    def with_defaults(cls, method: str, *, eps: float | None = None, alpha: float | None = None, steps: int | None = None,
+                      step_size: float | None = None, craft_mode: str = "eval") -> AdversarialObjective:
+        """`method` with each paper's default for every setting left None: eps .25; alpha .5 for
+        FGSM (Goodfellow et al. 2014, Sec. 6) and 0 for PGD (Madry et al. 2017: x_adv only);
+        10 PGD steps. steps and step_size are PGD's only."""
+        if method != "pgd" and (steps is not None or step_size is not None):
+            raise InputError(f"steps and step_size apply to PGD only, not to {method!r}")
+        settings: dict[str, Any] = {"eps": 0.25 if eps is None else eps, "craft_mode": craft_mode,
+                                    "alpha": (0.0 if method == "pgd" else 0.5) if alpha is None else alpha}
+        if method == "pgd":
+            settings.update(steps=10 if steps is None else steps, step_size=step_size)
+        return cls(method, **settings)
+
     def to_dict(self) -> dict[str, Any]:
         """The settings that define the objective (PGD's only for PGD), for checkpoints and reports."""
         settings = asdict(self)

@@ -38,6 +38,17 @@ class Checkpoint:
     architecture: dict[str, Any]
     metadata: dict[str, Any]  # everything else: training config, data source, metrics
 
+    @property
+    def classes(self) -> list[int] | None:
+        """The original labels the model was trained on (`train --classes`: label i is classes[i]), else None."""
+        return (self.metadata.get("data") or {}).get("classes")
+
+    @property
+    def unfinished(self) -> str | None:
+        """'epoch E of N' when the checkpoint is from a training run that has not finished, else None."""
+        progress = self.metadata.get("progress") or {}
+        return f"epoch {progress['epoch']} of {progress['epochs']}" if progress and not progress.get("complete", True) else None
+
 
 def save_checkpoint(
     path: str | os.PathLike[str],

@@ -18,7 +18,8 @@ from torch import nn
 
 from advlab.data.dataset import Dataset
 from advlab.models.registry import build_model, get_spec
-from advlab.training.loops import EpochCheckpoint, Objective, TrainConfig, TrainHistory, train_model
+from advlab.training.checkpoints import update_metadata
+from advlab.training.loops import EpochCheckpoint, Objective, TrainConfig, TrainHistory, error_rate, train_model
 
 
 def default_config(name: str, **overrides: Any) -> TrainConfig:
@@ -70,3 +71,14 @@ def train_registered(
     start = time.perf_counter()
     history = train_model(model, data, config, progress=progress, objective=objective, checkpoint=epoch_checkpoint, resume=resume)
     return TrainedModel(model.eval(), name, architecture, config, history, time.perf_counter() - start)
+
+
+def record_errors(checkpoint: str | os.PathLike[str], trained: TrainedModel, train: Dataset, test: Dataset,
+                  **extra: Any) -> dict[str, float]:
+    """The trained model's error rate on `train` and `test` (fraction misclassified), written into
+    its checkpoint with the final loss, the training time, the epoch a resume started after and
+    `extra` entries; returns {"train_error", "test_error"}."""
+    metrics = {"train_error": error_rate(trained.model, train), "test_error": error_rate(trained.model, test)}
+    update_metadata(checkpoint, {"metrics": metrics, "final_loss": trained.history.loss[-1], "train_seconds": trained.seconds,
+                                 "resumed_from_epoch": trained.history.resumed_from, **extra})
+    return metrics

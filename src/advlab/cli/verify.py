@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from advlab import cli_checks as checks
+from advlab.cli import checks
 from advlab.errors import InputError
 
 

@@ -1,125 +1,26 @@
-"""advlab's command line: parse, call the API, print, exit (0 ok, 2 bad input, 130 interrupted)."""
+"""advlab's argument parser: every command, its options and their help, each option typed and
+each command's check attached (`advlab.cli.checks`)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
-from advlab import cli_checks as checks
 from advlab.attacks import ATTACKS
-from advlab.cli_attacks import cmd_attack, cmd_evaluate, cmd_exact, command_line, splits_of
-from advlab.cli_params import requires_eps
-from advlab.cli_verify import add_verify_parser
-from advlab.data import fetch_fashion_mnist, fetch_mnist, load_mnist
-from advlab.data.shard import PeerFailed, Shard, join_process_group, launched, settle, tell_launcher
-from advlab.errors import AdvlabError
+from advlab.cli import checks
+from advlab.cli.attack import cmd_attack
+from advlab.cli.data import cmd_data_fetch, cmd_data_info
+from advlab.cli.evaluate import cmd_evaluate
+from advlab.cli.exact import cmd_exact
+from advlab.cli.explore import cmd_explore
+from advlab.cli.models import cmd_models
+from advlab.cli.params import requires_eps
+from advlab.cli.reproduce import cmd_reproduce
+from advlab.cli.train import cmd_train
+from advlab.cli.verify import add_verify_parser
 from advlab.experiments.registry import EXPERIMENTS
-from advlab.models import get_spec, model_names
-from advlab.progress import set_progress
-from advlab.report.markdown import percent, table
-from advlab.training import (
-    default_config,
-    error_rate,
-    load_checkpoint,
-    train_registered,
-    update_metadata,
-)
 
 
-# ---- data ----------------------------------------------------------------------------------
-def cmd_data_info(args: argparse.Namespace) -> int:
-    splits = splits_of(args)
-    print(splits.source)
-    if splits.class_to_idx is not None:
-        print("classes (folder -> label): " + ", ".join(f"{name} -> {label}" for name, label in splits.class_to_idx.items()))
-    for split in (splits.train, splits.test):
-        counts = torch.bincount(split.labels, minlength=10).tolist()  # per label 0..max
-        print(f"{split.name}: {len(split)} images of shape {tuple(split.images.shape[1:])}, per class {counts}")
-    return 0
-
-
-def cmd_data_fetch(args: argparse.Namespace) -> int:
-    fetch = fetch_fashion_mnist if args.dataset == "fashion-mnist" else fetch_mnist
-    paths = fetch(args.dir, **({"mirrors": tuple(args.mirror)} if args.mirror else {}))
-    for path in paths:
-        print(path)
-    return 0
-
-
-# ---- models and training -----------------------------------------------------------------------
-def cmd_models(args: argparse.Namespace) -> int:
-    rows = [(name, get_spec(name).description, get_spec(name).training) for name in model_names()]
-    print(table(["model", "description", "training defaults"], rows))
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    overrides = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "weight_decay", "optimizer") if getattr(args, k) is not None}
-    config = default_config(args.model, **overrides, seed=args.seed)
-    objective = args.objective
-    classes = args.classes
-    splits = splits_of(args, classes)
-    shard = join_process_group(args.device)  # under torchrun: DistributedDataParallel over the processes
-    trained = train_registered(
-        args.model, splits.train, config, objective=objective, checkpoint=args.out, resume=args.resume,
-        run={"data": {"train": splits.train.fingerprint(), "classes": list(classes) if classes else None}},
-        extra={"data_source": {"source": splits.source, "data": args.data, "data_dir": args.data_dir,
-                               "class_to_idx": None if splits.class_to_idx is None else dict(splits.class_to_idx)}},
-        device=args.device, progress=not args.no_progress,
-    )
-    if not shard.is_root:  # rank 0 wrote the checkpoint and reports
-        return 0
-    model, history = trained.model, trained.history
-    metrics = {"train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test)}
-    update_metadata(args.out, {"metrics": metrics, "final_loss": history.loss[-1], "train_seconds": trained.seconds,
-                               "resumed_from_epoch": history.resumed_from, "command": command_line()})
-    how = "standard" if objective is None else f"adversarial {objective.to_dict()}"
-    resumed = f", resumed after epoch {history.resumed_from}" if history.resumed_from else ""
-    print(f"{args.model} ({how}{resumed}): train error {percent(metrics['train_error'], 2)}, test error "
-          f"{percent(metrics['test_error'], 2)} ({trained.seconds:.1f} s) -> {args.out}")
-    return 0
-
-
-# ---- reproductions -----------------------------------------------------------------------------
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from advlab.experiments.registry import Request, reproduce
-
-    request = Request(data_dir=args.data_dir, out=Path(args.out), seed=args.seed, quick=args.quick, images=args.images,
-                      eps=args.eps, progress=not args.no_progress, device=str(args.device), jobs=args.jobs, epochs=args.epochs,
-                      train_images=args.train_images)
-    print(f"{args.experiment}: writing to {args.out} (a rerun resumes) ...", flush=True)
-    paths, lines = reproduce(args.experiment, request, command=command_line())
-    for line in lines:
-        print(line)
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
-
-
-# ---- the explorer page ---------------------------------------------------------------------
-def cmd_explore(args: argparse.Namespace) -> int:
-    from advlab.report.explore import explorer_payload, fig2_explorer_payload, write_page
-
-    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
-    splits = load_mnist(args.data_dir)
-    if checkpoint is not None:
-        classes = (checkpoint.metadata.get("data") or {}).get("classes") or []
-        payload = explorer_payload(checkpoint.model, splits, classes, progress=not args.no_progress)
-    else:
-        payload = fig2_explorer_payload(splits, seed=args.seed, progress=not args.no_progress)
-    path = write_page(payload, args.out, command=command_line())
-    print(f"wrote {path}")
-    print(f"open it in a browser (it needs no network): {path.resolve().as_uri()}")
-    return 0
-
-
-# ---- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = checks.Parser(prog="advlab", description="Adversarial examples for PyTorch models.",
                            epilog="Bad input exits with code 2 and one line `advlab: error: ...`, before any work.")
@@ -138,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with the four IDX files of mnist or fashion-mnist (default for mnist: embedded data)")
 
     def checkpoint_split(p: argparse.ArgumentParser) -> None:
-        """What `_checkpoint_and_split` reads: the checkpoint, the split and its data."""
+        """What `advlab.cli.common.checkpoint_and_split` reads: the checkpoint, the split and its data."""
         p.add_argument("checkpoint", nargs="?", help="an advlab checkpoint (.safetensors); or use --model")
         p.add_argument("--model", metavar="package.module:factory|FILE.pt2|FILE.onnx",
                        help="your own model instead of a checkpoint: package.module:factory IMPORTS AND RUNS your module "
@@ -286,59 +187,3 @@ def build_parser() -> argparse.ArgumentParser:
     add_verify_parser(sub)
     checks.add_global_options(parser)
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, check everything that can be checked before the work, run; 0 ok, 2 bad input,
-    1 a system error while working (one line too), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
-    Under torchrun every rank joins the group first, and a failure on any rank ends them all
-    with one code and one line, printed by rank 0 (`advlab.data.shard`)."""
-    stdout = sys.stdout
-    shard = join_process_group()
-    working = False
-    try:
-        args = build_parser().parse_args(argv)
-        checks.validate(args)
-        set_progress(args.progress_mode)
-        args.json_stream = stdout  # `--json -` writes the result here; everything else goes to stderr
-        with checks.run_settings(args.threads), contextlib.redirect_stdout(sys.stderr if getattr(args, "json", None) == "-" else stdout):
-            working = True
-            code = args.func(args)
-    except AdvlabError as exc:
-        return _stop(shard, 2, str(exc), checks=not working)  # always one line
-    except OSError as exc:  # the machine, not the input: a full disk, a file removed under us
-        return _stop(shard, 1, str(exc))
-    except PeerFailed as exc:
-        return _stop(shard, exc.failure.code, exc.failure.message)
-    except KeyboardInterrupt:
-        return _stop(shard, 130, "interrupted", prefix="advlab: ", checks=True)
-    except checks.Terminated:  # under torchrun: also when a peer failed and torchrun stops the others
-        failure = shard.recorded_failure()
-        if failure is not None:
-            return _stop(shard, failure.code, failure.message, wait=False)
-        return _stop(shard, 143, "terminated", prefix="advlab: ", checks=True, wait=False)
-    except Exception as exc:  # under torchrun: tell the other ranks, and show the traceback of a bug
-        if shard.world == 1:
-            raise
-        failure = shard.recorded_failure()
-        if failure is not None and failure.rank != shard.rank:  # a collective broken by the failed rank
-            return _stop(shard, failure.code, failure.message)
-        if isinstance(exc, dist.DistError) or "gloo" in str(exc):
-            return _stop(shard, 1, f"lost contact with another process ({str(exc).splitlines()[0]})")
-        shard.record_failure(1, f"{type(exc).__name__}: {exc}")
-        raise
-    shard.stop_together(wait=0)
-    return code
-
-
-def _stop(shard: Shard, code: int, message: str, *, prefix: str = "advlab: error: ", **how: bool) -> int:
-    """Print the one line (on rank 0 only, under torchrun) and return the exit code."""
-    code, line = settle(shard, code, " ".join(message.split()), **how)
-    if shard.is_root:
-        print(prefix + line, file=sys.stderr)
-    if launched():
-        tell_launcher(prefix + line)
-    return code
-
-if __name__ == "__main__":
-    sys.exit(main())

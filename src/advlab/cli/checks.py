@@ -27,8 +27,8 @@ from typing import Any, NoReturn
 import torch
 
 from advlab.attacks import ATTACKS
+from advlab.cli.params import accepted_params, attack_params, grouped_params, requires_eps
 from advlab.data.shard import launched
-from advlab.cli_params import accepted_params, attack_params, grouped_params, requires_eps
 from advlab.errors import InputError, UnknownNameError
 from advlab.training import AdversarialObjective
 
@@ -242,20 +242,16 @@ def check_data_fetch(args: argparse.Namespace) -> None:
 
 
 def objective(args: argparse.Namespace) -> AdversarialObjective | None:
-    """--adversarial fgsm|pgd with its settings; alpha defaults to .5 for FGSM (Goodfellow), 0 for PGD (Madry)."""
+    """--adversarial fgsm|pgd with its settings (defaults: `AdversarialObjective.with_defaults`)."""
     if args.adversarial is None:
         given = [f"--{k.replace('_', '-')}" for k in ("eps", "alpha", "steps", "step_size") if getattr(args, k) is not None]
         if given:
             raise InputError(f"{', '.join(given)}: only used with --adversarial fgsm|pgd")
         return None
-    settings = {"eps": 0.25 if args.eps is None else args.eps, "alpha": args.alpha, "craft_mode": args.craft_mode}
-    if settings["alpha"] is None:
-        settings["alpha"] = 0.5 if args.adversarial == "fgsm" else 0.0
-    if args.adversarial == "pgd":
-        settings.update(steps=10 if args.steps is None else args.steps, step_size=args.step_size)
-    elif args.steps is not None or args.step_size is not None:
+    if args.adversarial != "pgd" and (args.steps is not None or args.step_size is not None):
         raise InputError("--steps and --step-size only apply with --adversarial pgd")
-    return AdversarialObjective(args.adversarial, **settings)
+    return AdversarialObjective.with_defaults(args.adversarial, eps=args.eps, alpha=args.alpha, steps=args.steps,
+                                              step_size=args.step_size, craft_mode=args.craft_mode)
 
 
 def check_train(args: argparse.Namespace) -> None:
@@ -307,13 +303,14 @@ def suite_entries(text: str, norm: str) -> Any:
 def state_files(stem: str | None, eps_values: list[float]) -> dict[float, Path]:
     """--state STEM: the state file of each eps > 0 (STEM.eps<EPS>.npz), each location and each
     existing file's format checked before any work (the fingerprint once the model and data are read)."""
+    from advlab.analysis.entry import state_file
     from advlab.analysis.evaluation import check_state_file, check_state_location
 
     if stem is None:
         return {}
     if not stem.strip():
         raise InputError("--state '': give a path")
-    paths = {e: Path(f"{stem}.eps{e:g}.npz") for e in eps_values if e > 0}
+    paths = {e: state_file(stem, e) for e in eps_values if e > 0}
     for path in paths.values():
         check_state_location(path)
         if path.exists():
