@@ -135,6 +135,16 @@ def test_report_files(run, tmp_path):
     assert saved["command"] == "advlab reproduce szegedy" and saved["paper"]["table1"]["FC10(1) -> test error"] == 0.2
 
 
+def test_notes_state_the_training_the_run_used_not_the_registered_one(run):
+    from advlab.experiments.registry import szegedy_notes
+
+    _, result = run
+    notes = " ".join(szegedy_notes(result))
+    assert "2 epochs" in notes and "60 epochs" not in notes and "20 epochs" not in notes  # TINY caps every model at 2
+    assert all(row.training["epochs"] == 2 for row in result.models + result.split_models)
+    assert f"{TINY.n_attack} seeded random training images" in notes and f"{result.n_train:,} training" in notes
+
+
 def test_any_registered_attack_can_stand_in(embedded, tmp_path):
     settings = SzegedySettings(
         zoo=("fc10-1e-2",), split=(("fc10-1e-2", "P1"),), units_model="fc10-1e-2", units_layer="linear", untargeted=False,

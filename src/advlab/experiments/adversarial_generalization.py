@@ -10,7 +10,7 @@ same epochs, the same data and the same model selection (the weights after the l
 for several seeds; the paired differences of clean test error give the verdict:
 
 - "reproduced": adversarial training lowers the error, one-sided paired t-test at 5%;
-- "not reproduced": the 95% upper confidence bound of the relative change excludes the paper's
+- "not reproduced": the 95% lower confidence bound of the relative change lies above the paper's
   relative improvement (the data rule out an effect as large as the paper's);
 - "inconclusive at this sample size" otherwise.
 

@@ -193,6 +193,8 @@ def generalization_section(result: GeneralizationResult, *, heading: str = "##")
         + ", ".join(f"{method}: {100 * relative:+.1f}%" for method, relative in
                     dict((c.method, c.paper_relative) for c in result.comparisons).items()) + ").",
         "",
+        "Data: " + "; ".join(f"{d['name']} from `{d['data_dir'] or 'the embedded default'}`" for d in settings["datasets"]) + ".",
+        "",
         table(["data", "model", "train images", "epochs", "seeds", "standard", "adversarial", "difference", "p",
                "paper", "verdict"], rows),
         "",

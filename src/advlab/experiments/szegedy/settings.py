@@ -89,6 +89,7 @@ class ModelEval:
     train_error: float
     test_error: float
     train_seconds: float
+    training: dict[str, Any] = field(default_factory=dict)  # the training configuration used (TrainConfig.to_dict())
 
 
 @dataclass

@@ -7,6 +7,7 @@ trained models and the attack results, cached as JSON by the caller.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import zipfile
 from collections.abc import Mapping
@@ -86,7 +87,8 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         save_checkpoint(path, model, model_name=model_name, architecture=trained.architecture, metadata=meta)
     label = _label(model_name, part)
     row = ModelEval(key, label, model_name, part, meta["n_train"], meta["metrics"]["train_error"],
-                    meta["metrics"]["test_error"], meta["train_seconds"])
+                    meta["metrics"]["test_error"], meta["train_seconds"],
+                    json.loads(json.dumps(meta["training"])))  # as read back from a checkpoint (lists, not tuples)
     return model.eval(), row
 
 
