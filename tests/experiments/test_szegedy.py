@@ -59,7 +59,8 @@ def test_tables_have_the_papers_shape_and_invariants(run):
     assert linear.all_targets_method == "exact" and network.all_targets_method == "attack" and network.all_targets_n <= 2
     assert network.exact_targeted_mean is None
     table2 = result.transfer
-    assert table2.rows == ["FC10(1e-2)", "FC100-100-10", "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.3"]
+    assert table2.rows == ["FC10(1e-2)", "FC100-100-10", "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.1, clipped to [0, 1]",
+                           "Gaussian noise, stddev 0.3", "Gaussian noise, stddev 0.3, clipped to [0, 1]"]
     assert table2.cell("FC10(1e-2)", "FC10(1e-2)") == 1.0 and table2.cell("FC100-100-10", "FC100-100-10") == 1.0
     table4 = result.split_transfer
     assert table4.rows[2:4] == ["FC100-100-10, magnified", "FC10(1)', magnified"]
@@ -72,6 +73,20 @@ def test_tables_have_the_papers_shape_and_invariants(run):
         assert 0 < bounds.max_observed_ratio <= bounds.network_bound
     assert len(result.units.unit_top) == 3 and result.unit_images.shape == (6, 4, 1, 28, 28)
     assert set(result.examples) == set(TINY.zoo)
+
+
+def test_noise_rows_are_unclipped_as_in_the_paper_with_the_clipped_draw_beside_them(run):
+    """Table 2's noise rows: distortion sqrt(mean r^2) is the stddev within sampling error (the paper's
+    column reads 0.1 / 0.3); the clipped extra row is the same draw inside [0, 1], so it is smaller."""
+    _, result = run
+    t = result.transfer
+    for stddev in TINY.noise_stddevs:
+        row, clipped = t.row(f"Gaussian noise, stddev {stddev:g}"), t.row(f"Gaussian noise, stddev {stddev:g}, clipped to [0, 1]")
+        standard_error = stddev / math.sqrt(2 * 784) / math.sqrt(t.n[row])
+        assert abs(t.mean_distortion[row] - stddev) < 5 * standard_error + stddev / (4 * 784)
+        assert t.mean_distortion[clipped] < t.mean_distortion[row] - 5 * standard_error
+        assert t.n[row] == t.n[clipped] == TINY.n_attack
+    assert f"Gaussian noise, stddev {TINY.split_noise_stddevs[0]:g}, clipped to [0, 1]" in result.split_transfer.rows
 
 
 def test_targets_are_seeded_wrong_labels(run, embedded):

@@ -205,8 +205,20 @@ def magnified(row: Row, factor: float, paper_distortion: float | None) -> Row:
     return Row(row.index, row.x, perturb_to_norm(row.x, r, norms), row.labels, factor, paper_distortion)
 
 
-def noise_row(x: torch.Tensor, labels: torch.Tensor, stddev: float, gen: torch.Generator) -> Row:
-    return Row(torch.arange(len(labels)), x, gaussian_noise(x, stddev, gen), labels, 1.0, None, noise=True)
+CLIPPED = ", clipped to [0, 1]"
+
+
+def noise_rows(x: torch.Tensor, labels: torch.Tensor, stddevs: tuple[float, ...], settings: SzegedySettings,
+               stream: int) -> dict[str, Row]:
+    """Per stddev: the paper's row, x + N(0, stddev^2) unclipped (its distortion is the stddev), and the
+    same draw clipped to [0, 1] as a labelled extra row (a valid image, smaller distortion)."""
+    rows = {}
+    for i, stddev in enumerate(stddevs):
+        unclipped = gaussian_noise(x, stddev, generator(settings, stream + i))
+        name = f"Gaussian noise, stddev {stddev:g}"
+        rows[name] = Row(torch.arange(len(labels)), x, unclipped, labels, 1.0, None, noise=True)
+        rows[name + CLIPPED] = Row(torch.arange(len(labels)), x, unclipped.clamp(0.0, 1.0), labels, 1.0, None, noise=True)
+    return rows
 
 
 def transfer(rows: Mapping[str, Row], models: Mapping[str, nn.Module], gen: torch.Generator) -> TransferTable:
