@@ -212,3 +212,30 @@ def test_an_example_the_exact_solver_cannot_certify_is_left_out(monkeypatch):
     out = stages._exact(None, x, torch.zeros(3, dtype=torch.long), None)
     assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == 1.0
     assert stages._mean(out) == 1.0
+
+
+def test_a_training_killed_mid_way_resumes_from_its_last_epoch_to_the_same_weights(embedded, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from advlab.experiments.cache import StageCache
+    from advlab.training import loops
+
+    settings, data = replace(TINY, max_epochs=3), embedded.train.take(300)
+    fresh, _ = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, StageCache(tmp_path / "a"), False)
+    original, saved = loops._save, []
+
+    def save_then_die_after_epoch_1(*args):
+        original(*args)
+        saved.append(args[6])
+        if args[6] == 1 and saved.count(1) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loops, "_save", save_then_die_after_epoch_1)
+    cache = StageCache(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    resumed, row = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert saved == [1, 2, 3]  # the rerun trained epochs 2 and 3 only
+    assert row.training["epochs"] == 3
+    for (name, a), b in zip(fresh.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

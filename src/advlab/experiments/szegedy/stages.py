@@ -64,7 +64,8 @@ def random_targets(labels: torch.Tensor, classes: int, gen: torch.Generator) -> 
 
 def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, settings: SzegedySettings,
           cache: StageCache, progress: bool) -> tuple[nn.Module, ModelEval]:
-    """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the cache."""
+    """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the
+    cache; a training cut short continues from its last epoch's checkpoint."""
     path = cache.path("models", f"{key}.safetensors")
     meta = None
     if path.is_file():
@@ -77,7 +78,10 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         overrides = {"seed": settings.seed}
         if settings.max_epochs is not None:
             overrides["epochs"] = min(default_config(model_name).epochs, settings.max_epochs)
-        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress)
+        # checkpointed every epoch: a killed run resumes inside this training, to the same final weights
+        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress,
+                                   checkpoint=cache.path("checkpoints", f"{key}.safetensors"), resume=True,
+                                   run={"data": {"train": data.fingerprint()}})
         model = trained.model
         meta = {
             "training": trained.config.to_dict(), "trained_on": part, "n_train": len(data),
