@@ -53,3 +53,24 @@ def test_a_report_gains_the_generalization_section_from_the_sibling_study(tmp_pa
     assert any("fc100-100-10 (Szegedy et al. 2013, Sec. 4.2)" in line and "**" in line for line in section)
     with pytest.raises(InputError, match="--images applies to szegedy only"):
         check_request(get_experiment(GENERALIZATION), Request(data_dir=None, out=tmp_path, images=3))
+
+
+def test_quick_trains_on_the_prefix_and_a_full_run_on_everything(embedded):
+    from advlab.data import Dataset, Splits
+    from advlab.experiments.registry import QUICK_TRAIN_IMAGES, quick_prefix
+
+    big = Dataset(embedded.train.images[:1].expand(QUICK_TRAIN_IMAGES + 5, -1, -1, -1), embedded.train.labels[:1].expand(QUICK_TRAIN_IMAGES + 5), "big")
+    splits = Splits(big, embedded.test, "big source")
+    assert len(quick_prefix(splits, True).train) == QUICK_TRAIN_IMAGES and "quick" in quick_prefix(splits, True).source
+    assert quick_prefix(splits, False) is splits and quick_prefix(embedded, True) is embedded
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-full" / "train-labels-idx1-ubyte.gz").is_file(),
+                    reason="full MNIST not found at ../shared/data/mnist-full")
+def test_full_mnist_is_read_whole():
+    from advlab.data import load_mnist
+
+    splits = load_mnist(str(Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-full"))
+    assert (len(splits.train), len(splits.test)) == (60_000, 10_000)
+    counts = splits.train.labels.bincount().tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # MNIST's, per its README
