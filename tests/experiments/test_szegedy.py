@@ -10,7 +10,9 @@ import torch
 from advlab.analysis.transfer import error_rate_on
 from advlab.errors import InputError
 from advlab.experiments.cache import CacheWarning
-from advlab.experiments.szegedy import SzegedySettings, display_name, paper, stages, szegedy
+from advlab.experiments.szegedy import paper, stages
+from advlab.experiments.szegedy.run import szegedy
+from advlab.experiments.szegedy.settings import SzegedySettings, display_name
 from advlab.report.szegedy import write_report
 from advlab.training import load_checkpoint
 

@@ -18,7 +18,6 @@ Every run is checkpointed each epoch and its result cached as JSON, so a killed 
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
 
 from advlab.data import Dataset, load_mnist
 from advlab.data.catalog import stream_data

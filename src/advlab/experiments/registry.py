@@ -1,17 +1,13 @@
-"""The reproductions `advlab reproduce NAME` runs: name -> how to run it, its report, its notes and
-what `--quick` does (or None where it is refused).
+"""The reproductions `advlab reproduce NAME` runs: name -> how to run it, its notes (computed from
+its result), what `--quick` does (or None where it is refused) and the options it reads.
 
-Each entry's `run(request)` returns the experiment's typed result; its report is written by a
-function of `advlab.report`, named here as "module:function" and imported when the report is
-written (reports sit above experiments in the layering, so nothing here imports them at import
-time). `reproduce(name, request, command=...)` runs, writes the report and returns the paths
-and the summary lines a caller may print.
+Every experiment is found by a plain import of its module. Reports sit above experiments in the
+layering: `advlab.report.reproduce` maps the same names to their report writers and runs
+`reproduce(name, request, command=...)`.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +15,11 @@ from typing import Any
 
 from advlab.data import Splits, load_mnist
 from advlab.errors import InputError, UnknownNameError
+from advlab.experiments import goodfellow
+from advlab.experiments.adversarial_generalization import adversarial_generalization, default_settings
+from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
+from advlab.experiments.szegedy.run import szegedy
+from advlab.experiments.szegedy.settings import SzegedySettings
 
 PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
 
@@ -73,8 +74,6 @@ class Experiment:
     name: str
     title: str
     run: Callable[[Request], Any]
-    report: str  # "module:function" of advlab.report: (result, out, *, command, notes) -> list[Path]
-    summary: str  # "module:function" of advlab.report: result -> lines to print
     notes: Callable[[Any], list[str]] = lambda result: []  # computed from the result: what it ran, not what was planned
     quick: str | None = None  # what --quick does; None: --quick is refused
     options: tuple[str, ...] = field(default=())  # Request fields beyond data_dir/out/seed/quick it reads
@@ -83,15 +82,8 @@ class Experiment:
     with_generalization: bool = False
 
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _goodfellow(kind: str) -> Callable[[Request], Any]:
     def run(request: Request) -> list[Any]:
-        from advlab.experiments import goodfellow
-
         experiment = goodfellow.goodfellow_fig2 if kind == "fig2" else goodfellow.goodfellow_softmax
         sources = [request.data_dir] if request.data_dir is None else [request.data_dir, None]
         return [experiment(load_mnist(s), eps=request.eps, seed=request.seed, progress=request.progress) for s in sources]
@@ -100,8 +92,6 @@ def _goodfellow(kind: str) -> Callable[[Request], Any]:
 
 
 def _szegedy(request: Request) -> Any:
-    from advlab.experiments.szegedy import SzegedySettings, szegedy
-
     settings = SzegedySettings.quick(seed=request.seed) if request.quick else SzegedySettings(seed=request.seed)
     if request.images is not None:
         settings = replace(settings, n_attack=request.images, n_attack_test=request.images)
@@ -148,8 +138,6 @@ QUICK_ADVTRAIN = {"train": 1000, "test": 1000, "eval_limit": 100, "epochs": {"ma
 
 
 def _advtrain(request: Request) -> Any:
-    from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
-
     splits = load_mnist(request.data_dir)
     kwargs: dict[str, Any] = {}
     out = request.out / "checkpoints"
@@ -162,8 +150,6 @@ def _advtrain(request: Request) -> Any:
 
 
 def _generalization(request: Request) -> Any:
-    from advlab.experiments.adversarial_generalization import adversarial_generalization, default_settings
-
     settings = default_settings(request.data_dir, quick=request.quick, epochs=request.epochs, train_images=request.train_images)
     return adversarial_generalization(settings, request.out, progress=request.progress, device=request.device, jobs=request.jobs)
 
@@ -171,26 +157,11 @@ def _generalization(request: Request) -> Any:
 GENERALIZATION = "adversarial-generalization"
 
 
-def generalization_sections(out: Path) -> list[str]:
-    """The generalization study's section for a report written to `out`, from the sibling folder
-    `adversarial-generalization` (its runs so far), or nothing when there is none."""
-    from advlab.experiments.adversarial_generalization import GeneralizationResult
-
-    saved = out.parent / GENERALIZATION / "results.json"
-    if not saved.is_file():
-        return []
-    document = json.loads(saved.read_text())
-    result = GeneralizationResult.from_dict({k: document[k] for k in ("settings", "runs", "comparisons", "complete")})
-    section = _resolve("advlab.report.advtrain:generalization_section")(result)
-    return [*section, f"(From `{saved}`; the full study: `advlab reproduce {GENERALIZATION}`.)", ""]
-
-
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment(
             "goodfellow-fig2", "Goodfellow et al. 2014, Fig. 2: logistic regression, MNIST 3 vs 7", _goodfellow("fig2"),
-            "advlab.report.goodfellow:write_fig2", "advlab.report.goodfellow:summary",
             notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE,
                                   "FGSM on a linear model moves every pixel by exactly eps * sign(w) (toward the other class), "
                                   "clipped to [0, 1]: panel (d) is panel (c) plus a scaled panel (b)."],
@@ -198,7 +169,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "goodfellow-softmax", "Goodfellow et al. 2014, Sec. 5: softmax regression on MNIST", _goodfellow("softmax"),
-            "advlab.report.goodfellow:write_softmax", "advlab.report.goodfellow:summary",
             notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE,
                                   "The paper gives no weight decay for its softmax model. The confidence on adversarial examples depends "
                    "on it (SGD, 30 epochs on ../shared/data/mnist: 1e-4 gives 94%, 1e-3 gives 89%, 3e-3 gives 79%) while "
@@ -207,7 +177,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "goodfellow-advtrain", "Goodfellow et al. 2014, Sec. 6: adversarial training", _advtrain,
-            "advlab.report.advtrain:write_advtrain_report", "advlab.report.advtrain:summary", notes=advtrain_notes,
+            notes=advtrain_notes,
             with_generalization=True,
             quick=(f"1 epoch per model on the first {QUICK_ADVTRAIN['train']} training and {QUICK_ADVTRAIN['test']} test "
                    f"images, PGD and curves on {QUICK_ADVTRAIN['eval_limit']}: a smoke run, not the paper's numbers"),
@@ -215,7 +185,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "szegedy", "Szegedy et al. 2013, Intriguing properties of neural networks", _szegedy,
-            "advlab.report.szegedy:write_report", "advlab.report.szegedy:summary",
             notes=szegedy_notes,
             quick=(f"1 epoch per model on at most the first {QUICK_TRAIN_IMAGES:,} training images, 6 images per model, a short "
                    "attack: a smoke run of every stage, not the paper's numbers"),
@@ -223,7 +192,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             GENERALIZATION, "Adversarial training and clean test error (Szegedy Sec. 4.2, Goodfellow Sec. 6)", _generalization,
-            "advlab.report.advtrain:write_generalization_report", "advlab.report.advtrain:generalization_summary",
             notes=lambda result: ["The papers trained FC100-100-10 and the maxout network to convergence on MNIST's 60,000 images; each run "
                    "here has the epochs and training images its table row states (by default every training image of the "
                    "set and the model's registered epochs), and the comparison is paired: same data, epochs, seed and "
@@ -254,13 +222,3 @@ def check_request(experiment: Experiment, request: Request) -> None:
             raise InputError(f"--{option.replace('_', '-')} applies to {', '.join(users)} only, not {experiment.name}")
     if request.images is not None and request.images < 1:
         raise InputError(f"--images must be >= 1, got {request.images}")
-
-
-def reproduce(name: str, request: Request, *, command: str) -> tuple[list[Path], list[str]]:
-    """Run the experiment, write its report under request.out; (paths written, summary lines)."""
-    experiment = get_experiment(name)
-    check_request(experiment, request)
-    result = experiment.run(request)
-    extra = {"extra_sections": generalization_sections(request.out)} if experiment.with_generalization else {}
-    paths = _resolve(experiment.report)(result, request.out, command=command, notes=experiment.notes(result), **extra)
-    return paths, _resolve(experiment.summary)(result)

@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 
@@ -44,6 +42,8 @@ def claim_verdict(relative_changes: list[float], paper_relative: float) -> Verdi
     n = len(relative_changes)
     if n < 2:
         return Verdict(INCONCLUSIVE, statistics.fmean(relative_changes) if n else math.nan, None, None, None)
+    from scipy import stats  # here, not at the top: it takes ~0.4 s, and every CLI start imports this module
+
     center, spread = statistics.fmean(relative_changes), statistics.stdev(relative_changes) / math.sqrt(n)
     t = float(stats.t.ppf(0.95, n - 1))
     p = (0.0 if center < 0 else 1.0) if spread == 0 else float(stats.t.cdf(center / spread, n - 1))

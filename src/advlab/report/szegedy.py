@@ -8,7 +8,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from advlab.experiments.szegedy import SzegedyResult, TransferTable, paper
+from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.settings import SzegedyResult, TransferTable
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
 from advlab.report.markdown import number, percent, table
