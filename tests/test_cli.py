@@ -53,7 +53,7 @@ def test_models_and_data_info(capsys):
 
 
 def test_reproduce_szegedy_quick_resumes(tmp_path, capsys, monkeypatch):
-    from advlab.experiments.szegedy import SzegedySettings
+    from advlab.experiments.szegedy.settings import SzegedySettings
 
     tiny = SzegedySettings(zoo=("fc10-1e-4", "fc100-100-10"), split=(("fc10-1", "P1"),), max_epochs=1, n_all_targets=1,
                            attack_params=(("search_steps", 4), ("max_iter", 20)), n_units=2, n_random=2, top_k=3)

@@ -47,11 +47,25 @@ def test_equal_norm_noise_is_seeded_and_exact(kind):
     assert torch.allclose((a - x).double().flatten(1).norm(dim=1), norms, rtol=1e-5)
 
 
-def test_gaussian_noise_is_clipped_and_seeded():
+def test_gaussian_noise_is_seeded_and_clipped_only_on_request():
     x = torch.rand(3, 1, 4, 4)
     a = gaussian_noise(x, 0.3, torch.Generator().manual_seed(2))
     assert torch.equal(a, gaussian_noise(x, 0.3, torch.Generator().manual_seed(2)))
-    assert a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
+    assert a.min() < 0 or a.max() > 1  # unclipped by default, as in Szegedy's Table 2
+    clipped = gaussian_noise(x, 0.3, torch.Generator().manual_seed(2), bounds=(0.0, 1.0))
+    assert torch.equal(clipped, a.clamp(0, 1)) and not torch.equal(clipped, x)
+
+
+@pytest.mark.parametrize("stddev", [0.1, 0.3])
+def test_unclipped_noise_has_the_requested_distortion_within_sampling_error(stddev):
+    """Per image, sqrt(mean r^2) = stddev * sqrt(chi2_m / m): mean stddev * (1 - 1/(4m) + ...), standard
+    deviation stddev / sqrt(2m); over n images the mean is within 5 of its standard errors."""
+    n, m = 300, 784
+    x = torch.rand(n, 1, 28, 28)
+    r = gaussian_noise(x, stddev, torch.Generator().manual_seed(3)) - x
+    measured = r.double().flatten(1).pow(2).mean(1).sqrt().mean()
+    standard_error = stddev / math.sqrt(2 * m) / math.sqrt(n)
+    assert abs(float(measured) - stddev * (1 - 1 / (4 * m))) < 5 * standard_error
 
 
 def test_bad_input():

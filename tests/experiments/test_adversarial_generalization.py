@@ -9,20 +9,7 @@ from advlab.experiments.adversarial_generalization import (
     adversarial_generalization,
     collect,
     default_settings,
-    verdict,
 )
-
-PAPER = 0.012 / 0.016 - 1  # Szegedy: -25%
-
-
-def test_verdicts():
-    assert verdict([0.02, 0.021, 0.019], [0.012, 0.0125, 0.0118], PAPER)[3] == "reproduced"
-    # no change, tight: an improvement as large as the paper's is ruled out
-    assert verdict([0.02, 0.021, 0.019], [0.0201, 0.0209, 0.0191], PAPER)[3] == "not reproduced"
-    assert verdict([0.02, 0.021, 0.019], [0.015, 0.028, 0.016], PAPER)[3] == "inconclusive at this sample size"
-    mean, p, upper, _ = verdict([0.02, 0.02], [0.01, 0.01], PAPER)
-    assert mean == pytest.approx(-0.01) and p == 0.0 and upper == pytest.approx(-0.5)
-
 
 def test_bad_settings():
     with pytest.raises(InputError, match="at least 2 seeds"):
@@ -60,3 +47,20 @@ def test_default_settings_use_every_image_and_the_registered_epochs(tmp_path):
     assert [(d.name, d.train_limit, d.epochs) for d in full.datasets] == [("mnist", None, None), ("fashion-mnist", None, None)]
     small = default_settings(str(tmp_path / "mnist"), epochs=2, train_images=500)
     assert {(d.train_limit, d.epochs) for d in small.datasets} == {(500, 2)}
+
+
+def test_setup_differences_are_computed_from_the_settings_and_runs():
+    from advlab.experiments.adversarial_generalization import PAPER_SETUP, RunResult, compare
+
+    settings = GeneralizationSettings(datasets=(DataSpec("mnist", "d", None, 3),))
+    runs = [RunResult("mnist", model, training, seed, 3, 60_000, 0.0, 0.02 - 0.001 * seed, 1.0, {})
+            for model in settings.models for training in ("standard", "szegedy-pool" if model == "fc100-100-10" else "fgsm")
+            for seed in settings.seeds]
+    pool, maxout = compare(runs, settings)
+    assert pool.setup_differences == [
+        "model selection: 3 fixed epochs, last-epoch weights (paper: trained to convergence)",
+        f"pool examples for: the input only (paper: {PAPER_SETUP['fc100-100-10']['pool examples for']})",
+        "pool refresh: whole pool of 100 replaced every 100 updates (paper: continuous: a random subset replaced)",
+    ]  # 60,000 MNIST training images: those agree, so they are not listed
+    assert maxout.setup_differences[0].startswith("model selection: 3 fixed epochs") and len(maxout.setup_differences) == 1
+    assert pool.verdict.endswith("; setup differs")

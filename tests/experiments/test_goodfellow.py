@@ -21,3 +21,12 @@ def test_softmax_on_real_mnist_matches_the_paper(mnist_dir):
     experiment = goodfellow_softmax(load_mnist(mnist_dir))
     assert experiment.fgsm_error >= 0.99
     assert abs(experiment.mean_confidence_on_errors - 0.793) < 0.05
+
+
+def test_fig2_notes_are_computed_from_the_runs(embedded):
+    from advlab.experiments.registry import get_experiment
+
+    experiment = goodfellow_fig2(embedded)
+    notes = " ".join(get_experiment("goodfellow-fig2").notes([experiment]))
+    assert f"{experiment.n_train:,} training" in notes and f"{experiment.fgsm_error:.1%}" in notes
+    assert "does not depend" not in notes  # no claim that the runs did not measure

@@ -1,6 +1,5 @@
-"""The reproduction registry: every experiment resolves its report, --quick is honoured or refused."""
+"""The reproduction registry: options honoured or refused, --quick described, the full set read whole."""
 
-import importlib
 from pathlib import Path
 
 import pytest
@@ -10,12 +9,9 @@ from advlab.experiments.registry import EXPERIMENTS, Request, check_request, get
 
 
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
-def test_every_experiment_names_an_existing_report_and_summary(name):
+def test_every_experiment_describes_its_quick_mode_or_refuses_it(name):
     experiment = get_experiment(name)
-    for path in (experiment.report, experiment.summary):
-        module, function = path.split(":")
-        assert module.startswith("advlab.report.") and callable(getattr(importlib.import_module(module), function))
-    assert experiment.quick is None or experiment.quick  # a quick mode is described, or refused
+    assert experiment.quick is None or experiment.quick
 
 
 def test_unknown_experiment_and_options_it_cannot_honour():
@@ -31,25 +27,22 @@ def test_unknown_experiment_and_options_it_cannot_honour():
         check_request(get_experiment("szegedy"), Request(data_dir=None, out=Path("o"), images=0))
 
 
-def test_goodfellow_advtrain_quick_trains_one_epoch_on_a_subset(tmp_path):
-    from advlab.experiments.registry import QUICK_ADVTRAIN, reproduce
+def test_quick_trains_on_the_prefix_and_a_full_run_on_everything(embedded):
+    from advlab.data import Dataset, Splits
+    from advlab.experiments.registry import QUICK_TRAIN_IMAGES, quick_prefix
 
-    paths, lines = reproduce("goodfellow-advtrain", Request(data_dir=None, out=tmp_path, quick=True, progress=False), command="c")
-    assert {p.name for p in paths} == {"results.json", "report.md", "curves.png"}
-    assert any("FGSM error ratio" in line for line in lines)
-    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints-quick").iterdir())
-    assert checkpoints == ["cnn-adversarial.safetensors", "cnn-standard.safetensors", "maxout-adversarial.safetensors",
-                           "maxout-standard.safetensors"]
-    assert "quick" in (tmp_path / "report.md").read_text() and QUICK_ADVTRAIN["epochs"]["maxout"] == (1, 1)
+    big = Dataset(embedded.train.images[:1].expand(QUICK_TRAIN_IMAGES + 5, -1, -1, -1), embedded.train.labels[:1].expand(QUICK_TRAIN_IMAGES + 5), "big")
+    splits = Splits(big, embedded.test, "big source")
+    assert len(quick_prefix(splits, True).train) == QUICK_TRAIN_IMAGES and "quick" in quick_prefix(splits, True).source
+    assert quick_prefix(splits, False) is splits and quick_prefix(embedded, True) is embedded
 
 
-def test_a_report_gains_the_generalization_section_from_the_sibling_study(tmp_path):
-    from advlab.experiments.registry import GENERALIZATION, generalization_sections, reproduce
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-full" / "train-labels-idx1-ubyte.gz").is_file(),
+                    reason="full MNIST not found at ../shared/data/mnist-full")
+def test_full_mnist_is_read_whole():
+    from advlab.data import load_mnist
 
-    assert generalization_sections(tmp_path / "szegedy") == []
-    reproduce(GENERALIZATION, Request(data_dir=None, out=tmp_path / GENERALIZATION, quick=True, progress=False), command="c")
-    section = generalization_sections(tmp_path / "szegedy")
-    assert section[0].startswith("## Does adversarial training improve clean test error?")
-    assert any("fc100-100-10 (Szegedy et al. 2013, Sec. 4.2)" in line and "**" in line for line in section)
-    with pytest.raises(InputError, match="--images applies to szegedy only"):
-        check_request(get_experiment(GENERALIZATION), Request(data_dir=None, out=tmp_path, images=3))
+    splits = load_mnist(str(Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-full"))
+    assert (len(splits.train), len(splits.test)) == (60_000, 10_000)
+    counts = splits.train.labels.bincount().tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # MNIST's, per its README

@@ -10,7 +10,9 @@ import torch
 from advlab.analysis.transfer import error_rate_on
 from advlab.errors import InputError
 from advlab.experiments.cache import CacheWarning
-from advlab.experiments.szegedy import SzegedySettings, display_name, paper, stages, szegedy
+from advlab.experiments.szegedy import paper, stages
+from advlab.experiments.szegedy.run import szegedy
+from advlab.experiments.szegedy.settings import SzegedySettings, display_name
 from advlab.report.szegedy import write_report
 from advlab.training import load_checkpoint
 
@@ -59,7 +61,8 @@ def test_tables_have_the_papers_shape_and_invariants(run):
     assert linear.all_targets_method == "exact" and network.all_targets_method == "attack" and network.all_targets_n <= 2
     assert network.exact_targeted_mean is None
     table2 = result.transfer
-    assert table2.rows == ["FC10(1e-2)", "FC100-100-10", "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.3"]
+    assert table2.rows == ["FC10(1e-2)", "FC100-100-10", "Gaussian noise, stddev 0.1", "Gaussian noise, stddev 0.1, clipped to [0, 1]",
+                           "Gaussian noise, stddev 0.3", "Gaussian noise, stddev 0.3, clipped to [0, 1]"]
     assert table2.cell("FC10(1e-2)", "FC10(1e-2)") == 1.0 and table2.cell("FC100-100-10", "FC100-100-10") == 1.0
     table4 = result.split_transfer
     assert table4.rows[2:4] == ["FC100-100-10, magnified", "FC10(1)', magnified"]
@@ -72,6 +75,20 @@ def test_tables_have_the_papers_shape_and_invariants(run):
         assert 0 < bounds.max_observed_ratio <= bounds.network_bound
     assert len(result.units.unit_top) == 3 and result.unit_images.shape == (6, 4, 1, 28, 28)
     assert set(result.examples) == set(TINY.zoo)
+
+
+def test_noise_rows_are_unclipped_as_in_the_paper_with_the_clipped_draw_beside_them(run):
+    """Table 2's noise rows: distortion sqrt(mean r^2) is the stddev within sampling error (the paper's
+    column reads 0.1 / 0.3); the clipped extra row is the same draw inside [0, 1], so it is smaller."""
+    _, result = run
+    t = result.transfer
+    for stddev in TINY.noise_stddevs:
+        row, clipped = t.row(f"Gaussian noise, stddev {stddev:g}"), t.row(f"Gaussian noise, stddev {stddev:g}, clipped to [0, 1]")
+        standard_error = stddev / math.sqrt(2 * 784) / math.sqrt(t.n[row])
+        assert abs(t.mean_distortion[row] - stddev) < 5 * standard_error + stddev / (4 * 784)
+        assert t.mean_distortion[clipped] < t.mean_distortion[row] - 5 * standard_error
+        assert t.n[row] == t.n[clipped] == TINY.n_attack
+    assert f"Gaussian noise, stddev {TINY.split_noise_stddevs[0]:g}, clipped to [0, 1]" in result.split_transfer.rows
 
 
 def test_targets_are_seeded_wrong_labels(run, embedded):
@@ -135,6 +152,16 @@ def test_report_files(run, tmp_path):
     assert saved["command"] == "advlab reproduce szegedy" and saved["paper"]["table1"]["FC10(1) -> test error"] == 0.2
 
 
+def test_notes_state_the_training_the_run_used_not_the_registered_one(run):
+    from advlab.experiments.registry import szegedy_notes
+
+    _, result = run
+    notes = " ".join(szegedy_notes(result))
+    assert "2 epochs" in notes and "60 epochs" not in notes and "20 epochs" not in notes  # TINY caps every model at 2
+    assert all(row.training["epochs"] == 2 for row in result.models + result.split_models)
+    assert f"{TINY.n_attack} seeded random training images" in notes and f"{result.n_train:,} training" in notes
+
+
 def test_any_registered_attack_can_stand_in(embedded, tmp_path):
     settings = SzegedySettings(
         zoo=("fc10-1e-2",), split=(("fc10-1e-2", "P1"),), units_model="fc10-1e-2", units_layer="linear", untargeted=False,
@@ -187,3 +214,30 @@ def test_an_example_the_exact_solver_cannot_certify_is_left_out(monkeypatch):
     out = stages._exact(None, x, torch.zeros(3, dtype=torch.long), None)
     assert out[0] == 1.0 and math.isnan(out[1]) and out[2] == 1.0
     assert stages._mean(out) == 1.0
+
+
+def test_a_training_killed_mid_way_resumes_from_its_last_epoch_to_the_same_weights(embedded, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from advlab.experiments.cache import StageCache
+    from advlab.training import loops
+
+    settings, data = replace(TINY, max_epochs=3), embedded.train.take(300)
+    fresh, _ = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, StageCache(tmp_path / "a"), False)
+    original, saved = loops._save, []
+
+    def save_then_die_after_epoch_1(*args):
+        original(*args)
+        saved.append(args[6])
+        if args[6] == 1 and saved.count(1) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loops, "_save", save_then_die_after_epoch_1)
+    cache = StageCache(tmp_path / "b")
+    with pytest.raises(KeyboardInterrupt):
+        stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    resumed, row = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert saved == [1, 2, 3]  # the rerun trained epochs 2 and 3 only
+    assert row.training["epochs"] == 3
+    for (name, a), b in zip(fresh.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -17,6 +17,7 @@ from advlab.exact import logistic_loss_direction, max_linear_linf, minimal_pertu
 from advlab.models import build_model
 from advlab.models.linear import linear_weights
 from advlab.report.explore import (
+    LBFGS_TEMPERATURE,
     WORKED_EXAMPLE,
     binary_linear,
     c_search_traces,
@@ -130,3 +131,12 @@ def test_cli_refuses_models_it_cannot_explain(tmp_path, capsys, softmax_model):
     assert main(["explore", "--out", str(tmp_path / "file")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert not (tmp_path / "page").exists()
+
+
+def test_panel_3_states_szegedys_objective_advlabs_and_the_loss_temperature():
+    page = render_page({"worked": WORKED_EXAMPLE}, command="advlab explore")
+    panel = page[page.index('<section id="szegedy"'):]
+    assert "c|r| + loss<sub>f</sub>(x + r, l)" in panel  # the paper's objective, as the paper writes it
+    assert "c&Vert;r&Vert;<sub>2</sub>&sup2; + loss(x + r, l) instead" in panel  # advlab's, named as advlab's
+    assert f"temperature T = {LBFGS_TEMPERATURE:g}" in panel
+    assert "Goodfellow et al. call it" not in page

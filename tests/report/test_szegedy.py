@@ -6,7 +6,8 @@ import math
 import pytest
 
 from advlab.analysis.units import UnitsVsDirections
-from advlab.experiments.szegedy import MinimalDistortion, ModelEval, SzegedyResult, TransferTable, paper
+from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.settings import MinimalDistortion, ModelEval, SzegedyResult, TransferTable
 from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, ratio
 
 ZOO = list(paper.ZOO_LABELS)

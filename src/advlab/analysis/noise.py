@@ -1,7 +1,8 @@
 """Random perturbations to compare adversarial ones with (Szegedy et al. 2013, Sec. 4.2).
 
 The paper contrasts its adversarial examples with Gaussian noise: `gaussian_noise` adds
-N(0, stddev^2) to every pixel and clips to the box, as in Table 2's noise rows. To compare at
+N(0, stddev^2) to every pixel, unclipped as in Table 2's noise rows (whose distortion column,
+sqrt(mean r^2), reads the stddev), or clipped to the box with `bounds`. To compare at
 exactly the same size, `perturb_to_norm` moves each example along a direction d to the point
 clip(x + t d) whose distance from x is a given L2 norm; `equal_norm_noise` does so along a
 Gaussian or a uniform direction, and the magnified perturbations of Table 4 are
@@ -19,10 +20,14 @@ NOISE_KINDS = ("gaussian", "uniform")
 BISECTION_STEPS = 64
 
 
-def gaussian_noise(x: torch.Tensor, stddev: float, generator: torch.Generator, bounds: Bounds = (0.0, 1.0)) -> torch.Tensor:
-    """clip(x + N(0, stddev^2) per pixel); the noise is drawn on the CPU, so it does not depend on the device."""
+def gaussian_noise(
+    x: torch.Tensor, stddev: float, generator: torch.Generator, bounds: Bounds | None = None
+) -> torch.Tensor:
+    """x + N(0, stddev^2) per pixel, clipped to `bounds` when given (None: unclipped, so the
+    distortion's expectation is the stddev); drawn on the CPU, so it does not depend on the device."""
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-    return (x + stddev * noise).clamp(bounds[0], bounds[1])
+    noisy = x + stddev * noise
+    return noisy if bounds is None else noisy.clamp(bounds[0], bounds[1])
 
 
 def perturb_to_norm(

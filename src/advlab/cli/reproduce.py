@@ -9,7 +9,8 @@ from advlab.cli.common import command_line
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from advlab.experiments.registry import Request, reproduce
+    from advlab.experiments.registry import Request
+    from advlab.report.reproduce import reproduce
 
     request = Request(data_dir=args.data_dir, out=Path(args.out), seed=args.seed, quick=args.quick, images=args.images,
                       eps=args.eps, progress=not args.no_progress, device=str(args.device), jobs=args.jobs, epochs=args.epochs,

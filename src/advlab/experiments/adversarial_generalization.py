@@ -7,12 +7,10 @@
 
 Here each (dataset, model) is trained with and without its adversarial objective, with the
 same epochs, the same data and the same model selection (the weights after the last epoch),
-for several seeds; the paired differences of clean test error give the verdict:
-
-- "reproduced": adversarial training lowers the error, one-sided paired t-test at 5%;
-- "not reproduced": the 95% upper confidence bound of the relative change excludes the paper's
-  relative improvement (the data rule out an effect as large as the paper's);
-- "inconclusive at this sample size" otherwise.
+for several seeds; the paired relative changes of clean test error give the verdict by the rule
+of `advlab.experiments.verdict` (reproduced / not reproduced / inconclusive, symmetric in "no
+effect" and "the paper's effect"), with "setup differs" and the list of differences wherever the
+run's setup (`run_setup`) is not the paper's (`PAPER_SETUP`).
 
 Every run is checkpointed each epoch and its result cached as JSON, so a killed study resumes.
 """
@@ -20,7 +18,6 @@ Every run is checkpointed each epoch and its result cached as JSON, so a killed 
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
 
 from advlab.data import Dataset, load_mnist
 from advlab.data.catalog import stream_data
 from advlab.data.stream import stream_length
 from advlab.errors import InputError
 from advlab.experiments.cache import StageCache
+from advlab.experiments.verdict import claim_verdict, setup_differences, verdict_text
 from advlab.progress import progress_bar
 from advlab.training import AdversarialObjective, default_config, error_rate, train_registered
 from advlab.training.objectives import AdversarialPool
@@ -43,6 +40,20 @@ from advlab.training.objectives import AdversarialPool
 CLAIMS: dict[str, tuple[str, str, float, float]] = {
     "fc100-100-10": ("szegedy-pool", "Szegedy et al. 2013, Sec. 4.2", 0.016, 0.012),
     "maxout": ("fgsm", "Goodfellow et al. 2014, Sec. 6", 0.0094, 0.0084),
+}
+
+PAPER_TRAIN_IMAGES = 60_000
+# what each paper states about the setup behind its claim, as the keys `run_setup` computes
+PAPER_SETUP: dict[str, dict[str, Any]] = {
+    "fc100-100-10": {
+        "data": "mnist", "training images": PAPER_TRAIN_IMAGES, "model selection": "trained to convergence",
+        "pool examples for": "every layer's outputs (higher layers more useful than the input)",
+        "pool refresh": "continuous: a random subset replaced",
+    },
+    "maxout": {
+        "data": "mnist", "training images": PAPER_TRAIN_IMAGES,  # the original 240 x 5 maxout (its 1600-unit model is another claim)
+        "model selection": "early stopping on adversarial validation error, then retraining on all 60,000",
+    },
 }
 
 
@@ -108,34 +119,27 @@ class Comparison:
     p_value: float | None  # one-sided paired t-test of "adversarial < standard"
     relative_upper: float | None  # 95% upper bound of mean (adversarial - standard) / standard
     verdict: str
+    relative_lower: float | None = None  # 95% lower bound of the same
+    setup_differences: list[str] = field(default_factory=list)  # this run's setup against the paper's (empty: the same)
 
     @property
     def paper_relative(self) -> float:
         return self.paper_adversarial / self.paper_standard - 1
 
 
-def verdict(standard: list[float], adversarial: list[float], paper_relative: float) -> tuple[float, float | None, float | None, str]:
-    """(mean paired difference, one-sided p-value, 95% upper bound of the relative change, verdict).
-
-    Relative change per seed: adversarial / standard - 1 (the paper's: paper_relative < 0).
-    U, L: one-sided 95% upper and lower confidence bounds of its mean (Student t, n - 1 df).
-    U < 0: reproduced; L > paper_relative (an improvement as large as the paper's is ruled out):
-    not reproduced; otherwise inconclusive at this sample size.
-    """
-    n = len(standard)
-    mean = statistics.fmean(a - s for s, a in zip(standard, adversarial)) if n else float("nan")
-    if n < 2 or min(standard) <= 0:
-        return mean, None, None, "inconclusive at this sample size"
-    rel = [a / s - 1 for s, a in zip(standard, adversarial)]
-    center, spread = statistics.fmean(rel), statistics.stdev(rel) / math.sqrt(n)
-    t = float(stats.t.ppf(0.95, n - 1))
-    p = (0.0 if center < 0 else 1.0) if spread == 0 else float(stats.t.cdf(center / spread, n - 1))
-    upper, lower = center + t * spread, center - t * spread
-    if upper < 0:
-        return mean, p, upper, "reproduced"
-    if lower > paper_relative:
-        return mean, p, upper, "not reproduced"
-    return mean, p, upper, "inconclusive at this sample size"
+def run_setup(spec: DataSpec, model: str, runs: list[RunResult], settings: GeneralizationSettings) -> dict[str, Any]:
+    """This study's setup for (spec, model), under the keys of PAPER_SETUP."""
+    sample = next((r for r in runs if r.dataset == spec.name and r.model == model), None)
+    epochs = sample.epochs if sample else spec.epochs
+    setup: dict[str, Any] = {
+        "data": spec.name,
+        "training images": sample.n_train if sample else spec.train_limit,
+        "model selection": f"{epochs} fixed epochs, last-epoch weights",
+    }
+    if CLAIMS[model][0] == "szegedy-pool":
+        setup["pool examples for"] = "the input only"
+        setup["pool refresh"] = f"whole pool of {settings.pool_size} replaced every {settings.pool_every} updates"
+    return setup
 
 
 @dataclass
@@ -216,9 +220,13 @@ def compare(runs: list[RunResult], settings: GeneralizationSettings) -> list[Com
             by_seed = {(r.training, r.seed): r.test_error for r in runs if r.dataset == spec.name and r.model == model}
             seeds = [s for s in settings.seeds if ("standard", s) in by_seed and (method, s) in by_seed]
             standard, adversarial = [by_seed["standard", s] for s in seeds], [by_seed[method, s] for s in seeds]
-            mean, p, upper, word = verdict(standard, adversarial, paper_adversarial / paper_standard - 1)
+            differences = setup_differences(run_setup(spec, model, runs, settings), PAPER_SETUP[model])
+            mean = statistics.fmean(a - s for s, a in zip(standard, adversarial)) if seeds else float("nan")
+            found = claim_verdict([a / s - 1 for s, a in zip(standard, adversarial)] if min(standard, default=0) > 0 else [],
+                                  paper_adversarial / paper_standard - 1)
             out.append(Comparison(spec.name, model, method, source, paper_standard, paper_adversarial, seeds, standard,
-                                  adversarial, mean, p, upper, word))
+                                  adversarial, mean, found.p_value, found.upper, verdict_text(found, differences),
+                                  found.lower, differences))
     return out
 
 

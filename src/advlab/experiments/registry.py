@@ -1,17 +1,13 @@
-"""The reproductions `advlab reproduce NAME` runs: name -> how to run it, its report, its notes and
-what `--quick` does (or None where it is refused).
+"""The reproductions `advlab reproduce NAME` runs: name -> how to run it, its notes (computed from
+its result), what `--quick` does (or None where it is refused) and the options it reads.
 
-Each entry's `run(request)` returns the experiment's typed result; its report is written by a
-function of `advlab.report`, named here as "module:function" and imported when the report is
-written (reports sit above experiments in the layering, so nothing here imports them at import
-time). `reproduce(name, request, command=...)` runs, writes the report and returns the paths
-and the summary lines a caller may print.
+Every experiment is found by a plain import of its module. Reports sit above experiments in the
+layering: `advlab.report.reproduce` maps the same names to their report writers and runs
+`reproduce(name, request, command=...)`.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,19 +15,28 @@ from typing import Any
 
 from advlab.data import Splits, load_mnist
 from advlab.errors import InputError, UnknownNameError
+from advlab.experiments import goodfellow
+from advlab.experiments.adversarial_generalization import adversarial_generalization, default_settings
+from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
+from advlab.experiments.szegedy.run import szegedy
+from advlab.experiments.szegedy.settings import SzegedySettings
 
-MNIST_NOTE = (
-    "The paper trains on the full 60,000-image MNIST training set. `../shared/data/mnist` holds only its first 6,309 "
-    "images and the embedded default (5,000 real MNIST images shipped with advlab) is split 4,000 train / 1,000 test, so clean "
-    "errors can differ from the paper's; the FGSM effect does not depend on it."
-)
+PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
+
+
+def data_notes(experiments: list[Any]) -> list[str]:
+    """What each FGSM experiment trained on, against the paper's 60,000-image training set (from the results)."""
+    sizes = "; ".join(f"{e.data_source}: {e.n_train:,} training / {e.n_test:,} test images" for e in experiments)
+    errors = ", ".join(f"{e.fgsm_error:.1%} with {e.n_train:,} training images" for e in experiments)
+    return [f"The paper trains on the {PAPER_TRAIN_IMAGES:,}-image MNIST training set (its classes' share of it); these runs: {sizes}. "
+            f"FGSM error here: {errors}."]
+
+
 CONFIDENCE_NOTE = ("Confidence is the softmax probability of the predicted class (for logistic regression, "
                    "max(sigmoid(z), 1 - sigmoid(z))).")
 
 
 ADVTRAIN_NOTES = (
-    "`../shared/data/mnist` holds only the first 6,309 of MNIST's 60,000 training images (the embedded default: "
-    "4,000), so clean errors are several times the paper's 0.94% / 0.84%; compare the adversarial effects, not the clean errors.",
     "The paper's adversarially trained maxout network has 1,600 units per layer and was early-stopped on the adversarial "
     "validation error; advlab's has the 240 x 5 units of the original maxout network and a fixed number of epochs, "
     "so that the whole reproduction runs in minutes on two CPU cores.",
@@ -69,9 +74,7 @@ class Experiment:
     name: str
     title: str
     run: Callable[[Request], Any]
-    report: str  # "module:function" of advlab.report: (result, out, *, command, notes) -> list[Path]
-    summary: str  # "module:function" of advlab.report: result -> lines to print
-    notes: tuple[str, ...] = ()
+    notes: Callable[[Any], list[str]] = lambda result: []  # computed from the result: what it ran, not what was planned
     quick: str | None = None  # what --quick does; None: --quick is refused
     options: tuple[str, ...] = field(default=())  # Request fields beyond data_dir/out/seed/quick it reads
     # its report adds the adversarial-training generalization study found in the sibling folder
@@ -79,15 +82,8 @@ class Experiment:
     with_generalization: bool = False
 
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def _goodfellow(kind: str) -> Callable[[Request], Any]:
     def run(request: Request) -> list[Any]:
-        from advlab.experiments import goodfellow
-
         experiment = goodfellow.goodfellow_fig2 if kind == "fig2" else goodfellow.goodfellow_softmax
         sources = [request.data_dir] if request.data_dir is None else [request.data_dir, None]
         return [experiment(load_mnist(s), eps=request.eps, seed=request.seed, progress=request.progress) for s in sources]
@@ -96,20 +92,52 @@ def _goodfellow(kind: str) -> Callable[[Request], Any]:
 
 
 def _szegedy(request: Request) -> Any:
-    from advlab.experiments.szegedy import SzegedySettings, szegedy
-
     settings = SzegedySettings.quick(seed=request.seed) if request.quick else SzegedySettings(seed=request.seed)
     if request.images is not None:
         settings = replace(settings, n_attack=request.images, n_attack_test=request.images)
-    return szegedy(load_mnist(request.data_dir), settings, work_dir=request.out, progress=request.progress)
+    return szegedy(quick_prefix(load_mnist(request.data_dir), request.quick), settings, work_dir=request.out, progress=request.progress)
+
+
+QUICK_TRAIN_IMAGES = 6_309  # --quick trains on at most MNIST's first 6,309 images (../shared/data/mnist), even from the full set
+
+
+def quick_prefix(splits: Splits, quick: bool) -> Splits:
+    """The splits a run trains on: all of them, or with --quick the first QUICK_TRAIN_IMAGES training images."""
+    if not quick or len(splits.train) <= QUICK_TRAIN_IMAGES:
+        return splits
+    return Splits(splits.train.take(QUICK_TRAIN_IMAGES), splits.test, f"{splits.source} (quick: first {QUICK_TRAIN_IMAGES:,} training images)")
+
+
+def advtrain_notes(result: Any) -> list[str]:
+    """The adversarial-training report's notes: its training set against the paper's, then the fixed notes."""
+    return [f"The paper trains on MNIST's {PAPER_TRAIN_IMAGES:,} training images; this run on {result.n_train:,} "
+            f"({result.data_source}): compare clean errors with the paper's only when the two agree.", *ADVTRAIN_NOTES]
+
+
+def szegedy_notes(result: Any) -> list[str]:
+    """The Szegedy report's notes, from the training configurations and image counts the run used."""
+    by_model: dict[str, list[str]] = {}
+    for row in result.models + result.split_models:
+        config = row.training
+        if config:
+            schedule = f"{config['optimizer']} lr {config['lr']:g}, batch {config['batch_size']}, {config['epochs']} epochs"
+            by_model.setdefault(schedule, []).append(row.label)
+    schedules = "; ".join(f"{', '.join(dict.fromkeys(labels))}: {schedule}" for schedule, labels in by_model.items())
+    settings = result.settings
+    return [
+        "FC10(lambda): advlab minimises mean cross-entropy + lambda * 0.5 * ||W||^2 (the paper does not say how its "
+        "lambda is normalised).",
+        f"Training (fixed epochs, the paper's weight decays; AE400-10's epochs are its autoencoder pretraining's and then "
+        f"the classifier's, encoder fine-tuned): {schedules}.",
+        f"Attacked: {settings['n_attack']} seeded random training images per model (Tables 1-2) and {settings['n_attack_test']} "
+        f"test images per split model (Table 4) of the {result.n_train:,} training / {result.n_test:,} test images ({result.data_source}).",
+    ]
 
 
 QUICK_ADVTRAIN = {"train": 1000, "test": 1000, "eval_limit": 100, "epochs": {"maxout": (1, 1), "cnn": (1, 1)}}
 
 
 def _advtrain(request: Request) -> Any:
-    from advlab.experiments.goodfellow_advtrain import goodfellow_advtrain
-
     splits = load_mnist(request.data_dir)
     kwargs: dict[str, Any] = {}
     out = request.out / "checkpoints"
@@ -122,8 +150,6 @@ def _advtrain(request: Request) -> Any:
 
 
 def _generalization(request: Request) -> Any:
-    from advlab.experiments.adversarial_generalization import adversarial_generalization, default_settings
-
     settings = default_settings(request.data_dir, quick=request.quick, epochs=request.epochs, train_images=request.train_images)
     return adversarial_generalization(settings, request.out, progress=request.progress, device=request.device, jobs=request.jobs)
 
@@ -131,43 +157,27 @@ def _generalization(request: Request) -> Any:
 GENERALIZATION = "adversarial-generalization"
 
 
-def generalization_sections(out: Path) -> list[str]:
-    """The generalization study's section for a report written to `out`, from the sibling folder
-    `adversarial-generalization` (its runs so far), or nothing when there is none."""
-    from advlab.experiments.adversarial_generalization import GeneralizationResult
-
-    saved = out.parent / GENERALIZATION / "results.json"
-    if not saved.is_file():
-        return []
-    document = json.loads(saved.read_text())
-    result = GeneralizationResult.from_dict({k: document[k] for k in ("settings", "runs", "comparisons", "complete")})
-    section = _resolve("advlab.report.advtrain:generalization_section")(result)
-    return [*section, f"(From `{saved}`; the full study: `advlab reproduce {GENERALIZATION}`.)", ""]
-
-
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment(
             "goodfellow-fig2", "Goodfellow et al. 2014, Fig. 2: logistic regression, MNIST 3 vs 7", _goodfellow("fig2"),
-            "advlab.report.goodfellow:write_fig2", "advlab.report.goodfellow:summary",
-            notes=(MNIST_NOTE, CONFIDENCE_NOTE,
-                   "FGSM on a linear model moves every pixel by exactly eps * sign(w) (toward the other class), clipped "
-                   "to [0, 1]: panel (d) is panel (c) plus a scaled panel (b)."),
+            notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE,
+                                  "FGSM on a linear model moves every pixel by exactly eps * sign(w) (toward the other class), "
+                                  "clipped to [0, 1]: panel (d) is panel (c) plus a scaled panel (b)."],
             quick="already takes seconds: --quick changes nothing", options=("eps",),
         ),
         Experiment(
             "goodfellow-softmax", "Goodfellow et al. 2014, Sec. 5: softmax regression on MNIST", _goodfellow("softmax"),
-            "advlab.report.goodfellow:write_softmax", "advlab.report.goodfellow:summary",
-            notes=(MNIST_NOTE, CONFIDENCE_NOTE,
-                   "The paper gives no weight decay for its softmax model. The confidence on adversarial examples depends "
+            notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE,
+                                  "The paper gives no weight decay for its softmax model. The confidence on adversarial examples depends "
                    "on it (SGD, 30 epochs on ../shared/data/mnist: 1e-4 gives 94%, 1e-3 gives 89%, 3e-3 gives 79%) while "
-                   "the error stays >= 99.7%; advlab's default is 3e-3."),
+                   "the error stays >= 99.7%; advlab's default is 3e-3."],
             quick="already takes seconds: --quick changes nothing", options=("eps",),
         ),
         Experiment(
             "goodfellow-advtrain", "Goodfellow et al. 2014, Sec. 6: adversarial training", _advtrain,
-            "advlab.report.advtrain:write_advtrain_report", "advlab.report.advtrain:summary", notes=ADVTRAIN_NOTES,
+            notes=advtrain_notes,
             with_generalization=True,
             quick=(f"1 epoch per model on the first {QUICK_ADVTRAIN['train']} training and {QUICK_ADVTRAIN['test']} test "
                    f"images, PGD and curves on {QUICK_ADVTRAIN['eval_limit']}: a smoke run, not the paper's numbers"),
@@ -175,27 +185,18 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "szegedy", "Szegedy et al. 2013, Intriguing properties of neural networks", _szegedy,
-            "advlab.report.szegedy:write_report", "advlab.report.szegedy:summary",
-            notes=(
-                "FC10(lambda): advlab minimises mean cross-entropy + lambda * 0.5 * ||W||^2 (the paper does not say how its "
-                "lambda is normalised).",
-                "Training: Adam with fixed epochs (FC10: lr 1e-3, batch 256, 60 epochs; sigmoid networks: lr 3e-3, batch 64, "
-                "20 epochs; AE400-10: 12 epochs of autoencoder pretraining then 12 of training the classifier with the "
-                "encoder), with the paper's weight decays; AE400-10's encoder is fine-tuned.",
-                "Images are a seeded random subset of the training set (Tables 1-2) and of the test set (Table 4), not all "
-                "of them, to finish on two CPU cores.",
-            ),
-            quick="1 epoch per model, 6 images per model, a short attack: a smoke run of every stage, not the paper's numbers",
+            notes=szegedy_notes,
+            quick=(f"1 epoch per model on at most the first {QUICK_TRAIN_IMAGES:,} training images, 6 images per model, a short "
+                   "attack: a smoke run of every stage, not the paper's numbers"),
             options=("images",), with_generalization=True,
         ),
         Experiment(
             GENERALIZATION, "Adversarial training and clean test error (Szegedy Sec. 4.2, Goodfellow Sec. 6)", _generalization,
-            "advlab.report.advtrain:write_generalization_report", "advlab.report.advtrain:generalization_summary",
-            notes=("The papers trained FC100-100-10 and the maxout network to convergence on MNIST's 60,000 images; each run "
+            notes=lambda result: ["The papers trained FC100-100-10 and the maxout network to convergence on MNIST's 60,000 images; each run "
                    "here has the epochs and training images its table row states (by default every training image of the "
                    "set and the model's registered epochs), and the comparison is paired: same data, epochs, seed and "
                    "last-epoch weights with and without adversarial training.",
-                   "Szegedy et al. also made adversarial examples for the hidden layers; advlab's pool holds input examples only."),
+                   "Szegedy et al. also made adversarial examples for the hidden layers; advlab's pool holds input examples only."],
             quick="300 embedded images, 1 epoch, 2 seeds, a tiny pool: a smoke run, not the papers' numbers",
             options=("device", "jobs", "epochs", "train_images"),
         ),
@@ -221,13 +222,3 @@ def check_request(experiment: Experiment, request: Request) -> None:
             raise InputError(f"--{option.replace('_', '-')} applies to {', '.join(users)} only, not {experiment.name}")
     if request.images is not None and request.images < 1:
         raise InputError(f"--images must be >= 1, got {request.images}")
-
-
-def reproduce(name: str, request: Request, *, command: str) -> tuple[list[Path], list[str]]:
-    """Run the experiment, write its report under request.out; (paths written, summary lines)."""
-    experiment = get_experiment(name)
-    check_request(experiment, request)
-    result = experiment.run(request)
-    extra = {"extra_sections": generalization_sections(request.out)} if experiment.with_generalization else {}
-    paths = _resolve(experiment.report)(result, request.out, command=command, notes=list(experiment.notes), **extra)
-    return paths, _resolve(experiment.summary)(result)

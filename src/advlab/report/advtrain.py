@@ -186,15 +186,21 @@ def generalization_section(result: GeneralizationResult, *, heading: str = "##")
         f"{settings['pool_attack']} on the current model; {settings['pool_fraction']:g} pool examples per clean example in "
         f"each batch). Maxout: Goodfellow's FGSM objective (eps {settings['fgsm_eps']:g}, alpha {settings['fgsm_alpha']:g}). "
         "Clean test error on the whole test split, mean ± standard deviation over seeds; difference = adversarial - "
-        "standard, paired by seed; p: one-sided paired t-test of the relative change. Verdict: reproduced when the 95% "
-        "upper bound of the relative change is below 0; not reproduced when its 95% lower bound is above the paper's "
-        "relative improvement; otherwise inconclusive at this sample size. The paper column is MNIST's for every data "
+        "standard, paired by seed; p: one-sided paired t-test of the relative change. Verdict (advlab.experiments.verdict, "
+        "L and U the one-sided 95% bounds of the mean relative change): reproduced when U < 0 and L <= the paper's "
+        "relative change; not reproduced when L is above it (\"a smaller effect\" when U < 0 too); otherwise "
+        "inconclusive; \"setup differs\" where the run's setup is not the paper's (listed below the table). The paper column is MNIST's for every data "
         "set (the papers report no other): on another set the test is of the relative change only ("
         + ", ".join(f"{method}: {100 * relative:+.1f}%" for method, relative in
                     dict((c.method, c.paper_relative) for c in result.comparisons).items()) + ").",
         "",
+        "Data: " + "; ".join(f"{d['name']} from `{d['data_dir'] or 'the embedded default'}`" for d in settings["datasets"]) + ".",
+        "",
         table(["data", "model", "train images", "epochs", "seeds", "standard", "adversarial", "difference", "p",
                "paper", "verdict"], rows),
+        "",
+        *[f"- Setup differs, {c.dataset} {c.model}: " + "; ".join(c.setup_differences) + "." for c in result.comparisons
+          if c.setup_differences],
         "",
     ]
     if not result.complete:

@@ -40,6 +40,8 @@ from advlab.progress import progress_bar
 WORKED_EXAMPLE = {"x": [-2.0, 2.0, 1.0, -3.0, 1.0], "w": [3.0, 2.0, -1.0, 1.0, 4.0], "b": 0.0}
 ASSETS = ("common.js", "worked.js", "fig2.js", "szegedy.js")
 PAGE_NAME = "explore.html"
+# the smooth-margin loss's temperature in panel 3 (1 would be the paper's cross-entropy; see advlab.attacks.lbfgs)
+LBFGS_TEMPERATURE = 0.01
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def c_search_traces(
             if settled[i]:
                 continue
             weight = float(search.weight[i])
-            attack = LBFGS(model, c=weight, search_steps=1)
+            attack = LBFGS(model, c=weight, search_steps=1, temperature=LBFGS_TEMPERATURE)
             result = attack(x[i : i + 1], y[i : i + 1], targets=targets[i : i + 1])
             success[i] = bool(result.success[0])
             distance = float(result.l2[0]) if success[i] else None
@@ -216,8 +218,9 @@ def render_page(payload: dict[str, Any], *, command: str = "advlab explore") -> 
     script = "\n".join(assets.joinpath(name).read_text(encoding="utf-8") for name in ASSETS)
     # JSON inside <script>: "</" and "<!--" must not appear literally
     data = json.dumps(payload, separators=(",", ":")).replace("<", "\\u003c")
-    values = {"STYLE": style, "SCRIPT": script, "DATA": data, "COMMAND": html.escape(command)}
-    return re.sub(r"/\*(STYLE|SCRIPT|DATA|COMMAND)\*/", lambda match: values[match.group(1)], template)
+    values = {"STYLE": style, "SCRIPT": script, "DATA": data, "COMMAND": html.escape(command),
+              "TEMPERATURE": f"{LBFGS_TEMPERATURE:g}"}
+    return re.sub(r"/\*(STYLE|SCRIPT|DATA|COMMAND|TEMPERATURE)\*/", lambda match: values[match.group(1)], template)
 
 
 def write_page(payload: dict[str, Any], out_dir: str | Path, *, command: str = "advlab explore") -> Path:

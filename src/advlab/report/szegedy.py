@@ -8,7 +8,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from advlab.experiments.szegedy import SzegedyResult, TransferTable, paper
+from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.settings import SzegedyResult, TransferTable
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
 from advlab.report.markdown import number, percent, table
@@ -159,7 +160,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         "Each row's images are the targeted adversarial examples found for that model (images it classified "
         "correctly and on which the target was reached), fed to every model; noise rows add N(0, stddev^2) per "
-        "pixel to all attacked images, clipped to [0, 1] (their distortion is measured after the clip).",
+        "pixel to all attacked images, unclipped as in the paper (distortion sqrt(mean r^2) = the stddev); the rows "
+        "marked \"clipped to [0, 1]\" are the same draws clipped to the image box (an extra, not the paper's).",
         "",
         _transfer_markdown(result.transfer, paper.TABLE2, paper.TABLE2_DISTORTION),
         "",
@@ -180,7 +182,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         "Rows: targeted adversarial examples (test images) found for each model; the same perturbations "
         "magnified along r, inside the box, by the paper's factor (0.1 / the paper's distortion for that row, "
-        "column `factor`); Gaussian noise at the paper's two stddevs on all attacked test images.",
+        "column `factor`); Gaussian noise at the paper's two stddevs on all attacked test images, unclipped as in the "
+        "paper, and the same draws clipped to [0, 1] (extra rows).",
         "",
         _transfer_markdown(result.split_transfer, paper.TABLE4, paper.TABLE4_DISTORTION),
         "",

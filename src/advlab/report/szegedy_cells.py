@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from advlab.experiments.szegedy import SzegedyResult, TransferTable, paper
+from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.settings import SzegedyResult, TransferTable
 from advlab.report.markdown import number, percent
 
 OFF = 1.5  # a cell is "off" when advlab / paper is above this or below its inverse

@@ -13,18 +13,6 @@
 - Equal-size noise, Sec. 4.3 Lipschitz bounds against observed ratios.
 
 `paper` holds the paper's numbers, `settings` what a run does and returns, `stages` the stages,
-`run.szegedy` runs them with a stage cache (`advlab.experiments.cache`).
+`run.szegedy` runs them with a stage cache (`advlab.experiments.cache`). Import from those
+modules; this package re-exports nothing (so no submodule imports through a half-built package).
 """
-
-from advlab.experiments.szegedy import paper
-from advlab.experiments.szegedy.run import szegedy
-from advlab.experiments.szegedy.settings import (
-    MinimalDistortion,
-    ModelEval,
-    SzegedyResult,
-    SzegedySettings,
-    TransferTable,
-    display_name,
-)
-
-__all__ = ["MinimalDistortion", "ModelEval", "SzegedyResult", "SzegedySettings", "TransferTable", "display_name", "paper", "szegedy"]

@@ -107,8 +107,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
 
     def table2() -> TransferTable:
         table_rows = {labels[n]: stages.adversarial_row(results[n], paper.TABLE2_DISTORTION.get(labels[n])) for n in settings.zoo}
-        for i, stddev in enumerate(settings.noise_stddevs):
-            table_rows[f"Gaussian noise, stddev {stddev:g}"] = stages.noise_row(x, y, stddev, stages.generator(settings, 10 + i))
+        table_rows.update(stages.noise_rows(x, y, settings.noise_stddevs, settings, 10))
         return stages.transfer(table_rows, {labels[k]: m for k, m in zoo.items()}, stages.generator(settings, 15))
 
     transfer, seconds["table2"] = cache.json_stage("table2-transfer", table2, asdict, lambda d: TransferTable(**d))
@@ -119,9 +118,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         for label, row in found.items():  # the paper's factor where it has one, else to distortion 0.1
             base = paper.TABLE4_DISTORTION.get(label) or stages.row_distortion(row)
             table_rows[f"{label}, magnified"] = stages.magnified(row, paper.MAGNIFIED_DISTORTION / base, paper.MAGNIFIED_DISTORTION)
-        for i, stddev in enumerate(settings.split_noise_stddevs):
-            table_rows[f"Gaussian noise, stddev {stddev:g}"] = stages.noise_row(
-                attacked_test.images, attacked_test.labels, stddev, stages.generator(settings, 20 + i))
+        table_rows.update(stages.noise_rows(attacked_test.images, attacked_test.labels, settings.split_noise_stddevs, settings, 20))
         return stages.transfer(table_rows, {labels[k]: m for k, m in split_models.items()}, stages.generator(settings, 25))
 
     split_transfer, seconds["table4"] = cache.json_stage("table4-transfer", table4, asdict, lambda d: TransferTable(**d))

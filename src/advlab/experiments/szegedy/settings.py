@@ -11,7 +11,7 @@ import torch
 from advlab.analysis.lipschitz import LayerBound
 from advlab.analysis.units import UnitsVsDirections
 from advlab.errors import InputError
-from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy import paper  # a module: the package's __init__ imports nothing
 
 ZOO = ("fc10-1e-4", "fc10-1e-2", "fc10-1", "fc100-100-10", "fc200-200-10", "ae400-10")
 SPLIT = (("fc100-100-10", "P1"), ("fc123-456-10", "P1"), ("fc100-100-10", "P2"))
@@ -89,6 +89,7 @@ class ModelEval:
     train_error: float
     test_error: float
     train_seconds: float
+    training: dict[str, Any] = field(default_factory=dict)  # the training configuration used (TrainConfig.to_dict())
 
 
 @dataclass

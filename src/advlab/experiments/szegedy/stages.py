@@ -7,6 +7,7 @@ trained models and the attack results, cached as JSON by the caller.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import zipfile
 from collections.abc import Mapping
@@ -63,7 +64,8 @@ def random_targets(labels: torch.Tensor, classes: int, gen: torch.Generator) -> 
 
 def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, settings: SzegedySettings,
           cache: StageCache, progress: bool) -> tuple[nn.Module, ModelEval]:
-    """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the cache."""
+    """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the
+    cache; a training cut short continues from its last epoch's checkpoint."""
     path = cache.path("models", f"{key}.safetensors")
     meta = None
     if path.is_file():
@@ -76,7 +78,10 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         overrides = {"seed": settings.seed}
         if settings.max_epochs is not None:
             overrides["epochs"] = min(default_config(model_name).epochs, settings.max_epochs)
-        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress)
+        # checkpointed every epoch: a killed run resumes inside this training, to the same final weights
+        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress,
+                                   checkpoint=cache.path("checkpoints", f"{key}.safetensors"), resume=True,
+                                   run={"data": {"train": data.fingerprint()}})
         model = trained.model
         meta = {
             "training": trained.config.to_dict(), "trained_on": part, "n_train": len(data),
@@ -86,7 +91,8 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         save_checkpoint(path, model, model_name=model_name, architecture=trained.architecture, metadata=meta)
     label = _label(model_name, part)
     row = ModelEval(key, label, model_name, part, meta["n_train"], meta["metrics"]["train_error"],
-                    meta["metrics"]["test_error"], meta["train_seconds"])
+                    meta["metrics"]["test_error"], meta["train_seconds"],
+                    json.loads(json.dumps(meta["training"])))  # as read back from a checkpoint (lists, not tuples)
     return model.eval(), row
 
 
@@ -203,8 +209,20 @@ def magnified(row: Row, factor: float, paper_distortion: float | None) -> Row:
     return Row(row.index, row.x, perturb_to_norm(row.x, r, norms), row.labels, factor, paper_distortion)
 
 
-def noise_row(x: torch.Tensor, labels: torch.Tensor, stddev: float, gen: torch.Generator) -> Row:
-    return Row(torch.arange(len(labels)), x, gaussian_noise(x, stddev, gen), labels, 1.0, None, noise=True)
+CLIPPED = ", clipped to [0, 1]"
+
+
+def noise_rows(x: torch.Tensor, labels: torch.Tensor, stddevs: tuple[float, ...], settings: SzegedySettings,
+               stream: int) -> dict[str, Row]:
+    """Per stddev: the paper's row, x + N(0, stddev^2) unclipped (its distortion is the stddev), and the
+    same draw clipped to [0, 1] as a labelled extra row (a valid image, smaller distortion)."""
+    rows = {}
+    for i, stddev in enumerate(stddevs):
+        unclipped = gaussian_noise(x, stddev, generator(settings, stream + i))
+        name = f"Gaussian noise, stddev {stddev:g}"
+        rows[name] = Row(torch.arange(len(labels)), x, unclipped, labels, 1.0, None, noise=True)
+        rows[name + CLIPPED] = Row(torch.arange(len(labels)), x, unclipped.clamp(0.0, 1.0), labels, 1.0, None, noise=True)
+    return rows
 
 
 def transfer(rows: Mapping[str, Row], models: Mapping[str, nn.Module], gen: torch.Generator) -> TransferTable:

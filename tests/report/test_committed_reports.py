@@ -1,0 +1,111 @@
+"""The reports committed under docs/ were produced by exactly the command they print, record only
+relative data paths, and (where it takes seconds) their numbers are what that command gives today."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advlab.data import load_mnist
+from advlab.experiments.goodfellow import goodfellow_fig2
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+REPORTS = ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2")
+# committed before their reruns on full MNIST (issue 21): their command wrote to results/, not to their docs folder
+OUT_ELSEWHERE = {"szegedy", "goodfellow-advtrain", "adversarial-generalization"}
+MACHINE_PATH = re.compile(r"(^|[\s`'\"(])/(work|tmp|home|root|Users|mnt|var)/")
+
+
+def _document(name: str) -> tuple[str, dict[str, Any]]:
+    return (DOCS / name / "report.md").read_text(), json.loads((DOCS / name / "results.json").read_text())
+
+
+def _printed_command(report: str) -> str:
+    found = re.findall(r"^Produced by: `(.+)`$", report, flags=re.MULTILINE)
+    assert len(found) == 1, "a report prints exactly one 'Produced by' line"
+    return found[0]
+
+
+def _option(command: str, name: str) -> str | None:
+    words = shlex.split(command)
+    return words[words.index(name) + 1] if name in words else None
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _recorded_data_paths(name: str, results: dict[str, Any]) -> list[str]:
+    """The data folders results.json says the run read (the first word of a data source is its folder)."""
+    if name == "adversarial-generalization":
+        return [d["data_dir"] for d in results["settings"]["datasets"][:1]]  # later sets are found beside the first
+    sources = [e["data_source"] for e in results["experiments"]] if "experiments" in results else [results["data_source"]]
+    return [sources[0].split(" ")[0]]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_the_report_prints_the_command_its_results_record(name):
+    report, results = _document(name)
+    command = _printed_command(report)
+    assert command == results["command"]
+    assert command.startswith(f"advlab reproduce {name} ")
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_the_recorded_data_path_is_the_commands_and_relative(name):
+    report, results = _document(name)
+    data_dir = _option(results["command"], "--data-dir")
+    assert data_dir is not None and not Path(data_dir).is_absolute()
+    assert _recorded_data_paths(name, results) == [data_dir]
+    for text in [report, *_strings(results)]:
+        assert not MACHINE_PATH.search(text), f"a machine path in docs/{name}: {MACHINE_PATH.search(text).group(0)!r}"
+
+
+STALE = pytest.mark.xfail(strict=True, reason="committed before issue 21's reruns: its command wrote to results/")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=STALE) if n in OUT_ELSEWHERE else n for n in REPORTS])
+def test_the_command_wrote_into_the_reports_own_folder(name):
+    _, results = _document(name)
+    assert _option(results["command"], "--out") == f"docs/{name}"
+
+
+def test_the_fig2_image_beside_the_tutorial_is_the_reports_own():
+    assert (DOCS / "goodfellow-fig2.png").read_bytes() == (DOCS / "goodfellow-fig2" / "fig2.png").read_bytes()
+
+
+def _same_numbers(committed: dict[str, Any], rerun: dict[str, Any]) -> None:
+    """Equal up to one test example in each rate (kernels differ across CPUs), settings exactly."""
+    for key in ("model", "classes", "n_train", "n_test", "eps", "seed", "train_config", "paper"):
+        assert rerun[key] == committed[key], key
+    one_example = 1 / committed["n_test"]
+    for key in ("clean_error", "fgsm_error"):
+        assert rerun[key] == pytest.approx(committed[key], abs=one_example + 1e-12), key
+    for key in ("mean_adv_confidence", "mean_confidence_on_errors"):
+        assert rerun[key] == pytest.approx(committed[key], abs=2e-3), key
+
+
+def test_fig2_numbers_are_what_its_command_gives_on_the_embedded_data(embedded):
+    _, results = _document("goodfellow-fig2")
+    committed = next(e for e in results["experiments"] if e["data_source"].startswith("embedded"))
+    rerun = goodfellow_fig2(embedded, eps=committed["eps"], seed=committed["seed"]).to_dict()
+    _same_numbers(committed, rerun)
+
+
+@pytest.mark.mnist
+def test_fig2_numbers_are_what_its_command_gives_on_its_data_dir(mnist_dir):
+    _, results = _document("goodfellow-fig2")
+    committed = results["experiments"][0]
+    rerun = goodfellow_fig2(load_mnist(mnist_dir), eps=committed["eps"], seed=committed["seed"]).to_dict()
+    _same_numbers(committed, rerun)
