@@ -40,6 +40,9 @@ FAST: dict[str, dict] = {
     "square": {"eps": EPS, "queries": 30},
 }
 NAMES = sorted(ATTACKS)
+# (attack, norm, eps): the success and batch-size promises checked under norms besides the default
+# (the ball test below runs every norm an attack lists); a norm is one geometry class
+OTHER_NORMS: list[tuple[str, str, float]] = [("apgd", "l1", 1.0), ("apgd-t", "l1", 1.0)]
 
 
 def fast(name: str, **overrides) -> dict:
@@ -104,6 +107,23 @@ def test_batch_size_float64_and_numpy(name, data):
     assert_same_per_example(pieces, whole)
     from_numpy = make_attack(name, model, batch_size=1000, seed=4, **fast(name))(x64.numpy(), y.numpy())
     assert torch.equal(from_numpy.x_adv, whole.x_adv) and torch.equal(from_numpy.success, whole.success)
+
+
+@pytest.mark.invariance
+@pytest.mark.parametrize("name,norm,eps", OTHER_NORMS)
+def test_other_norms_keep_the_promises(name, norm, eps, data):
+    x, y = data
+    model = network(torch.float64).eval()
+    x64 = x.double()
+    params = fast(name, eps=eps, norm=norm)
+    whole = make_attack(name, model, batch_size=1000, seed=4, **params)(x64, y)
+    assert_same_per_example(make_attack(name, model, batch_size=5, seed=4, **params)(x64, y), whole)
+    for targets in (None, targets_for(y)):
+        result = make_attack(name, model, **params)(x64, y, targets=targets)
+        with torch.no_grad():
+            pred = model(result.x_adv).argmax(1)
+        assert torch.equal(result.success, pred == targets if targets is not None else pred != y)
+        assert bool((make_attack(name, model, **params).geometry.distance(result.x_adv - x64) <= eps * (1 + 1e-9)).all())
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if issubclass(ATTACKS[n], FixedBudgetAttack)])
@@ -193,4 +213,5 @@ def test_broken_model_output_is_named(name, data):
 def test_every_attack_is_covered():
     assert set(FAST) <= set(ATTACKS), "FAST lists an attack that is not registered"
     assert copy.copy(NAMES) == sorted(ATTACKS) and len(NAMES) >= 9
+    assert all(norm in ATTACKS[name].norms for name, norm, _ in OTHER_NORMS)
     assert np.all([issubclass(ATTACKS[n], FixedBudgetAttack) for n in ("fgsm", "fgm", "pgd", "bim")])

@@ -26,6 +26,16 @@ by more than eps^(3/4) (1 + |loss|), 1.8e-12 in float64, 6.4e-6 in float32; the 
 uses a strict `>`): iterates revisit points, whose losses in another batch shape differ by a
 few ulps, and a strict comparison of those would let the batching decide when the step halves.
 
+Under L1 (Croce & Hein 2021, "Mind the box: l1-APGD for sparse adversarial attacks on image
+classifiers", Sec. 3) the start is x + t (t standard normal) projected onto ball ∩ box, the step
+moves sign(g_i) on the coordinates whose |g_i| is among the largest share k of them, each by
+eta / (their number), with no momentum, eta starting at eps; every 4% of the iterations k becomes
+||x_best - x||_0 / (1.5 n), and eta resets to eps with the iterate back at the best point where
+that support shrank by more than 5%, else eta shrinks by 1.5 (within [eps / 10, eps]). Every
+projection is the exact one onto the L1 ball ∩ box (`geometry.L1Ball`).
+
+What depends on the norm lives in the norm's `Geometry` (start, ascent step, projection).
+
 Each example leaves the batch at its first misclassified iterate (early exit; the others are
 unaffected, as every quantity above is per example). Starts are drawn from (seed, example index,
 restart), so results do not depend on the batch size.
@@ -77,6 +87,8 @@ class _Run(Rows):
     reduced_at_check: torch.Tensor
     rises: torch.Tensor
     step: torch.Tensor
+    sparsity: torch.Tensor  # L1: the share of coordinates a step moves
+    support: torch.Tensor  # L1: nonzero coordinates of x_best - x at the last checkpoint
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -91,9 +103,11 @@ def checkpoints(steps: int) -> list[int]:
 
 
 class APGD(FixedBudgetAttack):
-    """Auto-PGD on cross-entropy or DLR, under L-inf or L2 (Croce & Hein 2020, Alg. 1)."""
+    """Auto-PGD on cross-entropy or DLR, under L-inf, L2 (Croce & Hein 2020, Alg. 1) or L1
+    (Croce & Hein 2021)."""
 
     name = "apgd"
+    norms = ("linf", "l2", "l1")
 
     def __init__(
         self,
@@ -160,16 +174,13 @@ class APGD(FixedBudgetAttack):
         return Perturbed(out, clean_logits=clean_logits)
 
     def _start(self, x: torch.Tensor, index: torch.Tensor, number: int) -> torch.Tensor:
-        """x + eps t / ||t||, t uniform in [-1, 1]^n (L-inf) or standard normal (L2), clipped to the box."""
-        if self.norm == "linf":
-            t = (2 * counter_uniform(self.seed, index, number, x[0].numel(), device=x.device).to(x.dtype) - 1).view(x.shape)
-            length = t.flatten(1).abs().amax(1)
-        else:  # Box-Muller
-            draws = counter_uniform(self.seed, index, number, 2 * x[0].numel(), device=x.device).to(x.dtype)
-            u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
-            t = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
-            length = t.flatten(1).norm(dim=1)
-        return (x + self.eps * t / per_example(length + 1e-12, x)).clamp(*self.bounds)
+        """The geometry's start from noise t: x + eps t / ||t|| (t uniform in [-1, 1]^n under L-inf,
+        standard normal under L2), clipped to the box; under L1, x + t projected onto ball ∩ box."""
+        k = self.geometry.start_draws
+        draws = counter_uniform(self.seed, index, number, k * x[0].numel(), device=x.device).to(x.dtype)
+        pairs = draws.view(x.shape[0], -1, k)
+        t = self.geometry.noise(pairs[..., 0].reshape(x.shape), pairs[..., k - 1].reshape(x.shape))
+        return self.geometry.start(x, t, self.eps, self.bounds)
 
     def _loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-example loss, its gradient, logits) at state.x_adv."""
@@ -190,12 +201,9 @@ class APGD(FixedBudgetAttack):
     def _step(self, state: _Run, momentum: float) -> torch.Tensor:
         """The momentum step of Sec. 3.1, projected (fused in-place arithmetic: this is the inner loop)."""
         g, x_adv = state.grad, state.x_adv
-        if self.norm == "linf":
-            z = torch.addcmul(x_adv, per_example(state.step, g), g.sign())
-        else:
-            z = torch.addcmul(x_adv, per_example(state.step / (g.flatten(1).norm(dim=1) + 1e-12), g), g)
-        z = state.ball.project(z, inplace=True)
-        if momentum == 1:  # the first step: z is the new iterate (already feasible)
+        scale, direction = self.geometry.ascent(g, state.step, state.sparsity)
+        z = state.ball.project(torch.addcmul(x_adv, per_example(scale, g), direction), inplace=True)
+        if momentum == 1 or not self.geometry.momentum:  # the first step (or no momentum): z is the new iterate
             return z
         # x + a (z - x) + (1 - a)(x - x_old), in this order (rounding decides sign(g) ties later on)
         z.sub_(x_adv).mul_(momentum)
@@ -219,11 +227,14 @@ class APGD(FixedBudgetAttack):
             grad=start, grad_best=start, loss_last=zeros, loss_best=zeros, loss_best_at_check=zeros,
             reduced_at_check=torch.ones(n, dtype=torch.bool, device=x.device),
             rises=torch.zeros(n, dtype=torch.long, device=x.device),
-            step=torch.full((n,), 2 * self.eps, dtype=x.dtype, device=x.device),
+            step=torch.full((n,), self.geometry.apgd_alpha * self.eps, dtype=x.dtype, device=x.device),
+            sparsity=torch.full((n,), 0.2, dtype=x.dtype, device=x.device),
+            support=torch.full((n,), float(x[0].numel()), dtype=x.dtype, device=x.device),
         )
         loss, state.grad, logits = self._loss_grad(state, objective, targeted)  # replaces the placeholders
         state.grad_best, state.loss_last, state.loss_best, state.loss_best_at_check = state.grad, loss, loss, loss
-        marks = set(checkpoints(self.steps))
+        sparse = self.geometry.adaptive_sparsity
+        marks = set(range(_sparse_gap(self.steps), self.steps + 1, _sparse_gap(self.steps)) if sparse else checkpoints(self.steps))
         since = 0
         for i in range(self.steps + 1):
             miss = logits.argmax(1) == state.target if reach else logits.argmax(1) != state.y
@@ -247,7 +258,9 @@ class APGD(FixedBudgetAttack):
             state.x_best, state.grad_best = _where_rows(improved, (x_new, state.grad), (state.x_best, state.grad_best))
             state.loss_best = torch.where(improved, loss, state.loss_best)
             since += 1
-            if i + 1 in marks:
+            if i + 1 in marks and sparse:
+                self._adapt_sparsity(state)
+            elif i + 1 in marks:
                 oscillating = state.rises <= since * self.rho
                 stalled = ~state.reduced_at_check & (state.loss_best_at_check >= state.loss_best)
                 halve = oscillating | stalled
@@ -258,6 +271,23 @@ class APGD(FixedBudgetAttack):
                 since = 0
         point[state.slot], loss_best_all[state.slot] = state.x_best, state.loss_best
         return point, loss_best_all, broken
+
+    def _adapt_sparsity(self, state: _Run) -> None:
+        """L1 checkpoint (Croce & Hein 2021, Sec. 3.2): k = ||x_best - x||_0 / 1.5 coordinates from
+        now on; where the support shrank by more than 5%, the step resets to eps and the iterate to
+        the best point, elsewhere the step shrinks by 1.5 (within [eps / 10, eps])."""
+        support = (state.x_best != state.ball.x).flatten(1).sum(1).to(state.step.dtype)
+        shrank = support / state.support < 0.95
+        state.sparsity = support / state.ball.x[0].numel() / 1.5
+        full = self.geometry.apgd_alpha * self.eps
+        state.step = torch.where(shrank, full, state.step / 1.5).clamp(full / 10, full)
+        state.support = support
+        state.x_adv, state.grad = _where_rows(shrank, (state.x_best, state.grad_best), (state.x_adv, state.grad))
+
+
+def _sparse_gap(steps: int) -> int:
+    """The L1 variant checks its step every 4% of the iterations (Croce & Hein 2021)."""
+    return max(int(0.04 * steps), 1)
 
 
 def _where_rows(mask: torch.Tensor, chosen: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import FixedBudgetAttack, Perturbed
-from advlab.attacks.geometry import per_example
 from advlab.attacks.randomness import counter_uniform
 from advlab.validation import Bounds, check_count, check_positive
 
@@ -151,10 +150,6 @@ class FABT(FixedBudgetAttack):
         self.restarts = check_count("restarts", restarts)
         self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
 
-    def _size(self, r: torch.Tensor) -> torch.Tensor:
-        flat = r.flatten(1)
-        return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)
-
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         index = indices.to(x.device)
         with torch.no_grad():
@@ -188,8 +183,7 @@ class FABT(FixedBudgetAttack):
         x1 = x0.clone()
         if restart:
             u = counter_uniform(self.seed, index, restart, 2 * x0.shape[1]).to(x.dtype)
-            t = 2 * u[:, ::2] - 1 if self.norm == "linf" else torch.sqrt(-2 * torch.log1p(-u[:, ::2])) * torch.cos(2 * math.pi * u[:, 1::2])
-            x1 = (x0 + 0.5 * self.eps / width * t / per_example(self._size(t) + 1e-12, t)).clamp(0, 1)
+            x1 = self.geometry.start(x0, self.geometry.noise(u[:, ::2], u[:, 1::2]), 0.5 * self.eps / width, (0.0, 1.0))
         best = x0.clone()
         best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
         active = torch.arange(n, device=x.device)
@@ -199,14 +193,14 @@ class FABT(FixedBudgetAttack):
             f, g = self._boundary(x1, ya, ta, x.shape, lo, width)
             b = -f + (g * x1).sum(1)
             d = project(torch.cat((x1, x0a)), torch.cat((g, g)), torch.cat((b, b)))
-            size = self._size(d).clamp_min(1e-8)
+            size = self.geometry.distance(d).clamp_min(1e-8)
             d1, d0, a1, a0 = d[: len(active)], d[len(active) :], size[: len(active)], size[len(active) :]
             alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
             x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0a + self.eta * d0) * alpha).clamp(0, 1)
             with torch.no_grad():
                 pred = self.logits(self._image(x1, x.shape, lo, width)).argmax(1)
                 adversarial = pred == ta if reach else pred != ya
-            dist = self._size(x1 - x0a) * width
+            dist = self.geometry.distance(x1 - x0a) * width
             closer = adversarial & (dist < best_size[active])
             best[active[closer]] = x1[closer]
             best_size[active[closer]] = dist[closer]

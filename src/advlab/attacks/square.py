@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -122,6 +123,7 @@ class Square(FixedBudgetAttack):
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss = loss
         self.rescale_schedule = bool(rescale_schedule)
+        self._proposal = PROPOSALS[self.geometry.name]
 
     # ---- the search ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -148,7 +150,7 @@ class Square(FixedBudgetAttack):
                 draws = self._draws(run.index, range(i, min(i + _BLOCK, self.queries)), c, x.device)
             p = square_fraction(int((i - 1) / self.queries * 10000) if self.rescale_schedule else i - 1, self.p_init)
             step = {k: v[:, (i - 1) % _BLOCK] for k, v in draws.items()}
-            candidate = self._linf_step(run, step, p) if self.norm == "linf" else self._l2_step(run, step, p)
+            candidate = self._proposal.step(self, run, step, p)
             new_margin, new_loss = self._margin_loss(candidate, run.goal, targeted, x.shape)
             improved = new_loss < run.loss
             run.loss = torch.where(improved, new_loss, run.loss)
@@ -168,10 +170,17 @@ class Square(FixedBudgetAttack):
 
     # ---- starts and proposals -------------------------------------------------------------------
     def _start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return self._proposal.start(self, image, index)
+
+    def _linf_start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Vertical stripes of +-eps (Sec. 3.1)."""
         n, c, h, w = image.shape
-        if self.norm == "linf":
-            stripes = counter_sign(self.seed, index, 0, c * w, image.dtype, device=image.device).view(n, c, 1, w)
-            return self.geometry.project(image, image + self.eps * stripes, self.eps, self.bounds)
+        stripes = counter_sign(self.seed, index, 0, c * w, image.dtype, device=image.device).view(n, c, 1, w)
+        return self.geometry.project(image, image + self.eps * stripes, self.eps, self.bounds)
+
+    def _l2_start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """A grid of eta-shaped blocks with random signs, scaled to norm eps (Sec. 3.2)."""
+        n, c, h, w = image.shape
         rows, cols = max(h // 5, 1), max(w // 5, 1)
         blocks_h, blocks_w = h // rows, w // cols
         signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype, device=image.device).view(n, c, blocks_h, blocks_w)
@@ -197,10 +206,10 @@ class Square(FixedBudgetAttack):
         def uniforms(count: int, stream: int) -> torch.Tensor:
             return counter_uniform_draws(self.seed, index, steps, count, stream=stream, device=device)
 
-        slots = 1 if self.norm == "linf" else 2
+        slots = self._proposal.windows
         out = {f"corner{k}": uniforms(1, _POSITION + k).squeeze(2) for k in range(2 * slots)}
         out["sign"] = torch.where(uniforms(c, 0) < 0.5, -1.0, 1.0)
-        if self.norm == "l2":
+        if slots == 2:  # L2 moves mass between two windows, with a random transpose of the pattern
             out["transpose"] = uniforms(1, _TRANSPOSE).squeeze(2) < 0.5
         return out
 
@@ -268,3 +277,18 @@ class Square(FixedBudgetAttack):
         """x + eps delta / ||delta||_2, clipped to the box (so ||x' - x||_2 <= eps)."""
         length = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         return (image + delta / (length + 1e-12) * self.eps).clamp(*self.bounds)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What Square does under one norm: its start, its random step, and how many windows a step draws."""
+
+    start: Callable[[Square, torch.Tensor, torch.Tensor], torch.Tensor]
+    step: Callable[[Square, _Search, dict[str, torch.Tensor], float], torch.Tensor]
+    windows: int
+
+
+PROPOSALS = {
+    "linf": Proposal(Square._linf_start, Square._linf_step, 1),
+    "l2": Proposal(Square._l2_start, Square._l2_step, 2),
+}
