@@ -40,9 +40,14 @@ FAST: dict[str, dict] = {
     "square": {"eps": EPS, "queries": 30},
 }
 NAMES = sorted(ATTACKS)
-# (attack, norm, eps): the success and batch-size promises checked under norms besides the default
-# (the ball test below runs every norm an attack lists); a norm is one geometry class
-OTHER_NORMS: list[tuple[str, str, float]] = [("apgd", "l1", 1.0), ("apgd-t", "l1", 1.0)]
+# (attack, settings): the success, ball and batch-size promises checked again under other norms
+# (a norm is one geometry class; the ball test below runs every norm an attack lists) and target rankings
+VARIANTS: list[tuple[str, dict]] = [
+    ("apgd", {"norm": "l1", "eps": 1.0}),
+    ("apgd-t", {"norm": "l1", "eps": 1.0}),
+    ("apgd-t", {"target_ranking": "malt"}),
+    ("fab-t", {"target_ranking": "malt"}),
+]
 
 
 def fast(name: str, **overrides) -> dict:
@@ -110,12 +115,13 @@ def test_batch_size_float64_and_numpy(name, data):
 
 
 @pytest.mark.invariance
-@pytest.mark.parametrize("name,norm,eps", OTHER_NORMS)
-def test_other_norms_keep_the_promises(name, norm, eps, data):
+@pytest.mark.parametrize("name,settings", VARIANTS)
+def test_variants_keep_the_promises(name, settings, data):
     x, y = data
     model = network(torch.float64).eval()
     x64 = x.double()
-    params = fast(name, eps=eps, norm=norm)
+    params = fast(name, **settings)
+    eps = params["eps"]
     whole = make_attack(name, model, batch_size=1000, seed=4, **params)(x64, y)
     assert_same_per_example(make_attack(name, model, batch_size=5, seed=4, **params)(x64, y), whole)
     for targets in (None, targets_for(y)):
@@ -213,5 +219,5 @@ def test_broken_model_output_is_named(name, data):
 def test_every_attack_is_covered():
     assert set(FAST) <= set(ATTACKS), "FAST lists an attack that is not registered"
     assert copy.copy(NAMES) == sorted(ATTACKS) and len(NAMES) >= 9
-    assert all(norm in ATTACKS[name].norms for name, norm, _ in OTHER_NORMS)
+    assert all(settings.get("norm", "linf") in ATTACKS[name].norms for name, settings in VARIANTS)
     assert np.all([issubclass(ATTACKS[n], FixedBudgetAttack) for n in ("fgsm", "fgm", "pgd", "bim")])

@@ -16,7 +16,8 @@ Losses: cross-entropy, or the difference of logits ratio (Sec. 4)
     DLR(x, y) = -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3),
 with z_pi1 >= z_pi2 >= ... the sorted logits, invariant to shifting and scaling the logits; APGD-T
 ascends the targeted DLR -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) once for each of the
-`targets` most likely other classes t (ranked at x). APGD-T is untargeted in its outcome: any
+`targets` most likely other classes t (ranked at x), or the `targets` first of MALT's ranking
+(`target_ranking="malt"`, `advlab.attacks.targeting`). APGD-T is untargeted in its outcome: any
 misclassification counts. DLR needs 3 classes and targeted DLR 4: with fewer the attack warns and
 falls back to cross-entropy (targeted cross-entropy for APGD-T), the loss the reference code
 offers for this case; `targets` is capped at the number of other classes.
@@ -58,6 +59,7 @@ from advlab.attacks.losses import dlr as dlr_loss
 from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
 from advlab.attacks.randomness import counter_uniform
 from advlab.attacks.search import exceeds
+from advlab.attacks.targeting import check_ranking, rank_targets
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count
 
@@ -301,8 +303,10 @@ def _where_rows(mask: torch.Tensor, chosen: tuple[torch.Tensor, ...], other: tup
 
 
 class APGDT(APGD):
-    """APGD-T: APGD on the targeted DLR loss, once per target among the `targets` most likely
-    other classes (Croce & Hein 2020, Sec. 4); success is any misclassification."""
+    """APGD-T: APGD on the targeted DLR loss, once per target among the `targets` first other
+    classes of `target_ranking` (Croce & Hein 2020, Sec. 4: "confidence", the most likely; or
+    "malt", Melamed et al. 2024: the smallest linearised distance to the boundary, see
+    `advlab.attacks.targeting`); success is any misclassification."""
 
     name = "apgd-t"
 
@@ -318,17 +322,16 @@ class APGDT(APGD):
         restarts: int = 1,
         rho: float = 0.75,
         targets: int = 9,
+        target_ranking: str = "confidence",
         **kwargs: Any,
     ) -> None:
         super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, **kwargs)
         self.targets = check_count("targets", targets)
+        self.target_ranking = check_ranking(target_ranking)
 
     def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
-        with torch.no_grad():
-            ranked = self.logits(x).argsort(dim=1, descending=True)
-        # rank 0 is the prediction (the true class on the robust points); targets are ranks 1, 2, ...
-        count = min(self.targets, num_classes - 1)
-        return [ranked[:, rank] for rank in range(1, count + 1) for _ in range(self.restarts)]
+        ranked = rank_targets(self, x, min(self.targets, num_classes - 1), self.target_ranking)
+        return [ranked[:, k] for k in range(ranked.shape[1]) for _ in range(self.restarts)]
 
     def _objective(self, num_classes: int, targeted_pass: bool) -> str:
         if num_classes < 4:

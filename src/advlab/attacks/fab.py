@@ -15,7 +15,8 @@ combination (Sec. 3.2, eq. 9)
 and whenever x^{k+1} is adversarial it is recorded if closer than the best so far and pulled back
 towards x: x^{k+1} <- x + beta (x^{k+1} - x) (Sec. 3.3). FAB minimises the distance; as a
 fixed-budget attack an example counts as broken only when its closest adversarial point is within
-eps. Targets are the `targets` most likely other classes at x, one run each on the points still
+eps. Targets are the `targets` most likely other classes at x (or the first of MALT's ranking,
+`target_ranking="malt"`, see `advlab.attacks.targeting`), one run each on the points still
 unbroken; restarts after the first start from a random point at radius eps / 2 (seeded per
 example). Each example leaves a run once its best point is within eps (early exit).
 """
@@ -30,6 +31,7 @@ from torch import nn
 
 from advlab.attacks.base import FixedBudgetAttack, Perturbed
 from advlab.attacks.randomness import counter_uniform
+from advlab.attacks.targeting import check_ranking, rank_targets
 from advlab.validation import Bounds, check_count, check_positive
 
 
@@ -141,6 +143,7 @@ class FABT(FixedBudgetAttack):
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
+        target_ranking: str = "confidence",
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
@@ -148,6 +151,7 @@ class FABT(FixedBudgetAttack):
         self.steps = check_count("steps", steps)
         self.targets = check_count("targets", targets)
         self.restarts = check_count("restarts", restarts)
+        self.target_ranking = check_ranking(target_ranking)
         self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
@@ -160,14 +164,14 @@ class FABT(FixedBudgetAttack):
         open_ = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
         if self.eps == 0:
             return Perturbed(out, clean_logits=clean_logits)
-        ranked = clean_logits.argsort(dim=1, descending=True)
-        ranks = [None] if targeted else range(1, min(self.targets, clean_logits.shape[1] - 1) + 1)
-        for rank in ranks:
+        ranked = None if targeted else rank_targets(
+            self, x, min(self.targets, clean_logits.shape[1] - 1), self.target_ranking, clean_logits)
+        for rank in [None] if ranked is None else range(ranked.shape[1]):
             for restart in range(self.restarts):
                 todo = open_.nonzero().squeeze(1)
                 if todo.numel() == 0:
                     return Perturbed(out, clean_logits=clean_logits)
-                target = goal[todo] if rank is None else ranked[todo, rank]
+                target = goal[todo] if ranked is None else ranked[todo, rank]
                 found, size = self.run(x[todo], y[todo], target, index[todo], restart, reach=targeted)
                 hit = size <= self.eps
                 out[todo[hit]] = found[hit]
