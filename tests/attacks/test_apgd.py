@@ -238,3 +238,33 @@ def test_l1_against_the_exact_minimal_perturbation_of_softmax_regression(softmax
     reachable = exact <= 0.8 * eps
     assert reachable.sum() >= 20
     assert result.success[reachable].double().mean() >= 0.95
+
+
+class _Noisy(nn.Module):
+    """A randomised model: Gaussian noise on the input at every pass (the case EOT is for)."""
+
+    def __init__(self, inner: nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def test_eot_averages_the_gradient_over_passes():
+    """On a deterministic model eot passes give the one-pass iterates (up to rounding of the mean);
+    on a noisy one two averaged gradients differ far less than two single-pass ones."""
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).double().eval()
+    x = torch.rand(20, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = inner(x).argmax(1)
+    one = APGD(inner, eps=0.05, steps=10, progress=False)(x, y)
+    four = APGD(inner, eps=0.05, steps=10, eot=4, progress=False)(x, y)
+    torch.testing.assert_close(four.x_adv, one.x_adv, rtol=0, atol=1e-9)
+    state = type("State", (), {"x_adv": x, "y": y, "target": y})()  # what _loss_grad reads
+    torch.manual_seed(1)
+    single = APGD(_Noisy(inner, 0.2), eps=0.05, progress=False)
+    averaged = APGD(_Noisy(inner, 0.2), eps=0.05, eot=20, progress=False)
+    spread_single = (single._loss_grad(state, "ce", False)[1] - single._loss_grad(state, "ce", False)[1]).norm()
+    spread_averaged = (averaged._loss_grad(state, "ce", False)[1] - averaged._loss_grad(state, "ce", False)[1]).norm()
+    assert float(spread_averaged) < 0.5 * float(spread_single)  # sqrt(20) less spread, in expectation

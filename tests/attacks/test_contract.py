@@ -37,6 +37,7 @@ FAST: dict[str, dict] = {
     "apgd": {"eps": EPS, "steps": 5},
     "apgd-t": {"eps": EPS, "steps": 5, "targets": 2},
     "fab-t": {"eps": EPS, "steps": 5, "targets": 2},
+    "fab": {"eps": EPS, "steps": 5},
     "square": {"eps": EPS, "queries": 30},
 }
 NAMES = sorted(ATTACKS)
@@ -47,6 +48,8 @@ VARIANTS: list[tuple[str, dict]] = [
     ("apgd-t", {"norm": "l1", "eps": 1.0}),
     ("apgd-t", {"target_ranking": "malt"}),
     ("fab-t", {"target_ranking": "malt"}),
+    ("square", {"restarts": 2}),
+    ("apgd", {"eot": 2}),
 ]
 
 

@@ -37,6 +37,10 @@ projection is the exact one onto the L1 ball ∩ box (`geometry.L1Ball`).
 
 What depends on the norm lives in the norm's `Geometry` (start, ascent step, projection).
 
+Randomised models: with `eot` > 1 every loss and gradient is the mean over `eot` forward and
+backward passes (expectation over transformation, Athalye et al. 2018; AutoAttack's `rand`
+version uses 20).
+
 Each example leaves the batch at its first misclassified iterate (early exit; the others are
 unaffected, as every quantity above is per example). Starts are drawn from (seed, example index,
 restart), so results do not depend on the batch size.
@@ -121,10 +125,12 @@ class APGD(FixedBudgetAttack):
         restarts: int = 1,
         loss: str = "ce",
         rho: float = 0.75,
+        eot: int = 1,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
         super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
+        self.eot = check_count("eot", eot)
         self.steps = check_count("steps", steps)
         self.restarts = check_count("restarts", restarts)
         if loss not in LOSSES:
@@ -185,7 +191,17 @@ class APGD(FixedBudgetAttack):
         return self.geometry.start(x, t, self.eps, self.bounds)
 
     def _loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(per-example loss, its gradient, logits) at state.x_adv."""
+        """(per-example loss, its gradient, logits) at state.x_adv; with `eot` > 1 the loss and the
+        gradient are the means over `eot` passes, the logits the last pass's (as the reference code)."""
+        loss, grad, logits = self._one_loss_grad(state, objective, targeted)
+        if self.eot == 1:
+            return loss, grad, logits
+        for _ in range(self.eot - 1):
+            more_loss, more_grad, logits = self._one_loss_grad(state, objective, targeted)
+            loss, grad = loss + more_loss, grad + more_grad
+        return loss / self.eot, grad / self.eot, logits
+
+    def _one_loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = state.x_adv.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
@@ -323,9 +339,10 @@ class APGDT(APGD):
         rho: float = 0.75,
         targets: int = 9,
         target_ranking: str = "confidence",
+        eot: int = 1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, **kwargs)
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, eot=eot, **kwargs)
         self.targets = check_count("targets", targets)
         self.target_ranking = check_ranking(target_ranking)
 

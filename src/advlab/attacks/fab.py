@@ -1,4 +1,4 @@
-"""FAB-T: the targeted fast adaptive boundary attack (Croce & Hein 2019, "Minimally distorted
+"""FAB and FAB-T: the fast adaptive boundary attack, untargeted and targeted (Croce & Hein 2019, "Minimally distorted
 adversarial examples with a fast adaptive boundary attack", Sec. 3; targeted as in AutoAttack).
 
 For a target t, linearise the decision boundary between the true class y and t at the iterate x^k:
@@ -15,7 +15,8 @@ combination (Sec. 3.2, eq. 9)
 and whenever x^{k+1} is adversarial it is recorded if closer than the best so far and pulled back
 towards x: x^{k+1} <- x + beta (x^{k+1} - x) (Sec. 3.3). FAB minimises the distance; as a
 fixed-budget attack an example counts as broken only when its closest adversarial point is within
-eps. Targets are the `targets` most likely other classes at x (or the first of MALT's ranking,
+eps. FAB (untargeted) takes as t, at every step, the class whose linearised boundary is nearest,
+|f_t| / ||grad f_t||_* (Croce & Hein 2019, Sec. 3.1). FAB-T's targets are the `targets` most likely other classes at x (or the first of MALT's ranking,
 `target_ranking="malt"`, see `advlab.attacks.targeting`), one run each on the points still
 unbroken; restarts after the first start from a random point at radius eps / 2 (seeded per
 example). Each example leaves a run once its best point is within eps (early exit).
@@ -126,10 +127,9 @@ def projection_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
 PROJECTIONS = {"linf": projection_linf, "l2": projection_l2}
 
 
-class FABT(FixedBudgetAttack):
-    """Targeted FAB under L-inf or L2; broken = an adversarial point within eps was found."""
-
-    name = "fab-t"
+class FABBase(FixedBudgetAttack):
+    """What FAB and FAB-T share: the run from one start towards the boundary of a target class
+    (FAB-T) or of the nearest class at each step (FAB); broken = an adversarial point within eps."""
 
     def __init__(
         self,
@@ -138,21 +138,21 @@ class FABT(FixedBudgetAttack):
         eps: float,
         norm: str = "linf",
         steps: int = 100,
-        targets: int = 9,
         restarts: int = 1,
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
-        target_ranking: str = "confidence",
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
         super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
         self.steps = check_count("steps", steps)
-        self.targets = check_count("targets", targets)
         self.restarts = check_count("restarts", restarts)
-        self.target_ranking = check_ranking(target_ranking)
         self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
+
+    def _ranked(self, x: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor | None:
+        """(N, K) target classes, one pass each; None: one pass towards the nearest boundary at each step."""
+        return None
 
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         index = indices.to(x.device)
@@ -164,23 +164,23 @@ class FABT(FixedBudgetAttack):
         open_ = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
         if self.eps == 0:
             return Perturbed(out, clean_logits=clean_logits)
-        ranked = None if targeted else rank_targets(
-            self, x, min(self.targets, clean_logits.shape[1] - 1), self.target_ranking, clean_logits)
+        ranked = None if targeted else self._ranked(x, clean_logits)
         for rank in [None] if ranked is None else range(ranked.shape[1]):
             for restart in range(self.restarts):
                 todo = open_.nonzero().squeeze(1)
                 if todo.numel() == 0:
                     return Perturbed(out, clean_logits=clean_logits)
-                target = goal[todo] if ranked is None else ranked[todo, rank]
+                target = goal[todo] if targeted else None if ranked is None else ranked[todo, rank]
                 found, size = self.run(x[todo], y[todo], target, index[todo], restart, reach=targeted)
                 hit = size <= self.eps
                 out[todo[hit]] = found[hit]
                 open_[todo[hit]] = False
         return Perturbed(out, clean_logits=clean_logits)
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, index: torch.Tensor, restart: int,
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, index: torch.Tensor, restart: int,
             reach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """One FAB-T run in the unit box: (closest adversarial point, its distance; inf if none)."""
+        """One FAB run in the unit box: (closest adversarial point, its distance; inf if none).
+        target None: towards the nearest linearised boundary at each step (untargeted FAB)."""
         lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
         x0 = ((x - lo) / width).flatten(1)
         n = x0.shape[0]
@@ -211,7 +211,8 @@ class FABT(FixedBudgetAttack):
             x1 = torch.where(adversarial.unsqueeze(1), x0a + self.beta * (x1 - x0a), x1)
             keep = best_size[active] > self.eps  # early exit: within eps, the run has done its job
             if not bool(keep.all()):
-                active, x1, x0a, ya, ta = active[keep], x1[keep], x0a[keep], ya[keep], ta[keep]
+                active, x1, x0a, ya = active[keep], x1[keep], x0a[keep], ya[keep]
+                ta = None if ta is None else ta[keep]
                 if active.numel() == 0:
                     break
         return self._image(best, x.shape, lo, width), best_size
@@ -220,11 +221,82 @@ class FABT(FixedBudgetAttack):
     def _image(u: torch.Tensor, shape: torch.Size, lo: float, width: float) -> torch.Tensor:
         return (u if (lo, width) == (0.0, 1.0) else lo + width * u).view(-1, *shape[1:])
 
-    def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor, shape: torch.Size, lo: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """f = z_t - z_y at the unit-box point u and its gradient with respect to u."""
+    def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, shape: torch.Size, lo: float,
+                  width: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """f = z_t - z_y at the unit-box point u and its gradient with respect to u; without a
+        target, t is the class of nearest linearised boundary |f_t| / ||grad f_t||_* (one
+        backward pass per class; Croce & Hein 2019, Sec. 3.1)."""
         u = u.detach().requires_grad_(True)
         with torch.enable_grad():
             z = self.logits(self._image(u, shape, lo, width))
-            f = z.gather(1, target[:, None]).squeeze(1) - z.gather(1, y[:, None]).squeeze(1)
-            (grad,) = torch.autograd.grad(f.sum(), u)
-        return f.detach(), grad
+            z_y = z.gather(1, y[:, None]).squeeze(1)
+            if target is not None:
+                f = z.gather(1, target[:, None]).squeeze(1) - z_y
+                (grad,) = torch.autograd.grad(f.sum(), u)
+                return f.detach(), grad
+            best_f, best_grad = torch.zeros_like(z_y), torch.zeros_like(u)
+            best = torch.full_like(z_y, math.inf)
+            for j in range(z.shape[1]):
+                f = z[:, j] - z_y
+                (grad,) = torch.autograd.grad(f.sum(), u, retain_graph=j + 1 < z.shape[1])
+                score = torch.where(y == j, math.inf, f.detach().abs() / (self.geometry.dual(grad) + 1e-12))
+                closer = score < best
+                best = torch.where(closer, score, best)
+                best_f = torch.where(closer, f.detach(), best_f)
+                best_grad = torch.where(closer.unsqueeze(1), grad, best_grad)
+        return best_f, best_grad
+
+
+class FABT(FABBase):
+    """Targeted FAB under L-inf or L2, once per target among the first `targets` of
+    `target_ranking`; broken = an adversarial point within eps was found."""
+
+    name = "fab-t"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        targets: int = 9,
+        restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        target_ranking: str = "confidence",
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta,
+                         bounds=bounds, **kwargs)
+        self.targets = check_count("targets", targets)
+        self.target_ranking = check_ranking(target_ranking)
+
+    def _ranked(self, x: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor | None:
+        return rank_targets(self, x, min(self.targets, clean_logits.shape[1] - 1), self.target_ranking, clean_logits)
+
+
+class FAB(FABBase):
+    """Untargeted FAB (Croce & Hein 2019): each step linearises the boundary of the nearest class;
+    `restarts` runs (AutoAttack's `plus` version uses 5); broken = an adversarial point within eps."""
+
+    name = "fab"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta,
+                         bounds=bounds, **kwargs)
