@@ -47,10 +47,13 @@ PAPERS: dict[str, tuple[str, str]] = {  # name -> (short citation, where exactly
     "minpgd": ("advlab", "bisection over eps of margin PGD (Madry et al. 2017), warm-started by DeepFool"),
     "square": ("Andriushchenko et al. 2020", "*Square Attack*, [arXiv:1912.00049](https://arxiv.org/abs/1912.00049)"),
     "apgd": ("Croce & Hein 2020", "*Reliable evaluation of adversarial robustness with an ensemble of diverse "
-             "parameter-free attacks*, [arXiv:2003.01690](https://arxiv.org/abs/2003.01690), Sec. 3"),
+             "parameter-free attacks*, [arXiv:2003.01690](https://arxiv.org/abs/2003.01690), Sec. 3; L1: Croce & Hein "
+             "2021, *Mind the box*, [arXiv:2103.01208](https://arxiv.org/abs/2103.01208)"),
     "apgd-t": ("Croce & Hein 2020", "[arXiv:2003.01690](https://arxiv.org/abs/2003.01690), Sec. 4 (targeted DLR)"),
     "fab-t": ("Croce & Hein 2019", "*Minimally distorted adversarial examples with a fast adaptive boundary attack*, "
               "[arXiv:1907.02044](https://arxiv.org/abs/1907.02044), Sec. 3; targeted as in AutoAttack"),
+    "fab": ("Croce & Hein 2019", "*Minimally distorted adversarial examples with a fast adaptive boundary attack*, "
+            "[arXiv:1907.02044](https://arxiv.org/abs/1907.02044), Sec. 3 (untargeted)"),
 }
 
 NORM_NAMES = {"linf": "L-inf", "l2": "L2", "l1": "L1"}

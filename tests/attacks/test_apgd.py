@@ -89,13 +89,13 @@ def test_against_the_milp_on_a_small_relu_net(cls, kwargs, share, milp_case):
 
 
 @pytest.mark.invariance
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
 def test_batch_size_invariant_and_seeded(norm):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
     x = torch.rand(30, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = model(x).argmax(1)
-    eps = 0.05 if norm == "linf" else 0.3
+    eps = {"linf": 0.05, "l2": 0.3, "l1": 1.0}[norm]
     whole = APGDT(model, eps=eps, norm=norm, steps=15, targets=2)(x, y)
     pieces = APGDT(model, eps=eps, norm=norm, steps=15, targets=2, batch_size=7)(x, y)
     # the same per example up to the model's own float64 rounding for another batch size
@@ -196,3 +196,75 @@ def test_the_batched_loop_is_the_textbook_algorithm(norm, loss):
     assert torch.tensor([s for _, s in outcomes])[clear].tolist() == result.success[clear].tolist()
     gap = (torch.cat([p for p, _ in outcomes]) - result.x_adv)[clear].abs().max()
     assert float(gap) <= ATOL
+
+
+def test_l1_closed_form_on_a_linear_binary_model():
+    """Under L1 the cheapest way across a linear boundary moves the single coordinate of largest
+    |w_i| (while the box allows): distance margin / max|w_i|. APGD-L1 (Croce & Hein 2021) finds
+    the boundary at 1.05 times that distance, mostly along that coordinate, and cannot at 0.98."""
+    model = nn.Linear(12, 2).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0] * 12, [0.5, -1.0, 0.3, 2.5, -0.7, 0.2, 1.1, -0.4, 0.9, -1.3, 0.6, 0.1]]))
+        model.bias.copy_(torch.tensor([0.0, -0.9]))
+    x = torch.full((1, 12), 0.5, dtype=torch.float64)
+    x[0, 3] = 0.6
+    with torch.no_grad():
+        gap = float(model(x)[0, 1] - model(x)[0, 0])  # 0.75
+    y = torch.tensor([1])
+    assert 0 < gap < 2.5 * 0.6  # crossing needs less than the room of coordinate 3 (down to 0)
+    distance = gap / 2.5
+    exact = minimal_perturbation(model, x, y, norm="l1")
+    assert abs(float(exact.distance[0]) - distance) < 1e-12
+    found = APGD(model, eps=1.05 * distance, norm="l1", steps=100, progress=False)(x, y)
+    assert bool(found.success[0]) and float(found.l1[0]) <= 1.05 * distance * (1 + 1e-12)
+    r = (found.x_adv - x)[0]
+    assert int(r.abs().argmax()) == 3 and float(r[3]) < 0 and float(r.abs()[3]) >= 0.9 * float(r.abs().sum())
+    assert not bool(APGD(model, eps=0.98 * distance, norm="l1", steps=100, progress=False)(x, y).success[0])
+
+
+@pytest.mark.parametrize("cls,kwargs", [(APGD, {"loss": "ce"}), (APGDT, {"targets": 3})])
+def test_l1_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, cls, kwargs):
+    """Sound and strong under L1 too: breaks nearly every point whose exact L1 distance is at most 0.8 eps."""
+    eps = 3.0
+    model = softmax_model.double()
+    try:
+        x, y = embedded.test.images[:100].double(), embedded.test.labels[:100]
+        exact = minimal_perturbation(model, x, y, norm="l1").distance
+        result = cls(model, eps=eps, norm="l1", steps=50, progress=False, **kwargs)(x, y)
+    finally:
+        model.float()
+    assert bool((result.l1 <= eps * (1 + 1e-9)).all()) and bool(((result.x_adv >= 0) & (result.x_adv <= 1)).all())
+    assert bool((exact[result.success] <= eps + 1e-9).all())
+    reachable = exact <= 0.8 * eps
+    assert reachable.sum() >= 20
+    assert result.success[reachable].double().mean() >= 0.95
+
+
+class _Noisy(nn.Module):
+    """A randomised model: Gaussian noise on the input at every pass (the case EOT is for)."""
+
+    def __init__(self, inner: nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.sigma * torch.randn_like(x))
+
+
+def test_eot_averages_the_gradient_over_passes():
+    """On a deterministic model eot passes give the one-pass iterates (up to rounding of the mean);
+    on a noisy one two averaged gradients differ far less than two single-pass ones."""
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).double().eval()
+    x = torch.rand(20, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = inner(x).argmax(1)
+    one = APGD(inner, eps=0.05, steps=10, progress=False)(x, y)
+    four = APGD(inner, eps=0.05, steps=10, eot=4, progress=False)(x, y)
+    torch.testing.assert_close(four.x_adv, one.x_adv, rtol=0, atol=1e-9)
+    state = type("State", (), {"x_adv": x, "y": y, "target": y})()  # what _loss_grad reads
+    torch.manual_seed(1)
+    single = APGD(_Noisy(inner, 0.2), eps=0.05, progress=False)
+    averaged = APGD(_Noisy(inner, 0.2), eps=0.05, eot=20, progress=False)
+    spread_single = (single._loss_grad(state, "ce", False)[1] - single._loss_grad(state, "ce", False)[1]).norm()
+    spread_averaged = (averaged._loss_grad(state, "ce", False)[1] - averaged._loss_grad(state, "ce", False)[1]).norm()
+    assert float(spread_averaged) < 0.5 * float(spread_single)  # sqrt(20) less spread, in expectation

@@ -37,9 +37,20 @@ FAST: dict[str, dict] = {
     "apgd": {"eps": EPS, "steps": 5},
     "apgd-t": {"eps": EPS, "steps": 5, "targets": 2},
     "fab-t": {"eps": EPS, "steps": 5, "targets": 2},
+    "fab": {"eps": EPS, "steps": 5},
     "square": {"eps": EPS, "queries": 30},
 }
 NAMES = sorted(ATTACKS)
+# (attack, settings): the success, ball and batch-size promises checked again under other norms
+# (a norm is one geometry class; the ball test below runs every norm an attack lists) and target rankings
+VARIANTS: list[tuple[str, dict]] = [
+    ("apgd", {"norm": "l1", "eps": 1.0}),
+    ("apgd-t", {"norm": "l1", "eps": 1.0}),
+    ("apgd-t", {"target_ranking": "malt"}),
+    ("fab-t", {"target_ranking": "malt"}),
+    ("square", {"restarts": 2}),
+    ("apgd", {"eot": 2}),
+]
 
 
 def fast(name: str, **overrides) -> dict:
@@ -104,6 +115,24 @@ def test_batch_size_float64_and_numpy(name, data):
     assert_same_per_example(pieces, whole)
     from_numpy = make_attack(name, model, batch_size=1000, seed=4, **fast(name))(x64.numpy(), y.numpy())
     assert torch.equal(from_numpy.x_adv, whole.x_adv) and torch.equal(from_numpy.success, whole.success)
+
+
+@pytest.mark.invariance
+@pytest.mark.parametrize("name,settings", VARIANTS)
+def test_variants_keep_the_promises(name, settings, data):
+    x, y = data
+    model = network(torch.float64).eval()
+    x64 = x.double()
+    params = fast(name, **settings)
+    eps = params["eps"]
+    whole = make_attack(name, model, batch_size=1000, seed=4, **params)(x64, y)
+    assert_same_per_example(make_attack(name, model, batch_size=5, seed=4, **params)(x64, y), whole)
+    for targets in (None, targets_for(y)):
+        result = make_attack(name, model, **params)(x64, y, targets=targets)
+        with torch.no_grad():
+            pred = model(result.x_adv).argmax(1)
+        assert torch.equal(result.success, pred == targets if targets is not None else pred != y)
+        assert bool((make_attack(name, model, **params).geometry.distance(result.x_adv - x64) <= eps * (1 + 1e-9)).all())
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if issubclass(ATTACKS[n], FixedBudgetAttack)])
@@ -193,4 +222,5 @@ def test_broken_model_output_is_named(name, data):
 def test_every_attack_is_covered():
     assert set(FAST) <= set(ATTACKS), "FAST lists an attack that is not registered"
     assert copy.copy(NAMES) == sorted(ATTACKS) and len(NAMES) >= 9
+    assert all(settings.get("norm", "linf") in ATTACKS[name].norms for name, settings in VARIANTS)
     assert np.all([issubclass(ATTACKS[n], FixedBudgetAttack) for n in ("fgsm", "fgm", "pgd", "bim")])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.attacks import FABT, make_attack
+from advlab.attacks import FAB, FABT, make_attack
 from advlab.attacks.fab import projection_l2, projection_linf
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
@@ -62,12 +62,15 @@ def test_linf_projection_is_the_linear_programs_optimum():
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 0.6)])
-def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, eps):
+@pytest.mark.parametrize("cls,kwargs", [(FABT, {"targets": 3}), (FAB, {})])
+def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_model, embedded, norm, eps, cls, kwargs):
+    """FAB-T, and untargeted FAB (nearest linearised boundary at each step: exact on a linear
+    model), are sound and break nearly every point within 0.8 eps."""
     model = softmax_model.double()
     try:
         x, y = embedded.test.images[:100].double(), embedded.test.labels[:100]
         exact = minimal_perturbation(model, x, y, norm=norm).distance
-        result = FABT(model, eps=eps, norm=norm, steps=30, targets=3)(x, y)
+        result = cls(model, eps=eps, norm=norm, steps=30, **kwargs)(x, y)
     finally:
         model.float()
     size = result.linf if norm == "linf" else result.l2
@@ -81,15 +84,16 @@ def test_against_the_exact_minimal_perturbation_of_softmax_regression(softmax_mo
 
 @pytest.mark.invariance
 @pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_batch_invariance_box_and_restarts(norm):
+@pytest.mark.parametrize("cls,kwargs", [(FABT, {"targets": 2}), (FAB, {})])
+def test_batch_invariance_box_and_restarts(norm, cls, kwargs):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.ReLU(), nn.Linear(16, 5)).double().eval()
     box = (-1.0, 2.0)
     x = box[0] + 3 * torch.rand(25, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y = model(x).argmax(1)
     eps = 0.3 if norm == "linf" else 1.5
-    whole = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box)(x, y)
-    pieces = FABT(model, eps=eps, norm=norm, steps=10, targets=2, restarts=2, bounds=box, batch_size=6)(x, y)
+    whole = cls(model, eps=eps, norm=norm, steps=10, restarts=2, bounds=box, **kwargs)(x, y)
+    pieces = cls(model, eps=eps, norm=norm, steps=10, restarts=2, bounds=box, batch_size=6, **kwargs)(x, y)
     # the same per example up to the model's own float64 rounding for another batch size
     assert_same_per_example(whole, pieces)
     size = whole.linf if norm == "linf" else whole.l2

@@ -69,7 +69,7 @@ def test_l2_random_start_is_uniform_in_the_ball():
     assert float(points.mean(0).abs().max()) < 0.02
 
 
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
 def test_project_step_and_distance(norm):
     g = geometry(norm)
     torch.manual_seed(0)
@@ -88,7 +88,7 @@ def test_project_step_and_distance(norm):
     assert torch.allclose(g.distance(d), torch.ones(16))  # a unit step...
     assert torch.allclose((grad * d).sum(1), g.dual(grad))  # ...that achieves the dual norm
     assert torch.allclose(g.distance(g.scaled(grad)), torch.ones(16))
-    assert g.diameter(1.0, 4) == (1.0 if norm == "linf" else 2.0)
+    assert g.diameter(1.0, 4) == {"linf": 1.0, "l2": 2.0, "l1": 4.0}[norm]
 
 
 def test_unknown_norm():
@@ -121,3 +121,50 @@ def test_pgd_indices_select_the_same_draws(softmax_model, embedded):
     shard = attack(x[10:20], y[10:20], indices=torch.arange(10, 20))
     assert_same_per_example(shard, _rows(whole, slice(10, 20)))
     assert float((whole.x_adv[:10] - attack(x[10:20], y[10:20]).x_adv).abs().max()) > 1e-3  # indices pick the draws
+
+
+def _l1_projection_by_bisection(u: torch.Tensor, cap: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The same projection found independently: 200 bisections on the threshold (float64)."""
+    lo, hi = torch.zeros_like(eps), u.abs().amax(1)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        size = torch.minimum((u.abs() - mid[:, None]).clamp_min(0), cap).sum(1)
+        lo, hi = torch.where(size > eps, mid, lo), torch.where(size > eps, hi, mid)
+    lam = torch.where(torch.minimum(u.abs(), cap).sum(1) <= eps, 0.0, hi)
+    return u.sign() * torch.minimum((u.abs() - lam[:, None]).clamp_min(0), cap)
+
+
+def test_l1_projection_onto_ball_and_box_is_exact():
+    """Croce & Hein 2021, Lemma 1: the projection onto the L1 ball ∩ box is a soft threshold
+    clipped to the box; checked against bisection and against its optimality conditions."""
+    g = geometry("l1")
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 30, generator=generator, dtype=torch.float64)
+    z = x + 0.4 * torch.randn(64, 30, generator=generator, dtype=torch.float64)
+    eps = torch.rand(64, generator=generator, dtype=torch.float64) * 2
+    p = g.project(x, z, eps, (0.0, 1.0))
+    delta = z - x
+    cap = torch.where(delta > 0, 1 - x, x)
+    torch.testing.assert_close(p - x, _l1_projection_by_bisection(delta, cap, eps), atol=1e-10, rtol=0)
+    assert bool((g.distance(p - x) <= eps + 1e-12).all()) and bool(((p >= 0) & (p <= 1)).all())
+    # a radial shrink would also be feasible, but farther from z: the projection is closer
+    radial = geometry("l2").project(x, x + delta * (eps / g.distance(delta)).clamp_max(1)[:, None], 10.0, (0.0, 1.0))
+    assert bool(((p - z).norm(dim=1) <= (radial - z).norm(dim=1) + 1e-12).all())
+
+
+def test_l1_random_start_is_uniform_in_the_cross_polytope():
+    g = geometry("l1")
+    n = 2
+    points = g.unit_sample(n, counter_uniform(0, torch.arange(20000), 0, n + 1 + n % 2))
+    size = points.abs().sum(1)
+    # uniform in the unit L1 ball of R^2: P(||p||_1 <= t) = t^2, each quadrant a quarter
+    assert float(size.max()) <= 1 and abs(float((size <= 0.5).double().mean()) - 0.25) < 0.01
+    assert abs(float((points > 0).all(1).double().mean()) - 0.25) < 0.01
+
+
+def test_l1_sparse_ascent_moves_the_top_share_of_coordinates():
+    """APGD-L1's step: sign(g) on the coordinates with the largest |g_i| (a share `sparsity`), an L1 step of length `step`."""
+    g = torch.tensor([[0.1, -3.0, 2.0, 0.5, -0.2, 1.0, 0.0, 4.0, -0.3, 0.05]])
+    scale, direction = geometry("l1").ascent(g, torch.tensor([2.0]), torch.tensor([0.3]))
+    assert torch.equal(direction, torch.tensor([[0.0, -1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]]))
+    assert torch.allclose(geometry("l1").distance(scale[:, None] * direction), torch.tensor([2.0]))

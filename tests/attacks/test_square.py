@@ -174,3 +174,21 @@ def test_linf_proposal_is_the_window_update_bit_for_bit():
     step = {"corner0": (top + 0.5) / (h - rows + 1), "corner1": (left + 0.5) / (w - cols + 1), "sign": signs.view(n, c)}
     expected = torch.where(Square._mask(top, left, rows, cols, h, w), torch.where(signs > 0, high, low), best)
     assert torch.equal(attack._linf_step(run, step, 0.1), expected)
+
+
+@pytest.mark.invariance
+def test_square_restarts_search_again_on_the_unbroken_points():
+    """restarts=1 is the single search; each further restart starts afresh (new draws) on the
+    points still robust: never fewer successes, queries add up, batch-size invariant."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
+    x = torch.rand(30, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    once = Square(model, eps=0.08, queries=30, seed=4)(x, y)
+    assert torch.equal(Square(model, eps=0.08, queries=30, seed=4, restarts=1)(x, y).x_adv, once.x_adv)
+    thrice = Square(model, eps=0.08, queries=30, seed=4, restarts=3)(x, y)
+    assert bool((thrice.success >= once.success).all()) and int(thrice.success.sum()) > int(once.success.sum())
+    late = thrice.success & ~once.success
+    assert bool((thrice.extra["queries"][late] > 30).all()) and int(thrice.extra["queries"].max()) <= 90
+    assert torch.equal(thrice.x_adv[once.success], once.x_adv[once.success])
+    assert_same_per_example(thrice, Square(model, eps=0.08, queries=30, seed=4, restarts=3, batch_size=7)(x, y))

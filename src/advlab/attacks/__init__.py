@@ -10,7 +10,7 @@ from advlab.attacks.apgd import APGD, APGDT
 from advlab.attacks.base import Attack, FixedBudgetAttack, Perturbed, ProbabilityOutputWarning
 from advlab.attacks.cw import CarliniWagnerL2
 from advlab.attacks.deepfool import DeepFool
-from advlab.attacks.fab import FABT
+from advlab.attacks.fab import FAB, FABT
 from advlab.attacks.fgsm import FGM, FGSM
 from advlab.attacks.iterative import BIM, PGD
 from advlab.attacks.lbfgs import LBFGS
@@ -21,7 +21,7 @@ from advlab.attacks.square import Square
 from advlab.errors import UnknownNameError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square, APGD, APGDT, FABT)
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square, APGD, APGDT, FAB, FABT)
 }
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "APGDT",
     "ATTACKS",
     "BIM",
+    "FAB",
     "FABT",
     "FGM",
     "FGSM",

@@ -16,7 +16,8 @@ Losses: cross-entropy, or the difference of logits ratio (Sec. 4)
     DLR(x, y) = -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3),
 with z_pi1 >= z_pi2 >= ... the sorted logits, invariant to shifting and scaling the logits; APGD-T
 ascends the targeted DLR -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2) once for each of the
-`targets` most likely other classes t (ranked at x). APGD-T is untargeted in its outcome: any
+`targets` most likely other classes t (ranked at x), or the `targets` first of MALT's ranking
+(`target_ranking="malt"`, `advlab.attacks.targeting`). APGD-T is untargeted in its outcome: any
 misclassification counts. DLR needs 3 classes and targeted DLR 4: with fewer the attack warns and
 falls back to cross-entropy (targeted cross-entropy for APGD-T), the loss the reference code
 offers for this case; `targets` is capped at the number of other classes.
@@ -25,6 +26,20 @@ A rise of the loss, and an improvement of the best loss, count only beyond round
 by more than eps^(3/4) (1 + |loss|), 1.8e-12 in float64, 6.4e-6 in float32; the reference code
 uses a strict `>`): iterates revisit points, whose losses in another batch shape differ by a
 few ulps, and a strict comparison of those would let the batching decide when the step halves.
+
+Under L1 (Croce & Hein 2021, "Mind the box: l1-APGD for sparse adversarial attacks on image
+classifiers", Sec. 3) the start is x + t (t standard normal) projected onto ball ∩ box, the step
+moves sign(g_i) on the coordinates whose |g_i| is among the largest share k of them, each by
+eta / (their number), with no momentum, eta starting at eps; every 4% of the iterations k becomes
+||x_best - x||_0 / (1.5 n), and eta resets to eps with the iterate back at the best point where
+that support shrank by more than 5%, else eta shrinks by 1.5 (within [eps / 10, eps]). Every
+projection is the exact one onto the L1 ball ∩ box (`geometry.L1Ball`).
+
+What depends on the norm lives in the norm's `Geometry` (start, ascent step, projection).
+
+Randomised models: with `eot` > 1 every loss and gradient is the mean over `eot` forward and
+backward passes (expectation over transformation, Athalye et al. 2018; AutoAttack's `rand`
+version uses 20).
 
 Each example leaves the batch at its first misclassified iterate (early exit; the others are
 unaffected, as every quantity above is per example). Starts are drawn from (seed, example index,
@@ -48,6 +63,7 @@ from advlab.attacks.losses import dlr as dlr_loss
 from advlab.attacks.losses import targeted_dlr as targeted_dlr_loss
 from advlab.attacks.randomness import counter_uniform
 from advlab.attacks.search import exceeds
+from advlab.attacks.targeting import check_ranking, rank_targets
 from advlab.errors import InputError
 from advlab.validation import Bounds, check_count
 
@@ -77,6 +93,8 @@ class _Run(Rows):
     reduced_at_check: torch.Tensor
     rises: torch.Tensor
     step: torch.Tensor
+    sparsity: torch.Tensor  # L1: the share of coordinates a step moves
+    support: torch.Tensor  # L1: nonzero coordinates of x_best - x at the last checkpoint
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -91,9 +109,11 @@ def checkpoints(steps: int) -> list[int]:
 
 
 class APGD(FixedBudgetAttack):
-    """Auto-PGD on cross-entropy or DLR, under L-inf or L2 (Croce & Hein 2020, Alg. 1)."""
+    """Auto-PGD on cross-entropy or DLR, under L-inf, L2 (Croce & Hein 2020, Alg. 1) or L1
+    (Croce & Hein 2021)."""
 
     name = "apgd"
+    norms = ("linf", "l2", "l1")
 
     def __init__(
         self,
@@ -105,10 +125,12 @@ class APGD(FixedBudgetAttack):
         restarts: int = 1,
         loss: str = "ce",
         rho: float = 0.75,
+        eot: int = 1,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
         super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
+        self.eot = check_count("eot", eot)
         self.steps = check_count("steps", steps)
         self.restarts = check_count("restarts", restarts)
         if loss not in LOSSES:
@@ -160,19 +182,26 @@ class APGD(FixedBudgetAttack):
         return Perturbed(out, clean_logits=clean_logits)
 
     def _start(self, x: torch.Tensor, index: torch.Tensor, number: int) -> torch.Tensor:
-        """x + eps t / ||t||, t uniform in [-1, 1]^n (L-inf) or standard normal (L2), clipped to the box."""
-        if self.norm == "linf":
-            t = (2 * counter_uniform(self.seed, index, number, x[0].numel(), device=x.device).to(x.dtype) - 1).view(x.shape)
-            length = t.flatten(1).abs().amax(1)
-        else:  # Box-Muller
-            draws = counter_uniform(self.seed, index, number, 2 * x[0].numel(), device=x.device).to(x.dtype)
-            u1, u2 = draws[:, 0::2].reshape(x.shape), draws[:, 1::2].reshape(x.shape)
-            t = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
-            length = t.flatten(1).norm(dim=1)
-        return (x + self.eps * t / per_example(length + 1e-12, x)).clamp(*self.bounds)
+        """The geometry's start from noise t: x + eps t / ||t|| (t uniform in [-1, 1]^n under L-inf,
+        standard normal under L2), clipped to the box; under L1, x + t projected onto ball ∩ box."""
+        k = self.geometry.start_draws
+        draws = counter_uniform(self.seed, index, number, k * x[0].numel(), device=x.device).to(x.dtype)
+        pairs = draws.view(x.shape[0], -1, k)
+        t = self.geometry.noise(pairs[..., 0].reshape(x.shape), pairs[..., k - 1].reshape(x.shape))
+        return self.geometry.start(x, t, self.eps, self.bounds)
 
     def _loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(per-example loss, its gradient, logits) at state.x_adv."""
+        """(per-example loss, its gradient, logits) at state.x_adv; with `eot` > 1 the loss and the
+        gradient are the means over `eot` passes, the logits the last pass's (as the reference code)."""
+        loss, grad, logits = self._one_loss_grad(state, objective, targeted)
+        if self.eot == 1:
+            return loss, grad, logits
+        for _ in range(self.eot - 1):
+            more_loss, more_grad, logits = self._one_loss_grad(state, objective, targeted)
+            loss, grad = loss + more_loss, grad + more_grad
+        return loss / self.eot, grad / self.eot, logits
+
+    def _one_loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = state.x_adv.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
@@ -190,12 +219,9 @@ class APGD(FixedBudgetAttack):
     def _step(self, state: _Run, momentum: float) -> torch.Tensor:
         """The momentum step of Sec. 3.1, projected (fused in-place arithmetic: this is the inner loop)."""
         g, x_adv = state.grad, state.x_adv
-        if self.norm == "linf":
-            z = torch.addcmul(x_adv, per_example(state.step, g), g.sign())
-        else:
-            z = torch.addcmul(x_adv, per_example(state.step / (g.flatten(1).norm(dim=1) + 1e-12), g), g)
-        z = state.ball.project(z, inplace=True)
-        if momentum == 1:  # the first step: z is the new iterate (already feasible)
+        scale, direction = self.geometry.ascent(g, state.step, state.sparsity)
+        z = state.ball.project(torch.addcmul(x_adv, per_example(scale, g), direction), inplace=True)
+        if momentum == 1 or not self.geometry.momentum:  # the first step (or no momentum): z is the new iterate
             return z
         # x + a (z - x) + (1 - a)(x - x_old), in this order (rounding decides sign(g) ties later on)
         z.sub_(x_adv).mul_(momentum)
@@ -219,11 +245,14 @@ class APGD(FixedBudgetAttack):
             grad=start, grad_best=start, loss_last=zeros, loss_best=zeros, loss_best_at_check=zeros,
             reduced_at_check=torch.ones(n, dtype=torch.bool, device=x.device),
             rises=torch.zeros(n, dtype=torch.long, device=x.device),
-            step=torch.full((n,), 2 * self.eps, dtype=x.dtype, device=x.device),
+            step=torch.full((n,), self.geometry.apgd_alpha * self.eps, dtype=x.dtype, device=x.device),
+            sparsity=torch.full((n,), 0.2, dtype=x.dtype, device=x.device),
+            support=torch.full((n,), float(x[0].numel()), dtype=x.dtype, device=x.device),
         )
         loss, state.grad, logits = self._loss_grad(state, objective, targeted)  # replaces the placeholders
         state.grad_best, state.loss_last, state.loss_best, state.loss_best_at_check = state.grad, loss, loss, loss
-        marks = set(checkpoints(self.steps))
+        sparse = self.geometry.adaptive_sparsity
+        marks = set(range(_sparse_gap(self.steps), self.steps + 1, _sparse_gap(self.steps)) if sparse else checkpoints(self.steps))
         since = 0
         for i in range(self.steps + 1):
             miss = logits.argmax(1) == state.target if reach else logits.argmax(1) != state.y
@@ -247,7 +276,9 @@ class APGD(FixedBudgetAttack):
             state.x_best, state.grad_best = _where_rows(improved, (x_new, state.grad), (state.x_best, state.grad_best))
             state.loss_best = torch.where(improved, loss, state.loss_best)
             since += 1
-            if i + 1 in marks:
+            if i + 1 in marks and sparse:
+                self._adapt_sparsity(state)
+            elif i + 1 in marks:
                 oscillating = state.rises <= since * self.rho
                 stalled = ~state.reduced_at_check & (state.loss_best_at_check >= state.loss_best)
                 halve = oscillating | stalled
@@ -258,6 +289,23 @@ class APGD(FixedBudgetAttack):
                 since = 0
         point[state.slot], loss_best_all[state.slot] = state.x_best, state.loss_best
         return point, loss_best_all, broken
+
+    def _adapt_sparsity(self, state: _Run) -> None:
+        """L1 checkpoint (Croce & Hein 2021, Sec. 3.2): k = ||x_best - x||_0 / 1.5 coordinates from
+        now on; where the support shrank by more than 5%, the step resets to eps and the iterate to
+        the best point, elsewhere the step shrinks by 1.5 (within [eps / 10, eps])."""
+        support = (state.x_best != state.ball.x).flatten(1).sum(1).to(state.step.dtype)
+        shrank = support / state.support < 0.95
+        state.sparsity = support / state.ball.x[0].numel() / 1.5
+        full = self.geometry.apgd_alpha * self.eps
+        state.step = torch.where(shrank, full, state.step / 1.5).clamp(full / 10, full)
+        state.support = support
+        state.x_adv, state.grad = _where_rows(shrank, (state.x_best, state.grad_best), (state.x_adv, state.grad))
+
+
+def _sparse_gap(steps: int) -> int:
+    """The L1 variant checks its step every 4% of the iterations (Croce & Hein 2021)."""
+    return max(int(0.04 * steps), 1)
 
 
 def _where_rows(mask: torch.Tensor, chosen: tuple[torch.Tensor, ...], other: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -271,8 +319,10 @@ def _where_rows(mask: torch.Tensor, chosen: tuple[torch.Tensor, ...], other: tup
 
 
 class APGDT(APGD):
-    """APGD-T: APGD on the targeted DLR loss, once per target among the `targets` most likely
-    other classes (Croce & Hein 2020, Sec. 4); success is any misclassification."""
+    """APGD-T: APGD on the targeted DLR loss, once per target among the `targets` first other
+    classes of `target_ranking` (Croce & Hein 2020, Sec. 4: "confidence", the most likely; or
+    "malt", Melamed et al. 2024: the smallest linearised distance to the boundary, see
+    `advlab.attacks.targeting`); success is any misclassification."""
 
     name = "apgd-t"
 
@@ -288,17 +338,17 @@ class APGDT(APGD):
         restarts: int = 1,
         rho: float = 0.75,
         targets: int = 9,
+        target_ranking: str = "confidence",
+        eot: int = 1,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, **kwargs)
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, loss="dlr", rho=rho, eot=eot, **kwargs)
         self.targets = check_count("targets", targets)
+        self.target_ranking = check_ranking(target_ranking)
 
     def _passes(self, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> list[torch.Tensor | None]:
-        with torch.no_grad():
-            ranked = self.logits(x).argsort(dim=1, descending=True)
-        # rank 0 is the prediction (the true class on the robust points); targets are ranks 1, 2, ...
-        count = min(self.targets, num_classes - 1)
-        return [ranked[:, rank] for rank in range(1, count + 1) for _ in range(self.restarts)]
+        ranked = rank_targets(self, x, min(self.targets, num_classes - 1), self.target_ranking)
+        return [ranked[:, k] for k in range(ranked.shape[1]) for _ in range(self.restarts)]
 
     def _objective(self, num_classes: int, targeted_pass: bool) -> str:
         if num_classes < 4:

@@ -27,7 +27,7 @@ from advlab.attacks.base import Attack, Perturbed
 from advlab.attacks.geometry import geometry, per_example
 from advlab.attacks.losses import top_rivals
 from advlab.attacks.search import ActiveSet
-from advlab.validation import Bounds, check_count, check_nonnegative
+from advlab.validation import Bounds, check_count, check_norm, check_nonnegative
 
 PUSH = 1e-4
 
@@ -36,6 +36,7 @@ class DeepFool(Attack):
     """DeepFool under L2 or L-inf; reports the perturbation it ends with."""
 
     name = "deepfool"
+    norms = ("linf", "l2")
 
     def __init__(
         self,
@@ -49,7 +50,7 @@ class DeepFool(Attack):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.geometry = geometry(norm)
+        self.geometry = geometry(check_norm(norm, self.norms))
         self.norm = norm
         self.steps = check_count("steps", steps)
         self.overshoot = check_nonnegative("overshoot", overshoot)

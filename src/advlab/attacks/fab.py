@@ -1,4 +1,4 @@
-"""FAB-T: the targeted fast adaptive boundary attack (Croce & Hein 2019, "Minimally distorted
+"""FAB and FAB-T: the fast adaptive boundary attack, untargeted and targeted (Croce & Hein 2019, "Minimally distorted
 adversarial examples with a fast adaptive boundary attack", Sec. 3; targeted as in AutoAttack).
 
 For a target t, linearise the decision boundary between the true class y and t at the iterate x^k:
@@ -15,7 +15,9 @@ combination (Sec. 3.2, eq. 9)
 and whenever x^{k+1} is adversarial it is recorded if closer than the best so far and pulled back
 towards x: x^{k+1} <- x + beta (x^{k+1} - x) (Sec. 3.3). FAB minimises the distance; as a
 fixed-budget attack an example counts as broken only when its closest adversarial point is within
-eps. Targets are the `targets` most likely other classes at x, one run each on the points still
+eps. FAB (untargeted) takes as t, at every step, the class whose linearised boundary is nearest,
+|f_t| / ||grad f_t||_* (Croce & Hein 2019, Sec. 3.1). FAB-T's targets are the `targets` most likely other classes at x (or the first of MALT's ranking,
+`target_ranking="malt"`, see `advlab.attacks.targeting`), one run each on the points still
 unbroken; restarts after the first start from a random point at radius eps / 2 (seeded per
 example). Each example leaves a run once its best point is within eps (early exit).
 """
@@ -29,8 +31,8 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import FixedBudgetAttack, Perturbed
-from advlab.attacks.geometry import per_example
 from advlab.attacks.randomness import counter_uniform
+from advlab.attacks.targeting import check_ranking, rank_targets
 from advlab.validation import Bounds, check_count, check_positive
 
 
@@ -125,8 +127,129 @@ def projection_l2(t: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Te
 PROJECTIONS = {"linf": projection_linf, "l2": projection_l2}
 
 
-class FABT(FixedBudgetAttack):
-    """Targeted FAB under L-inf or L2; broken = an adversarial point within eps was found."""
+class FABBase(FixedBudgetAttack):
+    """What FAB and FAB-T share: the run from one start towards the boundary of a target class
+    (FAB-T) or of the nearest class at each step (FAB); broken = an adversarial point within eps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
+        self.steps = check_count("steps", steps)
+        self.restarts = check_count("restarts", restarts)
+        self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
+
+    def _ranked(self, x: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor | None:
+        """(N, K) target classes, one pass each; None: one pass towards the nearest boundary at each step."""
+        return None
+
+    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        index = indices.to(x.device)
+        with torch.no_grad():
+            clean_logits = self.logits(x)
+        out = x.clone()
+        # a caller's target: one pass towards it, away from the clean prediction
+        y = clean_logits.argmax(1) if targeted else goal
+        open_ = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
+        if self.eps == 0:
+            return Perturbed(out, clean_logits=clean_logits)
+        ranked = None if targeted else self._ranked(x, clean_logits)
+        for rank in [None] if ranked is None else range(ranked.shape[1]):
+            for restart in range(self.restarts):
+                todo = open_.nonzero().squeeze(1)
+                if todo.numel() == 0:
+                    return Perturbed(out, clean_logits=clean_logits)
+                target = goal[todo] if targeted else None if ranked is None else ranked[todo, rank]
+                found, size = self.run(x[todo], y[todo], target, index[todo], restart, reach=targeted)
+                hit = size <= self.eps
+                out[todo[hit]] = found[hit]
+                open_[todo[hit]] = False
+        return Perturbed(out, clean_logits=clean_logits)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, index: torch.Tensor, restart: int,
+            reach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One FAB run in the unit box: (closest adversarial point, its distance; inf if none).
+        target None: towards the nearest linearised boundary at each step (untargeted FAB)."""
+        lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
+        x0 = ((x - lo) / width).flatten(1)
+        n = x0.shape[0]
+        x1 = x0.clone()
+        if restart:
+            u = counter_uniform(self.seed, index, restart, 2 * x0.shape[1]).to(x.dtype)
+            x1 = self.geometry.start(x0, self.geometry.noise(u[:, ::2], u[:, 1::2]), 0.5 * self.eps / width, (0.0, 1.0))
+        best = x0.clone()
+        best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
+        active = torch.arange(n, device=x.device)
+        project = PROJECTIONS[self.norm]
+        x0a, ya, ta = x0, y, target  # the rows still running (compacted when some stop)
+        for _ in range(self.steps):
+            f, g = self._boundary(x1, ya, ta, x.shape, lo, width)
+            b = -f + (g * x1).sum(1)
+            d = project(torch.cat((x1, x0a)), torch.cat((g, g)), torch.cat((b, b)))
+            size = self.geometry.distance(d).clamp_min(1e-8)
+            d1, d0, a1, a0 = d[: len(active)], d[len(active) :], size[: len(active)], size[len(active) :]
+            alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
+            x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0a + self.eta * d0) * alpha).clamp(0, 1)
+            with torch.no_grad():
+                pred = self.logits(self._image(x1, x.shape, lo, width)).argmax(1)
+                adversarial = pred == ta if reach else pred != ya
+            dist = self.geometry.distance(x1 - x0a) * width
+            closer = adversarial & (dist < best_size[active])
+            best[active[closer]] = x1[closer]
+            best_size[active[closer]] = dist[closer]
+            x1 = torch.where(adversarial.unsqueeze(1), x0a + self.beta * (x1 - x0a), x1)
+            keep = best_size[active] > self.eps  # early exit: within eps, the run has done its job
+            if not bool(keep.all()):
+                active, x1, x0a, ya = active[keep], x1[keep], x0a[keep], ya[keep]
+                ta = None if ta is None else ta[keep]
+                if active.numel() == 0:
+                    break
+        return self._image(best, x.shape, lo, width), best_size
+
+    @staticmethod
+    def _image(u: torch.Tensor, shape: torch.Size, lo: float, width: float) -> torch.Tensor:
+        return (u if (lo, width) == (0.0, 1.0) else lo + width * u).view(-1, *shape[1:])
+
+    def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, shape: torch.Size, lo: float,
+                  width: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """f = z_t - z_y at the unit-box point u and its gradient with respect to u; without a
+        target, t is the class of nearest linearised boundary |f_t| / ||grad f_t||_* (one
+        backward pass per class; Croce & Hein 2019, Sec. 3.1)."""
+        u = u.detach().requires_grad_(True)
+        with torch.enable_grad():
+            z = self.logits(self._image(u, shape, lo, width))
+            z_y = z.gather(1, y[:, None]).squeeze(1)
+            if target is not None:
+                f = z.gather(1, target[:, None]).squeeze(1) - z_y
+                (grad,) = torch.autograd.grad(f.sum(), u)
+                return f.detach(), grad
+            best_f, best_grad = torch.zeros_like(z_y), torch.zeros_like(u)
+            best = torch.full_like(z_y, math.inf)
+            for j in range(z.shape[1]):
+                f = z[:, j] - z_y
+                (grad,) = torch.autograd.grad(f.sum(), u, retain_graph=j + 1 < z.shape[1])
+                score = torch.where(y == j, math.inf, f.detach().abs() / (self.geometry.dual(grad) + 1e-12))
+                closer = score < best
+                best = torch.where(closer, score, best)
+                best_f = torch.where(closer, f.detach(), best_f)
+                best_grad = torch.where(closer.unsqueeze(1), grad, best_grad)
+        return best_f, best_grad
+
+
+class FABT(FABBase):
+    """Targeted FAB under L-inf or L2, once per target among the first `targets` of
+    `target_ranking`; broken = an adversarial point within eps was found."""
 
     name = "fab-t"
 
@@ -142,91 +265,38 @@ class FABT(FixedBudgetAttack):
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
+        target_ranking: str = "confidence",
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, eps=eps, norm=norm, bounds=bounds, **kwargs)
-        self.steps = check_count("steps", steps)
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta,
+                         bounds=bounds, **kwargs)
         self.targets = check_count("targets", targets)
-        self.restarts = check_count("restarts", restarts)
-        self.alpha_max, self.eta, self.beta = (check_positive(k, v) for k, v in (("alpha_max", alpha_max), ("eta", eta), ("beta", beta)))
+        self.target_ranking = check_ranking(target_ranking)
 
-    def _size(self, r: torch.Tensor) -> torch.Tensor:
-        flat = r.flatten(1)
-        return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)
+    def _ranked(self, x: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor | None:
+        return rank_targets(self, x, min(self.targets, clean_logits.shape[1] - 1), self.target_ranking, clean_logits)
 
-    def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
-        index = indices.to(x.device)
-        with torch.no_grad():
-            clean_logits = self.logits(x)
-        out = x.clone()
-        # a caller's target: one pass towards it, away from the clean prediction
-        y = clean_logits.argmax(1) if targeted else goal
-        open_ = (y != goal) if targeted else (clean_logits.argmax(1) == goal)
-        if self.eps == 0:
-            return Perturbed(out, clean_logits=clean_logits)
-        ranked = clean_logits.argsort(dim=1, descending=True)
-        ranks = [None] if targeted else range(1, min(self.targets, clean_logits.shape[1] - 1) + 1)
-        for rank in ranks:
-            for restart in range(self.restarts):
-                todo = open_.nonzero().squeeze(1)
-                if todo.numel() == 0:
-                    return Perturbed(out, clean_logits=clean_logits)
-                target = goal[todo] if rank is None else ranked[todo, rank]
-                found, size = self.run(x[todo], y[todo], target, index[todo], restart, reach=targeted)
-                hit = size <= self.eps
-                out[todo[hit]] = found[hit]
-                open_[todo[hit]] = False
-        return Perturbed(out, clean_logits=clean_logits)
 
-    def run(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, index: torch.Tensor, restart: int,
-            reach: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """One FAB-T run in the unit box: (closest adversarial point, its distance; inf if none)."""
-        lo, width = self.bounds[0], self.bounds[1] - self.bounds[0]
-        x0 = ((x - lo) / width).flatten(1)
-        n = x0.shape[0]
-        x1 = x0.clone()
-        if restart:
-            u = counter_uniform(self.seed, index, restart, 2 * x0.shape[1]).to(x.dtype)
-            t = 2 * u[:, ::2] - 1 if self.norm == "linf" else torch.sqrt(-2 * torch.log1p(-u[:, ::2])) * torch.cos(2 * math.pi * u[:, 1::2])
-            x1 = (x0 + 0.5 * self.eps / width * t / per_example(self._size(t) + 1e-12, t)).clamp(0, 1)
-        best = x0.clone()
-        best_size = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
-        active = torch.arange(n, device=x.device)
-        project = PROJECTIONS[self.norm]
-        x0a, ya, ta = x0, y, target  # the rows still running (compacted when some stop)
-        for _ in range(self.steps):
-            f, g = self._boundary(x1, ya, ta, x.shape, lo, width)
-            b = -f + (g * x1).sum(1)
-            d = project(torch.cat((x1, x0a)), torch.cat((g, g)), torch.cat((b, b)))
-            size = self._size(d).clamp_min(1e-8)
-            d1, d0, a1, a0 = d[: len(active)], d[len(active) :], size[: len(active)], size[len(active) :]
-            alpha = (a1 / (a1 + a0)).clamp(0, self.alpha_max).unsqueeze(1)
-            x1 = ((x1 + self.eta * d1) * (1 - alpha) + (x0a + self.eta * d0) * alpha).clamp(0, 1)
-            with torch.no_grad():
-                pred = self.logits(self._image(x1, x.shape, lo, width)).argmax(1)
-                adversarial = pred == ta if reach else pred != ya
-            dist = self._size(x1 - x0a) * width
-            closer = adversarial & (dist < best_size[active])
-            best[active[closer]] = x1[closer]
-            best_size[active[closer]] = dist[closer]
-            x1 = torch.where(adversarial.unsqueeze(1), x0a + self.beta * (x1 - x0a), x1)
-            keep = best_size[active] > self.eps  # early exit: within eps, the run has done its job
-            if not bool(keep.all()):
-                active, x1, x0a, ya, ta = active[keep], x1[keep], x0a[keep], ya[keep], ta[keep]
-                if active.numel() == 0:
-                    break
-        return self._image(best, x.shape, lo, width), best_size
+class FAB(FABBase):
+    """Untargeted FAB (Croce & Hein 2019): each step linearises the boundary of the nearest class;
+    `restarts` runs (AutoAttack's `plus` version uses 5); broken = an adversarial point within eps."""
 
-    @staticmethod
-    def _image(u: torch.Tensor, shape: torch.Size, lo: float, width: float) -> torch.Tensor:
-        return (u if (lo, width) == (0.0, 1.0) else lo + width * u).view(-1, *shape[1:])
+    name = "fab"
 
-    def _boundary(self, u: torch.Tensor, y: torch.Tensor, target: torch.Tensor, shape: torch.Size, lo: float, width: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """f = z_t - z_y at the unit-box point u and its gradient with respect to u."""
-        u = u.detach().requires_grad_(True)
-        with torch.enable_grad():
-            z = self.logits(self._image(u, shape, lo, width))
-            f = z.gather(1, target[:, None]).squeeze(1) - z.gather(1, y[:, None]).squeeze(1)
-            (grad,) = torch.autograd.grad(f.sum(), u)
-        return f.detach(), grad
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        bounds: Bounds = (0.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta,
+                         bounds=bounds, **kwargs)

@@ -44,7 +44,7 @@ from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.geometry import Region, geometry, per_example, random_start
 from advlab.attacks.losses import margin, top_rivals
 from advlab.attacks.search import ActiveSet
-from advlab.validation import Bounds, check_count, check_positive
+from advlab.validation import Bounds, check_count, check_norm, check_positive
 
 SCALED_STEP = 0.5  # initial step (a fraction of eps) of the runs with scaled gradient steps
 SIGN_STEP = 0.1  # initial step (a fraction of eps) of the runs with sign steps
@@ -54,6 +54,7 @@ class MinPGD(Attack):
     """Smallest-eps adversarial example per input, by bisection over eps of margin PGD."""
 
     name = "minpgd"
+    norms = ("linf", "l2")
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class MinPGD(Attack):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, bounds=bounds, **kwargs)
-        self.geometry = geometry(norm)
+        self.geometry = geometry(check_norm(norm, self.norms))
         self.norm = norm
         self.steps = check_count("steps", steps)
         self.search_steps = check_count("search_steps", search_steps)

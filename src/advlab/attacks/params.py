@@ -29,6 +29,7 @@ COUNT_RANGES: dict[str, tuple[int, int]] = {  # name -> (smallest, largest) for 
     "targets": (1, 1_000),
     "candidates": (2, 1_000),
     "queries": (1, 1_000_000),
+    "eot": (1, 1_000),
     "batch_size": (1, 1_000_000),
     "seed": (0, 2**63 - 1),
 }

@@ -62,6 +62,12 @@ class AttackResult:
         return self._norms[1]
 
     @cached_property
+    def l1(self) -> torch.Tensor:
+        """||x_adv - x||_1 per example."""
+        return torch.cat([(self.x_adv[i : i + NORM_CHUNK] - self.x[i : i + NORM_CHUNK]).flatten(1).abs().sum(1)
+                          for i in range(0, len(self), NORM_CHUNK)])
+
+    @cached_property
     def distortion(self) -> torch.Tensor:
         """Szegedy et al. 2013, Sec. 4.2: sqrt(sum_i r_i^2 / n), n the number of inputs."""
         return self.l2 / math.sqrt(self.x[0].numel())

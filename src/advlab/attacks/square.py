@@ -17,7 +17,9 @@ window side follows p(i) * n_features (p halves at iterations 10, 50, 200, 500, 
 code's default does; AutoAttack's standard version runs it unstretched).
 
 Each example stops at its first success; `extra["queries"]` counts its forward passes (the start
-included, at most `queries`). The model is never differentiated: everything runs under no_grad.
+included, at most `queries` per restart). `restarts` > 1 runs the search again, from a new start
+with new draws (numbered on from the previous restart's), on the examples still unbroken (the
+reference code's `n_restarts`). The model is never differentiated: everything runs under no_grad.
 Random windows and signs are a function of (seed, example index, iteration), so results do not
 depend on the batch size; they are drawn for blocks of 64 iterations at once, and the running
 examples' state is compacted when some stop (no gathers or scatters per iteration). Inputs of any shape (N, C, H, W), (N, H, W) or (N, D) (read as one
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -110,6 +113,7 @@ class Square(FixedBudgetAttack):
         p_init: float = 0.8,
         loss: str = "margin",
         rescale_schedule: bool = True,
+        restarts: int = 1,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
@@ -122,16 +126,32 @@ class Square(FixedBudgetAttack):
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss = loss
         self.rescale_schedule = bool(rescale_schedule)
+        self.restarts = check_count("restarts", restarts)
+        self._proposal = PROPOSALS[self.geometry.name]
 
     # ---- the search ---------------------------------------------------------------------------
     @torch.no_grad()
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
+        """`restarts` searches, each on the examples the ones before left unbroken (and counting their queries)."""
+        found = self._search(x, goal, targeted, indices, 0)
+        out, queries = found.x_adv, found.extra["queries"]
+        for restart in range(1, self.restarts if self.eps > 0 else 1):
+            with torch.no_grad():
+                todo = (~self.is_adversarial(self.logits(self.constrain(x, out)), goal, targeted)).nonzero().squeeze(1)
+            if todo.numel() == 0:
+                break
+            again = self._search(x[todo], goal[todo], targeted, indices[todo.cpu()], restart * self.queries)
+            out[todo], queries[todo] = again.x_adv, queries[todo] + again.extra["queries"]
+        return Perturbed(out, extra={"queries": queries})
+
+    def _search(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor, offset: int) -> Perturbed:
+        """One search of `queries` forward passes; its random draws are numbered from `offset`."""
         queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
         if self.eps == 0:
             return Perturbed(x.clone(), extra={"queries": queries})
         c, h, w = _grid(x.shape[1:])
         image = x.reshape(-1, c, h, w)
-        out = self._start(image, indices)
+        out = self._start(image, indices, offset)
         margin, loss = self._margin_loss(out, goal, targeted, x.shape)
         low, high = LinfBall.interval(image, torch.full_like(margin, self.eps), self.bounds)
         run = _Search(torch.arange(x.shape[0], device=x.device), indices.to(x.device), image, low, high, goal, out, margin, loss)
@@ -145,10 +165,10 @@ class Square(FixedBudgetAttack):
                     return Perturbed(out.reshape(x.shape), extra={"queries": queries})
                 run, draws = run.take(keep), {k: v[keep] for k, v in draws.items()}
             if (i - 1) % _BLOCK == 0:
-                draws = self._draws(run.index, range(i, min(i + _BLOCK, self.queries)), c, x.device)
+                draws = self._draws(run.index, range(offset + i, offset + min(i + _BLOCK, self.queries)), c, x.device)
             p = square_fraction(int((i - 1) / self.queries * 10000) if self.rescale_schedule else i - 1, self.p_init)
             step = {k: v[:, (i - 1) % _BLOCK] for k, v in draws.items()}
-            candidate = self._linf_step(run, step, p) if self.norm == "linf" else self._l2_step(run, step, p)
+            candidate = self._proposal.step(self, run, step, p)
             new_margin, new_loss = self._margin_loss(candidate, run.goal, targeted, x.shape)
             improved = new_loss < run.loss
             run.loss = torch.where(improved, new_loss, run.loss)
@@ -167,14 +187,21 @@ class Square(FixedBudgetAttack):
         return margin, margin if self.loss == "margin" else -F.cross_entropy(logits, goal, reduction="none")
 
     # ---- starts and proposals -------------------------------------------------------------------
-    def _start(self, image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _start(self, image: torch.Tensor, index: torch.Tensor, draw: int) -> torch.Tensor:
+        return self._proposal.start(self, image, index, draw)
+
+    def _linf_start(self, image: torch.Tensor, index: torch.Tensor, draw: int) -> torch.Tensor:
+        """Vertical stripes of +-eps (Sec. 3.1)."""
         n, c, h, w = image.shape
-        if self.norm == "linf":
-            stripes = counter_sign(self.seed, index, 0, c * w, image.dtype, device=image.device).view(n, c, 1, w)
-            return self.geometry.project(image, image + self.eps * stripes, self.eps, self.bounds)
+        stripes = counter_sign(self.seed, index, draw, c * w, image.dtype, device=image.device).view(n, c, 1, w)
+        return self.geometry.project(image, image + self.eps * stripes, self.eps, self.bounds)
+
+    def _l2_start(self, image: torch.Tensor, index: torch.Tensor, draw: int) -> torch.Tensor:
+        """A grid of eta-shaped blocks with random signs, scaled to norm eps (Sec. 3.2)."""
+        n, c, h, w = image.shape
         rows, cols = max(h // 5, 1), max(w // 5, 1)
         blocks_h, blocks_w = h // rows, w // cols
-        signs = counter_sign(self.seed, index, 0, blocks_h * blocks_w * c, image.dtype, device=image.device).view(n, c, blocks_h, blocks_w)
+        signs = counter_sign(self.seed, index, draw, blocks_h * blocks_w * c, image.dtype, device=image.device).view(n, c, blocks_h, blocks_w)
         tile = eta(rows, cols, image.dtype, image.device)
         delta = torch.zeros_like(image)
         top, left = (h - rows * blocks_h) // 2, (w - cols * blocks_w) // 2
@@ -197,10 +224,10 @@ class Square(FixedBudgetAttack):
         def uniforms(count: int, stream: int) -> torch.Tensor:
             return counter_uniform_draws(self.seed, index, steps, count, stream=stream, device=device)
 
-        slots = 1 if self.norm == "linf" else 2
+        slots = self._proposal.windows
         out = {f"corner{k}": uniforms(1, _POSITION + k).squeeze(2) for k in range(2 * slots)}
         out["sign"] = torch.where(uniforms(c, 0) < 0.5, -1.0, 1.0)
-        if self.norm == "l2":
+        if slots == 2:  # L2 moves mass between two windows, with a random transpose of the pattern
             out["transpose"] = uniforms(1, _TRANSPOSE).squeeze(2) < 0.5
         return out
 
@@ -268,3 +295,18 @@ class Square(FixedBudgetAttack):
         """x + eps delta / ||delta||_2, clipped to the box (so ||x' - x||_2 <= eps)."""
         length = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
         return (image + delta / (length + 1e-12) * self.eps).clamp(*self.bounds)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What Square does under one norm: its start, its random step, and how many windows a step draws."""
+
+    start: Callable[[Square, torch.Tensor, torch.Tensor, int], torch.Tensor]
+    step: Callable[[Square, _Search, dict[str, torch.Tensor], float], torch.Tensor]
+    windows: int
+
+
+PROPOSALS = {
+    "linf": Proposal(Square._linf_start, Square._linf_step, 1),
+    "l2": Proposal(Square._l2_start, Square._l2_step, 2),
+}

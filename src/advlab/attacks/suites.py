@@ -10,6 +10,15 @@ the reference code, L-inf and L2): APGD-CE (100 iterations, 1 restart), APGD-T (
 9 target classes, 1 restart each), FAB-T (9 target classes, 100 iterations) and Square (5,000
 queries, p_init 0.8, unstretched schedule). FAB-T is listed only when a `fab-t` attack is
 registered; without it the suite says so (`missing`).
+
+`plus` is AutoAttack's `plus` version (reference code, `version="plus"`): APGD-CE and APGD-DLR
+with 5 restarts each, untargeted FAB with 5 restarts, Square (5,000 queries, 1 restart), APGD-T
+and FAB-T (9 targets, 1 restart each). `rand` is its `rand` version, for randomised models:
+APGD-CE and APGD-DLR (1 restart) with the gradient averaged over 20 passes (EOT).
+
+`malt` is MALT (Melamed, Yehudai & Shamir 2024, "MALT Powers Up Adversarial Attacks"): APGD-T,
+100 iterations, on the 5 target classes of smallest linearised distance to the boundary,
+(z_y - z_t) / ||grad (z_y - z_t)||_* (`advlab.attacks.targeting`), instead of the 9 most likely.
 """
 
 from __future__ import annotations
@@ -41,6 +50,24 @@ SUITES: dict[str, tuple[SuiteAttack, ...]] = {
         SuiteAttack("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "restarts": 1}),
         SuiteAttack("fab-t", "fab-t", {"steps": 100, "targets": 9}),
         SuiteAttack("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False}),
+    ),
+    # APGD-T on the 5 targets MALT ranks first (Melamed, Yehudai & Shamir 2024), 100 steps each
+    "malt": (
+        SuiteAttack("apgd-t-malt", "apgd-t", {"steps": 100, "targets": 5, "restarts": 1, "target_ranking": "malt"}),
+    ),
+    # AutoAttack's `plus` version (`version="plus"` of the reference code)
+    "plus": (
+        SuiteAttack("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 5}),
+        SuiteAttack("apgd-dlr", "apgd", {"loss": "dlr", "steps": 100, "restarts": 5}),
+        SuiteAttack("fab", "fab", {"steps": 100, "restarts": 5}),
+        SuiteAttack("square", "square", {"queries": 5000, "p_init": 0.8, "rescale_schedule": False, "restarts": 1}),
+        SuiteAttack("apgd-t", "apgd-t", {"steps": 100, "targets": 9, "restarts": 1}),
+        SuiteAttack("fab-t", "fab-t", {"steps": 100, "targets": 9, "restarts": 1}),
+    ),
+    # AutoAttack's `rand` version, for randomised models: gradients averaged over 20 passes
+    "rand": (
+        SuiteAttack("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 1, "eot": 20}),
+        SuiteAttack("apgd-dlr", "apgd", {"loss": "dlr", "steps": 100, "restarts": 1, "eot": 20}),
     ),
     # the same chain at a tenth of the budget: for CI-sized runs, never for reported figures
     "quick": (

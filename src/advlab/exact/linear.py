@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from scipy import sparse
-from scipy.optimize import linprog
 from torch import nn
 
-from advlab.errors import InputError, SolverError
+from advlab.errors import InputError
+from advlab.attacks.geometry import geometry
 from advlab.models.linear import linear_weights
 from advlab.validation import Bounds, check_labels, check_norm, check_positive
 
@@ -126,53 +124,6 @@ def multiclass_weights(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     return weight, bias
 
 
-def _first_crossing(w: torch.Tensor, v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Row-wise smallest s >= 0 with F(s) = sum_i min(s w_i, v_i) >= m (w, v >= 0, 0 < m <= sum v).
-
-    F is concave, piecewise linear, non-decreasing, with breakpoints beta_i = v_i / w_i; at the
-    sorted breakpoints F(beta_j) = sum_{i<=j} v_i + beta_j * sum_{i>j} w_i, and between the last
-    breakpoint below m and the first at or above it F is linear, so s is solved for exactly.
-    """
-    beta = torch.where(w > 0, v / w.clamp_min(torch.finfo(w.dtype).tiny), torch.inf)
-    beta, order = beta.sort(dim=1)
-    w, v = w.gather(1, order), v.gather(1, order)
-    saturated = v.cumsum(1)
-    slope = w.sum(1, keepdim=True) - w.cumsum(1)
-    value = torch.where(torch.isfinite(beta), saturated + beta.nan_to_num(posinf=0.0) * slope, saturated)
-    j = (value >= m.unsqueeze(1)).int().argmax(1, keepdim=True)  # first crossing
-    prev = (j - 1).clamp_min(0)
-    has_prev = j > 0
-    saturated_prev = torch.where(has_prev, saturated.gather(1, prev), 0.0)
-    slope_prev = torch.where(has_prev, slope.gather(1, prev), w.sum(1, keepdim=True))
-    beta_prev = torch.where(has_prev, beta.gather(1, prev), 0.0)
-    s = (m.unsqueeze(1) - saturated_prev) / slope_prev.clamp_min(torch.finfo(w.dtype).tiny)
-    return torch.minimum(s.clamp_min(0.0).maximum(beta_prev), beta.gather(1, j)).squeeze(1)
-
-
-def _halfspace_step(a: torch.Tensor, m: torch.Tensor, cap: torch.Tensor, norm: str) -> torch.Tensor:
-    """The minimal r (rows) with a.r >= m > 0 and 0 <= sign(a_i) r_i <= cap_i, assumed reachable."""
-    alpha, sign = a.abs(), torch.sign(a)
-    if norm == "l2":
-        t = _first_crossing(alpha * alpha, alpha * cap, m)
-        return sign * torch.minimum(t.unsqueeze(1) * alpha, cap)
-    if norm == "linf":
-        eps = _first_crossing(alpha, alpha * cap, m)
-        return sign * torch.minimum(eps.unsqueeze(1), cap)
-    order = alpha.argsort(dim=1, descending=True, stable=True)
-    alpha_s, cap_s = alpha.gather(1, order), cap.gather(1, order)
-    gain = (alpha_s * cap_s).cumsum(1)
-    j = (gain >= m.unsqueeze(1)).int().argmax(1, keepdim=True)
-    gain_prev = torch.where(j > 0, gain.gather(1, (j - 1).clamp_min(0)), 0.0)
-    partial = ((m.unsqueeze(1) - gain_prev) / alpha_s.gather(1, j)).minimum(cap_s.gather(1, j))
-    index = torch.arange(a.shape[1], device=a.device).unsqueeze(0)
-    step = torch.where(index < j, cap_s, torch.where(index == j, partial, 0.0))
-    return sign * torch.zeros_like(step).scatter(1, order, step)
-
-
-def _distance(r: torch.Tensor, norm: str) -> torch.Tensor:
-    return {"l2": lambda: r.norm(dim=1), "linf": lambda: r.abs().amax(dim=1), "l1": lambda: r.abs().sum(1)}[norm]()
-
-
 def _slack(a: torch.Tensor, m: torch.Tensor, bounds: Bounds, rel: float) -> torch.Tensor:
     """A margin far above float64 rounding in recomputing a.x' + const, far below any distance."""
     scale = a.abs().sum(-1) * max(abs(bounds[0]), abs(bounds[1])) + m.abs() + 1.0
@@ -195,8 +146,9 @@ def min_norm_halfspace(
     feasible = ~needed | (reach >= m)
     solve = needed & feasible
     safe_m = torch.where(solve, m, reach.clamp_min(1.0) * 0.5)  # any reachable m > 0 for the rest
-    r = torch.where(solve.unsqueeze(1), _halfspace_step(a, safe_m, cap, norm), 0.0)
-    distance = torch.where(feasible, _distance(r, norm), torch.inf)
+    shape = geometry(norm)
+    r = torch.where(solve.unsqueeze(1), shape.halfspace_step(a, safe_m, cap), 0.0)
+    distance = torch.where(feasible, shape.distance(r), torch.inf)
     return distance, r, feasible
 
 
@@ -288,121 +240,9 @@ def _targeted(
     if c == 2:  # a single half-space
         distance, _, _ = min_norm_halfspace(x, a[:, 0], m[:, 0], norm=norm, bounds=bounds)
         _, r, feasible = min_norm_halfspace(x, a[:, 0], m_witness[:, 0], norm=norm, bounds=bounds)
-    elif norm == "l2":
-        distance, _, _ = _polytope_l2(x, a, m, bounds)
-        _, r, feasible = _polytope_l2(x, a, m_witness, bounds)
     else:
-        distance, _, _ = _polytope_lp(x, a, m, norm, bounds)
-        _, r, feasible = _polytope_lp(x, a, m_witness, norm, bounds)
+        shape = geometry(norm)
+        distance, _, _ = shape.min_norm_polytope(x, a, m, bounds)
+        _, r, feasible = shape.min_norm_polytope(x, a, m_witness, bounds)
     return torch.where(feasible, distance, torch.inf), r, feasible
 
-
-def _polytope_l2(
-    x: torch.Tensor, a: torch.Tensor, m: torch.Tensor, bounds: Bounds, *, iterations: int = 200
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """min ||r||_2 s.t. A r >= m, x + r in the box, batched: projected Newton on the dual.
-
-    Dual: maximise g(lam) = lam.m - sum_i phi_i((A^T lam)_i) over lam >= 0, where
-    phi_i(v) = max_{r_i in box} (v r_i - r_i^2 / 2) and r(lam) = clip(A^T lam) is the primal
-    point. g is concave and piecewise quadratic with gradient m - A r(lam) and Hessian
-    -A D A^T (D: coordinates not at a bound), so Newton steps on the multipliers not held at 0
-    (Bertsekas 1982) with a projected Armijo search end exactly on the optimum. Each example
-    finishes with a certificate: r(lam) feasible (optimal by duality), or lam a Farkas
-    witness that no point of the box satisfies A r >= m.
-    """
-    low, high = bounds[0] - x, bounds[1] - x
-    scale = a.abs().sum(-1).amax(1) * max(abs(bounds[0]), abs(bounds[1])) + m.abs().amax(1) + 1.0
-    tol = 1e-12 * scale
-
-    def primal(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.einsum("nk,nkd->nd", lam, a)
-        return v, torch.minimum(torch.maximum(v, low), high)
-
-    def dual(lam: torch.Tensor) -> torch.Tensor:
-        v, r = primal(lam)
-        return (lam * m).sum(1) - (v * r - 0.5 * r * r).sum(1)
-
-    def certificates(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        v, r = primal(lam)
-        residual = m - torch.einsum("nkd,nd->nk", a, r)
-        feasible = residual.amax(1) <= tol
-        best_in_box = torch.maximum(v * low, v * high).sum(1)  # max of lam.A r over the box
-        infeasible = (lam * m).sum(1) - best_in_box > tol * lam.sum(1).clamp_min(1.0)
-        return residual, feasible, infeasible
-
-    lam = torch.zeros_like(m)
-    eye = torch.eye(m.shape[1], dtype=m.dtype, device=m.device)
-    for _ in range(iterations):
-        grad, feasible, infeasible = certificates(lam)
-        projected = torch.where(lam > 0, grad.abs(), grad.clamp_min(0.0)).amax(1)
-        done = (feasible & (projected <= tol)) | infeasible
-        if bool(done.all()):
-            break
-        v, _ = primal(lam)
-        free = ((v > low) & (v < high)).to(m.dtype)
-        hessian = torch.einsum("nkd,nd,njd->nkj", a, free, a)
-        moving = ~((lam <= 0) & (grad <= 0))
-        pair = moving.unsqueeze(2) & moving.unsqueeze(1)
-        ridge = 1e-13 * hessian.diagonal(dim1=1, dim2=2).sum(1).clamp_min(1.0)
-        hessian = torch.where(pair, hessian, 0.0) + eye * torch.where(moving, ridge.unsqueeze(1), 1.0).unsqueeze(2)
-        step = torch.linalg.solve(hessian, torch.where(moving, grad, 0.0).unsqueeze(2)).squeeze(2)
-        step = torch.where(done.unsqueeze(1), 0.0, step)
-        start = dual(lam)
-        alpha = torch.ones_like(start)
-        for _ in range(60):  # projected Armijo backtracking, per example
-            candidate = (lam + alpha.unsqueeze(1) * step).clamp_min(0.0)
-            ok = dual(candidate) >= start + 1e-4 * (grad * (candidate - lam)).sum(1)
-            if bool(ok.all()):
-                break
-            alpha = torch.where(ok, alpha, 0.5 * alpha)
-        lam = torch.where(ok.unsqueeze(1), candidate, lam)
-    _, feasible, infeasible = certificates(lam)
-    unresolved = (~feasible & ~infeasible).nonzero().flatten()
-    if unresolved.numel():
-        raise SolverError(
-            f"the exact L2 solver reached no certificate for {unresolved.numel()} example(s) "
-            f"(first: index {int(unresolved[0])}) in {iterations} Newton steps"
-        )
-    _, r = primal(lam)
-    r = torch.where(feasible.unsqueeze(1), r, 0.0)
-    return torch.where(feasible, r.norm(dim=1), torch.inf), r, feasible
-
-
-def _polytope_lp(
-    x: torch.Tensor, a: torch.Tensor, m: torch.Tensor, norm: str, bounds: Bounds
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """min ||r||_1 or ||r||_inf s.t. A r >= m, x + r in the box: one HiGHS LP per example.
-
-    L-inf: variables (r, t), minimise t with -t <= r_i <= t. L1: r = p - q with p, q >= 0,
-    minimise sum(p + q). Dual simplex returns a vertex, accurate to rounding.
-    """
-    n, k, d = a.shape
-    low, high = (bounds[0] - x).cpu().numpy(), (bounds[1] - x).cpu().numpy()
-    a_np, m_np = a.cpu().numpy(), m.cpu().numpy()
-    options = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
-    eye = sparse.identity(d, format="csr")
-    r = np.zeros((n, d))
-    feasible = np.zeros(n, dtype=bool)
-    for i in range(n):  # an LP per example: an infeasible one must not sink the others
-        if norm == "linf":
-            ones = sparse.csr_matrix(np.ones((d, 1)))
-            rows = sparse.csr_matrix(np.hstack([-a_np[i], np.zeros((k, 1))]))
-            a_ub = sparse.vstack([sparse.hstack([eye, -ones]), sparse.hstack([-eye, -ones]), rows])
-            b_ub = np.concatenate([np.zeros(2 * d), -m_np[i]])
-            cost = np.r_[np.zeros(d), 1.0]
-            box = list(zip(low[i], high[i], strict=True)) + [(0.0, None)]
-        else:
-            a_ub = sparse.csr_matrix(np.hstack([-a_np[i], a_np[i]]))
-            b_ub = -m_np[i]
-            cost = np.ones(2 * d)
-            box = [(0.0, h) for h in high[i]] + [(0.0, -lo) for lo in low[i]]
-        result = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=box, method="highs-ds", options=options)
-        if result.status == 2:
-            continue
-        if result.status != 0:
-            raise SolverError(f"HiGHS failed on example {i}: {result.message}")
-        feasible[i] = True
-        r[i] = result.x[:d] if norm == "linf" else result.x[:d] - result.x[d:]
-    r_t = torch.from_numpy(r).to(x.device)
-    feasible_t = torch.from_numpy(feasible).to(x.device)
-    return torch.where(feasible_t, _distance(r_t, norm), torch.inf), r_t, feasible_t
