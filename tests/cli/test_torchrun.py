@@ -83,9 +83,11 @@ def good(folder: Path) -> list[str]:
     return ["--data", f"npz:{folder / 'good.npz'}", "--limit", str(LIMIT)]
 
 
-def torchrun(folder: Path, launcher: list[str], args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+def torchrun(folder: Path, launcher: list[str], args: list[str], env: dict[str, str] | None = None, *,
+             runner: str = "torch.distributed.run") -> subprocess.Popen:
+    """`torchrun LAUNCHER -m advlab ARGS` (runner "advlab.cli.torchrun": `advlab-torchrun`)."""
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(folder)]), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "advlab", *args], cwd=folder,
+    return subprocess.Popen([sys.executable, "-m", runner, *launcher, "-m", "advlab", *args], cwd=folder,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -172,6 +174,18 @@ def test_a_model_refused_on_one_rank_ends_every_rank_with_one_line(setup):
     assert "ValueError: refused on this rank" in lines[0]
     assert worker_codes(err) == [2, 2, 2] and code == 1
     assert_no_worker_noise(err)
+
+
+@pytest.mark.parametrize("case", ["refusal", "bad data on rank 1"])
+def test_advlab_torchrun_prints_only_the_one_line_and_exits_with_the_workers_code(setup, case):
+    """advlab-torchrun: torchrun's own log lines and ChildFailedError traceback stay off stderr."""
+    folder, args = setup
+    argv = ([*args[:-5], "--eps", "nan", "--data", "npz:bad.npz", "--out", "o2"] if case == "refusal"
+            else [*args, "--data", "npz:bad.npz", "--out", "bad2"])
+    code, out, err = finish(torchrun(folder, standalone(2), argv, runner="advlab.cli.torchrun"))
+    line = ("advlab: error: --eps 'nan': every number must be finite" if case == "refusal"
+            else "advlab: error: rank 1: bad.npz: x contains NaN or inf")
+    assert (code, out, err) == (2, "", line + "\n")
 
 
 def test_one_process_streams_and_names_the_limit(setup, single):

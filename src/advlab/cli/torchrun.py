@@ -1,0 +1,53 @@
+"""`advlab-torchrun` (or `python -m advlab.cli.torchrun`): torchrun with advlab's contract.
+
+It takes torchrun's own options and command (`advlab-torchrun --standalone --nproc-per-node 2
+-m advlab evaluate ...`) and runs torchrun's launcher in this process, so that what torchrun
+itself would print when a worker fails (its agent's log lines and its `ChildFailedError`
+traceback) stays off the terminal: a refusal or a failure on any rank ends as the one line the
+workers agreed on (`advlab.data.shard`) and the workers' exit code (2 bad input, 1 a system
+error). Plain `torchrun` works too; it only adds its own report after that line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+ELASTIC_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run torchrun on `argv` (default: this command's arguments); 0, or the failed workers'
+    code with their one line on stderr."""
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")  # torchrun's agent reads it for its own loggers
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    for name in ELASTIC_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(list(sys.argv[1:] if argv is None else argv)))
+    except ChildFailedError as failed:
+        code, line = failure_line(failed)
+        print(line, file=sys.stderr)
+        return code
+    return 0
+
+
+def failure_line(failed: object) -> tuple[int, str]:
+    """(exit code, one line) for torchrun's `ChildFailedError`: the line advlab's workers wrote
+    to torchrun's error file when there is one, else the first failure's code or signal."""
+    failures = sorted(failed.failures.items())  # type: ignore[attr-defined]
+    for _, failure in failures:
+        if str(failure.message).startswith("advlab:"):
+            return (failure.exitcode if failure.exitcode > 0 else 1), str(failure.message)
+    rank, failure = failures[0]
+    if failure.exitcode < 0:
+        return 1, f"advlab: error: rank {rank} was stopped by {failure.signal_name()}"
+    return failure.exitcode, f"advlab: error: rank {rank} exited with code {failure.exitcode}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
