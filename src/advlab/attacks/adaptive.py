@@ -191,3 +191,31 @@ class AdaptiveAPGD(APGDT):
         point, _, broken = self.run(x[rows], goal[rows], target[rows], self._start(x[rows], index[rows], number), objective)
         out[rows[broken]] = point[broken]
         robust[rows[broken]] = False
+
+
+class TracedAPGD(APGDT):
+    """APGD-T that records, per iteration, the loss of every point still running (for the
+    convergence check of Carlini et al. 2019, Sec. 4.4: the attack's loss over iterations)."""
+
+    name = "apgd-traced"  # not registered: an instrument, not an attack of the suites
+
+    def _loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        loss, grad, logits = super()._loss_grad(state, objective, targeted)
+        self.trace.append((self._rows[state.slot], loss))
+        return loss, grad, logits
+
+    def loss_curve(self, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor) -> list[float]:
+        """Mean over the points of the best loss so far after each iteration, one APGD-T run on
+        the first ranked target (a point that breaks keeps its last best loss)."""
+        self.trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._rows = torch.arange(len(x), device=x.device)
+        with torch.no_grad():
+            classes = self.logits(x[:1]).shape[1]
+        target = rank_targets(self, x, 1, self.target_ranking)[:, 0]
+        self.run(x, y, target, self._start(x, indices.to(x.device), 0), self._objective(classes, True))
+        losses = torch.full((len(x), len(self.trace)), float("nan"), dtype=x.dtype, device=x.device)
+        for i, (rows, loss) in enumerate(self.trace):
+            losses[rows, i] = loss
+        for i in range(1, losses.shape[1]):  # forward-fill the points that left, then best so far
+            losses[:, i] = torch.where(torch.isnan(losses[:, i]), losses[:, i - 1], losses[:, i])
+        return losses.cummax(dim=1).values.mean(0).tolist()
