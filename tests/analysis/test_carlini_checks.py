@@ -61,3 +61,14 @@ def test_an_honest_model_passes_and_a_masked_one_fails():
     assert checks["unbounded eps -> 0"].status == "fail"  # APGD has no gradient to follow, even at eps = 1
     assert checks["black-box <= white-box"].status == "fail"  # Square breaks what APGD could not
     assert checks["transfer <= white-box"].status == "fail"  # the unmasked surrogate's gradients transfer
+
+
+def test_the_convergence_check_reads_the_last_quarter_of_the_curve():
+    from advlab.analysis.masking import check_convergence
+
+    model, _, x, y = _case(masked=False)
+    ev = evaluate_suite(model, x, y, eps=0.05, suite=SUITE)
+    ev.carlini = {"loss_curve": [0.0, 0.8, 0.95, 0.99, 1.0]}  # 0.01 of a rise of 1.0 in the last quarter
+    assert check_convergence(ev).status == "pass"
+    ev.carlini = {"loss_curve": [0.0, 0.2, 0.4, 0.6, 1.0]}
+    assert check_convergence(ev).status == "fail"

@@ -256,5 +256,5 @@ def suite_checks(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None = 
     """The checks of Croce & Hein 2020 (Sec. 6) and Carlini et al. 2019 that read a suite evaluation
     (those of `run_carlini_checks` skipped when it was not run)."""
     return [check_randomised(evaluation), check_gradients(evaluation), check_black_box(evaluation),
-            check_targeted(evaluation), check_doubling(evaluation, doubled), check_convergence(evaluation),
-            check_unbounded(evaluation), check_transfer_suite(evaluation)]
+            check_targeted(evaluation), check_convergence(evaluation), check_unbounded(evaluation),
+            check_transfer_suite(evaluation), check_doubling(evaluation, doubled)]
