@@ -36,6 +36,7 @@ FAST: dict[str, dict] = {
     "minpgd": {"steps": 5, "search_steps": 3},
     "apgd": {"eps": EPS, "steps": 5},
     "apgd-t": {"eps": EPS, "steps": 5, "targets": 2},
+    "apgd-a": {"eps": EPS, "steps": 6, "targets": 2, "restarts": 1, "queries": 20},
     "fab-t": {"eps": EPS, "steps": 5, "targets": 2},
     "fab": {"eps": EPS, "steps": 5},
     "square": {"eps": EPS, "queries": 30},

@@ -136,7 +136,7 @@ def test_help_says_which_attacks_need_eps(capsys):
         main(["attack", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "required by apgd, apgd-t, bim, fab, fab-t, fgm, fgsm, pgd, square" in text
+    assert "required by apgd, apgd-a, apgd-t, bim, fab, fab-t, fgm, fgsm, pgd, square" in text
 
 
 def test_checkpoint_written_by_train_loads(workspace):

@@ -164,8 +164,11 @@ def check_gradients(evaluation: SuiteEvaluation) -> MaskingCheck:
 def check_black_box(evaluation: SuiteEvaluation) -> MaskingCheck:
     name = "black-box <= white-box"
     black = [a for a in evaluation.attacks if a.startswith("square")]
+    if (not black or len(evaluation.attacks) < 2) and "black_box" in evaluation.carlini:
+        return _sample_check(name, evaluation, evaluation.carlini["black_box"], "Square (5,000 queries)",
+                             "the gradients mislead the white-box attacks; trust the black-box figure and add Square to the suite")
     if not black or len(evaluation.attacks) < 2:
-        return MaskingCheck(name, "skipped", "the suite has no Square attack after white-box attacks")
+        return MaskingCheck(name, "skipped", "the suite has no Square attack after white-box attacks (run_carlini_checks runs one)")
     share = sum(evaluation.broken_by.count(a) for a in black) / evaluation.n
     detail = f"Square broke {_pct(share)} of the points every white-box attack missed"
     if share > SQUARE_MAX_SHARE:
@@ -187,8 +190,12 @@ def check_targeted(evaluation: SuiteEvaluation) -> MaskingCheck:
 
 
 def check_doubling(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None) -> MaskingCheck:
-    """`doubled`: the same evaluation with the strongest attack's iterations doubled, run by the user."""
+    """`doubled`: the same evaluation with the strongest attack's iterations doubled, run by the user;
+    without it, the doubled budget `run_carlini_checks` ran on a sample, when it did."""
     name = "more iterations ~ same"
+    if doubled is None and "doubled" in evaluation.carlini:
+        return _sample_check(name, evaluation, evaluation.carlini["doubled"], "the suite at twice its steps, queries and restarts",
+                             "the attacks have not converged; raise their budgets until the figure stops falling")
     if doubled is None:
         return MaskingCheck(name, "skipped", "no evaluation with doubled iterations given (run the suite again with "
                             "twice the steps and pass it)")
@@ -199,7 +206,55 @@ def check_doubling(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None)
     return MaskingCheck(name, "pass", detail)
 
 
+CONVERGED_TAIL_SHARE = 0.05  # the last quarter of the iterations may add at most 5% of the loss's total rise
+
+
+def _sample_check(name: str, evaluation: SuiteEvaluation, found: dict[str, int], what: str, advice: str) -> MaskingCheck:
+    """Pass when `what` broke none of the sample of points the suite left robust."""
+    detail = f"{what} broke {found['broken']} of {found['points']} points the suite left robust"
+    if found["broken"] > 0:
+        return MaskingCheck(name, "fail", f"{detail} (robust accuracy overstated by >= {_pct(found['broken'] / evaluation.n)}): {advice}")
+    return MaskingCheck(name, "pass", detail)
+
+
+def check_convergence(evaluation: SuiteEvaluation) -> MaskingCheck:
+    """Carlini et al. 2019, Sec. 4.4: the attack's loss must level off within its iterations."""
+    name = "attack loss converges"
+    curve = evaluation.carlini.get("loss_curve")
+    if not curve or len(curve) < 5:
+        return MaskingCheck(name, "skipped", "no loss curve recorded (run_carlini_checks records one)")
+    rise, tail = curve[-1] - curve[0], curve[-1] - curve[(3 * (len(curve) - 1)) // 4]
+    detail = f"mean best APGD-T loss {curve[0]:.4g} -> {curve[-1]:.4g} over {len(curve) - 1} iterations, {tail:.3g} in the last quarter"
+    if tail > CONVERGED_TAIL_SHARE * max(rise, 0.0) and tail > 1e-6:
+        return MaskingCheck(name, "fail", f"{detail}: the loss is still rising; give the attacks more iterations")
+    return MaskingCheck(name, "pass", detail)
+
+
+def check_unbounded(evaluation: SuiteEvaluation) -> MaskingCheck:
+    """Carlini et al. 2019, Sec. 5.4: with eps as wide as the box, accuracy must reach 0."""
+    name = "unbounded eps -> 0"
+    found = evaluation.carlini.get("unbounded")
+    if found is None:
+        return MaskingCheck(name, "skipped", "not run (run_carlini_checks runs it, L-inf only)")
+    detail = f"the suite at eps={found['eps']:g} leaves {_pct(found['accuracy'])} of the sample robust (must be <= {_pct(LARGE_EPS_MAX_ACCURACY)})"
+    if found["accuracy"] > LARGE_EPS_MAX_ACCURACY:
+        return MaskingCheck(name, "fail", f"{detail}: the attacks cannot find examples that must exist; gradients are likely masked")
+    return MaskingCheck(name, "pass", detail)
+
+
+def check_transfer_suite(evaluation: SuiteEvaluation) -> MaskingCheck:
+    """Carlini et al. 2019, Sec. 5.5: examples transferred from a surrogate must not beat the white-box attacks."""
+    name = "transfer <= white-box"
+    found = evaluation.carlini.get("transfer")
+    if found is None:
+        return MaskingCheck(name, "skipped", "no surrogate model given to run_carlini_checks")
+    return _sample_check(name, evaluation, found, f"APGD-CE transferred from {found['source']}",
+                         "the white-box attacks are misled; report the transfer figure and adapt the attack")
+
+
 def suite_checks(evaluation: SuiteEvaluation, doubled: SuiteEvaluation | None = None) -> list[MaskingCheck]:
-    """The checks of Croce & Hein 2020 (Sec. 6) and Carlini et al. 2019 that read a suite evaluation."""
+    """The checks of Croce & Hein 2020 (Sec. 6) and Carlini et al. 2019 that read a suite evaluation
+    (those of `run_carlini_checks` skipped when it was not run)."""
     return [check_randomised(evaluation), check_gradients(evaluation), check_black_box(evaluation),
-            check_targeted(evaluation), check_doubling(evaluation, doubled)]
+            check_targeted(evaluation), check_convergence(evaluation), check_unbounded(evaluation),
+            check_transfer_suite(evaluation), check_doubling(evaluation, doubled)]

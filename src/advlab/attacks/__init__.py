@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from advlab.attacks.adaptive import AdaptiveAPGD
 from advlab.attacks.apgd import APGD, APGDT
 from advlab.attacks.base import Attack, FixedBudgetAttack, Perturbed, ProbabilityOutputWarning
 from advlab.attacks.cw import CarliniWagnerL2
@@ -21,7 +22,7 @@ from advlab.attacks.square import Square
 from advlab.errors import UnknownNameError
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square, APGD, APGDT, FAB, FABT)
+    cls.name: cls for cls in (FGSM, FGM, LBFGS, Penalty, PGD, BIM, DeepFool, CarliniWagnerL2, MinPGD, Square, APGD, APGDT, AdaptiveAPGD, FAB, FABT)
 }
 
 
@@ -45,6 +46,7 @@ __all__ = [
     "FGSM",
     "LBFGS",
     "PGD",
+    "AdaptiveAPGD",
     "Attack",
     "AttackResult",
     "CarliniWagnerL2",

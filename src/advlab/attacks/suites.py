@@ -55,6 +55,10 @@ SUITES: dict[str, tuple[SuiteAttack, ...]] = {
     "malt": (
         SuiteAttack("apgd-t-malt", "apgd-t", {"steps": 100, "targets": 5, "restarts": 1, "target_ranking": "malt"}),
     ),
+    # candidate default: MALT-ranked APGD-T with per-point budget from its loss trajectory (attacks.adaptive)
+    "fast": (
+        SuiteAttack("apgd-a", "apgd-a", {"steps": 100, "targets": 5, "restarts": 2, "queries": 5000}),
+    ),
     # AutoAttack's `plus` version (`version="plus"` of the reference code)
     "plus": (
         SuiteAttack("apgd-ce", "apgd", {"loss": "ce", "steps": 100, "restarts": 5}),
