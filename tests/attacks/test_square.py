@@ -192,3 +192,15 @@ def test_square_restarts_search_again_on_the_unbroken_points():
     assert bool((thrice.extra["queries"][late] > 30).all()) and int(thrice.extra["queries"].max()) <= 90
     assert torch.equal(thrice.x_adv[once.success], once.x_adv[once.success])
     assert_same_per_example(thrice, Square(model, eps=0.08, queries=30, seed=4, restarts=3, batch_size=7)(x, y))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_one_query_is_the_initial_proposal(norm):
+    """queries=1: only the initial perturbation is tried (it used to fail writing its result)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)).eval()
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    model.double()
+    y = model(x).argmax(1)
+    result = Square(model, eps=0.1 if norm == "linf" else 0.5, norm=norm, queries=1, progress=False)(x, y)
+    assert result.x_adv.shape == x.shape and (result.x_adv - x).abs().max() > 0

@@ -175,7 +175,7 @@ class Square(FixedBudgetAttack):
             improved |= new_margin <= 0
             run.margin = torch.where(improved, new_margin, run.margin)
             run.best = torch.where(per_example(improved, candidate), candidate, run.best)
-        out[run.slot], queries[run.slot] = run.best, self.queries
+        out[run.slot], queries[run.slot] = run.best.clone(), self.queries  # a copy: with one query, best is still a view of x
         return Perturbed(out.reshape(x.shape), extra={"queries": queries})
 
     def _margin_loss(self, image: torch.Tensor, goal: torch.Tensor, targeted: bool, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
