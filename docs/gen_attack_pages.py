@@ -50,6 +50,9 @@ PAPERS: dict[str, tuple[str, str]] = {  # name -> (short citation, where exactly
              "parameter-free attacks*, [arXiv:2003.01690](https://arxiv.org/abs/2003.01690), Sec. 3; L1: Croce & Hein "
              "2021, *Mind the box*, [arXiv:2103.01208](https://arxiv.org/abs/2103.01208)"),
     "apgd-t": ("Croce & Hein 2020", "[arXiv:2003.01690](https://arxiv.org/abs/2003.01690), Sec. 4 (targeted DLR)"),
+    "apgd-a": ("Liu et al. 2022; Melamed et al. 2024", "budget allocation after *Practical evaluation of adversarial "
+               "robustness via adaptive auto attack* (CVPR 2022), on APGD-T with MALT targets "
+               "([arXiv:2407.02240](https://arxiv.org/abs/2407.02240))"),
     "fab-t": ("Croce & Hein 2019", "*Minimally distorted adversarial examples with a fast adaptive boundary attack*, "
               "[arXiv:1907.02044](https://arxiv.org/abs/1907.02044), Sec. 3; targeted as in AutoAttack"),
     "fab": ("Croce & Hein 2019", "*Minimally distorted adversarial examples with a fast adaptive boundary attack*, "
