@@ -227,3 +227,21 @@ def test_two_nodes_on_one_machine_equal_one_process(setup, single):
     results = [finish(agent) for agent in agents]
     assert all(code == 0 for code, _, _ in results), results
     assert_same(outcomes(folder / "nodes"), single)
+
+
+def test_the_launchers_line_for_each_kind_of_failure():
+    """advlab-torchrun's summary of torchrun's failures (rank -> failure): nothing more to print
+    when rank 0 wrote advlab's line (it printed it), that line when only another rank wrote it,
+    else the first failure's signal or code."""
+    from types import SimpleNamespace
+
+    from advlab.cli.torchrun import failure_line
+
+    def failure(code: int, message: object = "") -> SimpleNamespace:
+        return SimpleNamespace(exitcode=code, message=message, signal_name=lambda: "SIGKILL")
+
+    line = {"message": "advlab: error: rank 1: bad", "extraInfo": {"timestamp": "0"}}
+    assert failure_line({0: failure(2, line), 1: failure(2, line)}) == (2, None)
+    assert failure_line({1: failure(2, line), 0: failure(-9)}) == (2, "advlab: error: rank 1: bad")
+    assert failure_line({0: failure(-9), 1: failure(-15)}) == (1, "advlab: error: rank 0 was stopped by SIGKILL")
+    assert failure_line({1: failure(3, "Traceback ...")}) == (3, "advlab: error: rank 1 exited with code 3")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 ELASTIC_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.distributed.run")
 
@@ -30,23 +31,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(parse_args(list(sys.argv[1:] if argv is None else argv)))
     except ChildFailedError as failed:
-        code, line = failure_line(failed)
-        print(line, file=sys.stderr)
+        code, line = failure_line(failed.failures)
+        if line is not None:
+            print(line, file=sys.stderr)
         return code
     return 0
 
 
-def failure_line(failed: object) -> tuple[int, str]:
-    """(exit code, one line) for torchrun's `ChildFailedError`: the line advlab's workers wrote
-    to torchrun's error file when there is one, else the first failure's code or signal."""
-    failures = sorted(failed.failures.items())  # type: ignore[attr-defined]
-    for _, failure in failures:
-        if str(failure.message).startswith("advlab:"):
-            return (failure.exitcode if failure.exitcode > 0 else 1), str(failure.message)
-    rank, failure = failures[0]
+def failure_line(failures: Mapping[int, Any]) -> tuple[int, str | None]:
+    """(exit code, the line still to print) for the failed workers of torchrun's
+    `ChildFailedError` (rank -> failure). Where rank 0 wrote advlab's line into torchrun's error
+    file it has printed it already; else the first failure's code or signal, as one line."""
+    lines = {rank: _line(failure.message) for rank, failure in failures.items()}
+    for rank, failure in sorted(failures.items()):
+        if lines[rank] is not None:
+            code = failure.exitcode if failure.exitcode > 0 else 1
+            return code, None if lines.get(0) is not None else lines[rank]
+    rank, failure = min(failures.items())
     if failure.exitcode < 0:
         return 1, f"advlab: error: rank {rank} was stopped by {failure.signal_name()}"
     return failure.exitcode, f"advlab: error: rank {rank} exited with code {failure.exitcode}"
+
+
+def _line(message: Any) -> str | None:
+    """advlab's line from a failure's message (torchrun keeps the error file's JSON object)."""
+    text = message.get("message") if isinstance(message, dict) else message
+    return text if isinstance(text, str) and text.startswith("advlab:") else None
 
 
 if __name__ == "__main__":
