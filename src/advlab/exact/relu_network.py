@@ -298,6 +298,15 @@ def _same_values(a: torch.Tensor | None, b: torch.Tensor) -> bool:
     return a is not None and a.shape[0] == b.shape[0] and a.numel() == b.numel() and torch.equal(a.reshape(-1), b.reshape(-1))
 
 
+def check_fixed(model: nn.Module) -> None:
+    """Refuse a BatchNorm in training mode: it normalises by the batch's statistics, so the
+    model is not one fixed function of each input."""
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
+            raise UnsupportedModelError(f"layer {name!r} is a {type(layer).__name__} in training mode (batch "
+                                        "statistics, not a fixed map): call model.eval() first")
+
+
 LINEAR_LAYERS = (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.modules.batchnorm._BatchNorm, Normalize, nn.Flatten,
                  nn.Identity, nn.Dropout, Elementwise, Reshape)
 
@@ -311,10 +320,7 @@ def relu_network(model: nn.Module, input_shape: tuple[int, ...], *, bounds: tupl
 def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, float]) -> ReluNetwork:
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, layer in model.named_modules():
-        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
-            raise UnsupportedModelError(f"layer {name!r} is a {type(layer).__name__} in training mode (batch "
-                                        "statistics, not a fixed map): call model.eval() first")
+    check_fixed(model)
     model64 = copy.deepcopy(model).cpu().double().eval()
     gen = torch.Generator().manual_seed(0)
     probe = bounds[0] + (bounds[1] - bounds[0]) * torch.rand(PROBES, *input_shape, generator=gen, dtype=torch.float64)
