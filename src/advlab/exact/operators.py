@@ -8,7 +8,7 @@ quantity):
 - linear operators (`Dense`, `Conv`, `Diagonal`), v -> W v + b with W never materialised
   unless asked (`matrix`): `linear` (W v), `offset` (b), `transpose` (lam -> lam W, the
   backward CROWN step), `magnitude` (|W| r, the interval step: centre c, radius r go to
-  W c + b, |W| r). A convolution's transpose is `conv_transpose2d` on the rows reshaped to
+  W c + b, |W| r). A convolution's transpose is the transposed convolution of the rows reshaped to
   (B R, C, H, W); an average pool is a depthwise convolution; BatchNorm (eval) and Normalize
   are per-element affine maps (`Diagonal`), folded into a neighbouring Dense or Conv.
 - non-linear operators (`Relu`, `MaxPool`): the map itself, `interval` (both are monotone),
@@ -137,16 +137,12 @@ class Conv:
         return self.bias.view(-1, 1, 1).expand(self.out_shape).reshape(-1)
 
     def transpose(self, lam: torch.Tensor) -> torch.Tensor:
-        """lam (M, out) -> lam W (M, in): conv_transpose2d, output padding chosen so the result
-        has the input's height and width."""
-        c_out, h_out, w_out = self.out_shape
-        _, height, width = self.in_shape
-        kh, kw = self.weight.shape[-2:]
-        pad = [size - ((o - 1) * s - 2 * p + d * (k - 1) + 1) for size, o, s, p, d, k in
-               ((height, h_out, self.stride[0], self.padding[0], self.dilation[0], kh),
-                (width, w_out, self.stride[1], self.padding[1], self.dilation[1], kw))]
-        out = F.conv_transpose2d(lam.reshape(-1, c_out, h_out, w_out), self.weight, None, self.stride, self.padding,
-                                 tuple(pad), self.groups, self.dilation)
+        """lam (M, out) -> lam W (M, in): the transposed convolution of the rows as (M, C, H, W).
+        Computed by the convolution's input-gradient kernel (`conv2d_input`), which equals
+        `conv_transpose2d` with the output padding that restores the input's size bit for bit
+        and runs 2-3x faster in float64 on CPU."""
+        out = torch.nn.grad.conv2d_input((lam.shape[0], *self.in_shape), self.weight, lam.reshape(-1, *self.out_shape),
+                                         self.stride, self.padding, self.dilation, self.groups)
         return out.reshape(lam.shape[0], -1)
 
     def magnitude(self, r: torch.Tensor) -> torch.Tensor:
@@ -277,8 +273,12 @@ class MaxPool:
         return self(lower), self(upper)
 
     def needs_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """Every input: which one dominates a window depends on all their bounds."""
-        return torch.ones_like(lower, dtype=torch.bool)
+        """The inputs of windows that no input dominates (B, W): in a dominated window the
+        relaxation is exact (h = z_m) and stays so under tighter bounds."""
+        open_ = ~self.relaxation(lower, upper).upper_index.ge(0)  # (B, out)
+        index = self.groups.clamp_min(0).expand(lower.shape[0], -1, -1)
+        marks = (open_.unsqueeze(-1) & (self.groups >= 0)).expand_as(index).to(lower.dtype)
+        return lower.new_zeros(lower.shape).scatter_add_(-1, index.flatten(1), marks.flatten(1)) > 0
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None) -> MaxRelaxation:
         pad = self.groups < 0
