@@ -32,7 +32,7 @@ def small_cnn(seed: int, variant: str, *, side: int = 8, scale: float = 2.0) -> 
     width = features(torch.zeros(1, 1, side, side)).numel()
     model = nn.Sequential(features, nn.Flatten(), nn.Linear(width, 3)).eval()
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.mul_(scale)
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):

@@ -151,10 +151,6 @@ class ReluNetwork:
         return self.pre_activations(x)[-1]
 
 
-def apply(g: Nonlinear, z: torch.Tensor) -> torch.Tensor:
-    return g(z)
-
-
 # ---- layers to operators ---------------------------------------------------------------------------
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
