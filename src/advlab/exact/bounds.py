@@ -25,12 +25,12 @@ on the whole box when it is positive for every k != y.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from advlab.errors import InputError
-from advlab.exact.relu_network import Affine, MaxPool, Nonlinear, ReluNetwork, Relu, apply
+from advlab.exact.operators import MaxRelaxation, ReluRelaxation
+from advlab.exact.relu_network import Affine, ReluNetwork
 
 BOUND_SLACK = 1e-9  # relative widening of computed bounds, against float64 rounding
 ELEMENTS = 1 << 23  # coefficient entries per back-substitution pass (memory budget)
@@ -44,74 +44,15 @@ def _widen(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
 
 
 def _affine_interval(a: Affine, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
-    centre, radius = a((upper + lower) / 2), a.abs()((upper - lower) / 2)
-    return _widen(centre - radius, centre + radius)
-
-
-def _nonlinear_interval(g: Nonlinear, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
-    return apply(g, lower), apply(g, upper)
+    return _widen(*a.interval(lower, upper))
 
 
 def interval_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor) -> list[Interval]:
     """Bounds on z_0, ..., z_L (each (B, width)) by interval arithmetic."""
     out = [_affine_interval(net.affines[0], xl, xu)]
     for g, a in zip(net.nonlinear, net.affines[1:]):
-        out.append(_affine_interval(a, *_nonlinear_interval(g, *out[-1])))
+        out.append(_affine_interval(a, *g.interval(*out[-1])))
     return out
-
-
-# ---- linear relaxations ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _ReluRelaxation:
-    """sl z <= relu(z) <= su z + tu, elementwise, (B, W) each."""
-
-    sl: torch.Tensor
-    su: torch.Tensor
-    tu: torch.Tensor
-
-    def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
-        return pos * self.su.unsqueeze(1) + neg * self.sl.unsqueeze(1), (pos * self.tu.unsqueeze(1)).sum(-1)
-
-
-@dataclass(frozen=True)
-class _MaxRelaxation:
-    """z[lower_index] <= h <= z[upper_index] (where upper_index >= 0) or <= upper_const; (B, out)."""
-
-    lower_index: torch.Tensor
-    upper_index: torch.Tensor
-    upper_const: torch.Tensor
-    inputs: int
-
-    def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
-        linear = self.upper_index >= 0
-        out = lam.new_zeros(*lam.shape[:-1], self.inputs)
-        out.scatter_add_(-1, self.lower_index.unsqueeze(1).expand_as(lam), neg)
-        out.scatter_add_(-1, self.upper_index.clamp_min(0).unsqueeze(1).expand_as(lam), pos * linear.unsqueeze(1))
-        const = (pos * torch.where(linear, 0.0, self.upper_const).unsqueeze(1)).sum(-1)
-        return out, const
-
-
-def _relaxation(g: Nonlinear, lower: torch.Tensor, upper: torch.Tensor) -> _ReluRelaxation | _MaxRelaxation:
-    if isinstance(g, Relu):
-        unstable = (lower < 0) & (upper > 0)
-        width = torch.where(unstable, upper - lower, 1.0)
-        active = (lower >= 0).to(lower.dtype)
-        su = torch.where(unstable, upper / width, active)
-        tu = torch.where(unstable, -lower * upper / width, 0.0)
-        sl = torch.where(unstable, (upper >= -lower).to(lower.dtype), active)
-        return _ReluRelaxation(sl, su, tu)
-    assert isinstance(g, MaxPool)
-    pad = g.groups < 0
-    index = g.groups.clamp_min(0)
-    gl = lower[..., index].masked_fill(pad, -math.inf)
-    gu = upper[..., index].masked_fill(pad, -math.inf)
-    best = gl.argmax(-1, keepdim=True)
-    lower_index = index.expand(lower.shape[0], -1, -1).gather(-1, best).squeeze(-1)
-    rest = gu.scatter(-1, best, -math.inf).amax(-1)
-    dominated = gl.gather(-1, best).squeeze(-1) >= rest
-    return _MaxRelaxation(lower_index, torch.where(dominated, lower_index, -1), gu.amax(-1), lower.shape[-1])
 
 
 def _back_substitute(
@@ -131,7 +72,7 @@ def _crown(
     net: ReluNetwork, relax: list, depth: int, rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
 ) -> Interval:
     """Bounds of rows . z_depth (rows (B, R, width_depth)), in chunks of rows within ELEMENTS."""
-    widest = max([xl.shape[1]] + [a.bias.shape[0] for a in net.affines[: depth + 1]])
+    widest = max([xl.shape[1]] + [a.widest for a in net.affines[: depth + 1]])
     chunk = max(1, ELEMENTS // (2 * xl.shape[0] * widest))
     lowers, uppers = [], []
     for start in range(0, rows.shape[1], chunk):
@@ -150,15 +91,19 @@ def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, metho
     if method == "interval":
         return interval_bounds(net, xl, xu)[:-1]
     out = [_affine_interval(net.affines[0], xl, xu)]
-    relax: list = []
+    relax: list[ReluRelaxation | MaxRelaxation] = []
     for depth in range(1, len(net.nonlinear)):
         g = net.nonlinear[depth - 1]
-        relax.append(_relaxation(g, *out[-1]))
-        ia = _affine_interval(net.affines[depth], *_nonlinear_interval(g, *out[-1]))
-        width = net.affines[depth].bias.shape[0]
-        eye = torch.eye(width, dtype=xl.dtype).expand(xl.shape[0], -1, -1)
-        lower, upper = _crown(net, relax, depth, eye, xl, xu)
-        out.append((torch.maximum(lower, ia[0]), torch.minimum(upper, ia[1])))
+        relax.append(g.relaxation(*out[-1]))
+        lower, upper = _affine_interval(net.affines[depth], *g.interval(*out[-1]))
+        index = net.nonlinear[depth].needs_bounds(lower, upper).any(0).nonzero().flatten()
+        if len(index):
+            rows = torch.eye(lower.shape[1], dtype=xl.dtype)[index].expand(xl.shape[0], -1, -1)
+            crown_lower, crown_upper = _crown(net, relax, depth, rows, xl, xu)
+            lower, upper = lower.clone(), upper.clone()
+            lower[:, index] = torch.maximum(crown_lower, lower[:, index])
+            upper[:, index] = torch.minimum(crown_upper, upper[:, index])
+        out.append((lower, upper))
     return out
 
 
@@ -169,10 +114,10 @@ def spec_bounds(
     """Bounds of rows . z_L (rows (B, R, C)) given the hidden bounds from `hidden_bounds`."""
     depth = len(net.nonlinear)
     if method == "crown":
-        relax = [_relaxation(g, lo, up) for g, (lo, up) in zip(net.nonlinear, hidden)]
+        relax = [g.relaxation(lo, up) for g, (lo, up) in zip(net.nonlinear, hidden)]
         return _crown(net, relax, depth, rows, xl, xu)
     lam, const = net.affines[depth].back(rows), rows @ net.affines[depth].bias
-    lo, up = (xl, xu) if depth == 0 else _nonlinear_interval(net.nonlinear[-1], *hidden[-1])
+    lo, up = (xl, xu) if depth == 0 else net.nonlinear[-1].interval(*hidden[-1])
     centre, radius = (up + lo) / 2, (up - lo) / 2
     mid = const + (lam * centre.unsqueeze(1)).sum(-1)
     spread = (lam.abs() * radius.unsqueeze(1)).sum(-1)

@@ -11,6 +11,7 @@ from torch import nn
 
 from advlab.attacks.witness import ROUNDING, into_ball  # noqa: F401  (the solvers' shared helper)
 from advlab.errors import InputError
+from advlab.exact.relu_network import check_fixed
 from advlab.models.layers import as_multiclass_logits
 from advlab.validation import check_bounds, check_images, check_labels, check_positive
 
@@ -35,6 +36,7 @@ def check_time_limit(time_limit: float) -> float:
 def prepare(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> Prepared:
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_fixed(model)
     bounds = check_bounds(bounds)
     x64 = check_images("images", images, bounds).detach().cpu().double()
     labels = check_labels("labels", labels, len(x64)).cpu()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from advlab.exact.bounds import BOUND_SLACK, Interval, _relaxation, hidden_bounds, margin_rows, spec_bounds
+from advlab.exact.bounds import BOUND_SLACK, Interval, hidden_bounds, margin_rows, spec_bounds
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 ALPHA_LR, BETA_LR, LR_DECAY = 0.1, 0.05, 0.98  # Adam settings of the alpha-beta-CROWN paper
@@ -71,24 +71,10 @@ def back_substitute(
     lam = net.affines[depth].back(lam)
     intercepts: list[torch.Tensor | None] = [None] * depth
     for i in range(depth - 1, -1, -1):  # lam is on h_{i+1} = g(z_i)
-        g, (lo, up) = net.nonlinear[i], hidden[i]
-        if isinstance(g, Relu):
-            unstable = _unstable(lo, up)
-            active = (lo >= 0).to(lo.dtype)
-            width = torch.where(unstable, up - lo, 1.0)
-            su = torch.where(unstable, up / width, active).unsqueeze(1)
-            tu = torch.where(unstable, -lo * up / width, 0.0).unsqueeze(1)
-            if alphas[i] is None:
-                sl = torch.where(unstable, (up >= -lo).to(lo.dtype), active).unsqueeze(1)
-            else:
-                sl = torch.where(unstable.unsqueeze(1), alphas[i], active.unsqueeze(1))
-            pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
-            intercepts[i] = (pos * tu).detach()
-            const = const + (pos * tu).sum(-1)
-            lam = pos * su + neg * sl
-        else:
-            lam, extra = _relaxation(g, lo, up).back(lam)
-            const = const + extra
+        relax = net.nonlinear[i].relaxation(*hidden[i], alphas[i])
+        intercepts[i] = relax.intercepts(lam)
+        lam, extra = relax.back(lam)
+        const = const + extra
         if betas[i] is not None:
             lam = lam + betas[i] * signs[i].unsqueeze(1)
         const = const + lam @ net.affines[i].bias

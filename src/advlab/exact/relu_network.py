@@ -7,14 +7,17 @@ reshape, such as `x.flatten(1)` written inside a forward): the model is then the
 
     z_0 = A_0 x,   h_i = g_i(z_{i-1}),   z_i = A_i h_i  (i = 1..L),   logits = z_L,
 
-with A_i affine (consecutive affine layers composed into one) and g_i a ReLU or a max-pool.
-Affine layers: Linear, Conv2d (its matrix built exactly by applying the convolution without
-bias to basis vectors, sparse when large), AvgPool2d, Flatten, advlab's Normalize, Identity
-and Dropout (eval mode). A single-logit output z is read as the logits [0, z], as every
-attack reads it. Nothing depends on a model's class, only on its layers; a layer of another
-type, or a forward that is not a chain (skips, functional activations), is an
-`UnsupportedModelError` naming it. The reading is checked against the model's own forward
-on the probe inputs before it is returned.
+with A_i affine and g_i a ReLU or a max-pool. Each A_i is a chain of linear operators
+(`advlab.exact.operators`: Dense for Linear, Conv for Conv2d and AvgPool2d, Diagonal for
+Normalize, BatchNorm in eval mode and ONNX Elementwise layers; Flatten, Reshape, Identity and
+Dropout are no operator at all), neighbours fused where that is free (BatchNorm into its
+convolution, Normalize into a dense layer), so that bounds apply a convolution and its
+transpose and never form its matrix; the solvers get the matrix (`Affine.weight`, built from
+basis vectors, sparse when large). A single-logit output z is read as the logits [0, z], as
+every attack reads it. Nothing depends on a model's class, only on its layers; a layer of
+another type, a BatchNorm in training mode, or a forward that is not a chain (skips,
+functional activations), is an `UnsupportedModelError` naming it. The reading is checked
+against the model's own forward on the probe inputs before it is returned.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from advlab.errors import InputError
+from advlab.exact.operators import DENSE_LIMIT, Conv, Dense, Diagonal, MaxPool, Nonlinear, Relu, compact, fuse
+from advlab.exact.operators import Linear as LinearOp
 from advlab.formats.onnx import Elementwise, Reshape
 from advlab.models.layers import Normalize
 
-DENSE_LIMIT = 1 << 22  # affine matrices with more entries than this are kept sparse
+__all__ = ["DENSE_LIMIT", "Affine", "MaxPool", "Nonlinear", "Relu", "ReluNetwork", "UnsupportedModelError", "relu_network"]
+
 PROBES = 3  # random inputs the reading is checked on
 PROBE_TOL = 1e-9  # relative agreement required between the reading and the model's forward
 
@@ -42,60 +49,83 @@ class UnsupportedModelError(InputError):
 
 @dataclass(frozen=True)
 class Affine:
-    """v -> W v + b; W (out, in) float64, dense or sparse (COO)."""
+    """v -> W v + b on flat vectors as a chain of linear operators (`advlab.exact.operators`),
+    applied one after the other: W is never formed for bounds; `weight` forms it (for the
+    solvers) from the images of basis vectors, sparse when large."""
 
-    weight: torch.Tensor
-    bias: torch.Tensor
+    ops: tuple[LinearOp, ...]
+    width: int  # input width
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        """v (..., in) -> (..., out)."""
+        flat = v.reshape(-1, v.shape[-1])
+        for op in self.ops:
+            flat = op.linear(flat) + op.offset()
+        return flat.reshape(*v.shape[:-1], flat.shape[-1])
+
+    def back(self, lam: torch.Tensor) -> torch.Tensor:
+        """lam (..., out) -> lam @ W (..., in), each operator transposed in turn."""
+        flat = lam.reshape(-1, lam.shape[-1])
+        for op in reversed(self.ops):
+            flat = op.transpose(flat)
+        return flat.reshape(*lam.shape[:-1], self.width)
+
+    def interval(self, lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bounds of W v + b for v in [lower, upper] (B, in): centre and radius through each operator."""
+        centre, radius = (upper + lower) / 2, (upper - lower) / 2
+        for op in self.ops:
+            centre, radius = op.linear(centre) + op.offset(), op.magnitude(radius)
+        return centre - radius, centre + radius
+
+    @property
+    def widest(self) -> int:
+        """The widest value inside the chain (memory budgets)."""
+        return max([self.width] + [op.out_width for op in self.ops])
+
+    @cached_property
+    def bias(self) -> torch.Tensor:
+        return self(torch.zeros(self.width, dtype=torch.float64))
+
+    @cached_property
+    def weight(self) -> torch.Tensor:
+        """W (out, in), dense or sparse COO."""
+        if len(self.ops) == 1 and isinstance(self.ops[0], Dense):
+            return self.ops[0].weight
+        if not self.ops:
+            return _diagonal(torch.ones(self.width, dtype=torch.float64))
+        out_n = self.bias.shape[0]
+        chunk = max(1, (1 << 22) // max(out_n, 1))
+        columns, dense = [], self.width * out_n <= DENSE_LIMIT
+        for start in range(0, self.width, chunk):
+            stop = min(self.width, start + chunk)
+            eye = torch.zeros(stop - start, self.width, dtype=torch.float64)
+            eye[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+            block = self._linear(eye).T
+            columns.append(block if dense else block.to_sparse())
+        return compact(torch.cat(columns, dim=1))
+
+    def _linear(self, v: torch.Tensor) -> torch.Tensor:
+        for op in self.ops:
+            v = op.linear(v)
+        return v
 
     @property
     def sparse(self) -> bool:
         return self.weight.layout != torch.strided
 
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        """v (..., in) -> (..., out)."""
-        flat = v.reshape(-1, v.shape[-1])
-        out = torch.sparse.mm(self.weight, flat.T).T if self.sparse else flat @ self.weight.T
-        return (out + self.bias).reshape(*v.shape[:-1], self.bias.shape[0])
-
-    def back(self, lam: torch.Tensor) -> torch.Tensor:
-        """lam (..., out) -> lam @ W (..., in)."""
-        flat = lam.reshape(-1, lam.shape[-1])
-        out = torch.sparse.mm(self.weight.T, flat.T).T if self.sparse else flat @ self.weight
-        return out.reshape(*lam.shape[:-1], self.weight.shape[1])
-
-    def abs(self) -> Affine:
-        return Affine(self.weight.abs(), torch.zeros_like(self.bias))
-
     def then(self, outer: Affine) -> Affine:
-        """The composition outer(self(v))."""
-        if not self.sparse and not outer.sparse:
-            weight = outer.weight @ self.weight
-        elif outer.sparse:
-            weight = torch.sparse.mm(outer.weight, self.weight)
-        else:
-            weight = torch.sparse.mm(self.weight.T, outer.weight.T).T
-        return Affine(_compact(weight), outer(self.bias))
+        """The composition outer(self(v)), neighbouring operators fused where that is free."""
+        ops = list(self.ops)
+        for op in outer.ops:
+            fused = fuse(ops[-1], op) if ops else None
+            if fused is None:
+                ops.append(op)
+            else:
+                ops[-1] = fused
+        return Affine(tuple(ops), self.width)
 
     def dense(self) -> torch.Tensor:
         return self.weight.to_dense() if self.sparse else self.weight
-
-
-@dataclass(frozen=True)
-class Relu:
-    """h = max(z, 0) elementwise."""
-
-
-@dataclass(frozen=True)
-class MaxPool:
-    """h_o = max over the inputs in groups[o] (int64 (out, k), -1 pads short windows)."""
-
-    groups: torch.Tensor
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return _group_max(z, self.groups)
-
-
-Nonlinear = Relu | MaxPool
 
 
 @dataclass(frozen=True)
@@ -114,36 +144,18 @@ class ReluNetwork:
         """[z_0, ..., z_L] for a batch x of shape (N, n) (float64)."""
         zs = [self.affines[0](x)]
         for g, a in zip(self.nonlinear, self.affines[1:]):
-            zs.append(a(apply(g, zs[-1])))
+            zs.append(a(g(zs[-1])))
         return zs
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_activations(x)[-1]
 
 
-def apply(g: Nonlinear, z: torch.Tensor) -> torch.Tensor:
-    return z.clamp_min(0.0) if isinstance(g, Relu) else g(z)
+# ---- layers to operators ---------------------------------------------------------------------------
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _group_max(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-    """values (..., in) -> (..., out): the max over each group (padding -1 ignored)."""
-    picked = values[..., groups.clamp_min(0)]
-    return picked.masked_fill(groups < 0, -math.inf).amax(-1)
-
-
-def _compact(weight: torch.Tensor) -> torch.Tensor:
-    """Dense when small or mostly non-zero, sparse COO otherwise."""
-    if weight.layout == torch.strided:
-        if weight.numel() <= DENSE_LIMIT or bool((weight != 0).float().mean() > 0.25):
-            return weight
-        return weight.to_sparse().coalesce()
-    weight = weight.coalesce()
-    if weight.numel() <= DENSE_LIMIT or weight._nnz() > 0.25 * weight.numel():
-        return weight.to_dense()
-    return weight
-
-
-# ---- layers to affine maps ------------------------------------------------------------------------
 def _basis_images(shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
     n = math.prod(shape)
     eye = torch.zeros(stop - start, n, dtype=torch.float64)
@@ -151,7 +163,7 @@ def _basis_images(shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor
     return eye.reshape(-1, *shape)
 
 
-def _linear_map(layer: nn.Module, shape: tuple[int, ...], apply_layer) -> torch.Tensor:
+def _linear_map(shape: tuple[int, ...], apply_layer) -> torch.Tensor:
     """The matrix of a linear (bias-free) map on inputs of `shape`, one basis vector per column,
     in chunks; sparse when large."""
     n = math.prod(shape)
@@ -161,39 +173,76 @@ def _linear_map(layer: nn.Module, shape: tuple[int, ...], apply_layer) -> torch.
     for start in range(0, n, chunk):
         block = apply_layer(_basis_images(shape, start, min(n, start + chunk))).reshape(-1, out_n).T
         columns.append(block if dense else block.to_sparse())
-    weight = torch.cat(columns, dim=1)
-    return _compact(weight)
+    return compact(torch.cat(columns, dim=1))
 
 
-def _affine(layer: nn.Module, shape: tuple[int, ...]) -> Affine | None:
-    """The exact affine map of a layer on per-example inputs of `shape` (None: identity)."""
+def _conv(layer: nn.Conv2d, shape: tuple[int, ...], name: str) -> Conv:
+    if len(shape) != 3:
+        raise UnsupportedModelError(f"layer {name!r}: Conv2d on inputs of shape {shape}: expected (C, H, W)")
+    if layer.padding_mode != "zeros" or isinstance(layer.padding, str) and layer.padding != "valid":
+        raise UnsupportedModelError(f"layer {name!r}: Conv2d with padding {layer.padding!r} / mode {layer.padding_mode!r}; "
+                                    "the exact tools read numeric zero padding")
+    padding = (0, 0) if isinstance(layer.padding, str) else _pair(layer.padding)
+    out_shape = tuple(layer(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(out_shape[0], dtype=torch.float64)
+    return Conv(layer.weight.detach().double(), bias, _pair(layer.stride), padding, _pair(layer.dilation), layer.groups,
+                shape, out_shape)
+
+
+def _avg_pool(layer: nn.AvgPool2d, shape: tuple[int, ...]) -> Conv | Dense:
+    """A depthwise convolution with weights 1/k where it is one (no ceil mode, padding counted);
+    the exact matrix otherwise."""
+    out_shape = tuple(layer(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    padding = _pair(layer.padding)
+    if len(shape) == 3 and not layer.ceil_mode and layer.divisor_override is None and (layer.count_include_pad or padding == (0, 0)):
+        kh, kw = _pair(layer.kernel_size)
+        weight = torch.full((shape[0], 1, kh, kw), 1.0 / (kh * kw), dtype=torch.float64)
+        return Conv(weight, torch.zeros(shape[0], dtype=torch.float64), _pair(layer.stride or layer.kernel_size), padding,
+                    (1, 1), shape[0], shape, out_shape)
+    return Dense(_linear_map(shape, layer), torch.zeros(math.prod(out_shape), dtype=torch.float64))
+
+
+def _batch_norm(layer: nn.modules.batchnorm._BatchNorm, shape: tuple[int, ...], name: str) -> Diagonal:
+    """(x - mean) / sqrt(var + eps) * gamma + beta with the running statistics, per channel."""
+    if layer.running_mean is None or layer.running_var is None:
+        raise UnsupportedModelError(f"layer {name!r}: {type(layer).__name__} without running statistics")
+    scale = 1.0 / torch.sqrt(layer.running_var.double() + layer.eps)
+    if layer.weight is not None:
+        scale = scale * layer.weight.detach().double()
+    shift = -layer.running_mean.double() * scale
+    if layer.bias is not None:
+        shift = shift + layer.bias.detach().double()
+    view = (-1,) + (1,) * (len(shape) - 1)
+    ones = torch.ones(shape, dtype=torch.float64)
+    return Diagonal((scale.view(view) * ones).reshape(-1), (shift.view(view) * ones).reshape(-1), shape)
+
+
+def _operator(layer: nn.Module, shape: tuple[int, ...], name: str) -> LinearOp | None:
+    """The exact linear operator of a layer on per-example inputs of `shape` (None: identity)."""
     if isinstance(layer, (nn.Flatten, nn.Identity, nn.Dropout, Reshape)):
         return None
+    ones = torch.ones(1, *shape, dtype=torch.float64)
     if isinstance(layer, Elementwise):
         scale, shift = layer.scale_shift(shape)
-        return Affine(_diagonal(scale), shift)
+        return Diagonal(scale, shift, shape)
+    if isinstance(layer, Normalize):
+        scale = (ones / layer.std.double()).expand_as(ones).reshape(-1)
+        shift = (-layer.mean.double() / layer.std.double() * ones).reshape(-1)
+        return Diagonal(scale, shift, shape)
+    if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+        return _batch_norm(layer, shape, name)
     if isinstance(layer, nn.Linear):
         if len(shape) != 1:  # applied along the last axis: a block-diagonal map
-            weight = _linear_map(layer, shape, lambda v: F.linear(v, layer.weight))
+            weight = _linear_map(shape, lambda v: F.linear(v, layer.weight))
             bias = layer.bias.expand(*shape[:-1], -1).reshape(-1) if layer.bias is not None else None
         else:
             weight, bias = layer.weight.detach(), layer.bias
         bias = torch.zeros(weight.shape[0], dtype=torch.float64) if bias is None else bias.detach().reshape(-1)
-        return Affine(_compact(weight.double()), bias.double())
+        return Dense(compact(weight.double()), bias.double())
     if isinstance(layer, nn.Conv2d):
-        weight = _linear_map(layer, shape, lambda v: layer._conv_forward(v, layer.weight, None))
-        out_shape = layer(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:]
-        bias = torch.zeros(out_shape, dtype=torch.float64)
-        if layer.bias is not None:
-            bias = bias + layer.bias.detach().view(-1, *[1] * (len(out_shape) - 1))
-        return Affine(weight, bias.reshape(-1))
+        return _conv(layer, shape, name)
     if isinstance(layer, nn.AvgPool2d):
-        return Affine(_linear_map(layer, shape, layer), torch.zeros(layer(torch.zeros(1, *shape)).numel(), dtype=torch.float64))
-    if isinstance(layer, Normalize):
-        ones = torch.ones(1, *shape, dtype=torch.float64)
-        scale = (ones / layer.std.double()).expand_as(ones).reshape(-1)
-        shift = (-layer.mean.double() / layer.std.double() * ones).reshape(-1)
-        return Affine(_diagonal(scale), shift)
+        return _avg_pool(layer, shape)
     return None
 
 
@@ -201,9 +250,8 @@ def _max_pool(layer: nn.MaxPool2d, shape: tuple[int, ...]) -> MaxPool:
     """The input indices in each window of a MaxPool2d on (C, H, W) inputs."""
     if len(shape) != 3:
         raise UnsupportedModelError(f"MaxPool2d on inputs of shape {shape}: expected (C, H, W)")
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-    (kh, kw), (sh, sw) = pair(layer.kernel_size), pair(layer.stride or layer.kernel_size)
-    (ph, pw), (dh, dw) = pair(layer.padding), pair(layer.dilation)
+    (kh, kw), (sh, sw) = _pair(layer.kernel_size), _pair(layer.stride or layer.kernel_size)
+    (ph, pw), (dh, dw) = _pair(layer.padding), _pair(layer.dilation)
     channels, height, width = shape
     out_h, out_w = layer(torch.zeros(1, *shape)).shape[-2:]
     rows = (torch.arange(out_h) * sh - ph)[:, None] + torch.arange(kh) * dh  # (out_h, kh)
@@ -246,6 +294,19 @@ def _same_values(a: torch.Tensor | None, b: torch.Tensor) -> bool:
     return a is not None and a.shape[0] == b.shape[0] and a.numel() == b.numel() and torch.equal(a.reshape(-1), b.reshape(-1))
 
 
+def check_fixed(model: nn.Module) -> None:
+    """Refuse a BatchNorm in training mode: it normalises by the batch's statistics, so the
+    model is not one fixed function of each input."""
+    for name, layer in model.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.training:
+            raise UnsupportedModelError(f"layer {name!r} is a {type(layer).__name__} in training mode (batch "
+                                        "statistics, not a fixed map): call model.eval() first")
+
+
+LINEAR_LAYERS = (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.modules.batchnorm._BatchNorm, Normalize, nn.Flatten,
+                 nn.Identity, nn.Dropout, Elementwise, Reshape)
+
+
 def relu_network(model: nn.Module, input_shape: tuple[int, ...], *, bounds: tuple[float, float] = (0.0, 1.0)) -> ReluNetwork:
     """Read `model` (on per-example inputs of `input_shape`) as a ReluNetwork in float64."""
     with torch.no_grad():
@@ -255,13 +316,14 @@ def relu_network(model: nn.Module, input_shape: tuple[int, ...], *, bounds: tupl
 def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, float]) -> ReluNetwork:
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_fixed(model)
     model64 = copy.deepcopy(model).cpu().double().eval()
     gen = torch.Generator().manual_seed(0)
     probe = bounds[0] + (bounds[1] - bounds[0]) * torch.rand(PROBES, *input_shape, generator=gen, dtype=torch.float64)
     calls, output = _calls(model64, probe)
     if not isinstance(output, torch.Tensor):
         raise UnsupportedModelError(f"the model returns a {type(output).__name__}, not a tensor of logits")
-    ops: list[Affine | Nonlinear] = []
+    ops: list[LinearOp | Nonlinear] = []
     current = probe
     for name, layer, given, out in calls:
         if not _same_values(given, current) or out is None:
@@ -276,15 +338,15 @@ def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, f
             if layer.return_indices:
                 raise UnsupportedModelError(f"layer {name!r}: MaxPool2d with return_indices")
             ops.append(_max_pool(layer, shape))
-        elif isinstance(layer, (nn.Linear, nn.Conv2d, nn.AvgPool2d, Normalize, nn.Flatten, nn.Identity, nn.Dropout,
-                                Elementwise, Reshape)):
-            affine = _affine(layer, shape)
-            if affine is not None:
-                ops.append(affine)
+        elif isinstance(layer, LINEAR_LAYERS):
+            op = _operator(layer, shape, name)
+            if op is not None:
+                ops.append(op)
         else:
             raise UnsupportedModelError(
                 f"layer {name!r} is a {type(layer).__name__}; the exact tools read Linear, Conv2d, AvgPool2d, "
-                "MaxPool2d, ReLU, Flatten, Normalize, Identity, Dropout and ONNX Elementwise/Reshape layers"
+                "MaxPool2d, BatchNorm (eval mode), ReLU, Flatten, Normalize, Identity, Dropout and ONNX "
+                "Elementwise/Reshape layers"
             )
         current = out
     if not _same_values(output, current):
@@ -300,37 +362,34 @@ def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, f
     return net
 
 
-def _canonical(ops: list[Affine | Nonlinear], input_shape: tuple[int, ...]) -> ReluNetwork:
-    """Compose consecutive affine maps; put an identity between consecutive non-linearities and
-    at both ends; pool before a ReLU rather than after it; map one logit z to [0, z]."""
+def _canonical(ops: list[LinearOp | Nonlinear], input_shape: tuple[int, ...]) -> ReluNetwork:
+    """Chain consecutive linear operators into one Affine (fusing where free); put an identity
+    between consecutive non-linearities and at both ends; pool before a ReLU rather than after
+    it; map one logit z to [0, z]."""
     for i in range(len(ops) - 1):  # max_i relu(z_i) = relu(max_i z_i): pool first, fewer ReLUs
         if isinstance(ops[i], Relu) and isinstance(ops[i + 1], MaxPool):
             ops[i], ops[i + 1] = ops[i + 1], ops[i]
     affines: list[Affine] = []
     nonlinear: list[Nonlinear] = []
     width = math.prod(input_shape)
-    pending: Affine | None = None
+    pending = Affine((), width)
     for op in ops:
-        if isinstance(op, Affine):
-            pending = op if pending is None else pending.then(op)
-            width = op.bias.shape[0]
+        if not isinstance(op, (Relu, MaxPool)):
+            pending = pending.then(Affine((op,), width))
+            width = op.out_width
             continue
-        if isinstance(op, Relu) and nonlinear and isinstance(nonlinear[-1], Relu) and pending is None:
+        if isinstance(op, Relu) and nonlinear and isinstance(nonlinear[-1], Relu) and not pending.ops:
             continue  # relu(relu(z)) = relu(z)
-        affines.append(pending if pending is not None else _identity(width))
+        affines.append(pending)
         nonlinear.append(op)
         if isinstance(op, MaxPool):
             width = op.groups.shape[0]
-        pending = None
-    last = pending if pending is not None else _identity(width)
-    if last.bias.shape[0] == 1:
-        last = last.then(Affine(torch.tensor([[0.0], [1.0]], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)))
-    affines.append(last)
+        pending = Affine((), width)
+    if width == 1:
+        pending = pending.then(Affine((Dense(torch.tensor([[0.0], [1.0]], dtype=torch.float64),
+                                             torch.zeros(2, dtype=torch.float64)),), 1))
+    affines.append(pending)
     return ReluNetwork(tuple(affines), tuple(nonlinear), tuple(input_shape))
-
-
-def _identity(n: int) -> Affine:
-    return Affine(_diagonal(torch.ones(n, dtype=torch.float64)), torch.zeros(n, dtype=torch.float64))
 
 
 def _diagonal(values: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,161 @@
+"""Bounds through convolutional networks, operator by operator: sound on random CNNs (stride,
+padding, BatchNorm, average pooling), CROWN equal to the dense-matrix computation, ordered
+(hidden: CROWN within interval; margins: alpha-CROWN >= CROWN), never contradicted by an attack or by the exact MILP."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.attacks import PGD
+from advlab.exact import hidden_bounds, margin_bounds, minimal_linf, relu_network, spec_bounds
+from advlab.exact.bounds import box, margin_rows
+from advlab.exact.operators import Conv, Dense, Diagonal
+from advlab.exact.optimized import alpha_margin_bounds
+from tests.exact.test_bounds import _points
+
+VARIANTS = ["plain", "strided", "batchnorm", "avgpool"]
+
+
+def small_cnn(seed: int, variant: str, *, side: int = 8, scale: float = 2.0) -> nn.Module:
+    """conv-relu-conv-relu-flatten-linear on 1 x side x side inputs, 3 classes; `variant` adds
+    a stride and padding, BatchNorm after each convolution (random running statistics), or an
+    average pool between the convolutions."""
+    torch.manual_seed(seed)
+    stride, pad = (2, 1) if variant == "strided" else (1, 0)
+    layers: list[nn.Module] = [nn.Conv2d(1, 3, 3, stride=stride, padding=pad)]
+    layers += [nn.BatchNorm2d(3)] if variant == "batchnorm" else []
+    layers += [nn.ReLU()] + ([nn.AvgPool2d(2)] if variant == "avgpool" else [])
+    layers += [nn.Conv2d(3, 4, 2, padding=1)] + ([nn.BatchNorm2d(4)] if variant == "batchnorm" else []) + [nn.ReLU()]
+    features = nn.Sequential(*layers)
+    width = features(torch.zeros(1, 1, side, side)).numel()
+    model = nn.Sequential(features, nn.Flatten(), nn.Linear(width, 3)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(scale)
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _inputs(seed: int, n: int = 3, side: int = 8) -> torch.Tensor:
+    return torch.rand(n, side * side, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_convolutions_stay_operators_and_batchnorm_is_folded() -> None:
+    net = relu_network(small_cnn(0, "batchnorm"), (1, 8, 8))
+    assert [type(op) for op in net.affines[0].ops] == [Conv]  # BatchNorm folded into its convolution
+    assert [type(op) for op in net.affines[1].ops] == [Conv]
+    assert [type(op) for op in net.affines[2].ops] == [Dense]
+    avg = relu_network(small_cnn(0, "avgpool"), (1, 8, 8))
+    assert [type(op) for op in avg.affines[1].ops] == [Conv, Conv]  # the pool is a depthwise convolution
+    x = _inputs(0).reshape(3, 1, 8, 8)
+    with torch.no_grad():
+        expected = small_cnn(0, "batchnorm").double()(x)
+    assert torch.allclose(net.logits(x.flatten(1)), expected, rtol=0, atol=1e-12)
+
+
+def test_normalize_before_a_padded_convolution_stays_its_own_operator() -> None:
+    from advlab.models import Normalize
+
+    model = nn.Sequential(Normalize([0.5], [0.25]), nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 36, 2)).eval()
+    net = relu_network(model, (1, 6, 6))
+    assert [type(op) for op in net.affines[0].ops] == [Diagonal, Conv]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("method", ["interval", "crown"])
+def test_bounds_contain_every_sampled_and_attacked_value(variant: str, method: str) -> None:
+    model = small_cnn(1, variant)
+    net = relu_network(model, (1, 8, 8))
+    x = _inputs(1)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.05, (0.0, 1.0))
+    hidden = hidden_bounds(net, xl, xu, method=method)
+    lower, upper = spec_bounds(net, hidden, margin_rows(labels, 3), xl, xu, method=method)
+    points = _points(xl, xu, 2000, 1)
+    attacked = PGD(model.double(), eps=0.05, steps=20, loss="margin", seed=0)(x.reshape(3, 1, 8, 8), labels).x_adv
+    points = torch.cat([points, attacked.reshape(3, 1, 64).double()], 1)
+    count = points.shape[1]
+    zs = net.pre_activations(points.reshape(-1, 64))
+    for (lo, up), z in zip(hidden, zs[:-1]):
+        z = z.reshape(3, count, -1)
+        assert bool((z >= lo.unsqueeze(1)).all() and (z <= up.unsqueeze(1)).all())
+    logits = zs[-1].reshape(3, count, 3)
+    margins = logits.gather(2, labels.view(3, 1, 1).expand(3, count, 1)) - logits
+    assert bool((margins >= lower.unsqueeze(1)).all() and (margins <= upper.unsqueeze(1)).all())
+
+
+def _dense_crown(net, hidden, rows, xl, xu) -> torch.Tensor:
+    """Upper bounds of rows . z_L by back-substitution through the dense matrices (the reference)."""
+    lam = rows
+    const = lam @ net.affines[-1].bias
+    lam = lam @ net.affines[-1].dense()
+    for i in range(len(net.nonlinear) - 1, -1, -1):
+        lo, up = hidden[i]
+        unstable = (lo < 0) & (up > 0)
+        active = (lo >= 0).double()
+        su = torch.where(unstable, up / torch.where(unstable, up - lo, 1.0), active).unsqueeze(1)
+        tu = torch.where(unstable, -lo * up / torch.where(unstable, up - lo, 1.0), 0.0).unsqueeze(1)
+        sl = torch.where(unstable, (up >= -lo).double(), active).unsqueeze(1)
+        pos, neg = lam.clamp_min(0), lam.clamp_max(0)
+        const = const + (pos * tu).sum(-1)
+        lam = pos * su + neg * sl
+        const = const + lam @ net.affines[i].bias
+        lam = lam @ net.affines[i].dense()
+    return const + (lam.clamp_min(0) * xu.unsqueeze(1)).sum(-1) + (lam.clamp_max(0) * xl.unsqueeze(1)).sum(-1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_crown_through_convolutions_equals_the_dense_jacobian_computation(variant: str) -> None:
+    net = relu_network(small_cnn(2, variant, side=6), (1, 6, 6))
+    x = _inputs(2, side=6)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.05, (0.0, 1.0))
+    hidden = hidden_bounds(net, xl, xu)
+    rows = margin_rows(labels, 3)
+    lower, upper = spec_bounds(net, hidden, rows, xl, xu)
+    assert torch.allclose(upper, _dense_crown(net, hidden, rows, xl, xu), rtol=0, atol=1e-6)
+    assert torch.allclose(lower, -_dense_crown(net, hidden, -rows, xl, xu), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_interval_crown_alpha_are_ordered_and_certified_points_survive_pgd(variant: str) -> None:
+    model = small_cnn(3, variant, scale=1.0)
+    net = relu_network(model, (1, 8, 8))
+    x = _inputs(3, n=6)
+    labels = net.logits(x).argmax(1)
+    for eps in (0.01, 0.05):
+        xl, xu = box(x, eps, (0.0, 1.0))
+        # hidden bounds: CROWN within interval (by construction); the margins' CROWN bound is not
+        # always above the interval one (a known property of CROWN), so certify tries both
+        for (lo, up), (ilo, iup) in zip(hidden_bounds(net, xl, xu), hidden_bounds(net, xl, xu, method="interval")):
+            assert bool((lo >= ilo).all() and (up <= iup).all())
+        crown = margin_bounds(net, xl, xu, labels)
+        alpha = alpha_margin_bounds(net, xl, xu, labels, steps=10, hidden_steps=10).lower
+        assert bool((alpha >= crown - 1e-9).all())
+        certified = (alpha > 0).all(1)
+        pgd = PGD(model.double(), eps=eps, steps=40, loss="margin", seed=0)
+        adv = pgd(x.reshape(-1, 1, 8, 8), labels).x_adv
+        with torch.no_grad():
+            broken = model.double()(adv).argmax(1) != labels
+        assert not bool((certified & broken).any())
+
+
+def test_certified_images_have_an_exact_minimal_distance_above_eps() -> None:
+    model = small_cnn(4, "strided", side=5, scale=1.5)
+    net = relu_network(model, (1, 5, 5))
+    x = _inputs(4, n=4, side=5)
+    labels = net.logits(x).argmax(1)
+    eps = 0.03
+    xl, xu = box(x, eps, (0.0, 1.0))
+    certified = (margin_bounds(net, xl, xu, labels) > 0).all(1)
+    exact = minimal_linf(model, x.reshape(-1, 1, 5, 5), labels, time_limit=30)
+    assert all(s in ("optimal", "unreachable") for s in exact.status)
+    assert bool(certified.any())
+    assert bool((exact.lower[certified] >= eps - 1e-9).all())
+    assert bool((certified == (exact.lower > eps)).any())
