@@ -35,7 +35,8 @@ def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_
     out = capsys.readouterr().out
     assert "FGSM error ratio adversarial / standard" in out
     report = (tmp_path / "report.md").read_text()
-    assert "89.4%" in report and "17.9%" in report and "6,309" in report and "gradient-masking check" in report
+    assert "89.4%" in report and "17.9%" in report and "gradient-masking check" in report
+    assert "this run on 300" in report  # the training-set size of this run, not a fixed figure
     maxout = first["models"]["maxout"]
     assert maxout["adversarial"]["train_config"]["epochs"] == 2 and maxout["adversarial"]["objective"]["alpha"] == 0.5
     assert maxout["fgsm_ratio"] == pytest.approx(maxout["adversarial"]["fgsm_error"] / maxout["standard"]["fgsm_error"])
