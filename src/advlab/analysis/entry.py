@@ -43,7 +43,7 @@ from advlab.data import Dataset
 from advlab.data.stream import as_batches
 from advlab.errors import InputError
 from advlab.models.inference import logits
-from advlab.validation import check_bounds, check_eps, check_images, check_labels, check_norm
+from advlab.validation import as_tensor, check_bounds, check_eps, check_images, check_labels, check_norm
 
 SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(EvaluationSettings))
 GRID_ONLY = ("attacks", "attack_params", "source_model", "large_eps")
@@ -64,31 +64,22 @@ def evaluation_settings(settings: EvaluationSettings | None, options: dict[str, 
 def gather(data: Any, labels: Any = None, *, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) tensors from any accepted form of data (module docstring), in the order given."""
     if labels is not None:
-        return _tensor("images", data), _tensor("labels", labels)
+        return as_tensor("images", data), as_tensor("labels", labels)
     if isinstance(data, Dataset):
         return data.images, data.labels
     if isinstance(data, torch.Tensor | np.ndarray):
         raise InputError("images without labels: call evaluate_robustness(model, x, y, ...) or pass (x, y)")
     if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor | np.ndarray) for t in data):
-        return _tensor("images", data[0]), _tensor("labels", data[1])
+        return as_tensor("images", data[0]), as_tensor("labels", data[1])
     xs, ys = [], []
     for k, batch in enumerate(_batches(data, batch_size)):
         if not (isinstance(batch, Sequence) and len(batch) == 2):
             raise InputError(f"batch {k} of the data is not an (x, y) pair but {type(batch).__name__}")
-        xs.append(_tensor("images", batch[0]).detach())
-        ys.append(_tensor("labels", batch[1]).detach().reshape(-1))
+        xs.append(as_tensor("images", batch[0]).detach())
+        ys.append(as_tensor("labels", batch[1]).detach().reshape(-1))
     if not xs:
         raise InputError("the data held no examples")
     return torch.cat(xs), torch.cat(ys)
-
-
-def _tensor(name: str, value: Any) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{name} must be a tensor or array: {exc}") from None
 
 
 def _batches(data: Any, batch_size: int) -> Iterable[Any]:

@@ -283,20 +283,3 @@ class FAB(FABBase):
     `restarts` runs (AutoAttack's `plus` version uses 5); broken = an adversarial point within eps."""
 
     name = "fab"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        eps: float,
-        norm: str = "linf",
-        steps: int = 100,
-        restarts: int = 1,
-        alpha_max: float = 0.1,
-        eta: float = 1.05,
-        beta: float = 0.9,
-        bounds: Bounds = (0.0, 1.0),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model, eps=eps, norm=norm, steps=steps, restarts=restarts, alpha_max=alpha_max, eta=eta, beta=beta,
-                         bounds=bounds, **kwargs)
