@@ -157,3 +157,16 @@ def test_state_file_names_one_file_per_eps():
 
     assert state_file("runs/s", 0.1) == Path("runs/s.eps0.1.npz")
     assert state_file(Path("s"), 8 / 255) == Path("s.eps0.0313725.npz")
+
+
+def test_carlini_checks_run_with_the_suite_when_asked(softmax_model, data):
+    """settings.carlini_checks: the checks that need runs of their own are run, not skipped."""
+    x, y = data
+    quick = EvaluationSettings(batch_size=50, seed=0)
+    plain = evaluate_robustness(softmax_model, x[:20], y[:20], eps=0.05, suite="quick", settings=quick)
+    checked = evaluate_robustness(softmax_model, x[:20], y[:20], eps=0.05, suite="quick",
+                                  settings=dataclasses.replace(quick, carlini_checks=True))
+    status = {c.name: c.status for c in checked.checks}
+    assert {c.name: c.status for c in plain.checks}["unbounded eps -> 0"] == "skipped"
+    assert status["unbounded eps -> 0"] == "pass" and status["attack loss converges"] != "skipped"
+    assert checked.worst_case == plain.worst_case  # the checks change no outcome

@@ -120,7 +120,8 @@ ROWS: list[tuple[str, str]] = [
     (f"{S} --suite quick --state {{files}}/folder", "folder.eps0.1.npz: is a directory"),
     (f"{S} --suite quick --state {{file}}/sub/st", "notes.txt is a file, not a directory"),
     (f"{S} --suite quick --state ''", "--state '': give a path"),
-    (f"{E} --eps 0,0.1 --state {{files}}/st", "--state work with --suite only"),
+    (f"{E} --eps 0,0.1 --state {{files}}/st", "work with --suite only"),
+    (f"{E} --eps 0,0.1 --carlini-checks", "--carlini-checks work with --suite only"),
 ]
 
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
+from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite, run_carlini_checks
 from advlab.analysis.masking import suite_checks
 from advlab.analysis.results import EvaluationSettings, PerExample, RobustnessEvaluation
 from advlab.analysis.robustness import DEFAULT_EPS, evaluation_plan, grid_evaluation
@@ -217,6 +217,11 @@ def _suite(model: nn.Module, data: Any, labels: Any, eps: list[float], suite: st
             seconds[label] = seconds.get(label, 0.0) + spent
         other = "clean pass, bounds and MILP" if settings.certify is not None else "clean pass"
         seconds[other] = seconds.get(other, 0.0) + time.perf_counter() - began - sum(run.seconds.values())
+        if settings.carlini_checks:
+            began = time.perf_counter()
+            run_carlini_checks(run, model, x, y, suite=suite, bounds=settings.bounds,
+                               batch_size=settings.batch_size, seed=settings.seed)
+            seconds["Carlini et al. checks"] = seconds.get("Carlini et al. checks", 0.0) + time.perf_counter() - began
         runs.append(run)
     evaluation = suite_result(runs, suite if isinstance(suite, str) else "custom", y)
     evaluation.seconds = seconds

@@ -337,8 +337,8 @@ def check_evaluate(args: argparse.Namespace) -> None:
             raise InputError("--bracket and --skip-certified are available for --norm linf only")
         args.state_paths = state_files(args.state, args.eps_values)
         return
-    if args.bracket or args.skip_certified or args.state is not None:
-        raise InputError("--bracket, --skip-certified and --state work with --suite only")
+    if args.bracket or args.skip_certified or args.state is not None or args.carlini_checks:
+        raise InputError("--bracket, --skip-certified, --state and --carlini-checks work with --suite only")
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else list(default_attacks())
     for name in attacks:
         accepted_params(name)  # an unknown name is refused here

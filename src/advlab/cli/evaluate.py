@@ -32,7 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.suite:
         settings = EvaluationSettings(norm=args.norm, bracket=args.bracket, skip_certified=args.skip_certified,
                                       certify=certify if args.bracket or args.skip_certified else None,
-                                      time_limit=args.time_limit, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+                                      time_limit=args.time_limit, batch_size=args.batch_size, seed=args.seed,
+                                      carlini_checks=args.carlini_checks, progress=not args.no_progress)
     else:
         source = load_checkpoint(args.source, device=args.device).model if args.source else None
         settings = EvaluationSettings(attacks=args.attacks, attack_params=args.params, source_model=source,

@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suite", help="run an attack suite as a cascade: standard (AutoAttack's), quick, or a JSON list")
     evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model of --suite")
     evaluate.add_argument("--bracket", action="store_true", help="with --suite: prove a lower bound (bounds + MILP, L-inf)")
+    evaluate.add_argument("--carlini-checks", action="store_true",
+                          help="with --suite: also run the checks of Carlini et al. 2019 that need runs of their own (loss "
+                               "convergence, a doubled budget, unbounded eps, black-box) on up to 20 points left robust")
     evaluate.add_argument("--skip-certified", action="store_true",
                           help="with --suite: attack only the points interval/CROWN bounds leave open (L-inf; saves time)")
     evaluate.add_argument("--time-limit", type=checks.positive_float, default=120.0,
