@@ -5,7 +5,8 @@ its gradients."""
 import torch
 from torch import nn
 
-from advlab.analysis.evaluation import evaluate_suite, run_carlini_checks
+from advlab.analysis.carlini import run_carlini_checks
+from advlab.analysis.evaluation import evaluate_suite
 from advlab.analysis.masking import suite_checks
 
 SUITE = [{"attack": "apgd", "params": {"steps": 10}}]

@@ -32,7 +32,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite, run_carlini_checks
+from advlab.analysis.carlini import run_carlini_checks
+from advlab.analysis.evaluation import SuiteEvaluation, evaluate_suite
 from advlab.analysis.masking import suite_checks
 from advlab.analysis.results import EvaluationSettings, PerExample, RobustnessEvaluation
 from advlab.analysis.robustness import DEFAULT_EPS, evaluation_plan, grid_evaluation

@@ -46,8 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advlab.attacks import APGD, ATTACKS, Square
-from advlab.attacks.adaptive import TracedAPGD
+from advlab.attacks import ATTACKS
 from advlab.attacks.suites import SuiteAttack, resolve_suite, suite_attacks
 from advlab.attacks.witness import confirmed, distance, float64_model, into_ball
 from advlab.errors import InputError
@@ -135,7 +134,7 @@ class _State:
                              certified=self.certified, todo=self.todo, position=self.position, seconds=self.seconds)
 
     @classmethod
-    def load(cls, path: Path, fingerprint: str, x: torch.Tensor, attacks: int, witnesses: _Witnesses) -> _State:
+    def load(cls, path: Path, fingerprint: str, x: torch.Tensor, attacks: int, witnesses: Witnesses) -> _State:
         """The state saved at `path`, checked against this evaluation before anything runs: its
         format (`check_state_file`), its fingerprint (model, data, suite, settings), the sizes of
         its arrays, and their values (codes, indices, positions, and every witness in the ball)."""
@@ -156,7 +155,7 @@ class _State:
             raise InputError(f"{path}: corrupt suite state: {problem}")
         return state
 
-    def _problem(self, x: torch.Tensor, attacks: int, witnesses: _Witnesses) -> str:
+    def _problem(self, x: torch.Tensor, attacks: int, witnesses: Witnesses) -> str:
         """What is inconsistent in the arrays' values ("" when nothing)."""
         n, (attack, chunk, stage) = len(self.broken), self.position.tolist()
         if not bool(((self.broken >= MILP) & (self.broken < attacks)).all()):
@@ -255,7 +254,7 @@ def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[
     return tuple(shape), dtype
 
 
-class _Witnesses:
+class Witnesses:
     """Every "broken" carries a witness (`advlab.attacks.witness`): the attack's point moved into
     the eps-ball ∩ box as measured in float64 (in the images' dtype), which the model run in
     float64 misclassifies; a point that fails is not counted broken."""
@@ -330,7 +329,7 @@ def evaluate_suite(
                 "skip_certified": skip_certified,
                 "time_limit": time_limit, "suite": [(e.label, e.attack, dict(e.params)) for e in entries]}
     fingerprint = _fingerprint(model, x, y, settings)
-    witnesses = _Witnesses(model, x, y, eps, norm, bounds, batch_size)
+    witnesses = Witnesses(model, x, y, eps, norm, bounds, batch_size)
     resumed = None if path is None or not path.exists() else _State.load(path, fingerprint, x, len(entries), witnesses)
     clean_logits = model_logits(model, x, batch_size=batch_size)
     clean = clean_logits.argmax(1).cpu() == y.cpu()
@@ -373,52 +372,6 @@ def evaluate_suite(
     )
 
 
-def run_carlini_checks(evaluation: SuiteEvaluation, model: nn.Module, images: Any, labels: Any, *,
-                       suite: str | Sequence[SuiteAttack | Mapping[str, Any]] = "standard", sample: int = 20,
-                       surrogate: nn.Module | None = None, bounds: Bounds = (0.0, 1.0), batch_size: int = 500,
-                       seed: int = 0) -> dict[str, Any]:
-    """The runs behind the checks of Carlini et al. 2019 (Sec. 4-5) that a suite alone cannot answer,
-    on the first `sample` points the suite left robust (S); stored in `evaluation.carlini`, read by
-    `advlab.analysis.masking.suite_checks`. Every break counts only with a float64 witness.
-
-    - loss_curve: APGD-T's mean best loss after each of 100 iterations on S (does it converge);
-    - doubled: the suite with steps, queries and restarts doubled, on S (points it breaks);
-    - unbounded: the suite at eps = the box's width (L-inf) on S: accuracy must reach 0;
-    - transfer (with a surrogate): APGD-CE crafted on the surrogate at eps, points of S it breaks;
-    - black_box: Square (5,000 queries) on S, points it breaks."""
-    bounds = check_bounds(bounds)
-    x, y = check_images("images", images, bounds), check_labels("labels", labels, evaluation.n)
-    entries, _ = resolve_suite(suite, ATTACKS, norm=evaluation.norm)
-    rows = torch.from_numpy(np.flatnonzero(evaluation.robust.numpy())[: check_count("sample", sample)])
-    out: dict[str, Any] = {"sample": len(rows)}
-    if not len(rows):
-        evaluation.carlini = out
-        return out
-    xs, ys, eps, norm = x[rows], y[rows], evaluation.eps, evaluation.norm
-    witnesses = _Witnesses(model, xs, ys, eps, norm, bounds, batch_size)
-    with frozen_eval(model):
-        device = next(iter(model.parameters()), xs).device
-        traced = TracedAPGD(model, eps=eps, norm=norm, bounds=bounds, seed=seed, progress=False)
-        out["loss_curve"] = traced.loss_curve(xs.to(device), ys.to(device), rows)
-    doubled = [SuiteAttack(e.label, e.attack, {k: 2 * v if k in ("steps", "queries", "restarts") else v for k, v in e.params.items()})
-               for e in entries]
-    again = evaluate_suite(model, xs, ys, eps=eps, norm=norm, suite=doubled, bounds=bounds, batch_size=batch_size, seed=seed)
-    out["doubled"] = {"points": len(rows), "broken": int((~again.robust).sum())}
-    if norm == "linf":
-        wide = evaluate_suite(model, xs, ys, eps=bounds[1] - bounds[0], norm=norm, suite=entries, bounds=bounds,
-                              batch_size=batch_size, seed=seed)
-        out["unbounded"] = {"eps": bounds[1] - bounds[0], "accuracy": wide.robust_accuracy}
-    index = np.arange(len(rows))
-    if surrogate is not None:
-        crafted = APGD(surrogate, eps=eps, norm=norm, bounds=bounds, seed=seed, batch_size=batch_size, progress=False)(xs, ys)
-        out["transfer"] = {"points": len(rows), "broken": int(witnesses.check(index, crafted.x_adv)[0].sum()),
-                           "source": type(surrogate).__name__}
-    square = Square(model, eps=eps, norm=norm, bounds=bounds, seed=seed, batch_size=batch_size, progress=False)(xs, ys)
-    out["black_box"] = {"points": len(rows), "broken": int(witnesses.check(index, square.x_adv)[0].sum())}
-    evaluation.carlini = out
-    return out
-
-
 def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, *, batch_size: int = 500) -> dict[str, float]:
     """Facts the masking checks read (no attack), over every point given, in batches: the largest
     change between two forward passes (randomness), whether outputs look like probabilities, and
@@ -444,9 +397,9 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torc
 
 
 def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y: torch.Tensor, state: _State,
-             batch_size: int, path: Path | None, progress: bool, witnesses: _Witnesses) -> None:
+             batch_size: int, path: Path | None, progress: bool, witnesses: Witnesses) -> None:
     """Run the attacks from state.position on, each on the points still robust, saving after every
-    chunk; a point counts as broken only with a witness (`_Witnesses`)."""
+    chunk; a point counts as broken only with a witness (`Witnesses`)."""
     bar = progress_bar(len(entries), "suite", enabled=progress, unit="attack")
     bar.update(int(state.position[0]))
     while state.position[0] < len(entries):
@@ -475,9 +428,9 @@ def _cascade(attacks: list[Any], entries: list[SuiteAttack], x: torch.Tensor, y:
 
 
 def _certify(certify: Callable[..., Any] | None, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: _State, eps: float, bounds: Bounds,
-             time_limit: float, *, milp: bool, notes: list[str], progress: bool, witnesses: _Witnesses) -> dict[str, Any]:
+             time_limit: float, *, milp: bool, notes: list[str], progress: bool, witnesses: Witnesses) -> dict[str, Any]:
     """Bounds (milp=False) or the MILP (milp=True) on the points still open; updates the state.
-    A MILP counterexample counts only as a witness in the images' dtype (`_Witnesses`)."""
+    A MILP counterexample counts only as a witness in the images' dtype (`Witnesses`)."""
     if certify is None:
         notes.append("no verifier given (advlab.exact.certify): the bracket is [0, attacked]")
         return {}

@@ -55,7 +55,7 @@ class EvaluationSettings:
     the points the bounds leave open. time_limit: MILP seconds per point.
     keep_adversarial: keep a grid's adversarial inputs in memory (E x N inputs) for `per_example.x_adv`.
     carlini_checks: a suite also runs the checks of Carlini et al. 2019 that need runs of their own
-    (`advlab.analysis.evaluation.run_carlini_checks`: loss convergence, a doubled budget, unbounded
+    (`advlab.analysis.carlini.run_carlini_checks`: loss convergence, a doubled budget, unbounded
     eps, black-box; the surrogate transfer check needs `run_carlini_checks(..., surrogate=)`) on up
     to 20 points it left robust; off, those checks are reported as skipped.
     progress: progress bars (on a terminal).
