@@ -124,6 +124,7 @@ def _threshold_model() -> nn.Module:
     return model
 
 
+@pytest.mark.filterwarnings("ignore::advlab.attacks.apgd.DLRFallbackWarning")  # two classes on purpose: DLR needs four
 def test_the_fast_suite_counts_a_point_broken_only_with_a_float64_witness():
     model = _threshold_model()
     x, y = torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long)
