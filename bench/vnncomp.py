@@ -9,7 +9,8 @@ benchmarks/mnistfc: `instances.csv` or `<name>_instances.csv`, the .onnx network
 .vnnlib properties, gunzipped). With --run, the instances (those whose network name contains
 --only, each within min(its timeout, --timeout)) are decided by `advlab verify`'s API
 (`advlab.exact.instances.run_instances`: resumable, so a rerun continues) into RESULTS.csv;
-without it RESULTS.csv is only read. Other tools' results are CSVs in VNN-COMP's format
+without it RESULTS.csv is only read (give --instances the CSV it was produced from: the
+counterexamples RESULTS.cex/ROW.txt are numbered by its rows). Other tools' results are CSVs in VNN-COMP's format
 (`category,onnx,vnnlib,prep_time,result,run_time`; `--tools DIR` takes every DIR/*.csv, the
 tool named by the file's stem); verdicts holds/unsat count as unsat, violated/sat as sat,
 anything else as unsettled. --exclude drops a tool (VNN-COMP 2021's organisers dropped RPM's
