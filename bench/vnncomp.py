@@ -17,9 +17,9 @@ anything else as unsettled. --exclude drops a tool (VNN-COMP 2021's organisers d
 mnistfc results for a VNN-LIB parsing bug).
 
 Printed, per network: instances run, sat / unsat / unknown / timeout, settled = sat + unsat,
-the median and largest seconds per instance; every `sat` counterexample re-checked (read back
-from RESULTS.cex/ROW.txt: inside the box, and the property violated when the network runs on
-it, under onnxruntime in float32 when it is installed, else advlab's converter in float64);
+the median and largest seconds per instance and the median over the settled ones; every
+`sat` counterexample re-checked (read back from RESULTS.cex/ROW.txt: inside the box, and the
+property violated when the network runs on it, under onnxruntime in float32 when it is installed, else advlab's converter in float64);
 per tool, the instances both settled, the violations the tool found that advlab did not, and
 every contradiction (one says sat, the other unsat). A contradiction where advlab says sat
 with a re-checked counterexample is marked "advlab's counterexample re-checked": the other
@@ -154,17 +154,19 @@ def compare(ours: dict[Key, str], theirs: dict[Key, str], tool: str) -> Comparis
 def summary_rows(rows: list[dict[str, str]]) -> list[str]:
     """One line per network: counts, settled, median and largest seconds."""
     lines = [f"{'network':28} {'ran':>4} {'sat':>4} {'unsat':>5} {'unknown':>7} {'timeout':>7} {'settled':>8} "
-             f"{'timeouts (s)':>12} {'median s':>8} {'max s':>7}"]
+             f"{'timeouts (s)':>12} {'median s':>8} {'max s':>7} {'median s settled':>16}"]
     by_network: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_network.setdefault(Path(row["onnx"]).name, []).append(row)
     for name, group in list(by_network.items()) + ([("all", rows)] if len(by_network) > 1 else []):
         count = {v: sum(r["result"] == v for r in group) for v in ("sat", "unsat", "unknown", "timeout")}
         seconds = [float(r["seconds"]) for r in group]
+        settled = [float(r["seconds"]) for r in group if r["result"] in SETTLED]
         limits = sorted({f"{float(r['timeout']):g}" for r in group})
         lines.append(f"{name:28} {len(group):>4} {count['sat']:>4} {count['unsat']:>5} {count['unknown']:>7} "
                      f"{count['timeout']:>7} {count['sat'] + count['unsat']:>4}/{len(group):<3} {'/'.join(limits):>12} "
-                     f"{statistics.median(seconds):>8.3f} {max(seconds):>7.2f}")
+                     f"{statistics.median(seconds):>8.3f} {max(seconds):>7.2f} "
+                     f"{statistics.median(settled) if settled else float('nan'):>16.3f}")
     return lines
 
 
