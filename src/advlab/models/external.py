@@ -8,8 +8,8 @@
   construction: every zip member must be one the format lists (the fixed tags, the program, the
   two payload configs, the tensor files those configs name, and the sample inputs, which are
   never read); advlab reads the tensors itself from raw bytes and hands torch's deserialiser only
-  tensors, so torch's legacy `data/weights/model.pt` path and its `torch.load(weights_only=False)`
-  fallback are never reached (and `torch.load` is locked to `weights_only=True` meanwhile).
+  tensors, so torch's legacy `data/weights/model.pt` path and its retry of `torch.load` without
+  `weights_only` are never reached (and `torch.load` is locked to `weights_only=True` meanwhile).
   Refused: pickled weights or constants, custom objects, symbolic-shape expressions other than
   sympy constructors, graph nodes calling anything but torch operators (torch would resolve any
   `torch.<attr>` name), guard code (Python text torch would `exec`), and pytree specs naming a
