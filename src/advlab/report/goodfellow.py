@@ -114,4 +114,10 @@ def write_softmax(experiments: list[FGSMExperiment], out_dir: str | os.PathLike[
 
 def summary(experiments: list[FGSMExperiment]) -> list[str]:
     return [f"  {e.data_source}: clean error {percent(e.clean_error, 2)}, FGSM error {percent(e.fgsm_error, 2)} at eps={e.eps:g}, "
-            f"mean confidence on errors {percent(e.mean_confidence_on_errors)} (paper: {e.paper})" for e in experiments]
+            f"mean confidence on errors {percent(e.mean_confidence_on_errors)} (paper: {_paper_figures(e.paper)})" for e in experiments]
+
+
+def _paper_figures(paper: dict[str, float]) -> str:
+    """The paper's figures in words: 'clean error 1.6%, FGSM error 99.0%, eps 0.25'."""
+    return ", ".join(f"{key.replace('_', ' ').replace('fgsm', 'FGSM')} {percent(value) if key != 'eps' else f'{value:g}'}"
+                     for key, value in paper.items())
