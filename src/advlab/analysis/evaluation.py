@@ -49,6 +49,7 @@ from torch import nn
 from advlab.attacks import ATTACKS
 from advlab.attacks.suites import SuiteAttack, resolve_suite, suite_attacks
 from advlab.attacks.witness import confirmed, distance, float64_model, into_ball
+from advlab.data.formats import npy_header
 from advlab.errors import InputError
 from advlab.io import write_npz_atomic
 from advlab.models.inference import frozen_eval
@@ -246,9 +247,7 @@ def check_state_file(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int,
 def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from one member's .npy header; object arrays (pickles) refused."""
     with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(member)
+        shape, _, dtype = npy_header(member)  # type: ignore[arg-type]
     if dtype.hasobject:
         raise ValueError(f"array {info.filename} holds Python objects (a pickle), which advlab never loads")
     return tuple(shape), dtype

@@ -39,6 +39,7 @@ from torch import nn
 
 from advlab.attacks.apgd import APGDT, _Run
 from advlab.attacks.base import Perturbed
+from advlab.attacks.losses import margin
 from advlab.attacks.search import exceeds
 from advlab.attacks.square import Square
 from advlab.attacks.targeting import rank_targets
@@ -63,9 +64,8 @@ class _Record:
 def scale_free_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3) (z_pi2 with two classes): in (0, 1] where y wins."""
     top = logits.sort(dim=1, descending=True).values
-    other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
     scale = top[:, 0] - top[:, min(2, logits.shape[1] - 1)]
-    return (logits.gather(1, y.unsqueeze(1)).squeeze(1) - other) / scale.clamp_min(torch.finfo(logits.dtype).tiny)
+    return -margin(logits, y, False) / scale.clamp_min(torch.finfo(logits.dtype).tiny)
 
 
 class AdaptiveAPGD(APGDT):

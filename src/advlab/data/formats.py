@@ -64,7 +64,7 @@ NPZ_MAX_VALUES_PER_EXAMPLE = 3 * 4096 * 4096  # one image: up to 4096x4096 RGB
 NPZ_MAX_ARRAY_BYTES = 1 << 36  # 64 GiB, whatever the shape
 
 
-def _npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+def npy_header(handle: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     """(shape, fortran_order, dtype) from an .npy header; the array itself is not read."""
     version = np.lib.format.read_magic(handle)
     if version not in ((1, 0), (2, 0)):
@@ -83,7 +83,7 @@ def check_npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]
             for info in archive.infolist():
                 key = info.filename.removesuffix(".npy")
                 with archive.open(info) as handle:
-                    shape, _, dtype = _npy_header(handle)  # type: ignore[arg-type]
+                    shape, _, dtype = npy_header(handle)  # type: ignore[arg-type]
                     offset = handle.tell()
                 if dtype.hasobject:
                     raise DataError(f"{path}: {key} holds Python objects (a pickle); advlab never unpickles: save numeric arrays")

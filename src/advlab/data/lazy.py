@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from advlab.data.dataset import check_classes, relabelled_map
-from advlab.data.formats import check_npz_headers, decode_images, folder_classes, images_from_array, labels_from_array, list_images, survey_images
+from advlab.data.formats import check_npz_headers, decode_images, folder_classes, images_from_array, labels_from_array, list_images, npy_header, survey_images
 from advlab.data.stream import Batch, Owns, RowBatches
 from advlab.errors import DataError, InputError
 from advlab.validation import check_count
@@ -40,15 +40,6 @@ def _npz_keys(path: Path, names: set[str], split: str) -> tuple[str, str]:
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)}; need x and y, or x_train, y_train, x_test, y_test")
     return keys
-
-
-def _npy_header(handle: BinaryIO, path: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(handle)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(handle)  # type: ignore[no-any-return]
-    if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(handle)  # type: ignore[no-any-return]
-    raise DataError(f"{path}: {key} is stored in .npy format {version}; save it with numpy's default format")
 
 
 class NpzBatches(RowBatches):
@@ -65,7 +56,7 @@ class NpzBatches(RowBatches):
             with zipfile.ZipFile(self.path) as archive:
                 self.x_key, y_key = _npz_keys(self.path, set(archive.namelist()), split)
                 with archive.open(f"{self.x_key}.npy") as handle:
-                    shape, self.fortran_order, self.dtype = _npy_header(handle, self.path, self.x_key)
+                    shape, self.fortran_order, self.dtype = npy_header(handle)
             with np.load(self.path, allow_pickle=False) as arrays:
                 labels = labels_from_array(self.path, y_key, arrays[y_key], shape[0] if shape else 0).numpy()
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -80,7 +71,7 @@ class NpzBatches(RowBatches):
     @contextlib.contextmanager
     def _rows(self) -> Iterator[BinaryIO]:
         with zipfile.ZipFile(self.path) as archive, archive.open(f"{self.x_key}.npy") as handle:
-            _npy_header(handle, self.path, self.x_key)  # type: ignore[arg-type]
+            npy_header(handle)  # type: ignore[arg-type]
             yield handle  # type: ignore[misc]
 
     def _decode(self, rows: np.ndarray) -> torch.Tensor:
