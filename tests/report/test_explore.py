@@ -16,15 +16,15 @@ from advlab.cli import main
 from advlab.exact import logistic_loss_direction, max_linear_linf, minimal_perturbation
 from advlab.models import build_model
 from advlab.models.linear import linear_weights
-from advlab.report.explore import (
+from advlab.experiments.explore import (
     LBFGS_TEMPERATURE,
     WORKED_EXAMPLE,
     binary_linear,
     c_search_traces,
-    render_page,
     showcase_indices,
     worst_case_error,
 )
+from advlab.report.explore import render_page
 from advlab.training import save_checkpoint
 from tests.report.conftest import page_payload
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from advlab.report.explore import worst_case_error
+from advlab.experiments.explore import worst_case_error
 from tests.report.conftest import page_payload
 
 pytestmark = pytest.mark.browser
