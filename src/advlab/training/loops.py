@@ -247,7 +247,7 @@ def train_model(
             bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}",
                             **({"val": f"{history.validation[-1]:.4f}"} if history.validation else {}))
             if checkpoint and shard.is_root:
-                stopped = early_stopping is not None and patience_exhausted(history.validation, early_stopping.patience)
+                stopped = None if early_stopping is None else patience_exhausted(history.validation, early_stopping.patience)
                 _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history, stopped)
     bar.close()
     model.eval()
@@ -297,8 +297,9 @@ def _save(
     epoch: int,
     epochs: int,
     history: TrainHistory,
-    stopped: bool = False,
+    stopped: bool | None = None,
 ) -> None:
+    """Write the training state after `epoch`; `stopped`: None without early stopping, else whether its patience ran out."""
     state = optimizer.state_dict()
     tensors = {f"optimizer/{i}/{k}": v for i, entry in state["state"].items() for k, v in entry.items() if isinstance(v, torch.Tensor)}
     scalars = {str(i): {k: v for k, v in entry.items() if not isinstance(v, torch.Tensor)} for i, entry in state["state"].items()}
@@ -310,8 +311,8 @@ def _save(
         metadata={
             **checkpoint.extra,
             **identity,
-            "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs or stopped, "stopped_early": stopped,
-                         "loss": history.loss, "validation": history.validation},
+            "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs or bool(stopped), "loss": history.loss,
+                         **({} if stopped is None else {"stopped_early": stopped, "validation": history.validation})},
             "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
         },
         state={**tensors, **_rng_states(generator, device)},
