@@ -36,7 +36,7 @@ from torch import nn
 from advlab.analysis import DEFAULT_EPS, RobustnessEvaluation, evaluate_robustness
 from advlab.data import Dataset, Splits
 from advlab.errors import InputError
-from advlab.experiments.verdict import setup_differences
+from advlab.experiments.verdict import claim_verdict, setup_differences, verdict_text
 from advlab.training import (
     AdversarialObjective,
     EarlyStopping,
@@ -213,12 +213,24 @@ class AdvTrainExperiment:
         """'what: ours (paper: theirs)' for each setting the paper states for `model` that this run does otherwise."""
         return setup_differences(self.setup(model), PAPER_SETUP[model]) if model in PAPER_SETUP else []
 
+    def clean_error_verdict(self, model: str) -> str | None:
+        """The verdict (`advlab.experiments.verdict`) on the paper's relative change of clean test error for
+        `model`, from this run's one seed (so at best inconclusive); None where the paper states no such claim."""
+        paper = self.paper.get(model, {})
+        if "clean_error" not in paper.get("standard", {}) or "clean_error" not in paper.get("adversarial", {}):
+            return None
+        standard, adversarial = self.pairs[model]
+        change = [adversarial.clean_error / standard.clean_error - 1] if standard.clean_error else []
+        relative = paper["adversarial"]["clean_error"] / paper["standard"]["clean_error"] - 1
+        return verdict_text(claim_verdict(change, relative), self.setup_differences(model))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "data_source": self.data_source, "n_train": self.n_train, "n_test": self.n_test, "eval_limit": self.eval_limit,
             "eps": self.eps, "alpha": self.alpha, "seed": self.seed, "schedule": self.schedule, "paper": self.paper,
             "paper_setup": PAPER_SETUP, "target_ratio": TARGET_RATIO, "paper_fgsm_ratio": PAPER_FGSM_RATIO,
             "models": {name: {"fgsm_ratio": self.fgsm_ratio(name), "setup_differences": self.setup_differences(name),
+                              "clean_error_verdict": self.clean_error_verdict(name),
                               "standard": s.to_dict(), "adversarial": a.to_dict()}
                        for name, (s, a) in self.pairs.items()},
         }

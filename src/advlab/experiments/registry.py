@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,8 @@ def advtrain_notes(result: Any) -> list[str]:
     if schedule["name"] == FixedEpochs().to_dict()["name"]:
         selection = "each model trained a fixed number of epochs (its table's 'epochs' row), last-epoch weights"
     else:
-        selection = (f"each model early-stopped on the last {schedule['validation_fraction']:.4g} of the training images "
+        share = Fraction(schedule["validation_fraction"]).limit_denominator(1000)
+        selection = (f"each model early-stopped on the last {share} of the training images (MNIST: the last 10,000 of 60,000) "
                      f"(validation error: clean for standard, FGSM for adversarial training; patience {schedule['patience']} "
                      f"epochs, at most {schedule['max_epochs']}), then retrained on all of them for the epoch of the lowest "
                      "validation error")

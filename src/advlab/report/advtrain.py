@@ -116,6 +116,13 @@ def write_advtrain_report(
             f"(target <= 1/3: {verdict}; the paper's final model over its Sec. 4 maxout: {PAPER_FGSM_RATIO:.3f}).",
             "",
         ]
+        claim = experiment.clean_error_verdict(name)
+        if claim and standard.clean_error:
+            paper = experiment.paper[name]
+            relative = paper["adversarial"]["clean_error"] / paper["standard"]["clean_error"] - 1
+            lines += [f"Clean test error with adversarial training, relative to without: "
+                      f"{adversarial.clean_error / standard.clean_error - 1:+.1%} (paper: {relative:+.1%}); verdict "
+                      f"(advlab.experiments.verdict, which needs 2 or more seeds to be conclusive; this run has 1): **{claim}**.", ""]
         if differences:
             lines += [f"Setup differs from the paper's for {name}: " + "; ".join(differences) + ".", ""]
         if adversarial.pgd_error is not None:
@@ -147,9 +154,9 @@ def write_advtrain_report(
                 f"training {trained.train_config}, {trained.train_seconds:.1f} s training in this run"
                 + (f"; selection run: {selection.n_fit:,} images, validated on {selection.n_validation:,} ({selection.measure}), "
                    f"{len(selection.validation)} epochs ({'patience ran out' if selection.stopped_early else 'epoch limit reached'}), "
-                   f"{selection.seconds:.1f} s in this run, checkpoint `{selection.checkpoint}`" if selection else "")
+                   f"{selection.seconds:.1f} s in this run, its checkpoint `{selection.checkpoint}`" if selection else "")
                 + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
-                + f", checkpoint `{trained.checkpoint}`"
+                + f"; final checkpoint `{trained.checkpoint}`"
             )
     attacks = {p.attack: {k: v for k, v in p.params.items() if k != "eps"}
                for pair in experiment.pairs.values() for t in pair for p in t.evaluation.points}
