@@ -37,6 +37,7 @@ from advlab.analysis import DEFAULT_EPS, RobustnessEvaluation, evaluate_robustne
 from advlab.data import Dataset, Splits
 from advlab.errors import InputError
 from advlab.experiments.verdict import claim_verdict, setup_differences, verdict_text
+from advlab.training import TrainedModel as TrainingRun
 from advlab.training import (
     AdversarialObjective,
     EarlyStopping,
@@ -253,20 +254,18 @@ def _fgsm(model: nn.Module, data: Dataset, eps: float, source: nn.Module | None 
 
 def _early_stopping(objective: AdversarialObjective | None, validation: Dataset, eps: float, patience: int) -> tuple[EarlyStopping, str]:
     """Validation error, clean for standard training and FGSM at eps for adversarial training (the paper's rule)."""
-    if objective is None:
-        measure = "clean error"
-        validate = lambda model: error_rate(model, validation)  # noqa: E731
-    else:
-        measure = f"FGSM error at eps {eps:g}"
-        validate = lambda model: _fgsm(model, validation, eps)[0]  # noqa: E731
-    describe = {"measure": measure, "data": validation.fingerprint()}
-    return EarlyStopping(validate, patience, describe), measure
+    measure = "clean error" if objective is None else f"FGSM error at eps {eps:g}"
+
+    def validate(model: nn.Module) -> float:
+        return error_rate(model, validation) if objective is None else _fgsm(model, validation, eps)[0]
+
+    return EarlyStopping(validate, patience, {"measure": measure, "data": validation.fingerprint()}), measure
 
 
 def _train(
     variant: Variant, data: Dataset, source: str, config: TrainConfig, objective: AdversarialObjective | None, path: Path,
     progress: bool, early_stopping: EarlyStopping | None = None,
-) -> Any:
+) -> TrainingRun:
     return train_registered(variant.model, data, config, architecture=variant.architecture, objective=objective, checkpoint=path,
                             resume=True, progress=progress, early_stopping=early_stopping,
                             run={"data": {"train": data.fingerprint()}}, extra={"data_source": {"source": source}})
@@ -275,7 +274,7 @@ def _train(
 def train_pair_member(
     name: str, splits: Splits, objective: AdversarialObjective | None, schedule: Schedule, eps: float, seed: int,
     checkpoint_dir: Path, progress: bool,
-) -> tuple[Any, Selection | None]:
+) -> tuple[TrainingRun, Selection | None]:
     """Train variant `name` by `schedule` (objective None: standard training); (trained, the selection run or None)."""
     variant, training = VARIANTS[name], "standard" if objective is None else "adversarial"
     final = checkpoint_dir / f"{name}-{training}.safetensors"
