@@ -107,8 +107,8 @@ def write_advtrain_report(
         verdict = "met" if ratio <= TARGET_RATIO else "missed"
         differences = experiment.setup_differences(name)
         lines += [
-            f"## {name} ({', '.join(f'{k} {v}' for k, v in standard.architecture.items() if k in ('hidden', 'pieces', 'layers'))})"
-            if standard.architecture.get("hidden") else f"## {name}",
+            f"## {name}" + (f" ({standard.architecture['hidden']} units x {standard.architecture['pieces']} pieces per layer)"
+                            if "hidden" in standard.architecture and "pieces" in standard.architecture else ""),
             "",
             results_table(experiment, name),
             "",
@@ -152,10 +152,10 @@ def write_advtrain_report(
             lines.append(
                 f"- {name}, {trained.training}: architecture {trained.architecture}, objective {trained.objective}, "
                 f"training {trained.train_config}, {trained.train_seconds:.1f} s training in this run"
+                + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
                 + (f"; selection run: {selection.n_fit:,} images, validated on {selection.n_validation:,} ({selection.measure}), "
                    f"{len(selection.validation)} epochs ({'patience ran out' if selection.stopped_early else 'epoch limit reached'}), "
                    f"{selection.seconds:.1f} s in this run, its checkpoint `{selection.checkpoint}`" if selection else "")
-                + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
                 + f"; final checkpoint `{trained.checkpoint}`"
             )
     attacks = {p.attack: {k: v for k, v in p.params.items() if k != "eps"}
