@@ -46,6 +46,7 @@ def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_
     assert adversarial["selection"]["n_fit"] == 250 and adversarial["selection"]["n_validation"] == 50
     assert maxout["fgsm_ratio"] == pytest.approx(adversarial["fgsm_error"] / maxout["standard"]["fgsm_error"])
     assert (tmp_path / "curves.png").is_file() and len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 4
+    assert (tmp_path / "selection.png").is_file() and "![validation error during early stopping](selection.png)" in report
     assert main(argv) == 0  # a second run reuses every finished checkpoint
     second = json.loads((tmp_path / "results.json").read_text())
     assert second["models"]["maxout"]["adversarial"]["resumed_from"] == adversarial["train_config"]["epochs"]

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from advlab.experiments.adversarial_generalization import GeneralizationResult
 from advlab.experiments.goodfellow_advtrain import PAPER_FGSM_RATIO, TARGET_RATIO, AdvTrainExperiment, TrainedModel
@@ -37,6 +38,35 @@ def curves_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str]) 
         axis.legend(fontsize=8)
     figure.suptitle("Adversarial training (Goodfellow et al. 2014, Sec. 6): robust accuracy against eps (advlab)")
     save_figure(figure, path)
+
+
+def selection_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str]) -> bool:
+    """Per model: validation error after each epoch of the selection runs, the chosen epoch circled; False
+    (nothing written) when no model was early-stopped."""
+    names = [name for name, pair in experiment.pairs.items() if any(t.selection for t in pair)]
+    if not names:
+        return False
+    figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.4), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        for trained, color in zip(experiment.pairs[name], ("tab:blue", "tab:red")):
+            selection = trained.selection
+            if selection is None:
+                continue
+            epochs = range(1, len(selection.validation) + 1)
+            axis.plot(epochs, [100 * v for v in selection.validation], marker=".", color=color,
+                      label=f"{trained.training}: {selection.measure}")
+            axis.plot([selection.best_epoch], [100 * selection.validation[selection.best_epoch - 1]], "o", markersize=12,
+                      markerfacecolor="none", color=color)
+        axis.set_title(f"{name}: validation error during selection")
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel("validation error (%)")
+        axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle("Early stopping (circled: the epoch retrained for on all training images)")
+    save_figure(figure, path)
+    return True
 
 
 def _ratio(ours: float | None, paper: float | None) -> str:
@@ -92,6 +122,7 @@ def write_advtrain_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     curves_figure(experiment, out / "curves.png")
+    selected = selection_figure(experiment, out / "selection.png")
     lines = [
         "# Goodfellow et al. 2014, Sec. 6: adversarial training on MNIST",
         "",
@@ -145,7 +176,10 @@ def write_advtrain_report(
             ]
             if trained.evaluation.flagged:
                 lines += [f"**{len(trained.evaluation.flagged)} gradient-masking check(s) flagged for this model.**", ""]
-    lines += ["![robust accuracy against eps](curves.png)", "", *(extra_sections or []), "## Settings", ""]
+    lines += ["![robust accuracy against eps](curves.png)", ""]
+    if selected:
+        lines += ["![validation error during early stopping](selection.png)", ""]
+    lines += [*(extra_sections or []), "## Settings", ""]
     for name, pair in experiment.pairs.items():
         for trained in pair:
             selection = trained.selection
@@ -165,7 +199,7 @@ def write_advtrain_report(
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes_all] + [""]
     write_json_atomic(out / "results.json", {"command": command, **experiment.to_dict()})
     write_text_atomic(out / "report.md", "\n".join(lines))
-    return [out / "results.json", out / "report.md", out / "curves.png"]
+    return [out / "results.json", out / "report.md", out / "curves.png", *([out / "selection.png"] if selected else [])]
 
 
 def summary(experiment: AdvTrainExperiment) -> list[str]:
