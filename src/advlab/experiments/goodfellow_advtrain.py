@@ -78,13 +78,15 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 PAPER_FGSM_RATIO = 0.179 / 0.894  # the final adversarially trained model's FGSM error over the Sec. 4 maxout's
+FIXED_EPOCHS = "fixed epochs"  # a schedule's name in results
+PAPER_SELECTION = ("early stopping on validation error (adversarial for adversarial training), then retraining on all "
+                   "training images for the chosen epochs")
 # The setup the paper states for each claim (Sec. 6, and the original maxout result it follows).
 PAPER_SETUP: dict[str, dict[str, Any]] = {
     "maxout": {"training images": PAPER_TRAIN_IMAGES, "units per layer": 240, "eps": 0.25, "alpha": 0.5},
     "maxout-1600": {
         "training images": PAPER_TRAIN_IMAGES, "units per layer": 1600, "eps": 0.25, "alpha": 0.5,
-        "model selection": "early stopping on validation error (adversarial for adversarial training), then retraining "
-                           "on all training images for the chosen epochs",
+        "model selection": PAPER_SELECTION,
         "validation images": 10_000, "patience (epochs)": 100, "seeds": 5,
     },
 }
@@ -100,7 +102,7 @@ class FixedEpochs:
     epochs: Mapping[str, tuple[int, int]] = field(default_factory=lambda: dict(EPOCHS))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": "fixed epochs", "epochs": {k: list(v) for k, v in self.epochs.items()}}
+        return {"name": FIXED_EPOCHS, "epochs": {k: list(v) for k, v in self.epochs.items()}}
 
 
 @dataclass(frozen=True)
@@ -202,10 +204,10 @@ class AdvTrainExperiment:
         standard, _ = self.pairs[model]
         ours: dict[str, Any] = {"training images": self.n_train, "eps": self.eps, "alpha": self.alpha, "seeds": 1,
                                 "units per layer": standard.architecture.get("hidden")}
-        if self.schedule["name"] == FixedEpochs().to_dict()["name"]:
+        if self.schedule["name"] == FIXED_EPOCHS:
             ours["model selection"] = "fixed epochs, last-epoch weights"
         else:
-            ours.update({"model selection": PAPER_SETUP["maxout-1600"]["model selection"],
+            ours.update({"model selection": PAPER_SELECTION,
                          "validation images": standard.selection.n_validation if standard.selection else None,
                          "patience (epochs)": self.schedule["patience"]})
         return ours

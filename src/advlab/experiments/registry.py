@@ -18,7 +18,14 @@ from advlab.data import Splits, load_mnist
 from advlab.errors import InputError, UnknownNameError
 from advlab.experiments import goodfellow
 from advlab.experiments.adversarial_generalization import adversarial_generalization, default_settings
-from advlab.experiments.goodfellow_advtrain import DEFAULT_MODELS, FixedEpochs, PaperSchedule, check_models, goodfellow_advtrain
+from advlab.experiments.goodfellow_advtrain import (
+    DEFAULT_MODELS,
+    FIXED_EPOCHS,
+    FixedEpochs,
+    PaperSchedule,
+    check_models,
+    goodfellow_advtrain,
+)
 from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import SzegedySettings
 
@@ -118,7 +125,7 @@ def quick_prefix(splits: Splits, quick: bool) -> Splits:
 def advtrain_notes(result: Any) -> list[str]:
     """The adversarial-training report's notes: its training set and schedule against the paper's, then the fixed notes."""
     schedule = result.schedule
-    if schedule["name"] == FixedEpochs().to_dict()["name"]:
+    if schedule["name"] == FIXED_EPOCHS:
         selection = "each model trained a fixed number of epochs (its table's 'epochs' row), last-epoch weights"
     else:
         share = Fraction(schedule["validation_fraction"]).limit_denominator(1000)
