@@ -5,7 +5,7 @@ import json
 import pytest
 
 from advlab.cli import main
-from advlab.experiments import goodfellow_advtrain
+from advlab.experiments import goodfellow_advtrain, registry
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +28,26 @@ def test_evaluate_writes_table_curve_and_checks(tmp_path, capsys, checkpoint, sm
 
 
 def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_mnist_dir, monkeypatch):
-    monkeypatch.setattr(goodfellow_advtrain, "EPOCHS", {"maxout": (1, 2), "cnn": (1, 1)})
-    argv = ["reproduce", "goodfellow-advtrain", "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--no-progress"]
+    monkeypatch.setattr(registry, "PaperSchedule", lambda: goodfellow_advtrain.PaperSchedule(patience=1, max_epochs=2))
+    argv = ["reproduce", "goodfellow-advtrain", "--data-dir", str(small_mnist_dir), "--out", str(tmp_path), "--models", "maxout",
+            "--no-progress"]
     assert main(argv) == 0
     first = json.loads((tmp_path / "results.json").read_text())
     out = capsys.readouterr().out
-    assert "FGSM error ratio adversarial / standard" in out
+    assert "FGSM error ratio adversarial / standard" in out and "early stopping chose epoch" in out
     report = (tmp_path / "report.md").read_text()
-    assert "89.4%" in report and "17.9%" in report and "gradient-masking check" in report
+    assert "89.4%" in report and "0.84%" in report and "gradient-masking check" in report
     assert "this run on 300" in report  # the training-set size of this run, not a fixed figure
+    assert "Setup differs from the paper's for maxout: training images: 300 (paper: 60000)." in report
+    assert list(first["models"]) == ["maxout"] and first["schedule"]["patience"] == 1
     maxout = first["models"]["maxout"]
-    assert maxout["adversarial"]["train_config"]["epochs"] == 2 and maxout["adversarial"]["objective"]["alpha"] == 0.5
-    assert maxout["fgsm_ratio"] == pytest.approx(maxout["adversarial"]["fgsm_error"] / maxout["standard"]["fgsm_error"])
+    adversarial = maxout["adversarial"]
+    assert adversarial["train_config"]["epochs"] == adversarial["selection"]["best_epoch"] and adversarial["objective"]["alpha"] == 0.5
+    assert adversarial["selection"]["n_fit"] == 250 and adversarial["selection"]["n_validation"] == 50
+    assert maxout["fgsm_ratio"] == pytest.approx(adversarial["fgsm_error"] / maxout["standard"]["fgsm_error"])
     assert (tmp_path / "curves.png").is_file() and len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 4
+    assert (tmp_path / "selection.png").is_file() and "![validation error during early stopping](selection.png)" in report
     assert main(argv) == 0  # a second run reuses every finished checkpoint
     second = json.loads((tmp_path / "results.json").read_text())
-    assert second["models"]["maxout"]["adversarial"]["resumed_from"] == 2
-    assert second["models"]["cnn"]["standard"]["fgsm_error"] == first["models"]["cnn"]["standard"]["fgsm_error"]
+    assert second["models"]["maxout"]["adversarial"]["resumed_from"] == adversarial["train_config"]["epochs"]
+    assert second["models"]["maxout"]["standard"]["fgsm_error"] == maxout["standard"]["fgsm_error"]

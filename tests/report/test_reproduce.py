@@ -30,8 +30,7 @@ def test_goodfellow_advtrain_quick_trains_one_epoch_on_a_subset(tmp_path):
     assert {p.name for p in paths} == {"results.json", "report.md", "curves.png"}
     assert any("FGSM error ratio" in line for line in lines)
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints-quick").iterdir())
-    assert checkpoints == ["cnn-adversarial.safetensors", "cnn-standard.safetensors", "maxout-adversarial.safetensors",
-                           "maxout-standard.safetensors"]
+    assert checkpoints == sorted(f"{m}-{t}.safetensors" for m in ("cnn", "maxout", "maxout-1600") for t in ("adversarial", "standard"))
     assert "quick" in (tmp_path / "report.md").read_text() and QUICK_ADVTRAIN["epochs"]["maxout"] == (1, 1)
 
 

@@ -64,6 +64,14 @@ def positive_int(text: str) -> int:
     return _number(int, text, "an integer >= 1", lambda v: v >= 1)
 
 
+def name_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, at least one ('a,b' -> ('a', 'b'))."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
 def nonnegative_int(text: str) -> int:
     return _number(int, text, "an integer >= 0", lambda v: v >= 0)
 

@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: each model's registered epochs)")
     reproduce.add_argument("--train-images", type=checks.positive_int, help="adversarial-generalization: the first N "
                            "training images of each set (default: all)")
+    reproduce.add_argument("--models", type=checks.name_list, help="goodfellow-advtrain: comma-separated model pairs to train, "
+                           "in order (default: maxout,maxout-1600,cnn)")
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)

@@ -10,12 +10,15 @@ from advlab.training.checkpoints import (
     update_metadata,
 )
 from advlab.training.loops import (
+    EarlyStopping,
     EpochCheckpoint,
     Objective,
     TrainConfig,
     TrainHistory,
+    best_epoch,
     cross_entropy,
     error_rate,
+    patience_exhausted,
     train_model,
 )
 from advlab.training.registered import TrainedModel, default_config, record_errors, train_registered
@@ -23,15 +26,18 @@ from advlab.training.registered import TrainedModel, default_config, record_erro
 __all__ = [
     "AdversarialObjective",
     "Checkpoint",
+    "EarlyStopping",
     "EpochCheckpoint",
     "Objective",
     "TrainConfig",
     "TrainHistory",
     "TrainedModel",
+    "best_epoch",
     "cross_entropy",
     "default_config",
     "error_rate",
     "load_checkpoint",
+    "patience_exhausted",
     "read_metadata",
     "read_state",
     "record_errors",

@@ -5,14 +5,15 @@ read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over t
 matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
 order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
 differently). An `AutoencoderClassifier` (an autoencoder below a classifier) is pretrained first
-(`pretrain_autoencoder`). Training can checkpoint every epoch and resume exactly.
+(`pretrain_autoencoder`). Training can checkpoint every epoch and resume exactly, and stop early
+when an error measured after each epoch stops improving (`EarlyStopping`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class TrainConfig:
 class TrainHistory:
     loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     resumed_from: int = 0  # epochs already done in the checkpoint a resumed run started from
+    validation: list[float] = field(default_factory=list)  # with early stopping: the validation error after each epoch
 
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -104,6 +106,47 @@ class EpochCheckpoint:
         object.__setattr__(self, "path", Path(self.path))
 
 
+def best_epoch(errors: Sequence[float]) -> int:
+    """The epoch (1-based) of the lowest validation error; the earliest one on ties."""
+    if not errors:
+        raise InputError("no validation errors to choose an epoch from")
+    return min(range(len(errors)), key=lambda i: errors[i]) + 1
+
+
+def patience_exhausted(errors: Sequence[float], patience: int) -> bool:
+    """True when the last `patience` epochs all came after the best one: len(errors) - best_epoch >= patience."""
+    return bool(errors) and len(errors) - best_epoch(errors) >= patience
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop training once the validation error has not fallen below its minimum for `patience` epochs.
+
+    `validate(model)` gives the error after each epoch, with the model in eval mode; it must not
+    change the model (the loop restores torch's RNG state after it, so training draws the same
+    dropout masks with or without validation). `describe` says what it measures; a resumed run
+    must measure the same. `config.epochs` stays the most epochs a run may train.
+    """
+
+    validate: Callable[[nn.Module], float]
+    patience: int
+    describe: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+            raise InputError(f"patience must be an integer >= 1, got {self.patience!r}")
+
+    def error(self, model: nn.Module) -> float:
+        """The validation error of `model`, measured in eval mode; the model's mode and the RNG are left as they were."""
+        was_training, state = model.training, torch.get_rng_state()
+        model.eval()
+        try:
+            return float(self.validate(model))
+        finally:
+            model.train(was_training)
+            torch.set_rng_state(state)
+
+
 def weight_penalty(model: nn.Module, weight_decay: float | tuple[float, ...] = 1.0) -> torch.Tensor:
     """0.5 * sum_i decay_i * ||W_i||^2 over the weight matrices W_i (parameters with ndim > 1).
 
@@ -126,6 +169,7 @@ def train_model(
     objective: Objective | None = None,
     checkpoint: EpochCheckpoint | None = None,
     resume: bool = False,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainHistory:
     """Minimise the mean objective (default cross-entropy) + weight decay over seeded minibatches.
 
@@ -136,6 +180,11 @@ def train_model(
     `resume` and an existing checkpoint, training continues after its last epoch and ends with the
     same weights, bit for bit, as a run that was never interrupted. Nothing in an epoch depends
     on `config.epochs`, so resuming with more epochs extends a finished run exactly as a longer run.
+
+    With `early_stopping`, the validation error is measured after every epoch (kept in the history
+    and the checkpoint) and training ends, at most `config.epochs` epochs in, as soon as the error
+    has not improved for its patience; the weights are the last epoch's (`best_epoch` of
+    `history.validation` says which epoch to retrain for).
 
     Under a torch.distributed process group of W processes (torchrun) the model is wrapped in
     DistributedDataParallel: every rank draws the same minibatch, takes its positions r, r + W,
@@ -153,7 +202,7 @@ def train_model(
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
-    identity = _identity(checkpoint, config, objective) if checkpoint else {}
+    identity = _identity(checkpoint, config, objective, early_stopping) if checkpoint else {}
     history = TrainHistory()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.default_generator.manual_seed(config.seed)
@@ -161,6 +210,9 @@ def train_model(
             torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
         if checkpoint and resume and checkpoint.path.is_file():
             history = _restore(checkpoint, identity, model, optimizer, generator, device)
+            if early_stopping is not None and len(history.validation) != history.resumed_from:
+                raise CheckpointError(f"{checkpoint.path}: holds {len(history.validation)} validation errors for "
+                                      f"{history.resumed_from} epochs; cannot resume it with early stopping")
             check_labels(model, data)
         else:
             check_labels(model, data)
@@ -171,6 +223,8 @@ def train_model(
         bar = progress_bar(config.epochs * len(data), "train", enabled=progress and shard.is_root)
         bar.update(history.resumed_from * len(data))
         for epoch in range(history.resumed_from, config.epochs):
+            if early_stopping is not None and patience_exhausted(history.validation, early_stopping.patience):
+                break
             order = torch.randperm(len(data), generator=generator)
             total = torch.zeros((), device=device)
             for start in range(0, len(data), config.batch_size):
@@ -188,9 +242,13 @@ def train_model(
                 total += loss.detach() * len(index) / shard.world
                 bar.update(len(index))
             history.loss.append(float(shard.all_sum(total)) / len(data))
-            bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}")
+            if early_stopping is not None:
+                history.validation.append(early_stopping.error(model))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}",
+                            **({"val": f"{history.validation[-1]:.4f}"} if history.validation else {}))
             if checkpoint and shard.is_root:
-                _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history)
+                stopped = None if early_stopping is None else patience_exhausted(history.validation, early_stopping.patience)
+                _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history, stopped)
     bar.close()
     model.eval()
     return history
@@ -213,9 +271,12 @@ def check_labels(model: nn.Module, data: Dataset) -> None:
 
 
 # ---- per-epoch checkpoints ----------------------------------------------------------------------
-def _identity(checkpoint: EpochCheckpoint, config: TrainConfig, objective: Objective) -> dict[str, Any]:
-    """What a resume must match, in its JSON form (tuples become lists)."""
+def _identity(checkpoint: EpochCheckpoint, config: TrainConfig, objective: Objective,
+              early_stopping: EarlyStopping | None) -> dict[str, Any]:
+    """What a resume must match, in its JSON form (tuples become lists); the patience may change."""
     run = {"training": config.to_dict(), "objective": describe_objective(objective), **checkpoint.run}
+    if early_stopping is not None:
+        run["validation"] = early_stopping.describe
     return json.loads(json.dumps(run))
 
 
@@ -236,7 +297,9 @@ def _save(
     epoch: int,
     epochs: int,
     history: TrainHistory,
+    stopped: bool | None = None,
 ) -> None:
+    """Write the training state after `epoch`; `stopped`: None without early stopping, else whether its patience ran out."""
     state = optimizer.state_dict()
     tensors = {f"optimizer/{i}/{k}": v for i, entry in state["state"].items() for k, v in entry.items() if isinstance(v, torch.Tensor)}
     scalars = {str(i): {k: v for k, v in entry.items() if not isinstance(v, torch.Tensor)} for i, entry in state["state"].items()}
@@ -248,7 +311,8 @@ def _save(
         metadata={
             **checkpoint.extra,
             **identity,
-            "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs, "loss": history.loss},
+            "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs or bool(stopped), "loss": history.loss,
+                         **({} if stopped is None else {"stopped_early": stopped, "validation": history.validation})},
             "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
         },
         state={**tensors, **_rng_states(generator, device)},
@@ -297,10 +361,11 @@ def _restore(
         if device.type == "cuda" and "rng/cuda" in state:
             torch.cuda.set_rng_state(state["rng/cuda"], device)
         loss = [float(v) for v in document["progress"]["loss"]]
+        validation = [float(v) for v in document["progress"].get("validation", [])]
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"{checkpoint.path}: corrupt training state, cannot resume ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})") from None
-    return TrainHistory(loss=loss, resumed_from=done)
+    return TrainHistory(loss=loss, resumed_from=done, validation=validation)
 
 
 def pretrain_autoencoder(

@@ -19,7 +19,7 @@ from torch import nn
 from advlab.data.dataset import Dataset
 from advlab.models.registry import build_model, get_spec
 from advlab.training.checkpoints import update_metadata
-from advlab.training.loops import EpochCheckpoint, Objective, TrainConfig, TrainHistory, error_rate, train_model
+from advlab.training.loops import EarlyStopping, EpochCheckpoint, Objective, TrainConfig, TrainHistory, error_rate, train_model
 
 
 def default_config(name: str, **overrides: Any) -> TrainConfig:
@@ -49,6 +49,7 @@ def train_registered(
     run: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     resume: bool = False,
+    early_stopping: EarlyStopping | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> TrainedModel:
@@ -59,6 +60,7 @@ def train_registered(
     checkpoint: a path written after every epoch (weights, optimizer and RNG states, plus `run`,
     which a resume must match, and `extra`, written along); with `resume`, an existing checkpoint
     of the same run is continued to the same final weights as an uninterrupted run.
+    early_stopping: stop when its validation error stops improving (`train_model`).
     """
     config = config or default_config(name)
     architecture = {**get_spec(name).architecture, **(architecture or {})}
@@ -69,7 +71,8 @@ def train_registered(
         else None
     )
     start = time.perf_counter()
-    history = train_model(model, data, config, progress=progress, objective=objective, checkpoint=epoch_checkpoint, resume=resume)
+    history = train_model(model, data, config, progress=progress, objective=objective, checkpoint=epoch_checkpoint, resume=resume,
+                          early_stopping=early_stopping)
     return TrainedModel(model.eval(), name, architecture, config, history, time.perf_counter() - start)
 
 
