@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 # what two files must share to be paired: the same model, images, budget and set-up
-SAME = ("checkpoint", "data", "n", "eps", "norm", "device", "quick", "certify", "threads")
+SAME = ("checkpoint", "wrap", "data", "n", "eps", "norm", "device", "quick", "certify", "threads")
 REFERENCE = ("autoattack", "fast-path")  # the runs advlab is measured against
 
 
