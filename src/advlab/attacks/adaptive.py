@@ -221,16 +221,16 @@ class AdaptiveAPGD(APGDT):
         if todo.numel() == 0:
             return
         found = self._square._perturb(x[todo], goal[todo], False, indices[todo.cpu()])
-        flat = self._keep_hits(x, goal, todo, found.x_adv, out) & found.extra["flat"]
+        flat = self._keep_hits(goal, todo, found.x_adv, out) & found.extra["flat"]
         for r in range(self.flat_restarts):
             todo = todo[flat]
             if todo.numel() == 0:
                 return
             offset = self.queries + r * self.flat_queries
             again = self._flat_square._search(x[todo], goal[todo], False, indices[todo.cpu()], offset).x_adv
-            flat = self._keep_hits(x, goal, todo, again, out)
+            flat = self._keep_hits(goal, todo, again, out)
 
-    def _keep_hits(self, x: torch.Tensor, goal: torch.Tensor, rows: torch.Tensor, found: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def _keep_hits(self, goal: torch.Tensor, rows: torch.Tensor, found: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Writes the adversarial points among `found` (for `rows`) into out; whether each row is still robust."""
         with torch.no_grad():
             hit = self.logits(found).argmax(1) != goal[rows]
