@@ -196,12 +196,13 @@ class Square(FixedBudgetAttack):
         draws: dict[str, torch.Tensor] = {}
         checks = discard_checks(self.discard_after, self.queries)
         for i in range(1, self.queries):
-            done = run.margin <= 0
-            stop = ~done & self._will_not_fall(run) if checks.get(i) else torch.zeros_like(done)
-            leave = done | stop
+            leave = done = run.margin <= 0
+            if checks.get(i):  # the discard rule's checkpoint
+                stop = ~done & self._will_not_fall(run)
+                discarded[run.slot[stop]], flat[run.slot[stop]] = True, run.margin[stop] >= run.start[stop]
+                leave = done | stop
             if bool(leave.any()):  # early exit: out and queries are final for these examples
                 out[run.slot[leave]], queries[run.slot[leave]] = run.best[leave], i
-                discarded[run.slot[stop]], flat[run.slot[stop]] = True, run.margin[stop] >= run.start[stop]
                 keep = (~leave).nonzero().squeeze(1)
                 if keep.numel() == 0:
                     return Perturbed(out.reshape(x.shape), extra=extra)
