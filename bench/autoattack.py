@@ -16,6 +16,10 @@ AutoAttack's (`bench/autoattack_pair.py`'s `report`). Then APGD's per-step cost 
 plain-PyTorch floor (`plain_apgd_steps`), interleaved, and against the same floor run on advlab's
 CPU fast path (the bookkeeping cost alone); --step-repeats 0 skips it.
 
+--wrap quantised|saturated: both libraries attack the checkpoint's model behind `bench/suites.py`'s
+input rounding (zero input gradients: deliberately masked) or softmax(1e4 * logits) (near one-hot
+outputs), the two masked models of the suites bench.
+
 --certify: advlab first proves points robust with interval and CROWN bounds (`advlab.exact.certify`
 with alpha_steps=0, no MILP) and attacks only the rest (`evaluate_suite(..., skip_certified=True)`).
 --quick: both sides at a tenth of the budget (advlab's `quick` suite; AutoAttack
@@ -50,6 +54,7 @@ import torch.nn.functional as F
 from autoattack_pair import report
 from common import interleaved_medians, machine, synchronize
 from malt import Counted
+from suites import Quantised, Saturated
 
 from advlab.analysis.evaluation import evaluate_suite
 from advlab.attacks import APGD
@@ -58,6 +63,7 @@ from advlab.models.fast import cpu_fast_path
 from advlab.training import load_checkpoint
 
 SUITE_CHOICES = ("standard", "fast", "malt")
+WRAPS = {"quantised": Quantised, "saturated": Saturated}  # the masked models of bench/suites.py
 
 
 def autoattack(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str, seed: int, batch: int,
@@ -131,6 +137,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["autoattack", "advlab", "steps"],
                         help="run one library alone (pair the --json files with bench/autoattack_pair.py), "
                         "or only the APGD step-cost comparison")
+    parser.add_argument("--wrap", choices=sorted(WRAPS), help="attack the model behind an input rounding (quantised) or a saturating softmax")
     parser.add_argument("--certify", action="store_true", help="advlab skips the points CROWN bounds prove robust")
     parser.add_argument("--autoattack-as-shipped", action="store_true",
                         help="also run AutoAttack off advlab's CPU fast path, as shipped (first seed; a second column): "
@@ -145,6 +152,8 @@ def main() -> None:
     test = load_idx_dir(data_dir, args.data).test
     x, y = test.images[: args.n].to(args.device), test.labels[: args.n].to(args.device)
     model = load_checkpoint(args.checkpoint, device=args.device).model.eval().requires_grad_(False)
+    if args.wrap:
+        model = WRAPS[args.wrap](model).eval()
     counted = Counted(model).eval()  # both libraries attack this: every pass through the model is counted
     certify = None
     if args.certify:  # interval and CROWN bounds only: alpha-CROWN's optimisation costs more than it saves here
@@ -154,7 +163,7 @@ def main() -> None:
     advlab_seeds = args.advlab_seeds or args.seeds
     suites = ["quick"] if args.quick else args.suite
     load = os.getloadavg()
-    print(f"{args.checkpoint} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, "
+    print(f"{args.checkpoint}{' behind ' + args.wrap if args.wrap else ''} on {args.data} test[:{args.n}], {args.norm} eps={args.eps}, "
           f"{'quick' if args.quick else 'full'} budgets; AutoAttack standard seeds {','.join(map(str, args.seeds))} inside advlab's "
           f"CPU fast path{' and seed ' + str(args.seeds[0]) + ' as shipped' if args.autoattack_as_shipped else ''}; advlab "
           f"{', '.join(suites)} seeds {','.join(map(str, advlab_seeds))}; advlab skips points interval/CROWN bounds prove robust: "
@@ -215,7 +224,7 @@ def main() -> None:
     runs = [rounds[0] | {"wall_seconds": statistics.median(r["wall_seconds"] for r in rounds),
                          "cpu_seconds": statistics.median(r["cpu_seconds"] for r in rounds)} for rounds in done.values()]
     figures: dict[str, Any] = {
-        "checkpoint": args.checkpoint, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm,
+        "checkpoint": args.checkpoint, "wrap": args.wrap, "data": args.data, "n": args.n, "eps": args.eps, "norm": args.norm,
         "threads": args.threads, "device": args.device, "quick": args.quick, "certify": args.certify, "rounds": args.rounds,
         "machine": machine(), "load_average_start": load, "advlab_notes": notes, "runs": runs,
     }

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 # what two files must share to be paired: the same model, images, budget and set-up
-SAME = ("checkpoint", "data", "n", "eps", "norm", "device", "quick", "certify", "threads")
+SAME = ("checkpoint", "wrap", "data", "n", "eps", "norm", "device", "quick", "certify", "threads")
 REFERENCE = ("autoattack", "fast-path")  # the runs advlab is measured against
 
 
@@ -124,7 +124,8 @@ def main() -> None:
     except (OSError, ValueError, KeyError) as error:
         sys.exit(f"autoattack_pair.py: error: {error}")
     lines, derived = report(merged["runs"])
-    print(f"{merged['checkpoint']} on {merged['data']} test[:{merged['n']}], {merged['norm']} eps={merged['eps']}")
+    wrap = f" behind {merged['wrap']}" if merged.get('wrap') else ""
+    print(f"{merged['checkpoint']}{wrap} on {merged['data']} test[:{merged['n']}], {merged['norm']} eps={merged['eps']}")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(merged | derived, indent=2))

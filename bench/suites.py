@@ -58,19 +58,25 @@ class Saturated(nn.Module):
         return torch.softmax(self.scale * self.inner(x), dim=1)
 
 
-def models(splits: Splits, train: int) -> dict[str, nn.Module]:
+def models(splits: Splits, train: int, names: list[str]) -> dict[str, nn.Module]:
+    """The models `names`, each trained only when asked for (the masked ones wrap the plain MLP)."""
     data = Dataset(splits.train.images[:train], splits.train.labels[:train], "train")
-    small = Splits(data, splits.test, splits.source)
-    plain = mlp(small)
-    torch.manual_seed(0)
-    cnn = build_model("cnn")
-    train_model(cnn, data, TrainConfig(epochs=1, seed=0), progress=False)
-    torch.manual_seed(0)
-    robust = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-    train_model(robust, data, TrainConfig(epochs=2, seed=0), progress=False,
-                objective=AdversarialObjective(method="pgd", eps=0.1, steps=10))
-    return {"mlp": plain, "cnn": cnn.eval(), "mlp-pgd": robust.eval(), "quantised": Quantised(plain).eval(),
-            "saturated": Saturated(plain).eval()}
+    built: dict[str, nn.Module] = {}
+    if {"mlp", "quantised", "saturated"} & set(names):
+        built["mlp"] = mlp(Splits(data, splits.test, splits.source))
+        built["quantised"], built["saturated"] = Quantised(built["mlp"]).eval(), Saturated(built["mlp"]).eval()
+    if "cnn" in names:
+        torch.manual_seed(0)
+        cnn = build_model("cnn")
+        train_model(cnn, data, TrainConfig(epochs=1, seed=0), progress=False)
+        built["cnn"] = cnn.eval()
+    if "mlp-pgd" in names:
+        torch.manual_seed(0)
+        robust = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+        train_model(robust, data, TrainConfig(epochs=2, seed=0), progress=False,
+                    objective=AdversarialObjective(method="pgd", eps=0.1, steps=10))
+        built["mlp-pgd"] = robust.eval()
+    return built
 
 
 def main() -> None:
@@ -86,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # the saturated model's probability outputs warn on every call
     splits = bench_data()
-    built = models(splits, args.train)
+    built = models(splits, args.train, args.models.split(","))
     x, y = splits.test.images[: args.n], splits.test.labels[: args.n]
     print(f"{machine()}; {args.n} test images, L-inf eps {args.eps}, seeds {args.seeds}")
     print("| model | suite | seed | robust accuracy | forward passes | backward passes | CPU s |")

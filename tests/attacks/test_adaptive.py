@@ -92,8 +92,51 @@ def test_masked_gradients_are_flagged_and_handed_to_square():
     flagged = found.extra["flagged"]
     assert bool((flagged | found.success).all()) and int(flagged.sum()) >= 20  # all but those its random starts broke
     assert not bool(found.extra["discarded"].any())
-    blind = AdaptiveAPGD(model, eps=0.3, steps=10, targets=2, restarts=1, queries=2, progress=False)(x, y)
+    blind = AdaptiveAPGD(model, eps=0.3, steps=10, targets=2, restarts=1, queries=2, flat_restarts=0, progress=False)(x, y)
     assert int(found.success.sum()) >= int(blind.success.sum()) + 5
+
+
+def test_dead_points_get_no_white_box_run():
+    """Behind an input rounding the gradient at every random start is zero: after MALT's ranking
+    (one backward pass per other class) and the one dead check, no backward pass runs at all."""
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5)).double().eval()
+    model = Counting(Rounded(inner)).eval()
+    x = _x(30)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    found = AdaptiveAPGD(model, eps=0.3, steps=10, targets=2, restarts=1, queries=200, progress=False)(x, y)
+    assert model.backward == (4 + 1) * len(x)
+    assert bool((found.extra["flagged"] | found.success).all()) and bool(found.success.any())
+
+
+class Saturated(nn.Module):
+    """softmax(1e6 * logits): near one-hot outputs, flat scores."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(1e6 * self.inner(x), dim=1)
+
+
+@pytest.mark.invariance
+@pytest.mark.filterwarnings("ignore::advlab.attacks.ProbabilityOutputWarning")  # probabilities on purpose
+def test_flat_points_get_fresh_square_starts_independent_of_the_batch():
+    """Near one-hot outputs: Square's margin never moves, its discard rule stops the search at the
+    first checkpoint, and the short searches from fresh starts break more points; per example."""
+    torch.manual_seed(1)
+    model = Saturated(nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 6)).double()).eval()
+    x = _x(40)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    settings = {"eps": 0.3, "steps": 5, "targets": 2, "restarts": 1, "queries": 100, "square_checkpoint": 10,
+                "flat_queries": 10, "progress": False}
+    once = AdaptiveAPGD(model, flat_restarts=0, **settings)(x, y)
+    again = AdaptiveAPGD(model, flat_restarts=8, **settings)(x, y)
+    assert bool((again.success >= once.success).all()) and int(again.success.sum()) >= int(once.success.sum()) + 5
+    assert_same_per_example(again, AdaptiveAPGD(model, flat_restarts=8, batch_size=7, **settings)(x, y))
 
 
 @pytest.mark.invariance

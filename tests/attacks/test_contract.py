@@ -50,6 +50,8 @@ VARIANTS: list[tuple[str, dict]] = [
     ("apgd-t", {"target_ranking": "malt"}),
     ("fab-t", {"target_ranking": "malt"}),
     ("square", {"restarts": 2}),
+    ("square", {"discard_after": 4}),
+    ("apgd-a", {"square_checkpoint": 4, "flat_restarts": 2, "flat_queries": 5}),
     ("apgd", {"eot": 2}),
 ]
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from advlab.attacks import Square, make_attack
 from advlab.attacks.randomness import counter_uniform, counter_uniform_draws
-from advlab.attacks.square import _Search, eta, square_fraction
+from advlab.attacks.square import _Search, discard_checks, eta, square_fraction
 from advlab.errors import InputError
 from advlab.exact import minimal_perturbation
 from tests.invariance import assert_same_per_example, clear_rows
@@ -169,7 +169,8 @@ def test_linf_proposal_is_the_window_update_bit_for_bit():
     attack = Square(nn.Linear(1, 2), eps=eps)
     rows, cols = attack._window(0.1, c, h, w, l2=False)
     zeros = torch.zeros(n)
-    run = _Search(slot=zeros, index=zeros, image=image, low=low, high=high, goal=zeros, best=best, margin=zeros, loss=zeros)
+    run = _Search(slot=zeros, index=zeros, image=image, low=low, high=high, goal=zeros, best=best, margin=zeros, loss=zeros,
+                  start=zeros, mark=zeros)
     # corner draws that put the window's top-left corner at (top, left)
     step = {"corner0": (top + 0.5) / (h - rows + 1), "corner1": (left + 0.5) / (w - cols + 1), "sign": signs.view(n, c)}
     expected = torch.where(Square._mask(top, left, rows, cols, h, w), torch.where(signs > 0, high, low), best)
@@ -204,3 +205,59 @@ def test_one_query_is_the_initial_proposal(norm):
     y = model(x).argmax(1)
     result = Square(model, eps=0.1 if norm == "linf" else 0.5, norm=norm, queries=1, progress=False)(x, y)
     assert result.x_adv.shape == x.shape and (result.x_adv - x).abs().max() > 0
+
+
+def test_discard_checkpoints_double_from_discard_after():
+    assert discard_checks(500, 5000) == {250: False, 500: True, 1000: True, 2000: True, 4000: True}
+    assert discard_checks(0, 5000) == {} and discard_checks(4, 4) == {}
+
+
+@pytest.mark.parametrize("kwargs", [{"discard_after": 1}, {"discard_ratio": 1.5}, {"discard_factor": float("inf")}])
+def test_bad_discard_parameters_are_refused(kwargs):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(InputError):
+        Square(model, eps=0.1, **kwargs)
+
+
+@pytest.mark.invariance
+def test_square_discards_the_searches_that_will_not_fall():
+    """discard_after > 0 changes nothing for the searches it keeps (same draws, same points); a
+    discarded one stops unbroken at a checkpoint; fewer queries in all; batch-size invariant."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double().eval()
+    x = torch.rand(40, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    full = Square(model, eps=0.05, queries=200, seed=4)(x, y)
+    cut = Square(model, eps=0.05, queries=200, seed=4, discard_after=8)(x, y)
+    discarded = cut.extra["discarded"]
+    assert bool(discarded.any()) and bool(cut.success.any()) and not bool(cut.success[discarded].any())
+    assert set(cut.extra["queries"][discarded].tolist()) <= {8, 16, 32, 64, 128}
+    kept = ~discarded
+    assert torch.equal(cut.x_adv[kept], full.x_adv[kept]) and torch.equal(cut.success[kept], full.success[kept])
+    assert int(cut.extra["queries"].sum()) < int(full.extra["queries"].sum())
+    pieces = Square(model, eps=0.05, queries=200, seed=4, discard_after=8, batch_size=7)(x, y)
+    assert_same_per_example(cut, pieces)
+    assert torch.equal(pieces.extra["discarded"], discarded)
+
+
+class _Saturated(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(1e6 * self.inner(x), dim=1)
+
+
+@pytest.mark.filterwarnings("ignore::advlab.attacks.ProbabilityOutputWarning")  # probabilities on purpose
+def test_flat_searches_are_marked_and_stop_at_the_first_checkpoint():
+    """Near one-hot outputs: the margin of an unbroken point never moves (flat), so the discard
+    rule stops it at the first checkpoint."""
+    torch.manual_seed(0)
+    model = _Saturated(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).double()).eval()
+    x = torch.rand(40, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = model(x).argmax(1)
+    result = Square(model, eps=0.05, queries=100, seed=4, discard_after=10)(x, y)
+    robust, flat = ~result.success, result.extra["flat"]
+    assert int(flat[robust].sum()) >= 0.9 * int(robust.sum()) > 0 and not bool(flat[result.success].any())
+    assert bool((result.extra["queries"][robust & flat] == 10).all()) and bool(result.extra["discarded"][robust & flat].all())

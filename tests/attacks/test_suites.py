@@ -52,3 +52,15 @@ def test_square_restarts_in_a_user_suite():
     x = torch.rand(6, 4)
     result = square(x, model(x).argmax(1))
     assert bool((result.extra["queries"] <= 60).all())
+
+
+def test_fast_is_the_default_suite_of_the_evaluation():
+    import inspect
+
+    from advlab.analysis.carlini import run_carlini_checks
+    from advlab.analysis.evaluation import evaluate_suite
+    from advlab.attacks.suites import DEFAULT_SUITE
+
+    assert DEFAULT_SUITE == "fast" and [e.attack for e in SUITES[DEFAULT_SUITE]] == ["apgd-a"]
+    for function in (evaluate_suite, run_carlini_checks):
+        assert inspect.signature(function).parameters["suite"].default == DEFAULT_SUITE

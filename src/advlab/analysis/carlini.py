@@ -14,13 +14,13 @@ from torch import nn
 from advlab.analysis.evaluation import SuiteEvaluation, Witnesses, evaluate_suite
 from advlab.attacks import ATTACKS, APGD, Square
 from advlab.attacks.adaptive import TracedAPGD
-from advlab.attacks.suites import SuiteAttack, resolve_suite
+from advlab.attacks.suites import DEFAULT_SUITE, SuiteAttack, resolve_suite
 from advlab.models.inference import frozen_eval
 from advlab.validation import Bounds, check_bounds, check_count, check_images, check_labels
 
 
 def run_carlini_checks(evaluation: SuiteEvaluation, model: nn.Module, images: Any, labels: Any, *,
-                       suite: str | Sequence[SuiteAttack | Mapping[str, Any]] = "standard", sample: int = 20,
+                       suite: str | Sequence[SuiteAttack | Mapping[str, Any]] = DEFAULT_SUITE, sample: int = 20,
                        surrogate: nn.Module | None = None, bounds: Bounds = (0.0, 1.0), batch_size: int = 500,
                        seed: int = 0) -> dict[str, Any]:
     """The runs behind the checks of Carlini et al. 2019 (Sec. 4-5) that a suite alone cannot answer,
@@ -28,7 +28,7 @@ def run_carlini_checks(evaluation: SuiteEvaluation, model: nn.Module, images: An
     `advlab.analysis.masking.suite_checks`. Every break counts only with a float64 witness.
 
     - loss_curve: APGD-T's mean best loss after each of 100 iterations on S (does it converge);
-    - doubled: the suite with steps, queries and restarts doubled, on S (points it breaks);
+    - doubled: the suite with steps, queries and restarts (flat_restarts too) doubled, on S (points it breaks);
     - unbounded: the suite at eps = the box's width (L-inf) on S: accuracy must reach 0;
     - transfer (with a surrogate): APGD-CE crafted on the surrogate at eps, points of S it breaks;
     - black_box: Square (5,000 queries) on S, points it breaks."""
@@ -46,7 +46,7 @@ def run_carlini_checks(evaluation: SuiteEvaluation, model: nn.Module, images: An
         device = next(iter(model.parameters()), xs).device
         traced = TracedAPGD(model, eps=eps, norm=norm, bounds=bounds, seed=seed, progress=False)
         out["loss_curve"] = traced.loss_curve(xs.to(device), ys.to(device), rows)
-    doubled = [SuiteAttack(e.label, e.attack, {k: 2 * v if k in ("steps", "queries", "restarts") else v for k, v in e.params.items()})
+    doubled = [SuiteAttack(e.label, e.attack, {k: 2 * v if k in ("steps", "queries", "restarts", "flat_restarts") else v for k, v in e.params.items()})
                for e in entries]
     again = evaluate_suite(model, xs, ys, eps=eps, norm=norm, suite=doubled, bounds=bounds, batch_size=batch_size, seed=seed)
     out["doubled"] = {"points": len(rows), "broken": int((~again.robust).sum())}

@@ -6,8 +6,9 @@ examples are numbered as they come, and every random draw is a function of (seed
 all forms give the same numbers as the tensors they hold).
 
 Without `suite`: each fixed-budget attack of the settings alone at each eps (`grid_evaluation`),
-with the gradient-masking checks. With `suite` ("standard": AutoAttack's attacks; "quick"; or a
-list of attacks as data): the cascade of `advlab.analysis.evaluation.evaluate_suite` at each eps.
+with the gradient-masking checks. With `suite` ("fast", the default suite `DEFAULT_SUITE`:
+adaptive APGD; "standard": AutoAttack's attacks; "quick"; ...; or a list of attacks as data): the
+cascade of `advlab.analysis.evaluation.evaluate_suite` at each eps.
 Both return one `RobustnessEvaluation`, whose bracket [certified, attacked] has a lower end only
 where a verifier ran (`EvaluationSettings.certify`); `bracket_reason` says which case holds.
 

@@ -1,6 +1,6 @@
 """Robust accuracy under an attack suite, run as a cascade, with a proven bracket.
 
-    evaluate_suite(model, x, y, *, eps, norm="linf", suite="standard", bracket=False, ...)
+    evaluate_suite(model, x, y, *, eps, norm="linf", suite="fast" (`DEFAULT_SUITE`), bracket=False, ...)
 
 1. Clean predictions: misclassified points are not robust (broken by "clean").
 2. With `bracket` or `skip_certified` (L-inf): interval and CROWN bounds (`advlab.exact.certify`,
@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from advlab.attacks import ATTACKS
-from advlab.attacks.suites import SuiteAttack, resolve_suite, suite_attacks
+from advlab.attacks.suites import DEFAULT_SUITE, SuiteAttack, resolve_suite, suite_attacks
 from advlab.attacks.witness import confirmed, distance, float64_model, into_ball
 from advlab.data.formats import npy_header
 from advlab.errors import InputError
@@ -292,7 +292,7 @@ def evaluate_suite(
     *,
     eps: float,
     norm: str = "linf",
-    suite: str | Sequence[SuiteAttack | Mapping[str, Any]] = "standard",
+    suite: str | Sequence[SuiteAttack | Mapping[str, Any]] = DEFAULT_SUITE,
     bounds: Bounds = (0.0, 1.0),
     batch_size: int = 500,
     seed: int = 0,

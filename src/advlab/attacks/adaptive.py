@@ -4,24 +4,34 @@ statistics say they will not fall, spend the iterations saved on the others).
 
 Per example, untargeted (any misclassification counts), on the points still robust at each stage:
 
-1. **Probe run.** APGD-T (targeted DLR, `steps` iterations) on the first of the `targets` classes
-   of `target_ranking` (MALT by default, `advlab.attacks.targeting`). While it runs we record, per
-   example, from the logits and gradients the run computes anyway (no extra pass):
+0. **Dead check.** One forward and one backward pass at the probe run's random start, towards the
+   first of the `targets` classes of `target_ranking` (MALT by default,
+   `advlab.attacks.targeting`): `dead` where the loss gradient there is zero or not finite in the
+   dual norm. APGD cannot move from such a start (its step is a function of the gradient), so a
+   dead point gets no white-box run at all and goes straight to Square (stage 5).
+1. **Probe run.** APGD-T (targeted DLR, `steps` iterations) on that first target, for the points
+   not dead. While it runs we record, per example, from the logits and gradients the run computes
+   anyway (no extra pass):
    - the scale-free margin m = (z_y - max_{j != y} z_j) / (z_pi1 - z_pi3) (the negated untargeted
      DLR; in (0, 1] while robust, <= 0 once broken), its smallest value over the run;
-   - `dead`: the loss gradient at the start is zero or not finite in the dual norm;
    - `stuck`: the best loss never rose above the start's (beyond rounding, `search.exceeds`);
    - `erratic`: the loss fell at more than half of the steps (APGD's steps raise it most of the time);
    - `stalled`: the best loss of the second half of the run is not above that of the first half.
 2. **Classify.** `flagged` (masked-looking gradients) = dead | stuck | erratic. `discarded` (will not
    fall) = not flagged, stalled, and smallest m > `discard_margin`. `close` = smallest m <
    `close_margin`.
-3. **More targets** for every point neither discarded nor broken: APGD-T on targets 2..`targets`
-   of the ranking, one run each (start number k for target k).
-4. **More restarts** for the flagged and the close points: `restarts` further APGD-T runs from new
-   random starts (numbers `targets`, `targets` + 1, ...), cycling over the ranked targets.
-5. **Square** (`queries` forward passes, AutoAttack's standard settings) on the flagged points only:
-   a score-based attack cannot be misled by the gradients the checks found masked.
+3. **More targets** for every point neither discarded, dead nor broken: APGD-T on targets
+   2..`targets` of the ranking, one run each (start number k for target k).
+4. **More restarts** for the flagged and the close points not dead: `restarts` further APGD-T runs
+   from new random starts (numbers `targets`, `targets` + 1, ...), cycling over the ranked targets.
+5. **Square** on the flagged points only (a score-based attack cannot be misled by the gradients
+   the checks found masked): AutoAttack's settings, up to `queries` forward passes, with Square's
+   discard rule from `square_checkpoint` queries on (`advlab.attacks.square`: at queries c =
+   `square_checkpoint` * 2^k a point stops when its margin is above 0.3 times its start margin
+   and above 4 times its fall since query c/2). A point whose margin never fell (`flat`: the
+   scores do not see Square's windows, e.g. near one-hot outputs) gets `flat_restarts` more
+   searches of `flat_queries` queries from fresh starts (draws numbered on from `queries`): on a
+   flat loss only the start and the first, largest windows move the point at all.
 
 Every stage has the early exit of its attack. Every quantity above is per example and every
 random draw comes from (seed, example index, start number), so results do not depend on the
@@ -39,7 +49,7 @@ from torch import nn
 
 from advlab.attacks.apgd import APGDT, _Run
 from advlab.attacks.base import Perturbed
-from advlab.attacks.losses import margin
+from advlab.attacks.losses import margin, targeted_dlr
 from advlab.attacks.search import exceeds
 from advlab.attacks.square import Square
 from advlab.attacks.targeting import rank_targets
@@ -52,7 +62,6 @@ class _Record:
     """What the probe run says about each example of the batch (tensors of length B)."""
 
     margin: torch.Tensor  # smallest scale-free margin seen (any stage)
-    dead: torch.Tensor
     start_loss: torch.Tensor
     last_loss: torch.Tensor
     best_first: torch.Tensor  # best loss over iterations 0..steps/2
@@ -84,6 +93,9 @@ class AdaptiveAPGD(APGDT):
         targets: int = 5,
         restarts: int = 2,
         queries: int = 5000,
+        square_checkpoint: int = 500,
+        flat_restarts: int = 10,
+        flat_queries: int = 50,
         target_ranking: str = "malt",
         discard_margin: float = 0.5,
         close_margin: float = 0.1,
@@ -98,8 +110,12 @@ class AdaptiveAPGD(APGDT):
             if not 0 <= value <= 1:
                 raise InputError(f"{name} must lie in [0, 1] (a scale-free margin), got {value}")
         self.discard_margin, self.close_margin = float(discard_margin), float(close_margin)
-        self._square = Square(model, eps=eps, norm=norm, queries=self.queries, p_init=0.8, rescale_schedule=False,
-                              bounds=self.bounds, seed=self.seed, batch_size=self.batch_size, progress=False)
+        self.flat_restarts = check_count("flat_restarts", flat_restarts, minimum=0)
+        shared = {"eps": eps, "norm": norm, "p_init": 0.8, "rescale_schedule": False, "bounds": self.bounds, "seed": self.seed,
+                  "batch_size": self.batch_size, "progress": False}
+        self._square = Square(model, queries=self.queries, discard_after=square_checkpoint, **shared)
+        self._flat_square = Square(model, queries=flat_queries, **shared)
+        self.square_checkpoint, self.flat_queries = self._square.discard_after, self._flat_square.queries
         self._record: _Record | None = None
         self._rows = torch.zeros(0, dtype=torch.long)  # batch rows of the run in progress
         self._iteration = 0  # of the probe run
@@ -118,8 +134,6 @@ class AdaptiveAPGD(APGDT):
     def _probe_step(self, record: _Record, rows: torch.Tensor, loss: torch.Tensor, grad: torch.Tensor) -> None:
         first = torch.isnan(record.start_loss[rows])  # every row of a call is at the same iteration
         if bool(first.all()):
-            size = self.geometry.dual(grad)
-            record.dead[rows] = (size == 0) | ~torch.isfinite(size)
             record.start_loss[rows] = record.last_loss[rows] = record.best_first[rows] = loss
             self._iteration = 0
             return
@@ -147,7 +161,7 @@ class AdaptiveAPGD(APGDT):
         flagged = torch.zeros(n, dtype=torch.bool, device=x.device)
         discarded = torch.zeros_like(flagged)
         nan = torch.full((n,), float("nan"), dtype=x.dtype, device=x.device)
-        record = _Record(margin=scale_free_margin(clean_logits, goal), dead=torch.zeros_like(flagged), start_loss=nan,
+        record = _Record(margin=scale_free_margin(clean_logits, goal), start_loss=nan,
                          last_loss=nan.clone(), best_first=nan.clone(), best_second=torch.full_like(nan, float("-inf")),
                          falls=torch.zeros(n, dtype=torch.long, device=x.device))
         if self.eps == 0 or not bool(robust.any()):
@@ -157,29 +171,71 @@ class AdaptiveAPGD(APGDT):
         open_rows = robust.nonzero().squeeze(1)
         ranked[open_rows] = rank_targets(self, x[open_rows], count, self.target_ranking, logits=clean_logits[open_rows])
         objective = self._objective(classes, True)
+        dead = self._dead_starts(x, goal, ranked[:, 0], index, objective, robust, out)
         self._record = record
         try:
-            self._pass(x, goal, ranked[:, 0], index, 0, objective, robust, robust.clone(), out)
+            self._pass(x, goal, ranked[:, 0], index, 0, objective, robust, ~dead, out)
             record.probing = False
             stalled = ~exceeds(record.best_second, record.best_first)
             stuck = ~exceeds(torch.maximum(record.best_first, record.best_second), record.start_loss)
             erratic = record.falls * 2 > self.steps
-            flagged = robust & (record.dead | stuck | erratic)
+            flagged = robust & (dead | stuck | erratic)
             discarded = robust & ~flagged & stalled & (record.margin > self.discard_margin)
             for k in range(1, count):
-                self._pass(x, goal, ranked[:, k], index, k, objective, robust, robust & ~discarded, out)
-            close = flagged | (record.margin < self.close_margin)
+                self._pass(x, goal, ranked[:, k], index, k, objective, robust, ~discarded & ~dead, out)
+            close = (flagged | (record.margin < self.close_margin)) & ~dead
             for r in range(self.restarts):
-                self._pass(x, goal, ranked[:, r % count], index, count + r, objective, robust, robust & close, out)
+                self._pass(x, goal, ranked[:, r % count], index, count + r, objective, robust, close, out)
         finally:
             self._record = None
-        todo = (robust & flagged).nonzero().squeeze(1)
-        if todo.numel():
-            found = self._square._perturb(x[todo], goal[todo], False, indices[todo.cpu()]).x_adv
-            with torch.no_grad():
-                hit = self.logits(found).argmax(1) != goal[todo]
-            out[todo[hit]] = found[hit]
+        self._black_box(x, goal, indices, robust & flagged, out)
         return Perturbed(out, clean_logits=clean_logits, extra={"flagged": flagged, "discarded": discarded, "margin": record.margin})
+
+    def _dead_starts(self, x: torch.Tensor, goal: torch.Tensor, target: torch.Tensor, index: torch.Tensor, objective: str,
+                     robust: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Per example, whether the loss gradient at the probe run's start (number 0) is zero or not
+        finite (robust points only; a start that is already adversarial is kept as the witness and
+        the point marked broken)."""
+        dead = torch.zeros_like(robust)
+        rows = robust.nonzero().squeeze(1)
+        start = self._start(x[rows], index[rows], 0).detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self.logits(start)
+            if not logits.requires_grad:
+                raise InputError("the model's output has no gradient with respect to its input")
+            if objective == "ce":
+                loss = -torch.nn.functional.cross_entropy(logits, target[rows], reduction="none")
+            else:
+                loss = targeted_dlr(logits, goal[rows], target[rows])
+            (grad,) = torch.autograd.grad(loss.sum(), start)
+        size = self.geometry.dual(grad)
+        hit = logits.detach().argmax(1) != goal[rows]
+        out[rows[hit]] = start.detach()[hit]
+        robust[rows[hit]] = False
+        dead[rows] = ((size == 0) | ~torch.isfinite(size)) & ~hit
+        return dead
+
+    def _black_box(self, x: torch.Tensor, goal: torch.Tensor, indices: torch.Tensor, chosen: torch.Tensor, out: torch.Tensor) -> None:
+        """Square on the chosen points (stage 5), then the short searches on those whose margin stayed flat."""
+        todo = chosen.nonzero().squeeze(1)
+        if todo.numel() == 0:
+            return
+        found = self._square._perturb(x[todo], goal[todo], False, indices[todo.cpu()])
+        flat = self._keep_hits(goal, todo, found.x_adv, out) & found.extra["flat"]
+        for r in range(self.flat_restarts):
+            todo = todo[flat]
+            if todo.numel() == 0:
+                return
+            offset = self.queries + r * self.flat_queries
+            again = self._flat_square._search(x[todo], goal[todo], False, indices[todo.cpu()], offset).x_adv
+            flat = self._keep_hits(goal, todo, again, out)
+
+    def _keep_hits(self, goal: torch.Tensor, rows: torch.Tensor, found: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Writes the adversarial points among `found` (for `rows`) into out; whether each row is still robust."""
+        with torch.no_grad():
+            hit = self.logits(found).argmax(1) != goal[rows]
+        out[rows[hit]] = found[hit]
+        return ~hit
 
     def _pass(self, x: torch.Tensor, goal: torch.Tensor, target: torch.Tensor, index: torch.Tensor, number: int,
               objective: str, robust: torch.Tensor, chosen: torch.Tensor, out: torch.Tensor) -> None:

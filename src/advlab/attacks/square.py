@@ -17,7 +17,15 @@ window side follows p(i) * n_features (p halves at iterations 10, 50, 200, 500, 
 code's default does; AutoAttack's standard version runs it unstretched).
 
 Each example stops at its first success; `extra["queries"]` counts its forward passes (the start
-included, at most `queries` per restart). `restarts` > 1 runs the search again, from a new start
+included, at most `queries` per restart).
+
+Budget where it pays (off by default; `discard_after` > 0, after Liu et al. 2022's discarding of
+points that will not fall): at the checkpoints c = `discard_after` * 2^k below `queries`, an
+example whose best margin m_c (z_y - max_{k!=y} z_k) is above both `discard_ratio` * m_1 (its
+margin at the start) and `discard_factor` * (m_{c/2} - m_c) (its fall since query c/2) stops
+unbroken: at its pace it would not reach 0 within `discard_factor` more doublings of its queries.
+`extra["discarded"]` marks them; `extra["flat"]` marks the examples whose margin never fell below
+its start value (scores blind to the windows tried: saturated or quantised outputs). `restarts` > 1 runs the search again, from a new start
 with new draws (numbered on from the previous restart's), on the examples still unbroken (the
 reference code's `n_restarts`). The model is never differentiated: everything runs under no_grad.
 Random windows and signs are a function of (seed, example index, iteration), so results do not
@@ -96,6 +104,20 @@ class _Search(Rows):
     best: torch.Tensor
     margin: torch.Tensor
     loss: torch.Tensor
+    start: torch.Tensor  # margin at the start (query 1)
+    mark: torch.Tensor  # margin at the last query c/2 (the discard rule's reference)
+
+
+def discard_checks(discard_after: int, queries: int) -> dict[int, bool]:
+    """Query counts at which the discard rule reads the margins: c/2 (False: remember the margin)
+    and c (True: apply the rule, then remember) for c = discard_after * 2^k < queries."""
+    out: dict[int, bool] = {}
+    c = discard_after
+    while discard_after and c < queries:
+        out.setdefault(c // 2, False)
+        out[c] = True
+        c *= 2
+    return out
 
 
 class Square(FixedBudgetAttack):
@@ -114,6 +136,9 @@ class Square(FixedBudgetAttack):
         loss: str = "margin",
         rescale_schedule: bool = True,
         restarts: int = 1,
+        discard_after: int = 0,
+        discard_factor: float = 4.0,
+        discard_ratio: float = 0.3,
         bounds: Bounds = (0.0, 1.0),
         **kwargs: Any,
     ) -> None:
@@ -127,6 +152,13 @@ class Square(FixedBudgetAttack):
         self.loss = loss
         self.rescale_schedule = bool(rescale_schedule)
         self.restarts = check_count("restarts", restarts)
+        self.discard_after = check_count("discard_after", discard_after, minimum=0)
+        if self.discard_after == 1:
+            raise InputError("discard_after must be 0 (never discard) or at least 2 queries")
+        self.discard_factor = float(discard_factor)
+        self.discard_ratio = float(discard_ratio)
+        if not (math.isfinite(self.discard_factor) and self.discard_factor >= 0 and 0 <= self.discard_ratio <= 1):
+            raise InputError(f"discard_factor must be a finite number >= 0 and discard_ratio lie in [0, 1], got {discard_factor}, {discard_ratio}")
         self._proposal = PROPOSALS[self.geometry.name]
 
     # ---- the search ---------------------------------------------------------------------------
@@ -134,36 +166,49 @@ class Square(FixedBudgetAttack):
     def _perturb(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor) -> Perturbed:
         """`restarts` searches, each on the examples the ones before left unbroken (and counting their queries)."""
         found = self._search(x, goal, targeted, indices, 0)
-        out, queries = found.x_adv, found.extra["queries"]
+        out, extra = found.x_adv, found.extra
         for restart in range(1, self.restarts if self.eps > 0 else 1):
             with torch.no_grad():
                 todo = (~self.is_adversarial(self.logits(self.constrain(x, out)), goal, targeted)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             again = self._search(x[todo], goal[todo], targeted, indices[todo.cpu()], restart * self.queries)
-            out[todo], queries[todo] = again.x_adv, queries[todo] + again.extra["queries"]
-        return Perturbed(out, extra={"queries": queries})
+            out[todo] = again.x_adv
+            extra["queries"][todo] += again.extra["queries"]
+            extra["discarded"][todo], extra["flat"][todo] = again.extra["discarded"], again.extra["flat"]
+        return Perturbed(out, extra=extra)
 
     def _search(self, x: torch.Tensor, goal: torch.Tensor, targeted: bool, indices: torch.Tensor, offset: int) -> Perturbed:
         """One search of `queries` forward passes; its random draws are numbered from `offset`."""
         queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+        discarded = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        flat = torch.zeros_like(discarded)
+        extra = {"queries": queries, "discarded": discarded, "flat": flat}
         if self.eps == 0:
-            return Perturbed(x.clone(), extra={"queries": queries})
+            return Perturbed(x.clone(), extra=extra)
         c, h, w = _grid(x.shape[1:])
         image = x.reshape(-1, c, h, w)
         out = self._start(image, indices, offset)
         margin, loss = self._margin_loss(out, goal, targeted, x.shape)
         low, high = LinfBall.interval(image, torch.full_like(margin, self.eps), self.bounds)
-        run = _Search(torch.arange(x.shape[0], device=x.device), indices.to(x.device), image, low, high, goal, out, margin, loss)
+        run = _Search(torch.arange(x.shape[0], device=x.device), indices.to(x.device), image, low, high, goal, out, margin, loss,
+                      margin, margin)
         draws: dict[str, torch.Tensor] = {}
+        checks = discard_checks(self.discard_after, self.queries)
         for i in range(1, self.queries):
-            done = run.margin <= 0
-            if bool(done.any()):  # early exit: out and queries are final for these examples
-                out[run.slot[done]], queries[run.slot[done]] = run.best[done], i
-                keep = (~done).nonzero().squeeze(1)
+            leave = done = run.margin <= 0
+            if checks.get(i):  # the discard rule's checkpoint
+                stop = ~done & self._will_not_fall(run)
+                discarded[run.slot[stop]], flat[run.slot[stop]] = True, run.margin[stop] >= run.start[stop]
+                leave = done | stop
+            if bool(leave.any()):  # early exit: out and queries are final for these examples
+                out[run.slot[leave]], queries[run.slot[leave]] = run.best[leave], i
+                keep = (~leave).nonzero().squeeze(1)
                 if keep.numel() == 0:
-                    return Perturbed(out.reshape(x.shape), extra={"queries": queries})
+                    return Perturbed(out.reshape(x.shape), extra=extra)
                 run, draws = run.take(keep), {k: v[keep] for k, v in draws.items()}
+            if i in checks:
+                run.mark = run.margin
             if (i - 1) % _BLOCK == 0:
                 draws = self._draws(run.index, range(offset + i, offset + min(i + _BLOCK, self.queries)), c, x.device)
             p = square_fraction(int((i - 1) / self.queries * 10000) if self.rescale_schedule else i - 1, self.p_init)
@@ -176,7 +221,12 @@ class Square(FixedBudgetAttack):
             run.margin = torch.where(improved, new_margin, run.margin)
             run.best = torch.where(per_example(improved, candidate), candidate, run.best)
         out[run.slot], queries[run.slot] = run.best.clone(), self.queries  # a copy: with one query, best is still a view of x
-        return Perturbed(out.reshape(x.shape), extra={"queries": queries})
+        flat[run.slot] = run.margin >= run.start
+        return Perturbed(out.reshape(x.shape), extra=extra)
+
+    def _will_not_fall(self, run: _Search) -> torch.Tensor:
+        """The discard rule (module docstring), per running example."""
+        return (run.margin > self.discard_ratio * run.start) & (run.margin > self.discard_factor * (run.mark - run.margin))
 
     def _margin_loss(self, image: torch.Tensor, goal: torch.Tensor, targeted: bool, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
         """(margin, loss): success when margin <= 0; the search lowers loss."""

@@ -294,7 +294,7 @@ def suite_entries(text: str, norm: str) -> Any:
     from advlab.attacks.suites import resolve_suite
 
     if not text.strip():
-        raise InputError("--suite '': give a suite name (quick, standard) or a JSON file")
+        raise InputError("--suite '': give a suite name (fast, standard, quick, ...) or a JSON file")
     suite: Any = text
     if text.endswith(".json"):
         try:

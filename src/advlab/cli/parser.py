@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from advlab.attacks import ATTACKS
+from advlab.attacks.suites import DEFAULT_SUITE
 from advlab.cli import checks
 from advlab.cli.attack import cmd_attack
 from advlab.cli.data import cmd_data_fetch, cmd_data_info
@@ -127,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="attack parameter, e.g. pgd.steps=40 (repeatable; eps comes from --eps)")
     evaluate.add_argument("--source", help="checkpoint of an undefended model to transfer attacks from")
     evaluate.add_argument("--batch-size", type=checks.positive_int, default=500)
-    evaluate.add_argument("--suite", help="run an attack suite as a cascade: standard (AutoAttack's), quick, or a JSON list")
+    evaluate.add_argument("--suite", nargs="?", const=DEFAULT_SUITE,
+                          help=f"run an attack suite as a cascade: {DEFAULT_SUITE} (the default: adaptive APGD, Square where "
+                               "gradients look masked), standard (AutoAttack's), plus, rand, malt, quick, or a JSON list")
     evaluate.add_argument("--norm", default="linf", choices=["linf", "l2"], help="threat model of --suite")
     evaluate.add_argument("--bracket", action="store_true", help="with --suite: prove a lower bound (bounds + MILP, L-inf)")
     evaluate.add_argument("--carlini-checks", action="store_true",
