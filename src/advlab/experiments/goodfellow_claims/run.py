@@ -42,8 +42,8 @@ from advlab.validation import check_count, check_eps
 class ClaimsSettings:
     seed: int = 0
     eps: float = 0.25
-    maxout_epochs: int = 5  # every maxout network (the paper trains to convergence with early stopping)
-    members: int = 6  # ensemble members (the paper: 12)
+    maxout_epochs: int = 4  # every maxout network (the paper trains to convergence with early stopping)
+    members: int = 5  # ensemble members (the paper: 12)
     rbf_epochs: int = 10
     softmax_epochs: int = 30
     rubbish_samples: int = 10_000  # Gaussian samples (the paper: 10,000)
