@@ -34,7 +34,7 @@ from advlab.experiments.verdict import NOT_REPRODUCED, REPRODUCED, setup_differe
 from advlab.models.inference import logits
 from advlab.models.registry import get_spec
 from advlab.training import default_config, error_rate, train_registered
-from advlab.training.loops import Objective
+from advlab.training.loops import Objective, describe_objective
 from advlab.validation import check_count, check_eps
 
 
@@ -43,7 +43,7 @@ class ClaimsSettings:
     seed: int = 0
     eps: float = 0.25
     maxout_epochs: int = 4  # every maxout network (the paper trains to convergence with early stopping)
-    members: int = 5  # ensemble members (the paper: 12)
+    members: int = 12  # ensemble members (as the paper)
     rbf_epochs: int = 10
     softmax_epochs: int = 30
     rubbish_samples: int = 10_000  # Gaussian samples (the paper: 10,000)
@@ -124,6 +124,20 @@ def fingerprint(settings: ClaimsSettings, splits: Splits) -> str:
     digest = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode())
     for split in (splits.train, splits.test):
         digest.update(split.fingerprint().encode())
+    return digest.hexdigest()[:16]
+
+
+def objective_dict(objective: Objective | None) -> dict[str, Any]:
+    """An objective's settings: its to_dict(), else its name (None: cross-entropy)."""
+    return describe_objective(objective) if objective is not None else {"name": "cross_entropy"}
+
+
+def plan_digest(plan: ModelPlan, splits: Splits) -> str:
+    """A digest of what a model's training depends on: the plan and the training split."""
+    described = {"name": plan.name, "seed": plan.seed, "epochs": plan.epochs, "objective": objective_dict(plan.objective),
+                 "architecture": plan.architecture}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+    digest.update(splits.train.fingerprint().encode())
     return digest.hexdigest()[:16]
 
 
@@ -212,6 +226,7 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
     """Train (or resume) every model, run (or read) every stage and compare with the paper."""
     settings = settings or ClaimsSettings()
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(settings, splits))
+    models_dir = Path(work_dir) / "cache" / "models"  # shared by runs whose settings differ elsewhere (e.g. more members)
     plans = {plan.key: plan for plan in model_plans(settings)}
     trained: dict[str, nn.Module] = {}
     seconds: dict[str, float] = {}
@@ -222,7 +237,7 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
             config = default_config(plan.name, epochs=plan.epochs, seed=plan.seed)
             trained[key] = train_registered(
                 plan.name, splits.train, config, architecture=plan.architecture, objective=plan.objective,
-                checkpoint=cache.path("models", f"{key}.safetensors"), resume=True, progress=progress,
+                checkpoint=models_dir / f"{key}-{plan_digest(plan, splits)}.safetensors", resume=True, progress=progress,
                 run={"data": {"train": splits.train.fingerprint()}}, extra={"data_source": {"source": splits.source}},
             ).model
         return trained[key]
@@ -231,7 +246,7 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
         plan, net = plans[key], model(key)
         return {"model": plan.name, "architecture": {**get_spec(plan.name).architecture, **plan.architecture}, "seed": plan.seed,
                 "train_config": default_config(plan.name, epochs=plan.epochs, seed=plan.seed).to_dict(),
-                "objective": getattr(plan.objective, "to_dict", lambda: {"name": getattr(plan.objective, "__name__", "cross_entropy")})(),
+                "objective": objective_dict(plan.objective),
                 "head": plan.head.name, "train_error": error_rate(net, splits.train), "test_error": error_rate(net, splits.test)}
 
     def stage(name: str, compute: Callable[[], Any]) -> Any:
