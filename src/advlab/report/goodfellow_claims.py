@@ -59,7 +59,7 @@ def write_report(result: ClaimsResult, out_dir: str | os.PathLike[str], *, comma
     out.mkdir(parents=True, exist_ok=True)
     s = result.settings
     lines = [f"# {TITLE}", "", f"Produced by: `{command}`", "",
-             f"Data: {result.data_source} ({result.n_train:,} training / {result.n_test:,} test images); eps = {s['eps']:g}, "
+             f"Data: {result.data_source}; eps = {s['eps']:g}, "
              f"seed {s['seed']}. Every row reads the paper's figure, advlab's and their ratio advlab / paper (— where the "
              f"paper's figure is 0). Verdict: reproduced when the ratio lies within [1/{AGREEMENT:g}, {AGREEMENT:g}] (where "
              f"the paper's figure is 0: when advlab's is at most {percent(ZERO_TOLERANCE)}), not reproduced otherwise; "

@@ -118,6 +118,11 @@ class ClaimsResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ClaimsResult:
+        """The result a `to_dict()` document (a report's results.json) holds; its cache folder is not recorded."""
+        return cls(**{name: document.get(name, "") for name in cls.__dataclass_fields__})
+
 
 def fingerprint(settings: ClaimsSettings, splits: Splits) -> str:
     """A digest of the settings and of both splits."""
