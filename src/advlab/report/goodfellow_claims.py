@@ -69,8 +69,9 @@ def write_report(result: ClaimsResult, out_dir: str | os.PathLike[str], *, comma
     lines += ["## Setup differences (paper's stated setup against this run's)", "", *_differences(result), "",
               "## Models", "", _models_table(result), "", "## Per class", "", *_per_class(result), "",
               "## Notes", "", *(f"- {n}" for n in notes), "",
-              "Seconds per stage in the run that wrote this report (0: read from its cache): "
-              + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items()) + ".", ""]
+              "Seconds spent computing each stage (training a model included in its `model-` stage; a training resumed after "
+              "a stop counts from the resume), one thread: " + ", ".join(f"{k} {v:g}" for k, v in result.seconds.items())
+              + f"; {sum(result.seconds.values()) / 60:.0f} minutes in all.", ""]
     document = {k: v for k, v in result.to_dict().items() if k != "cache_dir"}  # a machine's path, not a result
     write_json_atomic(out / "results.json", {"command": command, **document})
     write_text_atomic(out / "report.md", "\n".join(lines))

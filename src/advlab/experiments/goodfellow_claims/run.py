@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,7 +113,7 @@ class ClaimsResult:
     measurements: dict[str, float | None]  # the keys of paper.CLAIMS and a few more
     details: dict[str, Any]  # per-class figures: rubbish shares, fooling success, member errors
     rows: list[dict[str, Any]]  # one per claim: paper, advlab, ratio, verdict, setup differences
-    seconds: dict[str, float]  # spent computing each stage in this run (0: read from the cache)
+    seconds: dict[str, float]  # spent computing each stage, in the run that computed it (a resumed training: since the resume)
     cache_dir: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,8 +256,15 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
                 "head": plan.head.name, "train_error": error_rate(net, splits.train), "test_error": error_rate(net, splits.test)}
 
     def stage(name: str, compute: Callable[[], Any]) -> Any:
-        value, seconds[name] = cache.json_stage(name, compute, lambda v: v, lambda v: v)
-        return value
+        """The stage's value, computed now or read from the cache, with the seconds it took when computed."""
+        def timed() -> dict[str, Any]:
+            start = time.perf_counter()
+            value = compute()
+            return {"value": value, "seconds": time.perf_counter() - start}
+
+        entry, _ = cache.json_stage(name, timed, lambda v: v, lambda v: {"value": v["value"], "seconds": float(v["seconds"])})
+        seconds[name] = round(entry["seconds"], 1)
+        return entry["value"]
 
     models = {key: stage(f"model-{key}", lambda key=key: describe(key)) for key in plans}
     test, eps = splits.test, settings.eps
@@ -297,4 +305,4 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
                "member_test_errors": [models[k]["test_error"] for k in members]}
     cache.write_json({"settings": settings.to_dict(), "data": splits.source}, "settings.json")
     return ClaimsResult(settings.to_dict(), splits.source, len(splits.train), len(splits.test), models, measurements, details,
-                        rows, {k: round(v, 3) for k, v in seconds.items()}, str(cache.root))
+                        rows, seconds, str(cache.root))
