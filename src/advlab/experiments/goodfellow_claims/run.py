@@ -255,18 +255,20 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
                 "objective": objective_dict(plan.objective),
                 "head": plan.head.name, "train_error": error_rate(net, splits.train), "test_error": error_rate(net, splits.test)}
 
-    def stage(name: str, compute: Callable[[], Any]) -> Any:
+    def stage(name: str, compute: Callable[[], Any], where: StageCache = cache, entry: str | None = None) -> Any:
         """The stage's value, computed now or read from the cache, with the seconds it took when computed."""
         def timed() -> dict[str, Any]:
             start = time.perf_counter()
             value = compute()
             return {"value": value, "seconds": time.perf_counter() - start}
 
-        entry, _ = cache.json_stage(name, timed, lambda v: v, lambda v: {"value": v["value"], "seconds": float(v["seconds"])})
-        seconds[name] = round(entry["seconds"], 1)
-        return entry["value"]
+        found, _ = where.json_stage(entry or name, timed, lambda v: v, lambda v: {"value": v["value"], "seconds": float(v["seconds"])})
+        seconds[name] = round(found["seconds"], 1)
+        return found["value"]
 
-    models = {key: stage(f"model-{key}", lambda key=key: describe(key)) for key in plans}
+    # a model's stage (its training and errors) is kept beside its checkpoint, for every run that trains the same model
+    models = {key: stage(f"model-{key}", lambda key=key: describe(key), StageCache(models_dir), f"{key}-{plan_digest(plans[key], splits)}")
+              for key in plans}
     test, eps = splits.test, settings.eps
     noise = stage("noise", lambda: {k: fgsm_figures(model(k), SOFTMAX, test, eps, progress) for k in ("maxout-0", "noise-sign", "noise-uniform")})
     rbf = stage("rbf", lambda: fgsm_figures(model("rbf"), SIGMOID, test, eps, progress))
