@@ -33,7 +33,7 @@ def test_the_report_has_every_claim_and_section(written):
         assert f"## {heading}" in report
     for row in result.rows:
         assert f"| {row['claim']} |" in report
-    assert "members: 2 (paper: 12)" in report and "The ensemble has 2 members (the paper: 12)" in report
+    assert "members: 2 (paper: 12)" in report and "The ensemble has 2 members, maxout networks of seeds 0..1 (the paper: 12;" in report
 
 
 def test_results_json_holds_the_command_and_rebuilds_the_result(written):
