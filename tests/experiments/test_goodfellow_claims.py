@@ -181,3 +181,15 @@ def test_fooling_succeeds_where_one_step_reaches_the_class():
     # a step of 100 moves z_0 = x_0 and z_1 = x_1 by 100 towards the target: enough for classes 0 and 1,
     # not for class 2, whose logit is fixed at -1000
     assert fooling_figures(model, samples, 3, eps=100.0) == [1.0, 1.0, 0.0]
+
+
+def test_agreement_counts_the_other_models_predicting_the_sources_class():
+    from advlab.data import Dataset
+    from advlab.experiments.goodfellow_claims.run import agreement_figures
+
+    data = Dataset(torch.rand(6, 1, 2, 2), torch.tensor([0, 0, 1, 1, 2, 2]), "six")
+    maxout, softmax, rbf = Constant([0.0, 5.0, 0.0]), Constant([0.0, 5.0, 0.0]), Constant([0.0, 0.0, 5.0])
+    # maxout and softmax predict 1, the RBF network 2: maxout errs on the 0s and 2s, all three on the 0s
+    assert agreement_figures(maxout, softmax, rbf, data, 0.1, False) == {
+        "rbf_on_maxout_errors": 0.0, "softmax_on_maxout_errors": 1.0, "softmax_where_both_err": 1.0,
+        "rbf_where_both_err": 0.0, "rbf_on_softmax_where_all_err": 0.0}

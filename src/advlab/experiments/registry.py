@@ -23,7 +23,7 @@ from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import SzegedySettings
 
 PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
-PAPER_ENSEMBLE = 12  # Goodfellow et al. 2014, Sec. 8: maxout networks in the ensemble
+PAPER_ENSEMBLE = 12  # Goodfellow et al. 2014, Sec. 9: maxout networks in the ensemble
 
 
 def data_notes(experiments: list[Any]) -> list[str]:
@@ -223,7 +223,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             options=("images",), with_generalization=True,
         ),
         Experiment(
-            "goodfellow-claims", "Goodfellow et al. 2014, Sec. 6-8 and App. A: noise controls, RBF, ensembles, rubbish class",
+            "goodfellow-claims", "Goodfellow et al. 2014, Sec. 6-9 and App. A: noise controls, RBF, transfer, ensembles, rubbish class",
             _claims, notes=claims_notes,
             quick=(f"1 epoch per maxout, 3 ensemble members, 1,000 Gaussian samples, on at most the first {QUICK_TRAIN_IMAGES:,} "
                    "training images: a smoke run of every stage, not the paper's numbers"),

@@ -1,9 +1,10 @@
-"""Goodfellow, Shlens & Szegedy 2014: the MNIST numbers of Sec. 6-8 and App. A beside advlab's.
+"""Goodfellow, Shlens & Szegedy 2014: the MNIST numbers of Sec. 6-9 and App. A beside advlab's.
 
 - Sec. 6 controls: maxout networks trained on eps-scaled random sign noise or uniform noise
   instead of FGSM examples, attacked with FGSM (`heads.NoiseObjective`);
 - Sec. 7: a shallow RBF network (`advlab.models.rbf`), its FGSM error and confidence;
-- Sec. 8: an ensemble of maxout networks (the mean of their softmax outputs), FGSM crafted
+- Sec. 8: the maxout network's FGSM examples shown to softmax regression and the RBF network;
+- Sec. 9: an ensemble of maxout networks (the mean of their softmax outputs), FGSM crafted
   against the whole ensemble and against one member;
 - App. A: Gaussian "rubbish" samples classified with > 0.5 confidence by the naive maxout, a
   maxout with independent sigmoid outputs, softmax regression and the RBF network, and the

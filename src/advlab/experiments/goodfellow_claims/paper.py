@@ -1,4 +1,4 @@
-"""Goodfellow, Shlens & Szegedy 2014 (arXiv 1412.6572v3): the numbers of Sec. 6-8 and App. A
+"""Goodfellow, Shlens & Szegedy 2014 (arXiv 1412.6572v3): the numbers of Sec. 6-9 and App. A
 that the earlier reproductions leave out, with the setup the paper states for each, as data.
 
 - Sec. 6, control experiments: a maxout network trained "with noise based on randomly adding
@@ -9,9 +9,15 @@ that the earlier reproductions leave out, with the setup the paper states for ea
   55.4% on MNIST using adversarial examples generated with the fast gradient sign method and
   eps = .25. However, its confidence on mistaken examples is only 1.2%"; "its average
   confidence on clean test examples is 60.6%".
-- Sec. 8: an ensemble of 12 maxout networks "gets an error rate of 91.1% on adversarial
+- Sec. 9 (alternative hypotheses): an ensemble of 12 maxout networks "gets an error rate of 91.1% on adversarial
   examples designed to perturb the entire ensemble"; crafted against one member, "the error
   rate falls to 87.9%".
+- Sec. 8, why adversarial examples generalize: on FGSM examples of a maxout network that it
+  misclassifies, "the RBF network predicted the maxout network's class assignment only 16.0%
+  of the time, while the softmax classifier predict[s] the maxout network's class correctly
+  54.6% of the time"; where both models compared err, softmax regression predicts maxout's
+  class 84.6% of the time, the RBF network 54.3%, and "the RBF network can predict softmax
+  regression's class 53.6% of the time" (read here: where all three err).
 - App. A, rubbish class: 10,000 samples from N(0, I_784); a mistake is a class given > 0.5
   probability. A naively trained maxout network: 98.35% errors, mean confidence 92.8% on
   them; its top layer changed to independent sigmoids: 68%, 87.9%; softmax regression: 59.8%,
@@ -50,6 +56,11 @@ CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("rbf.fgsm_error", "rbf", "FGSM error of the RBF network", 0.554),
     PaperClaim("rbf.fgsm_confidence", "rbf", "its mean confidence on the misclassified FGSM examples", 0.012),
     PaperClaim("rbf.clean_confidence", "rbf", "its mean confidence on the clean test examples", 0.606),
+    PaperClaim("agreement.rbf_on_maxout_errors", "transfer", "RBF predicts the maxout's class, maxout's errors", 0.160),
+    PaperClaim("agreement.softmax_on_maxout_errors", "transfer", "softmax regression predicts the maxout's class, maxout's errors", 0.546),
+    PaperClaim("agreement.softmax_where_both_err", "transfer", "softmax regression predicts the maxout's class, where both err", 0.846),
+    PaperClaim("agreement.rbf_where_both_err", "transfer", "RBF predicts the maxout's class, where both err", 0.543),
+    PaperClaim("agreement.rbf_on_softmax_where_all_err", "transfer", "RBF predicts softmax regression's class, where all three err", 0.536),
     PaperClaim("ensemble.fgsm_error", "ensemble", "ensemble error, FGSM crafted against the whole ensemble", 0.911),
     PaperClaim("ensemble.member_fgsm_error", "ensemble", "ensemble error, FGSM crafted against one member", 0.879),
     PaperClaim("rubbish.maxout.error", "rubbish", "naive maxout: Gaussian samples given > 0.5 confidence", 0.9835),
@@ -71,7 +82,8 @@ CLAIMS: tuple[PaperClaim, ...] = (
 SECTIONS = {
     "noise": "Sec. 6: training on noise instead of adversarial examples (maxout, eps = .25)",
     "rbf": "Sec. 7: a shallow RBF network (FGSM, eps = .25)",
-    "ensemble": "Sec. 8: an ensemble of maxout networks (FGSM, eps = .25)",
+    "transfer": "Sec. 8: the maxout network's FGSM examples shown to softmax regression and the RBF network",
+    "ensemble": "Sec. 9: an ensemble of maxout networks (FGSM, eps = .25)",
     "rubbish": "App. A: rubbish-class examples, 10,000 samples of N(0, I) on MNIST",
     "cifar": "App. A on CIFAR-10: the paper has no MNIST figure; advlab's MNIST analogue, not compared",
 }
@@ -82,6 +94,7 @@ PAPER_SETUP: dict[str, dict[str, object]] = {
     "noise": {"training images": 60_000, "eps": 0.25, "maxout training": PAPER_TRAINING},
     "rbf": {"training images": 60_000, "eps": 0.25, "beta": "a matrix per unit"},
     "ensemble": {"training images": 60_000, "eps": 0.25, "members": 12, "maxout training": PAPER_TRAINING},
+    "transfer": {"training images": 60_000, "eps": 0.25, "maxout training": PAPER_TRAINING},
     "rubbish": {"training images": 60_000, "Gaussian samples": 10_000, "maxout training": PAPER_TRAINING},
     "cifar": {"data": CIFAR, "model": "convolutional maxout network"},
 }

@@ -193,6 +193,20 @@ def fooling_figures(model: nn.Module, samples: torch.Tensor, classes: int, eps: 
     return hit.double().view(classes, -1).mean(1).tolist()
 
 
+def agreement_figures(source: nn.Module, softmax: nn.Module, rbf: nn.Module, data: Dataset, eps: float,
+                      progress: bool) -> dict[str, float | None]:
+    """On the FGSM examples of `source` (the maxout), how often the other models predict its class:
+    over its errors, and over the examples where the models compared all err."""
+    crafted = HeadFGSM(source, eps=eps, progress=progress)(data.images, data.labels)
+    with torch.no_grad():
+        s, r = logits(softmax, crafted.x_adv).argmax(1), logits(rbf, crafted.x_adv).argmax(1)
+    m, y = crafted.adv_logits.argmax(1), data.labels
+    wrong = m != y
+    return {"rbf_on_maxout_errors": _mean((r == m)[wrong]), "softmax_on_maxout_errors": _mean((s == m)[wrong]),
+            "softmax_where_both_err": _mean((s == m)[wrong & (s != y)]), "rbf_where_both_err": _mean((r == m)[wrong & (r != y)]),
+            "rbf_on_softmax_where_all_err": _mean((r == s)[wrong & (s != y) & (r != y)])}
+
+
 def claim_row(claim: PaperClaim, measured: float | None, differences: list[str]) -> dict[str, Any]:
     """advlab's figure beside the paper's, their ratio (None where the paper's is 0) and the verdict:
     reproduced when the ratio lies within [1/AGREEMENT, AGREEMENT] (or, where the paper has 0, the
@@ -222,6 +236,7 @@ def our_setup(settings: ClaimsSettings, n_train: int) -> dict[str, dict[str, obj
         "noise": common,
         "rbf": {**common, "beta": "diagonal per unit"},
         "ensemble": {**common, "members": settings.members},
+        "transfer": common,
         "rubbish": {**common, "Gaussian samples": settings.rubbish_samples},
         "cifar": {"data": MNIST, "model": f"maxout MLP, {arch['layers']} layers of {arch['hidden']} units x {arch['pieces']} pieces"},
     }
@@ -283,6 +298,7 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
         return {**figures, "member_fgsm_error": member_error, "member_own_fgsm_error": float(one.success.double().mean())}
 
     ensemble_figures = stage("ensemble", ensemble)
+    agreement = stage("agreement", lambda: agreement_figures(model("maxout-0"), model("softmax"), model("rbf"), test, eps, progress))
     shape = test.images.shape[1:]
     rubbish = stage("rubbish", lambda: {
         label: rubbish_figures(model(key), head, gaussian_samples(settings.rubbish_samples, shape, settings.seed))
@@ -296,6 +312,7 @@ def goodfellow_claims(splits: Splits, settings: ClaimsSettings | None = None, *,
         **{f"{k}.{m}": v for k, figures in noise.items() for m, v in figures.items()},
         **{f"rbf.{m}": v for m, v in rbf.items()},
         **{f"ensemble.{m}": v for m, v in ensemble_figures.items()},
+        **{f"agreement.{m}": v for m, v in agreement.items()},
         **{f"rubbish.{k}.{m}": v for k, figures in rubbish.items() for m, v in figures.items() if m != "shares"},
         "fooling.mean_success": sum(fooling) / len(fooling), "fooling.min_success": min(fooling), "fooling.max_success": max(fooling),
     }
