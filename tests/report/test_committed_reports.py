@@ -15,7 +15,7 @@ from advlab.data import load_mnist
 from advlab.experiments.goodfellow import goodfellow_fig2
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-REPORTS = ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2")
+REPORTS = ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2", "goodfellow-claims")
 # committed before their reruns on full MNIST (issue 21): their command wrote to results/, not to their docs folder
 OUT_ELSEWHERE = {"goodfellow-advtrain", "adversarial-generalization"}  # not rerun since issue 21
 MACHINE_PATH = re.compile(r"(^|[\s`'\"(])/(work|tmp|home|root|Users|mnt|var)/")
@@ -109,3 +109,19 @@ def test_fig2_numbers_are_what_its_command_gives_on_its_data_dir(mnist_dir):
     committed = results["experiments"][0]
     rerun = goodfellow_fig2(load_mnist(mnist_dir), eps=committed["eps"], seed=committed["seed"]).to_dict()
     _same_numbers(committed, rerun)
+
+
+def test_the_goodfellow_claims_report_is_its_results_formatted(tmp_path):
+    """report.md is exactly what the report writer makes of results.json (no number edited by hand
+    or left stale), with the notes the registry computes from the same results."""
+    from advlab.experiments.goodfellow_claims import ClaimsResult
+    from advlab.experiments.registry import claims_notes
+    from advlab.report.goodfellow_claims import write_report
+
+    report, results = _document("goodfellow-claims")
+    result = ClaimsResult.from_dict(results)
+    write_report(result, tmp_path, command=results["command"], notes=claims_notes(result))
+    assert (tmp_path / "report.md").read_text() == report
+    for row in results["rows"]:
+        if row["ratio"] is not None:
+            assert row["ratio"] == pytest.approx(row["advlab"] / row["paper"])

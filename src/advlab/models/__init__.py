@@ -1,6 +1,6 @@
 """Models as plain nn.Modules mapping a batch in [0, 1] to logits, found by name."""
 
-from advlab.models import cnn, linear, maxout, mlp, szegedy  # noqa: F401  (registers the models)
+from advlab.models import cnn, linear, maxout, mlp, rbf, szegedy  # noqa: F401  (registers the models)
 from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.cnn import SmallCNN
 from advlab.models.layers import Normalize, as_multiclass_logits

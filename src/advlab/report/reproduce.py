@@ -15,7 +15,7 @@ from typing import Any
 
 from advlab.experiments.adversarial_generalization import GeneralizationResult
 from advlab.experiments.registry import GENERALIZATION, Request, check_request, get_experiment
-from advlab.report import advtrain, goodfellow, szegedy
+from advlab.report import advtrain, goodfellow, goodfellow_claims, szegedy
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ WRITERS: dict[str, Writer] = {
     "goodfellow-fig2": Writer(goodfellow.write_fig2, goodfellow.summary),
     "goodfellow-softmax": Writer(goodfellow.write_softmax, goodfellow.summary),
     "goodfellow-advtrain": Writer(advtrain.write_advtrain_report, advtrain.summary),
+    "goodfellow-claims": Writer(goodfellow_claims.write_report, goodfellow_claims.summary),
     "szegedy": Writer(szegedy.write_report, szegedy.summary),
     GENERALIZATION: Writer(advtrain.write_generalization_report, advtrain.generalization_summary),
 }
