@@ -49,4 +49,4 @@ def test_summary_counts_the_compared_figures(written):
     result, _, _ = written
     lines = summary(result)
     compared = [r for r in result.rows if r["data"] == "MNIST" and r["advlab"] is not None]
-    assert lines[-1].endswith(f"of {len(compared)} MNIST figures within 1.5x of the paper's") and len(lines) == len(compared) + 1
+    assert lines[-1].endswith(f"of {len(compared)} MNIST figures agree with the paper's (within 1.5x, complements too)") and len(lines) == len(compared) + 1

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from advlab.experiments.goodfellow_claims.paper import AGREEMENT, SECTIONS, ZERO_TOLERANCE
+from advlab.experiments.goodfellow_claims.paper import AGREEMENT, COMPLEMENT_POINTS, SECTIONS, ZERO_TOLERANCE
 from advlab.experiments.goodfellow_claims.run import ClaimsResult
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.markdown import number, percent, table
@@ -61,7 +61,9 @@ def write_report(result: ClaimsResult, out_dir: str | os.PathLike[str], *, comma
     lines = [f"# {TITLE}", "", f"Produced by: `{command}`", "",
              f"Data: {result.data_source}; eps = {s['eps']:g}, "
              f"seed {s['seed']}. Every row reads the paper's figure, advlab's and their ratio advlab / paper (— where the "
-             f"paper's figure is 0). Verdict: reproduced when the ratio lies within [1/{AGREEMENT:g}, {AGREEMENT:g}] (where "
+             f"paper's figure is 0). Verdict: reproduced when the ratio lies within [1/{AGREEMENT:g}, {AGREEMENT:g}] and so "
+             f"does the ratio of the complements (1 - figure; waived when the two figures are within "
+             f"{COMPLEMENT_POINTS * 100:g} points), so that 99% against 86% does not pass as agreement (where "
              f"the paper's figure is 0: when advlab's is at most {percent(ZERO_TOLERANCE)}), not reproduced otherwise; "
              "\"setup differs\" where the run's setup is not the paper's (listed below, computed from the settings).", ""]
     for section, heading in SECTIONS.items():
@@ -82,4 +84,4 @@ def summary(result: ClaimsResult) -> list[str]:
     compared = [r for r in result.rows if r["data"] == "MNIST" and r["advlab"] is not None]
     agreeing = sum(r["verdict"].startswith("reproduced") for r in compared)
     lines = [f"  {r['claim']}: advlab {percent(r['advlab'])}, paper {percent(r['paper'])} ({r['verdict']})" for r in compared]
-    return [*lines, f"  {agreeing} of {len(compared)} MNIST figures within {AGREEMENT:g}x of the paper's"]
+    return [*lines, f"  {agreeing} of {len(compared)} MNIST figures agree with the paper's (within {AGREEMENT:g}x, complements too)"]

@@ -24,12 +24,12 @@ from advlab.errors import InputError
 from advlab.experiments.cache import StageCache
 from advlab.experiments.goodfellow_claims.heads import SIGMOID, SOFTMAX, Ensemble, Head, HeadFGSM, NoiseObjective, one_vs_all
 from advlab.experiments.goodfellow_claims.paper import (
-    AGREEMENT,
     CLAIMS,
     MNIST,
     PAPER_SETUP,
     ZERO_TOLERANCE,
     PaperClaim,
+    agrees,
 )
 from advlab.experiments.verdict import NOT_REPRODUCED, REPRODUCED, setup_differences
 from advlab.models.inference import logits
@@ -209,8 +209,7 @@ def agreement_figures(source: nn.Module, softmax: nn.Module, rbf: nn.Module, dat
 
 def claim_row(claim: PaperClaim, measured: float | None, differences: list[str]) -> dict[str, Any]:
     """advlab's figure beside the paper's, their ratio (None where the paper's is 0) and the verdict:
-    reproduced when the ratio lies within [1/AGREEMENT, AGREEMENT] (or, where the paper has 0, the
-    figure is at most ZERO_TOLERANCE), "setup differs" appended where it does; figures of another
+    reproduced when `paper.agrees` (or, where the paper has 0, the figure is at most ZERO_TOLERANCE), "setup differs" appended where it does; figures of another
     data set are shown, not compared."""
     ratio = measured / claim.value if measured is not None and claim.value > 0 else None
     if claim.data != MNIST:
@@ -220,7 +219,7 @@ def claim_row(claim: PaperClaim, measured: float | None, differences: list[str])
     elif ratio is None:
         verdict = REPRODUCED if measured <= ZERO_TOLERANCE else NOT_REPRODUCED
     else:
-        verdict = REPRODUCED if 1 / AGREEMENT <= ratio <= AGREEMENT else NOT_REPRODUCED
+        verdict = REPRODUCED if agrees(measured, claim.value) else NOT_REPRODUCED
     if differences and claim.data == MNIST:
         verdict += "; setup differs"
     return {"key": claim.key, "section": claim.section, "claim": claim.text, "data": claim.data, "paper": claim.value,
