@@ -12,7 +12,7 @@ from advlab.errors import InputError
 from advlab.experiments.cache import CacheWarning
 from advlab.experiments.szegedy import paper, stages
 from advlab.experiments.szegedy.run import szegedy
-from advlab.experiments.szegedy.settings import SzegedySettings, display_name
+from advlab.experiments.szegedy.settings import ARMS, PoolStudySettings, SzegedySettings, display_name
 from advlab.report.szegedy import write_report
 from advlab.training import load_checkpoint
 
@@ -28,12 +28,14 @@ TINY = SzegedySettings(
     n_random=3,
     top_k=4,
     figure_examples=3,
+    pool_study=PoolStudySettings(seeds=(0, 1), pool_size=12, refresh_every=20,
+                                 attack=(("temperature", 1.0), ("search_steps", 3), ("max_iter", 10))),
 )
 
 
 def stage_dir(work):
-    """The run's cache folder (beside it, `models-*` holds the trained models)."""
-    return next(p for p in (work / "cache").iterdir() if not p.name.startswith("models-"))
+    """The run's cache folder (beside it, `models-*` holds the trained models, `pool-*` the Sec. 4.2 study)."""
+    return next(p for p in (work / "cache").iterdir() if not p.name.startswith(("models-", "pool-")))
 
 
 def model_dir(work):
@@ -241,3 +243,30 @@ def test_a_training_killed_mid_way_resumes_from_its_last_epoch_to_the_same_weigh
     assert row.training["epochs"] == 3
     for (name, a), b in zip(fresh.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_pool_study_compares_each_pool_with_no_pool_seed_by_seed(run):
+    _, result = run
+    study = result.pool_study
+    assert [(r.arm, r.seed) for r in study.runs] == [(arm, seed) for seed in (0, 1) for arm in ARMS]
+    layers = {r.arm: r.layers for r in study.runs}
+    assert layers == {"no pool": [], "input pool": ["input"], "per-layer pool": ["input", "act1", "act2"]}
+    for r in study.runs:
+        assert r.epochs == 2 and r.n_train == 4000 and 0 <= r.test_error <= 1
+        # per epoch (63 updates) and layer: every slot at update 0, then 1 slot (10%, at least 1) at updates 20, 40 and 60
+        slots = 12 // max(1, len(r.layers))
+        assert r.attacked == {layer: 2 * (slots + 3) for layer in r.layers}
+        assert all(0 <= r.reached[k] <= r.attacked[k] for k in r.attacked)
+    assert study.paper_relative == pytest.approx(0.012 / 0.016 - 1)
+    by = {(r.arm, r.seed): r.test_error for r in study.runs}
+    for c in study.comparisons:
+        assert c.seeds == [0, 1] and c.baseline == [by["no pool", s] for s in (0, 1)]
+        assert c.relative == pytest.approx([by[c.arm, s] / by["no pool", s] - 1 for s in (0, 1)])
+        assert c.verdict.split(",")[0] in ("reproduced", "not reproduced", "inconclusive")
+        # 2 epochs on 4,000 images, not the paper's 60,000 to convergence: the setup differs, and says where
+        assert c.text.endswith("; setup differs")
+        assert any(d.startswith("training images: 4000 (paper: 60000)") for d in c.setup_differences)
+        assert any(d.startswith("training length: 2 fixed epochs") for d in c.setup_differences)
+    per_layer = next(c for c in study.comparisons if c.arm == "per-layer pool")
+    assert not any(d.startswith(("pool examples for", "regularisation", "network")) for d in per_layer.setup_differences)
+    assert study.changes_verdict == (study.comparisons[0].verdict != study.comparisons[1].verdict)

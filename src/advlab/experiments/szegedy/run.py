@@ -24,11 +24,13 @@ from advlab.errors import InputError
 from advlab.models import SoftmaxRegression
 from advlab.experiments.cache import StageCache
 from advlab.experiments.szegedy import paper, stages
+from advlab.experiments.szegedy.pool import pool_study
 from advlab.experiments.szegedy.settings import (
     LipschitzBounds,
     MinimalDistortion,
     ModelEval,
     NoiseComparison,
+    PoolStudy,
     SzegedyResult,
     SzegedySettings,
     TransferTable,
@@ -49,7 +51,9 @@ def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
 def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir: str | Path, progress: bool = False) -> SzegedyResult:
     """Run (or resume) every experiment; see `advlab.experiments.szegedy`."""
     settings = settings or SzegedySettings()
-    cache = StageCache(Path(work_dir) / "cache" / fingerprint(settings, splits))
+    # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder
+    tables = {k: v for k, v in settings.to_dict().items() if k != "pool_study"}
+    cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
     # trained models depend only on these settings, so runs that differ in the attacks share them
     training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
     models = StageCache(Path(work_dir) / "cache" / f"models-{fingerprint(training, splits)}")
@@ -150,14 +154,21 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
 
     unit_result, seconds["units"] = cache.json_stage("units-vs-directions", units, asdict, lambda d: UnitsVsDirections(**d))
 
+    study: PoolStudy | None = None
+    if settings.pool_study is not None:
+        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs}
+        pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
+        study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
+
     cache.write_json({"settings": settings.to_dict(), "data": splits.source}, "settings.json")
     all_attacks = [*results.values(), *split_results.values(), *untargeted.values(), *(r for rs in per_target.values() for r in rs)]
     return SzegedyResult(
         settings=settings.to_dict(), data_source=splits.source, n_train=len(splits.train), n_test=len(splits.test),
         models=rows, distortion=distortions, transfer=transfer, split_models=split_rows, split_transfer=split_transfer,
         noise=noise_rows, lipschitz=lipschitz_rows, units=unit_result, seconds=seconds,
-        compute_seconds={"train": sum(r.train_seconds for r in rows + split_rows), "attack": sum(r.seconds for r in all_attacks)},
-        cache_dir=str(cache.root),
+        compute_seconds={"train": sum(r.train_seconds for r in rows + split_rows), "attack": sum(r.seconds for r in all_attacks),
+                         **({"sec4.2 pool": sum(r.seconds for r in study.runs)} if study else {})},
+        cache_dir=str(cache.root), pool_study=study,
         examples=stages.figure_examples(results, settings.figure_examples),
         unit_images=splits.test.images[torch.tensor(unit_result.unit_top + unit_result.random_top)],
     )
