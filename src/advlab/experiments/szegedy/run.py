@@ -62,6 +62,13 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     def bar(items, desc):  # type: ignore[no-untyped-def]
         return progress_bar(None, desc, enabled=progress, unit="item", iterable=items)
 
+    # Sec. 4.2 first: its trainings are independent of the tables
+    study: PoolStudy | None = None
+    if settings.pool_study is not None:
+        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs}
+        pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
+        study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
+
     start = time.perf_counter()
     zoo: dict[str, nn.Module] = {}
     rows: list[ModelEval] = []
@@ -153,12 +160,6 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         )
 
     unit_result, seconds["units"] = cache.json_stage("units-vs-directions", units, asdict, lambda d: UnitsVsDirections(**d))
-
-    study: PoolStudy | None = None
-    if settings.pool_study is not None:
-        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs}
-        pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
-        study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
 
     cache.write_json({"settings": settings.to_dict(), "data": splits.source}, "settings.json")
     all_attacks = [*results.values(), *split_results.values(), *untargeted.values(), *(r for rs in per_target.values() for r in rs)]

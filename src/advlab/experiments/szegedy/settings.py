@@ -41,7 +41,7 @@ class PoolStudySettings:
     refresh_every: int = 50
     refresh_fraction: float = 0.1
     fraction: float = 0.25  # pool examples per clean example in each minibatch
-    attack: tuple[tuple[str, Any], ...] = (("temperature", 1.0), ("search_steps", 6), ("max_iter", 30))
+    attack: tuple[tuple[str, Any], ...] = (("temperature", 1.0), ("search_steps", 5), ("max_iter", 25))
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
