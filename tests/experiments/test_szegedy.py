@@ -270,3 +270,14 @@ def test_the_pool_study_compares_each_pool_with_no_pool_seed_by_seed(run):
     per_layer = next(c for c in study.comparisons if c.arm == "per-layer pool")
     assert not any(d.startswith(("pool examples for", "regularisation", "network")) for d in per_layer.setup_differences)
     assert study.changes_verdict == (study.comparisons[0].verdict != study.comparisons[1].verdict)
+
+
+def test_table3_halves_of_a_full_training_set_are_the_papers_two_parts_of_30000():
+    from advlab.data import Dataset
+
+    full = Dataset(torch.zeros(60_000, 1, 1, 1), torch.arange(60_000), "full")  # the label names the example
+    parts = stages.halves(full, SzegedySettings())
+    assert [len(parts[p]) for p in ("P1", "P2")] == [30_000, 30_000]
+    both = torch.cat([parts["P1"].labels, parts["P2"].labels])
+    assert torch.equal(both.sort().values, full.labels)  # disjoint, together the whole set
+    assert not torch.equal(parts["P1"].labels, full.labels[:30_000])  # drawn at random, not the first half
