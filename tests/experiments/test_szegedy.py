@@ -19,6 +19,7 @@ from advlab.training import load_checkpoint
 TINY = SzegedySettings(
     zoo=("fc10-1e-2", "fc100-100-10"),
     split=(("fc100-100-10", "P1"), ("fc10-1", "P2")),
+    longer=(("fc100-100-10", 2),),
     n_attack=12,
     n_attack_test=12,
     n_all_targets=2,
@@ -281,3 +282,23 @@ def test_table3_halves_of_a_full_training_set_are_the_papers_two_parts_of_30000(
     both = torch.cat([parts["P1"].labels, parts["P2"].labels])
     assert torch.equal(both.sort().values, full.labels)  # disjoint, together the whole set
     assert not torch.equal(parts["P1"].labels, full.labels[:30_000])  # drawn at random, not the first half
+
+
+def test_a_model_trained_longer_continues_its_zoo_training_and_is_fed_table2s_rows(run, embedded):
+    work, result = run
+    (entry,) = result.longer
+    base = next(m for m in result.models if m.key == "fc100-100-10")
+    assert entry.key == "fc100-100-10" and entry.factor == 2 and entry.model.training["epochs"] == 2 * base.training["epochs"]
+    assert entry.rows == result.transfer.rows
+    # continuing the zoo's checkpoint gives the weights of a run of that length from the start
+    from advlab.training import default_config, train_registered
+
+    straight = train_registered("fc100-100-10", embedded.train, default_config("fc100-100-10", seed=0, epochs=4), progress=False).model
+    longer = load_checkpoint(model_dir(work) / "fc100-100-10-x2.safetensors").model
+    assert all(torch.equal(a, b) for a, b in zip(straight.parameters(), longer.parameters()))
+    assert entry.model.test_error == error_rate_on(longer, embedded.test.images, embedded.test.labels)
+    # the noise rows hold all attacked images: unperturbed, the longer model's error on them is its error there
+    i = result.transfer.row("Gaussian noise, stddev 0.1")
+    x = stages.subset(embedded.train, TINY.n_attack, stages.generator(TINY, 2))
+    assert entry.clean_error[i] == error_rate_on(longer, x.images, x.labels)
+    assert all(0 <= e <= 1 for e in entry.error)

@@ -14,7 +14,7 @@ from advlab.experiments.szegedy.settings import ARMS, PoolStudy, SzegedyResult, 
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
 from advlab.report.markdown import number, percent, table
-from advlab.report.szegedy_cells import all_off, cell, generated_notes, off_markdown
+from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, off_markdown
 
 MAGNIFY = 10  # the perturbation is shown as 0.5 + 10 r (Szegedy et al. 2013, Fig. 5)
 
@@ -92,6 +92,40 @@ def _spread(values: list[float]) -> str:
 
 def _signed(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:+.1f}%"
+
+
+def longer_section(result: SzegedyResult) -> list[str]:
+    """Each model trained longer, fed Table 2's rows, beside the model as trained and the paper."""
+    out = []
+    labels = {m.key: m for m in result.models}
+    t = result.transfer
+    for entry in result.longer:
+        base, m = labels[entry.key], entry.model
+        j = t.columns.index(base.label)
+        rows, off_before, off_after = [], 0, 0
+        for i, row in enumerate(entry.rows):
+            reference = paper.TABLE2.get((row, base.label))
+            before = t.error[t.row(row)][j]
+            off_before += reference is not None and is_off(before, reference)
+            off_after += reference is not None and is_off(entry.error[i], reference)
+            rows.append([row, cell(before, reference), cell(entry.error[i], reference),
+                         f"{percent(t.clean_error[t.row(row)][j])} / {percent(entry.clean_error[i])}"])
+        known = paper.TABLE1.get(base.label)
+        out += [
+            f"### {base.label} trained {entry.factor}x longer",
+            "",
+            f"Does a model nearer the paper's test error move its column of Table 2 towards the paper's? {base.label} trained "
+            f"{m.training['epochs']} epochs instead of {base.training['epochs']} (its training continued from its last "
+            f"checkpoint: the weights of a run that long from the start): train error {percent(m.train_error, 2)} (as trained "
+            f"{percent(base.train_error, 2)}), test error {cell(m.test_error, known and known[1], percent_digits=2)} (as trained "
+            f"{cell(base.test_error, known and known[1], percent_digits=2)}). Fed the same images as Table 2's rows:",
+            "",
+            table(["examples", f"{base.label} as trained", f"trained {entry.factor}x longer", "clean error on them (as trained / longer)"], rows),
+            "",
+            f"Cells of this column more than 1.5x off the paper's: {off_before} as trained, {off_after} trained {entry.factor}x longer.",
+            "",
+        ]
+    return out
 
 
 def pool_section(study: PoolStudy) -> list[str]:
@@ -243,6 +277,7 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         *off_markdown(off["2"]),
         "",
+        *longer_section(result),
         "## Tables 3 and 4: transfer across training sets",
         "",
         "The training set is split at random into disjoint halves P1 and P2 ("

@@ -27,6 +27,7 @@ from advlab.experiments.szegedy import paper, stages
 from advlab.experiments.szegedy.pool import pool_study
 from advlab.experiments.szegedy.settings import (
     LipschitzBounds,
+    LongerTraining,
     MinimalDistortion,
     ModelEval,
     NoiseComparison,
@@ -52,7 +53,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     """Run (or resume) every experiment; see `advlab.experiments.szegedy`."""
     settings = settings or SzegedySettings()
     # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder
-    tables = {k: v for k, v in settings.to_dict().items() if k != "pool_study"}
+    tables = {k: v for k, v in settings.to_dict().items() if k not in ("pool_study", "longer")}
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
     # trained models depend only on these settings, so runs that differ in the attacks share them
     training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
@@ -116,12 +117,32 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         lambda d: [MinimalDistortion(**e) for e in d],
     )
 
-    def table2() -> TransferTable:
+    def table2_rows() -> dict[str, stages.Row]:
         table_rows = {labels[n]: stages.adversarial_row(results[n], paper.TABLE2_DISTORTION.get(labels[n])) for n in settings.zoo}
         table_rows.update(stages.noise_rows(x, y, settings.noise_stddevs, settings, 10))
-        return stages.transfer(table_rows, {labels[k]: m for k, m in zoo.items()}, stages.generator(settings, 15))
+        return table_rows
+
+    def table2() -> TransferTable:
+        return stages.transfer(table2_rows(), {labels[k]: m for k, m in zoo.items()}, stages.generator(settings, 15))
 
     transfer, seconds["table2"] = cache.json_stage("table2-transfer", table2, asdict, lambda d: TransferTable(**d))
+
+    longer: list[LongerTraining] = []
+    seconds["longer"] = 0.0
+    for name, factor in bar([(n, f) for n, f in settings.longer if n in zoo], "train longer"):
+        key = f"{name}-x{factor}"
+        start, fresh = time.perf_counter(), not models.path("models", f"{key}.safetensors").is_file()
+        model, row = stages.train(key, name, "train", splits.train, splits.test, settings, models, progress, factor=factor)
+        seconds["longer"] += (time.perf_counter() - start) if fresh else 0.0
+
+        def fed(model: nn.Module = model, name: str = name, factor: int = factor, row: ModelEval = row) -> LongerTraining:
+            table_rows = table2_rows()
+            error, clean = stages.fed_rows(table_rows, model)
+            return LongerTraining(name, factor, row, list(table_rows), error, clean)
+
+        entry, spent = cache.json_stage(f"table2-{key}", fed, asdict, lambda d: LongerTraining(**{**d, "model": ModelEval(**d["model"])}))
+        seconds["longer"] += spent
+        longer.append(entry)
 
     def table4() -> TransferTable:
         found = {labels[k]: stages.adversarial_row(r, paper.TABLE4_DISTORTION.get(labels[k])) for k, r in split_results.items()}
@@ -169,7 +190,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         noise=noise_rows, lipschitz=lipschitz_rows, units=unit_result, seconds=seconds,
         compute_seconds={"train": sum(r.train_seconds for r in rows + split_rows), "attack": sum(r.seconds for r in all_attacks),
                          **({"sec4.2 pool": sum(r.seconds for r in study.runs)} if study else {})},
-        cache_dir=str(cache.root), pool_study=study,
+        cache_dir=str(cache.root), pool_study=study, longer=longer,
         examples=stages.figure_examples(results, settings.figure_examples),
         unit_images=splits.test.images[torch.tensor(unit_result.unit_top + unit_result.random_top)],
     )

@@ -85,6 +85,10 @@ class SzegedySettings:
     figure_examples: int = 6
     seed: int = 0
     pool_study: PoolStudySettings | None = PoolStudySettings()  # Sec. 4.2 (None: not run)
+    # (zoo model, factor): that model trained factor x its epochs (continuing its training exactly), fed
+    # Table 2's rows: does a model nearer the paper's test error move its transfer cells towards the paper's?
+    # (entries whose model is not in the zoo are skipped)
+    longer: tuple[tuple[str, int], ...] = (("fc100-100-10", 3),)
 
     def __post_init__(self) -> None:
         if self.n_attack < 1 or self.n_attack_test < 1 or self.n_all_targets < 0:
@@ -93,6 +97,8 @@ class SzegedySettings:
             raise InputError(f"units_model {self.units_model!r} must be one of the zoo {list(self.zoo)}")
         if any(part not in ("P1", "P2") for _, part in self.split):
             raise InputError(f"split parts must be P1 or P2, got {[p for _, p in self.split]}")
+        if any(factor < 2 for _, factor in self.longer):
+            raise InputError(f"longer: each entry is (a model, a factor >= 2), got {[list(e) for e in self.longer]}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise InputError(f"max_epochs must be >= 1, got {self.max_epochs}")
 
@@ -126,6 +132,19 @@ class ModelEval:
     test_error: float
     train_seconds: float
     training: dict[str, Any] = field(default_factory=dict)  # the training configuration used (TrainConfig.to_dict())
+
+
+@dataclass
+class LongerTraining:
+    """A zoo model trained `factor` x its epochs (`model`: its ModelEval), fed Table 2's rows:
+    error[i] on row i's images (`TransferTable.rows` order), clean_error[i] on them unperturbed."""
+
+    key: str  # the zoo model's key
+    factor: int
+    model: ModelEval
+    rows: list[str]
+    error: list[float]
+    clean_error: list[float]
 
 
 @dataclass
@@ -282,6 +301,7 @@ class SzegedyResult:
     compute_seconds: dict[str, float]  # training and attack time recorded in the cache when first computed
     cache_dir: str
     pool_study: PoolStudy | None = None  # Sec. 4.2
+    longer: list[LongerTraining] = field(default_factory=list)
     # for figures, not in to_dict: per zoo model (x, x_adv, label, adversarial prediction)
     examples: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = field(repr=False, default_factory=dict)
     unit_images: torch.Tensor | None = field(repr=False, default=None)  # (units + random, k, 1, 28, 28)
