@@ -158,7 +158,8 @@ def pool_section(study: PoolStudy) -> list[str]:
         f"with a pool of adversarial examples, a random subset of it continuously replaced, mixed into the training set, against "
         f"{percent(wd)} with weight decay alone; it \"only got improvements by generating adversarial examples for each layer "
         "outputs which were used to train all the layers above\", with a pool per layer. Three arms per seed, the same "
-        f"model ({s['model']}, its registered training and weight decays), data, epochs and seed: no pool; a pool of input examples "
+        f"model ({s['model']}: its registered optimiser, learning rate, batch size and the paper's weight decays, no dropout), "
+        "data, epochs (in the table) and seed: no pool; a pool of input examples "
         "only; a pool per layer (the input and each sigmoid layer's output h_k: the targeted box-constrained L-BFGS of Sec. 4.1 "
         "on the sub-network above layer k, h_k's box [0, 1], towards a random wrong label, with the true label kept; such an "
         "example trains only the layers above k). Pools (`advlab.training.objectives.LayerPool`): "
@@ -337,7 +338,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "- Wall time per stage in this run (0: read from the cache): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()),
         f"- Compute time recorded in the cache when each model was trained and attacked: training "
-        f"{result.compute_seconds['train']:.0f} s, attacks {result.compute_seconds['attack']:.0f} s.",
+        f"{result.compute_seconds['train']:.0f} s, attacks {result.compute_seconds['attack']:.0f} s"
+        + (f", Sec. 4.2 trainings {result.compute_seconds['sec4.2 pool']:.0f} s." if "sec4.2 pool" in result.compute_seconds else "."),
         f"- Cache (trained models, attacks, stage results): `{result.cache_dir}`; a rerun with the same settings "
         "and data resumes from it.",
         f"- Settings: `{settings}`",
