@@ -139,7 +139,7 @@ def pool_section(study: PoolStudy) -> list[str]:
             continue
         layers = runs[0].layers
         kept = ", ".join(f"{layer} {sum(r.reached[layer] for r in runs) / max(1, sum(r.attacked[layer] for r in runs)):.0%} of "
-                         f"{sum(r.attacked[layer] for r in runs) // len(runs):,}" for layer in layers) or "—"
+                         f"{sum(r.attacked[layer] for r in runs):,}" for layer in layers) or "—"
         runs_rows.append([arm, ", ".join(layers) or "—", len(runs), runs[0].epochs, _spread([r.train_error for r in runs]),
                           _spread([r.test_error for r in runs]), " ".join(percent(r.test_error, 2) for r in runs), kept,
                           f"{statistics.fmean(r.seconds for r in runs):.0f} s"])
@@ -167,7 +167,7 @@ def pool_section(study: PoolStudy) -> list[str]:
         f"replaced every {s['refresh_every']} updates, every pool rebuilt at each epoch start (so that a resumed training "
         f"continues exactly); {s['fraction']:g} pool examples per clean example in each minibatch; attack {s['attack']}.",
         "",
-        table(["arm", "pool layers", "seeds", "epochs", "train error", "test error", "per seed", "pool examples kept (share of attacked per training)",
+        table(["arm", "pool layers", "seeds", "epochs", "train error", "test error", "per seed", "pool examples kept: share of those attacked (all seeds; a resumed training counts from its last start)",
                "time per training"], runs_rows),
         "",
         "Verdict (`advlab.experiments.verdict`, each pool arm against no pool, paired by seed; L and U the one-sided 95% bounds "
