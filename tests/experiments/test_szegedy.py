@@ -12,13 +12,14 @@ from advlab.errors import InputError
 from advlab.experiments.cache import CacheWarning
 from advlab.experiments.szegedy import paper, stages
 from advlab.experiments.szegedy.run import szegedy
-from advlab.experiments.szegedy.settings import SzegedySettings, display_name
+from advlab.experiments.szegedy.settings import ARMS, PoolStudySettings, SzegedySettings, display_name
 from advlab.report.szegedy import write_report
 from advlab.training import load_checkpoint
 
 TINY = SzegedySettings(
     zoo=("fc10-1e-2", "fc100-100-10"),
     split=(("fc100-100-10", "P1"), ("fc10-1", "P2")),
+    longer=(("fc100-100-10", 2),),
     n_attack=12,
     n_attack_test=12,
     n_all_targets=2,
@@ -28,12 +29,14 @@ TINY = SzegedySettings(
     n_random=3,
     top_k=4,
     figure_examples=3,
+    pool_study=PoolStudySettings(seeds=(0, 1), pool_size=12, refresh_every=20,
+                                 attack=(("temperature", 1.0), ("search_steps", 3), ("max_iter", 10))),
 )
 
 
 def stage_dir(work):
-    """The run's cache folder (beside it, `models-*` holds the trained models)."""
-    return next(p for p in (work / "cache").iterdir() if not p.name.startswith("models-"))
+    """The run's cache folder (beside it, `models-*` holds the trained models, `pool-*` the Sec. 4.2 study)."""
+    return next(p for p in (work / "cache").iterdir() if not p.name.startswith(("models-", "pool-")))
 
 
 def model_dir(work):
@@ -241,3 +244,61 @@ def test_a_training_killed_mid_way_resumes_from_its_last_epoch_to_the_same_weigh
     assert row.training["epochs"] == 3
     for (name, a), b in zip(fresh.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_pool_study_compares_each_pool_with_no_pool_seed_by_seed(run):
+    _, result = run
+    study = result.pool_study
+    assert [(r.arm, r.seed) for r in study.runs] == [(arm, seed) for seed in (0, 1) for arm in ARMS]
+    layers = {r.arm: r.layers for r in study.runs}
+    assert layers == {"no pool": [], "input pool": ["input"], "per-layer pool": ["input", "act1", "act2"]}
+    for r in study.runs:
+        assert r.epochs == 2 and r.n_train == 4000 and 0 <= r.test_error <= 1
+        # per epoch (63 updates) and layer: every slot at update 0, then 1 slot (10%, at least 1) at updates 20, 40 and 60
+        slots = 12 // max(1, len(r.layers))
+        assert r.attacked == {layer: 2 * (slots + 3) for layer in r.layers}
+        assert all(0 <= r.reached[k] <= r.attacked[k] for k in r.attacked)
+    assert study.paper_relative == pytest.approx(0.012 / 0.016 - 1)
+    by = {(r.arm, r.seed): r.test_error for r in study.runs}
+    for c in study.comparisons:
+        assert c.seeds == [0, 1] and c.baseline == [by["no pool", s] for s in (0, 1)]
+        assert c.relative == pytest.approx([by[c.arm, s] / by["no pool", s] - 1 for s in (0, 1)])
+        assert c.verdict.split(",")[0] in ("reproduced", "not reproduced", "inconclusive")
+        # 2 epochs on 4,000 images, not the paper's 60,000 to convergence: the setup differs, and says where
+        assert c.text.endswith("; setup differs")
+        assert any(d.startswith("training images: 4000 (paper: 60000)") for d in c.setup_differences)
+        assert any(d.startswith("training length: 2 fixed epochs") for d in c.setup_differences)
+    per_layer = next(c for c in study.comparisons if c.arm == "per-layer pool")
+    assert not any(d.startswith(("pool examples for", "regularisation", "network")) for d in per_layer.setup_differences)
+    assert study.changes_verdict == (study.comparisons[0].verdict != study.comparisons[1].verdict)
+
+
+def test_table3_halves_of_a_full_training_set_are_the_papers_two_parts_of_30000():
+    from advlab.data import Dataset
+
+    full = Dataset(torch.zeros(60_000, 1, 1, 1), torch.arange(60_000), "full")  # the label names the example
+    parts = stages.halves(full, SzegedySettings())
+    assert [len(parts[p]) for p in ("P1", "P2")] == [30_000, 30_000]
+    both = torch.cat([parts["P1"].labels, parts["P2"].labels])
+    assert torch.equal(both.sort().values, full.labels)  # disjoint, together the whole set
+    assert not torch.equal(parts["P1"].labels, full.labels[:30_000])  # drawn at random, not the first half
+
+
+def test_a_model_trained_longer_continues_its_zoo_training_and_is_fed_table2s_rows(run, embedded):
+    work, result = run
+    (entry,) = result.longer
+    base = next(m for m in result.models if m.key == "fc100-100-10")
+    assert entry.key == "fc100-100-10" and entry.factor == 2 and entry.model.training["epochs"] == 2 * base.training["epochs"]
+    assert entry.rows == result.transfer.rows
+    # continuing the zoo's checkpoint gives the weights of a run of that length from the start
+    from advlab.training import default_config, train_registered
+
+    straight = train_registered("fc100-100-10", embedded.train, default_config("fc100-100-10", seed=0, epochs=4), progress=False).model
+    longer = load_checkpoint(model_dir(work) / "fc100-100-10-x2.safetensors").model
+    assert all(torch.equal(a, b) for a, b in zip(straight.parameters(), longer.parameters()))
+    assert entry.model.test_error == error_rate_on(longer, embedded.test.images, embedded.test.labels)
+    # the noise rows hold all attacked images: unperturbed, the longer model's error on them is its error there
+    i = result.transfer.row("Gaussian noise, stddev 0.1")
+    x = stages.subset(embedded.train, TINY.n_attack, stages.generator(TINY, 2))
+    assert entry.clean_error[i] == error_rate_on(longer, x.images, x.labels)
+    assert all(0 <= e <= 1 for e in entry.error)

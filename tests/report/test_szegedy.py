@@ -90,3 +90,25 @@ def test_notes_follow_the_numbers(train_error):
     distortion_note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): targeted"))
     assert "0.080 is 2.00x the untargeted 0.040; paper 0.062 (within 1.5x)" in distortion_note
     assert math.isclose(0.08 / 0.062, 1.29, abs_tol=0.01)
+
+
+def test_the_longer_training_explains_only_the_model_it_trained():
+    from advlab.experiments.szegedy.settings import LongerTraining, ModelEval
+    from advlab.report.szegedy_cells import table1_off, table3_off
+    from types import SimpleNamespace
+
+    def row(key, part, test_error):
+        return ModelEval(key, "FC100-100-10", "fc100-100-10", part, 60_000, 0.0, test_error, 1.0, {"epochs": 20})
+
+    zoo, split = row("fc100-100-10", "train", 0.032), row("fc100-100-10@P1", "P1", 0.037)
+    longer = LongerTraining("fc100-100-10", 3, ModelEval("fc100-100-10", "FC100-100-10", "fc100-100-10", "train", 60_000, 0.0,
+                                                          0.0217, 1.0, {"epochs": 60}), [], [], [])
+    result = SimpleNamespace(models=[zoo], split_models=[split], longer=[longer], distortion=[
+        SimpleNamespace(key="fc100-100-10", targeted_mean=0.058, exact_targeted_mean=None)], n_train=60_000)
+    (cell1,) = table1_off(result)
+    assert cell1.explained and "trained 3x longer, 60 epochs, has test error 2.17%" in cell1.explanation
+    (cell3,) = table3_off(result)
+    assert not cell3.explained and "longer" not in cell3.explanation  # the split model was not trained longer
+    longer.model.test_error = 0.03  # still more than 1.5x the paper's 1.64%: tested, not explained
+    (cell1,) = table1_off(result)
+    assert not cell1.explained and "tested: the same model trained 3x longer has test error 3.00%" in cell1.explanation

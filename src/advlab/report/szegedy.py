@@ -4,16 +4,17 @@ numbers, two figures and a JSON of every result."""
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from advlab.experiments.szegedy import paper
-from advlab.experiments.szegedy.settings import SzegedyResult, TransferTable
+from advlab.experiments.szegedy.settings import ARMS, PoolStudy, SzegedyResult, TransferTable
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
 from advlab.report.markdown import number, percent, table
-from advlab.report.szegedy_cells import all_off, cell, generated_notes, off_markdown
+from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, off_markdown
 
 MAGNIFY = 10  # the perturbation is shown as 0.5 + 10 r (Szegedy et al. 2013, Fig. 5)
 
@@ -81,6 +82,111 @@ def _baselines_markdown(t: TransferTable) -> str:
             parts.append(text)
         rows.append([f"{row} ({t.n[i]})", *parts])
     return table(header, rows)
+
+
+def _spread(values: list[float]) -> str:
+    """mean ± standard deviation, in percent."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{percent(statistics.fmean(values), 2)} ± {100 * sd:.2f}" if values else "—"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:+.1f}%"
+
+
+def longer_section(result: SzegedyResult) -> list[str]:
+    """Each model trained longer, fed Table 2's rows, beside the model as trained and the paper."""
+    out = []
+    labels = {m.key: m for m in result.models}
+    t = result.transfer
+    for entry in result.longer:
+        base, m = labels[entry.key], entry.model
+        j = t.columns.index(base.label)
+        rows, off_before, off_after = [], 0, 0
+        for i, row in enumerate(entry.rows):
+            reference = paper.TABLE2.get((row, base.label))
+            before = t.error[t.row(row)][j]
+            off_before += reference is not None and is_off(before, reference)
+            off_after += reference is not None and is_off(entry.error[i], reference)
+            rows.append([row, cell(before, reference), cell(entry.error[i], reference),
+                         f"{percent(t.clean_error[t.row(row)][j])} / {percent(entry.clean_error[i])}"])
+        known = paper.TABLE1.get(base.label)
+        out += [
+            f"### {base.label} trained {entry.factor}x longer",
+            "",
+            f"Does a model nearer the paper's test error move its column of Table 2 towards the paper's? {base.label} trained "
+            f"{m.training['epochs']} epochs instead of {base.training['epochs']} (its training continued from its last "
+            f"checkpoint: the weights of a run that long from the start): train error {percent(m.train_error, 2)} (as trained "
+            f"{percent(base.train_error, 2)}), test error {cell(m.test_error, known and known[1], percent_digits=2)} (as trained "
+            f"{cell(base.test_error, known and known[1], percent_digits=2)}). Fed the same images as Table 2's rows:",
+            "",
+            table(["examples", f"{base.label} as trained", f"trained {entry.factor}x longer", "clean error on them (as trained / longer)"], rows),
+            "",
+            f"Cells of this column more than 1.5x off the paper's: {off_before} as trained, {off_after} trained {entry.factor}x longer.",
+            "",
+        ]
+    return out
+
+
+def pool_section(study: PoolStudy) -> list[str]:
+    """Sec. 4.2: the three arms, the verdict of each pool against no pool, the setup differences."""
+    s = study.settings
+    wd, adv = paper.ADVERSARIAL_TRAINING["weight_decay"], paper.ADVERSARIAL_TRAINING["adversarial"]
+    runs_rows = []
+    for arm in ARMS:
+        runs = [r for r in study.runs if r.arm == arm]
+        if not runs:
+            continue
+        layers = runs[0].layers
+        kept = ", ".join(f"{layer} {sum(r.reached[layer] for r in runs) / max(1, sum(r.attacked[layer] for r in runs)):.0%} of "
+                         f"{sum(r.attacked[layer] for r in runs):,}" for layer in layers) or "—"
+        runs_rows.append([arm, ", ".join(layers) or "—", len(runs), runs[0].epochs, _spread([r.train_error for r in runs]),
+                          _spread([r.test_error for r in runs]), " ".join(percent(r.test_error, 2) for r in runs), kept,
+                          f"{statistics.fmean(r.seconds for r in runs):.0f} s"])
+    baseline = [r.test_error for r in study.runs if r.arm == "no pool"]
+    verdict_rows = [[c.arm, len(c.seeds), f"{percent(statistics.fmean(c.baseline), 2)} -> {percent(statistics.fmean(c.pooled), 2)}"
+                     if c.seeds else "—", _signed(c.mean_relative if c.seeds else None), f"[{_signed(c.lower)}, {_signed(c.upper)}]",
+                     number(c.p_value), f"{percent(wd, 2)} -> {percent(adv, 2)} ({_signed(study.paper_relative)})", f"**{c.text}**"]
+                    for c in study.comparisons]
+    by_arm = {c.arm: c for c in study.comparisons}
+    differences = [f"- {c.arm}: " + ("; ".join(c.setup_differences) or "none") for c in study.comparisons]
+    answer = "changes" if study.changes_verdict else "does not change"
+    return [
+        "## Section 4.2: training with a pool of adversarial examples",
+        "",
+        f"The paper: {paper.POOL_SETUP['network']} with weight decay and no dropout reached under {percent(adv)} test error "
+        f"with a pool of adversarial examples, a random subset of it continuously replaced, mixed into the training set, against "
+        f"{percent(wd)} with weight decay alone; it \"only got improvements by generating adversarial examples for each layer "
+        "outputs which were used to train all the layers above\", with a pool per layer. Three arms per seed, the same "
+        f"model ({s['model']}: its registered optimiser, learning rate, batch size and the paper's weight decays, no dropout), "
+        "data, epochs (in the table) and seed: no pool; a pool of input examples "
+        "only; a pool per layer (the input and each sigmoid layer's output h_k: the targeted box-constrained L-BFGS of Sec. 4.1 "
+        "on the sub-network above layer k, h_k's box [0, 1], towards a random wrong label, with the true label kept; such an "
+        "example trains only the layers above k). Pools (`advlab.training.objectives.LayerPool`): "
+        f"{s['pool_size']} slots in all, split evenly among the arm's layers; a random {s['refresh_fraction']:.0%} of each pool "
+        f"replaced every {s['refresh_every']} updates, every pool rebuilt at each epoch start (so that a resumed training "
+        f"continues exactly); {s['fraction']:g} pool examples per clean example in each minibatch; attack {s['attack']}.",
+        "",
+        table(["arm", "pool layers", "seeds", "epochs", "train error", "test error", "per seed", "pool examples kept: share of those attacked (all seeds; a resumed training counts from its last start)",
+               "time per training"], runs_rows),
+        "",
+        "Verdict (`advlab.experiments.verdict`, each pool arm against no pool, paired by seed; L and U the one-sided 95% bounds "
+        "of the mean relative change of the test error): reproduced when U < 0 and L <= the paper's change; not reproduced "
+        "when L is above it (\"a smaller effect\" when U < 0 too); otherwise inconclusive; \"setup differs\" where this "
+        "run's setup is not the paper's (listed below).",
+        "",
+        table(["arm vs no pool", "seeds", "test error (mean)", "relative change", "[L, U]", "p", "paper", "verdict"], verdict_rows),
+        "",
+        "Setup differences from the paper's (computed from the settings):",
+        "",
+        *differences,
+        "",
+        f"The per-layer pool {answer} the verdict: input pool {by_arm['input pool'].verdict}, per-layer pool "
+        f"{by_arm['per-layer pool'].verdict}. The paper itself reports no improvement from input examples alone, so for the "
+        "input pool \"not reproduced\" agrees with the paper. Without a pool, the test error is "
+        + (f"{percent(statistics.fmean(baseline), 2)}, {statistics.fmean(baseline) / wd:.2f}x the paper's {percent(wd)}." if baseline else "—."),
+        "",
+    ]
 
 
 def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, command: str, notes: list[str],
@@ -172,9 +278,12 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         *off_markdown(off["2"]),
         "",
+        *longer_section(result),
         "## Tables 3 and 4: transfer across training sets",
         "",
-        "The training set is split at random into disjoint halves P1 and P2.",
+        "The training set is split at random into disjoint halves P1 and P2 ("
+        + " and ".join(dict.fromkeys(f"{r.trained_on} {r.n_train:,}" for r in result.split_models))
+        + " images; the paper: two parts of 30,000 of its 60,000).",
         "",
         table(["model", "trained on", "images", "train error", "test error", "train time"], table3),
         "",
@@ -193,6 +302,7 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "",
         *off_markdown(off["4"]),
         "",
+        *(pool_section(result.pool_study) if result.pool_study is not None else []),
         "## Random noise of the same size",
         "",
         "Each model on its own adversarial examples and on random perturbations of exactly the same per-example "
@@ -228,7 +338,8 @@ def write_report(result: SzegedyResult, out_dir: str | os.PathLike[str], *, comm
         "- Wall time per stage in this run (0: read from the cache): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()),
         f"- Compute time recorded in the cache when each model was trained and attacked: training "
-        f"{result.compute_seconds['train']:.0f} s, attacks {result.compute_seconds['attack']:.0f} s.",
+        f"{result.compute_seconds['train']:.0f} s, attacks {result.compute_seconds['attack']:.0f} s"
+        + (f", Sec. 4.2 trainings {result.compute_seconds['sec4.2 pool']:.0f} s." if "sec4.2 pool" in result.compute_seconds else "."),
         f"- Cache (trained models, attacks, stage results): `{result.cache_dir}`; a rerun with the same settings "
         "and data resumes from it.",
         f"- Settings: `{settings}`",

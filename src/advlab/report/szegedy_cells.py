@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from advlab.experiments.szegedy import paper
-from advlab.experiments.szegedy.settings import SzegedyResult, TransferTable
+from advlab.experiments.szegedy.settings import LongerTraining, SzegedyResult, TransferTable
 from advlab.report.markdown import number, percent
 
 OFF = 1.5  # a cell is "off" when advlab / paper is above this or below its inverse
@@ -69,13 +69,27 @@ def _data_size_effect(result: SzegedyResult) -> tuple[float, float, int, int] | 
     return full.test_error, half.test_error, full.n_train, half.n_train
 
 
-def _explain_error(result: SzegedyResult, value: float, reference: float, which: str) -> tuple[str, bool]:
-    """Test error above the paper's: explained by training-set size when halving the set measurably raised it."""
+def _longer(result: SzegedyResult, label: str) -> LongerTraining | None:
+    """The entry of the model displayed as `label` trained longer, if the run made one."""
+    keys = {m.key: m.label for m in result.models}
+    return next((e for e in result.longer if keys.get(e.key) == label), None)
+
+
+def _explain_error(result: SzegedyResult, value: float, reference: float, which: str, label: str = "") -> tuple[str, bool]:
+    """Test error above the paper's: explained by the training's length when the same model trained longer
+    comes within 1.5x of the paper's; by training-set size when halving the set measurably raised it."""
+    longer = _longer(result, label) if which == "test" and label else None
+    if longer is not None and value > reference and within(longer.model.test_error, reference):
+        return (f"training length (tested: the same model trained {longer.factor}x longer, {longer.model.training['epochs']} epochs, "
+                f"has test error {percent(longer.model.test_error, 2)})"), True
     effect = _data_size_effect(result)
     if which == "test" and value > reference and effect and result.n_train < 60_000 and effect[1] > 1.2 * effect[0]:
         full, half, n, n_half = effect
         return (f"training-set size (tested: halving the training set from {n:,} to {n_half:,} images raised "
                 f"FC100-100-10's test error from {percent(full, 2)} to {percent(half, 2)}; the paper trained on 60,000)"), True
+    if longer is not None:
+        return (f"not explained (tested: the same model trained {longer.factor}x longer has test error "
+                f"{percent(longer.model.test_error, 2)})"), False
     return "not explained", False
 
 
@@ -85,7 +99,8 @@ def _error_cells(result: SzegedyResult, table: str, label: str, errors: tuple[fl
     out = []
     for column, value, reference in (("train error", errors[0], known[0]), ("test error", errors[1], known[1])):
         if is_off(value, reference):
-            text, ok = _explain_error(result, value, reference, column.split()[0])
+            # only a zoo row (Table 1) is the model that was trained longer; a split model of the same name is another
+            text, ok = _explain_error(result, value, reference, column.split()[0], label if table == "1" else "")
             out.append(OffCell(table, label, column, value, reference, text, ok))
     return out
 
@@ -109,8 +124,10 @@ def table1_off(result: SzegedyResult) -> list[OffCell]:
     return out
 
 
-def _transfer_explanation(t: TransferTable, i: int, j: int, reference: float, base: float | None, noise: bool) -> tuple[str, bool]:
-    """Tests, in order: the fed model's clean error on the same images; the size of the distortion."""
+def _transfer_explanation(t: TransferTable, i: int, j: int, reference: float, base: float | None, noise: bool,
+                          longer: LongerTraining | None = None) -> tuple[str, bool]:
+    """Tests, in order: the fed model's clean error on the same images; the size of the distortion; the fed
+    model trained longer (`longer`, when the run made it) on the same images."""
     clean = t.clean_error[i][j]
     if base is not None:
         adjusted = t.error[i][j] - clean + base
@@ -121,11 +138,17 @@ def _transfer_explanation(t: TransferTable, i: int, j: int, reference: float, ba
     if at_paper is not None and within(at_paper[j], reference):
         return (f"the distortion's size: with this row's perturbations rescaled to the paper's distortion for the "
                 f"row, the cell is {percent(at_paper[j])}"), True
+    trained = longer.error[longer.rows.index(t.rows[i])] if longer is not None and t.rows[i] in longer.rows else None
+    if trained is not None and within(trained, reference):
+        return (f"the fed model's training length: the same model trained {longer.factor}x longer (test error "
+                f"{percent(longer.model.test_error, 2)}) gives {percent(trained)} on the same images"), True
     tested = [f"clean error on the same images {percent(clean)}"]
     if at_paper is not None:
         tested.append(f"at the paper's distortion {percent(at_paper[j])}")
     if not noise and t.noise_error[i] is not None:
         tested.append(f"Gaussian noise of the same norms {percent(t.noise_error[i][j])}")
+    if trained is not None:
+        tested.append(f"the fed model trained {longer.factor}x longer {percent(trained)}")
     return "not explained (tested: " + "; ".join(tested) + ")", False
 
 
@@ -142,7 +165,8 @@ def transfer_off(result: SzegedyResult, which: str) -> list[OffCell]:
             reference = cells.get((row, column))
             if reference is None or not is_off(t.error[i][j], reference):
                 continue
-            text, ok = _transfer_explanation(t, i, j, reference, base.get(column), row.startswith("Gaussian"))
+            longer = _longer(result, column) if which == "2" else None
+            text, ok = _transfer_explanation(t, i, j, reference, base.get(column), row.startswith("Gaussian"), longer)
             out.append(OffCell(which, row, column, t.error[i][j], reference, text, ok))
     return out
 

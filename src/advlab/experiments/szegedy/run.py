@@ -24,11 +24,14 @@ from advlab.errors import InputError
 from advlab.models import SoftmaxRegression
 from advlab.experiments.cache import StageCache
 from advlab.experiments.szegedy import paper, stages
+from advlab.experiments.szegedy.pool import pool_study
 from advlab.experiments.szegedy.settings import (
     LipschitzBounds,
+    LongerTraining,
     MinimalDistortion,
     ModelEval,
     NoiseComparison,
+    PoolStudy,
     SzegedyResult,
     SzegedySettings,
     TransferTable,
@@ -49,7 +52,9 @@ def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
 def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir: str | Path, progress: bool = False) -> SzegedyResult:
     """Run (or resume) every experiment; see `advlab.experiments.szegedy`."""
     settings = settings or SzegedySettings()
-    cache = StageCache(Path(work_dir) / "cache" / fingerprint(settings, splits))
+    # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder
+    tables = {k: v for k, v in settings.to_dict().items() if k not in ("pool_study", "longer")}
+    cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
     # trained models depend only on these settings, so runs that differ in the attacks share them
     training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
     models = StageCache(Path(work_dir) / "cache" / f"models-{fingerprint(training, splits)}")
@@ -57,6 +62,13 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
 
     def bar(items, desc):  # type: ignore[no-untyped-def]
         return progress_bar(None, desc, enabled=progress, unit="item", iterable=items)
+
+    # Sec. 4.2 first: its trainings are independent of the tables
+    study: PoolStudy | None = None
+    if settings.pool_study is not None:
+        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs}
+        pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
+        study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
 
     start = time.perf_counter()
     zoo: dict[str, nn.Module] = {}
@@ -105,12 +117,32 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         lambda d: [MinimalDistortion(**e) for e in d],
     )
 
-    def table2() -> TransferTable:
+    def table2_rows() -> dict[str, stages.Row]:
         table_rows = {labels[n]: stages.adversarial_row(results[n], paper.TABLE2_DISTORTION.get(labels[n])) for n in settings.zoo}
         table_rows.update(stages.noise_rows(x, y, settings.noise_stddevs, settings, 10))
-        return stages.transfer(table_rows, {labels[k]: m for k, m in zoo.items()}, stages.generator(settings, 15))
+        return table_rows
+
+    def table2() -> TransferTable:
+        return stages.transfer(table2_rows(), {labels[k]: m for k, m in zoo.items()}, stages.generator(settings, 15))
 
     transfer, seconds["table2"] = cache.json_stage("table2-transfer", table2, asdict, lambda d: TransferTable(**d))
+
+    longer: list[LongerTraining] = []
+    seconds["longer"] = 0.0
+    for name, factor in bar([(n, f) for n, f in settings.longer if n in zoo], "train longer"):
+        key = f"{name}-x{factor}"
+        start, fresh = time.perf_counter(), not models.path("models", f"{key}.safetensors").is_file()
+        model, row = stages.train(key, name, "train", splits.train, splits.test, settings, models, progress, factor=factor)
+        seconds["longer"] += (time.perf_counter() - start) if fresh else 0.0
+
+        def fed(model: nn.Module = model, name: str = name, factor: int = factor, row: ModelEval = row) -> LongerTraining:
+            table_rows = table2_rows()
+            error, clean = stages.fed_rows(table_rows, model)
+            return LongerTraining(name, factor, row, list(table_rows), error, clean)
+
+        entry, spent = cache.json_stage(f"table2-{key}", fed, asdict, lambda d: LongerTraining(**{**d, "model": ModelEval(**d["model"])}))
+        seconds["longer"] += spent
+        longer.append(entry)
 
     def table4() -> TransferTable:
         found = {labels[k]: stages.adversarial_row(r, paper.TABLE4_DISTORTION.get(labels[k])) for k, r in split_results.items()}
@@ -156,8 +188,9 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
         settings=settings.to_dict(), data_source=splits.source, n_train=len(splits.train), n_test=len(splits.test),
         models=rows, distortion=distortions, transfer=transfer, split_models=split_rows, split_transfer=split_transfer,
         noise=noise_rows, lipschitz=lipschitz_rows, units=unit_result, seconds=seconds,
-        compute_seconds={"train": sum(r.train_seconds for r in rows + split_rows), "attack": sum(r.seconds for r in all_attacks)},
-        cache_dir=str(cache.root),
+        compute_seconds={"train": sum(r.train_seconds for r in rows + split_rows), "attack": sum(r.seconds for r in all_attacks),
+                         **({"sec4.2 pool": sum(r.seconds for r in study.runs)} if study else {})},
+        cache_dir=str(cache.root), pool_study=study, longer=longer,
         examples=stages.figure_examples(results, settings.figure_examples),
         unit_images=splits.test.images[torch.tensor(unit_result.unit_top + unit_result.random_top)],
     )

@@ -23,6 +23,38 @@ def display_name(model: str, part: str | None = None) -> str:
     return name + "'" if part == "P2" else name
 
 
+ARMS = ("no pool", "input pool", "per-layer pool")  # Sec. 4.2's comparison: the paper's control, its rejected variant, its method
+
+
+@dataclass(frozen=True)
+class PoolStudySettings:
+    """Sec. 4.2: `model` trained with its registered settings (the paper: weight decay, no dropout)
+    with no pool, with a pool of input examples only, and with one pool per layer (the input and
+    every sigmoid layer), for each seed; the pools as `advlab.training.objectives.LayerPool`
+    (pool_size slots in all, split evenly among the pool's layers; a random refresh_fraction of
+    each replaced every refresh_every updates; every pool rebuilt at each epoch start)."""
+
+    model: str = "fc100-100-10"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    # 10 epochs (the zoo's FC100-100-10: 20) and a short L-BFGS: 9 trainings in about half an hour on one
+    # idle core; None: the model's registered epochs (capped by SzegedySettings.max_epochs either way)
+    epochs: int | None = 10
+    pool_size: int = 300
+    refresh_every: int = 100
+    refresh_fraction: float = 0.1
+    fraction: float = 0.25  # pool examples per clean example in each minibatch
+    attack: tuple[tuple[str, Any], ...] = (("temperature", 1.0), ("search_steps", 4), ("max_iter", 20))
+
+    def __post_init__(self) -> None:
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise InputError(f"a paired comparison needs at least 2 distinct seeds, got {list(self.seeds)}")
+        if self.epochs is not None and self.epochs < 1:
+            raise InputError(f"epochs must be >= 1, got {self.epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps({**asdict(self), "attack": dict(self.attack)}))
+
+
 @dataclass(frozen=True)
 class SzegedySettings:
     """What a run does; its fingerprint (with the data's) names the cache folder.
@@ -52,6 +84,11 @@ class SzegedySettings:
     top_k: int = 8
     figure_examples: int = 6
     seed: int = 0
+    pool_study: PoolStudySettings | None = PoolStudySettings()  # Sec. 4.2 (None: not run)
+    # (zoo model, factor): that model trained factor x its epochs (continuing its training exactly), fed
+    # Table 2's rows: does a model nearer the paper's test error move its transfer cells towards the paper's?
+    # (entries whose model is not in the zoo are skipped)
+    longer: tuple[tuple[str, int], ...] = (("fc100-100-10", 3),)
 
     def __post_init__(self) -> None:
         if self.n_attack < 1 or self.n_attack_test < 1 or self.n_all_targets < 0:
@@ -60,6 +97,8 @@ class SzegedySettings:
             raise InputError(f"units_model {self.units_model!r} must be one of the zoo {list(self.zoo)}")
         if any(part not in ("P1", "P2") for _, part in self.split):
             raise InputError(f"split parts must be P1 or P2, got {[p for _, p in self.split]}")
+        if any(factor < 2 for _, factor in self.longer):
+            raise InputError(f"longer: each entry is (a model, a factor >= 2), got {[list(e) for e in self.longer]}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise InputError(f"max_epochs must be >= 1, got {self.max_epochs}")
 
@@ -71,10 +110,13 @@ class SzegedySettings:
             n_attack=6, n_attack_test=6, n_all_targets=0, max_epochs=1,
             attack_params=(("temperature", 1.0), ("search_steps", 3), ("max_iter", 15)),
             n_units=3, n_random=3, top_k=4, figure_examples=3, seed=seed,
+            pool_study=PoolStudySettings(seeds=(0, 1), pool_size=12, refresh_every=20,
+                                         attack=(("temperature", 1.0), ("search_steps", 3), ("max_iter", 10))),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps({**asdict(self), "attack_params": dict(self.attack_params)}))
+        study = self.pool_study.to_dict() if self.pool_study is not None else None
+        return json.loads(json.dumps({**asdict(self), "attack_params": dict(self.attack_params), "pool_study": study}))
 
 
 @dataclass
@@ -90,6 +132,19 @@ class ModelEval:
     test_error: float
     train_seconds: float
     training: dict[str, Any] = field(default_factory=dict)  # the training configuration used (TrainConfig.to_dict())
+
+
+@dataclass
+class LongerTraining:
+    """A zoo model trained `factor` x its epochs (`model`: its ModelEval), fed Table 2's rows:
+    error[i] on row i's images (`TransferTable.rows` order), clean_error[i] on them unperturbed."""
+
+    key: str  # the zoo model's key
+    factor: int
+    model: ModelEval
+    rows: list[str]
+    error: list[float]
+    clean_error: list[float]
 
 
 @dataclass
@@ -177,6 +232,58 @@ class LipschitzBounds:
 
 
 @dataclass
+class PoolRun:
+    """One Sec. 4.2 training: `arm` (one of ARMS) with `seed`; attacked/reached: pool examples made
+    and kept per layer (by the last uninterrupted stretch of the training, when it was resumed)."""
+
+    arm: str
+    seed: int
+    layers: list[str]
+    epochs: int
+    n_train: int
+    train_error: float
+    test_error: float
+    seconds: float
+    attacked: dict[str, int]
+    reached: dict[str, int]
+    objective: dict[str, Any]
+
+
+@dataclass
+class PoolComparison:
+    """A pool arm against the no-pool arm, paired by seed: relative change of the test error, the
+    verdict on the paper's claimed change (`advlab.experiments.verdict`), the setup differences."""
+
+    arm: str
+    seeds: list[int]
+    baseline: list[float]
+    pooled: list[float]
+    relative: list[float]
+    mean_relative: float
+    lower: float | None
+    upper: float | None
+    p_value: float | None
+    verdict: str  # the verdict's word (reproduced / not reproduced / inconclusive)
+    text: str  # the verdict in words, "setup differs" appended where it does
+    setup: dict[str, Any]
+    setup_differences: list[str]
+
+
+@dataclass
+class PoolStudy:
+    settings: dict[str, Any]
+    runs: list[PoolRun]
+    comparisons: list[PoolComparison]
+    paper_relative: float  # the paper's claimed relative change of the test error
+    changes_verdict: bool  # the per-layer pool's verdict differs from the input pool's
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PoolStudy:
+        return cls(d["settings"], [PoolRun(**r) for r in d["runs"]], [PoolComparison(**c) for c in d["comparisons"]],
+                   d["paper_relative"], d["changes_verdict"])
+
+
+@dataclass
 class SzegedyResult:
     settings: dict[str, Any]
     data_source: str
@@ -193,6 +300,8 @@ class SzegedyResult:
     seconds: dict[str, float]  # wall time per stage in this run (0 for a stage read from the cache)
     compute_seconds: dict[str, float]  # training and attack time recorded in the cache when first computed
     cache_dir: str
+    pool_study: PoolStudy | None = None  # Sec. 4.2
+    longer: list[LongerTraining] = field(default_factory=list)
     # for figures, not in to_dict: per zoo model (x, x_adv, label, adversarial prediction)
     examples: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = field(repr=False, default_factory=dict)
     unit_images: torch.Tensor | None = field(repr=False, default=None)  # (units + random, k, 1, 28, 28)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,10 +64,17 @@ def random_targets(labels: torch.Tensor, classes: int, gen: torch.Generator) -> 
 
 
 def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, settings: SzegedySettings,
-          cache: StageCache, progress: bool) -> tuple[nn.Module, ModelEval]:
+          cache: StageCache, progress: bool, factor: int = 1) -> tuple[nn.Module, ModelEval]:
     """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the
-    cache; a training cut short continues from its last epoch's checkpoint."""
+    cache; a training cut short continues from its last epoch's checkpoint.
+
+    factor > 1: factor x the epochs, continuing from the checkpoint of the `factor` 1 training of
+    `model_name` (copied, so that one stays): the same weights as a run of that length from the start."""
     path = cache.path("models", f"{key}.safetensors")
+    base = cache.path("checkpoints", f"{model_name}.safetensors")
+    if factor > 1 and not cache.path("checkpoints", f"{key}.safetensors").is_file() and base.is_file():
+        shutil.copyfile(base, cache.path("checkpoints", f"{key}.partial"))
+        cache.path("checkpoints", f"{key}.partial").replace(cache.path("checkpoints", f"{key}.safetensors"))
     meta = None
     if path.is_file():
         try:
@@ -75,9 +83,8 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
             cache.corrupt(path, error)
     if meta is None:
-        overrides = {"seed": settings.seed}
-        if settings.max_epochs is not None:
-            overrides["epochs"] = min(default_config(model_name).epochs, settings.max_epochs)
+        epochs = default_config(model_name).epochs
+        overrides = {"seed": settings.seed, "epochs": factor * (min(epochs, settings.max_epochs) if settings.max_epochs else epochs)}
         # checkpointed every epoch: a killed run resumes inside this training, to the same final weights
         trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress,
                                    checkpoint=cache.path("checkpoints", f"{key}.safetensors"), resume=True,
@@ -250,6 +257,12 @@ def transfer(rows: Mapping[str, Row], models: Mapping[str, nn.Module], gen: torc
             rescaled = magnified(row, row.paper_distortion / float(found.mean()), None)
             table.at_paper.append(errors(rescaled.x_new, row.labels))
     return table
+
+
+def fed_rows(rows: Mapping[str, Row], model: nn.Module) -> tuple[list[float], list[float]]:
+    """The model's error on each row's perturbed images and on the same images unperturbed."""
+    return ([error_rate_on(model, row.x_new, row.labels) for row in rows.values()],
+            [error_rate_on(model, row.x, row.labels) for row in rows.values()])
 
 
 def noise_comparison(key: str, model: nn.Module, result: AttackResult, gen: torch.Generator) -> NoiseComparison:
