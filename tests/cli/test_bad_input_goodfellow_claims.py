@@ -3,13 +3,9 @@ helpers and the contract of test_bad_input_table)."""
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
-from advlab.cli import main
-
-from .conftest import snapshot
+from .test_bad_input_table import test_bad_input_exits_2_with_one_line_and_changes_nothing as check_bad_input
 
 C = "reproduce goodfellow-claims --data-dir {data} --no-progress"
 ROWS = [
@@ -24,15 +20,5 @@ ROWS = [
 
 
 @pytest.mark.parametrize("argv, message", ROWS)
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(workspace, capsys, monkeypatch, argv, message):
-    monkeypatch.chdir(workspace.root)
-    monkeypatch.delenv("ADVLAB_THREADS", raising=False)
-    words = [w.format(**workspace.placeholders()) for w in shlex.split(argv)]
-    before = snapshot(workspace.root), snapshot(workspace.data)
-    code = main(words)
-    out, err = capsys.readouterr()
-    assert code == 2, (out, err)
-    assert err.startswith("advlab: error: ") and err.count("\n") == 1, err
-    assert message in err, err
-    assert "Traceback" not in err + out
-    assert (snapshot(workspace.root), snapshot(workspace.data)) == before
+def test_bad_goodfellow_claims_input(workspace, capsys, monkeypatch, argv, message):
+    check_bad_input(workspace, capsys, monkeypatch, argv, message)

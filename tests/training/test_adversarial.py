@@ -18,6 +18,8 @@ from advlab.exact.linear import logistic_loss_direction, max_linear_linf
 from advlab.models import MaxoutNet, SoftmaxRegression
 from advlab.training import AdversarialObjective, EpochCheckpoint, TrainConfig, read_metadata, save_checkpoint, train_model
 
+from tests.training.small import same_state, small_maxout, state_copy
+
 from ..conftest import REPO
 
 
@@ -82,19 +84,6 @@ def test_crafting_restores_every_module_mode():
 
 
 # ---- training: determinism, the caller's RNG, exact resume -------------------------------------------
-def _maxout():
-    torch.manual_seed(0)
-    return MaxoutNet(hidden=16, pieces=2)
-
-
-def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _equal(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 OBJECTIVES = [AdversarialObjective("fgsm", eps=0.25), AdversarialObjective("pgd", eps=0.2, steps=2)]
 
 
@@ -103,10 +92,10 @@ def test_deterministic_given_a_seed(embedded, objective):
     data = embedded.train.take(128)
     runs = []
     for seed in (3, 3, 4):
-        model = _maxout()
+        model = small_maxout()
         train_model(model, data, TrainConfig(epochs=2, lr=1e-3, batch_size=32, seed=seed), objective=objective, progress=False)
-        runs.append(_state(model))
-    assert _equal(runs[0], runs[1]) and not _equal(runs[0], runs[2])
+        runs.append(state_copy(model))
+    assert same_state(runs[0], runs[1]) and not same_state(runs[0], runs[2])
 
 
 def test_training_draws_from_a_fork_of_the_global_rng(embedded):
@@ -121,16 +110,16 @@ def test_training_draws_from_a_fork_of_the_global_rng(embedded):
 def test_resume_extends_a_run_to_the_same_weights(tmp_path, embedded, objective):
     data = embedded.train.take(96)
     settings = {"lr": 1e-3, "batch_size": 32, "seed": 1}
-    straight = _maxout()
+    straight = small_maxout()
     train_model(straight, data, TrainConfig(epochs=3, **settings), objective=objective, progress=False)
     checkpoint = EpochCheckpoint(tmp_path / "m.safetensors", "maxout", {"hidden": 16, "pieces": 2})
-    first = _maxout()
+    first = small_maxout()
     train_model(first, data, TrainConfig(epochs=1, **settings), objective=objective, checkpoint=checkpoint, progress=False)
     assert read_metadata(checkpoint.path)["progress"]["epoch"] == 1
-    resumed = _maxout()  # fresh weights: everything must come from the checkpoint
+    resumed = small_maxout()  # fresh weights: everything must come from the checkpoint
     history = train_model(resumed, data, TrainConfig(epochs=3, **settings), objective=objective, checkpoint=checkpoint, resume=True, progress=False)
     assert history.resumed_from == 1 and len(history.loss) == 3
-    assert _equal(_state(straight), _state(resumed))
+    assert same_state(state_copy(straight), state_copy(resumed))
     assert read_metadata(checkpoint.path)["progress"] == {"epoch": 3, "epochs": 3, "complete": True, "loss": history.loss}
 
 
@@ -139,7 +128,7 @@ def test_resume_refuses_another_run(tmp_path, embedded):
     path = tmp_path / "m.safetensors"
     fgsm = AdversarialObjective("fgsm", eps=0.25)
     checkpoint = EpochCheckpoint(path, "maxout", {"hidden": 16, "pieces": 2}, run={"data": "a"})
-    train_model(_maxout(), data, TrainConfig(epochs=2, batch_size=32), objective=fgsm, checkpoint=checkpoint, progress=False)
+    train_model(small_maxout(), data, TrainConfig(epochs=2, batch_size=32), objective=fgsm, checkpoint=checkpoint, progress=False)
     attempts = {
         "training.lr": (checkpoint, TrainConfig(epochs=2, batch_size=32, lr=0.5), fgsm),
         "objective.eps": (checkpoint, TrainConfig(epochs=2, batch_size=32), AdversarialObjective("fgsm", eps=0.1)),
@@ -151,11 +140,11 @@ def test_resume_refuses_another_run(tmp_path, embedded):
     }
     for needle, (ckpt, config, objective) in attempts.items():
         with pytest.raises(CheckpointError, match=needle.replace(".", r"\.") if needle != "objective.method" else "objective"):
-            train_model(_maxout(), data, config, objective=objective, checkpoint=ckpt, resume=True, progress=False)
-    save_checkpoint(path, _maxout(), model_name="maxout", architecture={"hidden": 16, "pieces": 2},
+            train_model(small_maxout(), data, config, objective=objective, checkpoint=ckpt, resume=True, progress=False)
+    save_checkpoint(path, small_maxout(), model_name="maxout", architecture={"hidden": 16, "pieces": 2},
                     metadata={"training": TrainConfig(epochs=2, batch_size=32).to_dict(), "objective": fgsm.to_dict(), "data": "a"})
     with pytest.raises(CheckpointError, match="no training state"):
-        train_model(_maxout(), data, TrainConfig(epochs=2, batch_size=32), objective=fgsm, checkpoint=checkpoint, resume=True, progress=False)
+        train_model(small_maxout(), data, TrainConfig(epochs=2, batch_size=32), objective=fgsm, checkpoint=checkpoint, resume=True, progress=False)
 
 
 # ---- a real process, killed and resumed ---------------------------------------------------------------

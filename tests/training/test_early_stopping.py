@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from advlab.errors import CheckpointError, InputError
-from advlab.models import MaxoutNet
 from advlab.training import EarlyStopping, EpochCheckpoint, TrainConfig, best_epoch, patience_exhausted, read_metadata, train_model
+
+from tests.training.small import same_state, small_maxout, state_copy
 
 # A synthetic validation curve: lowest at epoch 4 (0.20), tied later at epoch 7.
 CURVE = [0.50, 0.30, 0.25, 0.20, 0.22, 0.21, 0.20, 0.24, 0.26, 0.23, 0.10]
@@ -35,19 +36,6 @@ def test_patience_must_be_a_positive_integer():
             EarlyStopping(lambda model: 0.0, patience)
 
 
-def _maxout():
-    torch.manual_seed(0)
-    return MaxoutNet(hidden=16, pieces=2)
-
-
-def _state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _equal(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 def _scripted(curve):
     """An EarlyStopping whose validation error after the i-th call is curve[i]; it also draws random
     numbers and leaves the model in train mode, which the loop must undo."""
@@ -70,7 +58,7 @@ def test_train_model_stops_when_the_patience_runs_out(tmp_path, embedded):
     data = embedded.train.take(64)
     stopping, calls = _scripted(CURVE)
     checkpoint = EpochCheckpoint(tmp_path / "m.safetensors", "maxout", {"hidden": 16, "pieces": 2})
-    history = train_model(_maxout(), data, TrainConfig(epochs=50, **CONFIG), early_stopping=stopping, checkpoint=checkpoint,
+    history = train_model(small_maxout(), data, TrainConfig(epochs=50, **CONFIG), early_stopping=stopping, checkpoint=checkpoint,
                           progress=False)
     assert history.validation == CURVE[:6] and len(history.loss) == 6 and len(calls) == 6  # best 4, patience 2
     assert best_epoch(history.validation) == 4
@@ -80,36 +68,36 @@ def test_train_model_stops_when_the_patience_runs_out(tmp_path, embedded):
 
 def test_the_epoch_limit_still_holds(embedded):
     stopping, _ = _scripted(CURVE)
-    history = train_model(_maxout(), embedded.train.take(64), TrainConfig(epochs=3, **CONFIG), early_stopping=stopping, progress=False)
+    history = train_model(small_maxout(), embedded.train.take(64), TrainConfig(epochs=3, **CONFIG), early_stopping=stopping, progress=False)
     assert history.validation == CURVE[:3]
 
 
 def test_validation_does_not_change_the_training(embedded):
     """The weights after k epochs are those of a plain k-epoch run: validation draws no dropout mask of training's."""
     data = embedded.train.take(64)
-    plain = _maxout()
+    plain = small_maxout()
     train_model(plain, data, TrainConfig(epochs=6, **CONFIG), progress=False)
-    stopped = _maxout()
+    stopped = small_maxout()
     train_model(stopped, data, TrainConfig(epochs=50, **CONFIG), early_stopping=_scripted(CURVE)[0], progress=False)
-    assert _equal(_state(plain), _state(stopped))
+    assert same_state(state_copy(plain), state_copy(stopped))
 
 
 def test_resume_gives_the_weights_and_curve_of_an_uninterrupted_run(tmp_path, embedded):
     data = embedded.train.take(64)
-    straight = _maxout()
+    straight = small_maxout()
     straight_history = train_model(straight, data, TrainConfig(epochs=50, **CONFIG), early_stopping=_scripted(CURVE)[0],
                                    progress=False)
     checkpoint = EpochCheckpoint(tmp_path / "m.safetensors", "maxout", {"hidden": 16, "pieces": 2})
-    train_model(_maxout(), data, TrainConfig(epochs=2, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=checkpoint,
+    train_model(small_maxout(), data, TrainConfig(epochs=2, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=checkpoint,
                 progress=False)  # killed after epoch 2 (here: an epoch limit of 2)
     stopping, calls = _scripted(CURVE[2:])  # the resumed run measures epochs 3, 4, ...
-    resumed = _maxout()
+    resumed = small_maxout()
     history = train_model(resumed, data, TrainConfig(epochs=50, **CONFIG), early_stopping=stopping, checkpoint=checkpoint,
                           resume=True, progress=False)
     assert history.resumed_from == 2 and len(calls) == 4
     assert history.validation == straight_history.validation == CURVE[:6]
-    assert _equal(_state(straight), _state(resumed))
-    again = train_model(_maxout(), data, TrainConfig(epochs=50, **CONFIG), early_stopping=_scripted([])[0], checkpoint=checkpoint,
+    assert same_state(state_copy(straight), state_copy(resumed))
+    again = train_model(small_maxout(), data, TrainConfig(epochs=50, **CONFIG), early_stopping=_scripted([])[0], checkpoint=checkpoint,
                         resume=True, progress=False)  # a finished run trains and validates no further
     assert again.resumed_from == 6 and again.validation == CURVE[:6]
 
@@ -117,14 +105,14 @@ def test_resume_gives_the_weights_and_curve_of_an_uninterrupted_run(tmp_path, em
 def test_resume_refuses_another_validation_or_a_checkpoint_without_one(tmp_path, embedded):
     data = embedded.train.take(32)
     checkpoint = EpochCheckpoint(tmp_path / "m.safetensors", "maxout", {"hidden": 16, "pieces": 2})
-    train_model(_maxout(), data, TrainConfig(epochs=1, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=checkpoint,
+    train_model(small_maxout(), data, TrainConfig(epochs=1, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=checkpoint,
                 progress=False)
     other = EarlyStopping(lambda model: 0.0, 2, {"measure": "another"})
     with pytest.raises(CheckpointError, match="validation"):
-        train_model(_maxout(), data, TrainConfig(epochs=3, **CONFIG), early_stopping=other, checkpoint=checkpoint, resume=True,
+        train_model(small_maxout(), data, TrainConfig(epochs=3, **CONFIG), early_stopping=other, checkpoint=checkpoint, resume=True,
                     progress=False)
     plain = EpochCheckpoint(tmp_path / "plain.safetensors", "maxout", {"hidden": 16, "pieces": 2})
-    train_model(_maxout(), data, TrainConfig(epochs=1, **CONFIG), checkpoint=plain, progress=False)
+    train_model(small_maxout(), data, TrainConfig(epochs=1, **CONFIG), checkpoint=plain, progress=False)
     with pytest.raises(CheckpointError, match="validation"):
-        train_model(_maxout(), data, TrainConfig(epochs=3, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=plain,
+        train_model(small_maxout(), data, TrainConfig(epochs=3, **CONFIG), early_stopping=_scripted(CURVE)[0], checkpoint=plain,
                     resume=True, progress=False)
