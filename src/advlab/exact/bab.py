@@ -62,7 +62,7 @@ class BabSettings:
     batch: int = 256
     steps: int = 10
     root_steps: int = 50
-    max_splits: int = 4
+    max_splits: int = 2
     refine: bool = False
     max_domains: int = 100_000
 
