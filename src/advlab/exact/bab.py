@@ -165,15 +165,16 @@ def search(
     first = _bound(net, fast, xl, xu, start, settings.steps, check, refine=False, deadline=deadline)
     if isinstance(first, torch.Tensor):
         return BabOutcome("counterexample", first, len(open_goals))
-    pool = [first]
+    pool = _Pool()
+    pool.add(first)
     bounded = len(open_goals)
     unsure = False
-    while open_ := sum(len(p) for p in pool):
+    while pool.count:
         if time.perf_counter() > deadline:
             return BabOutcome("unknown", domains=bounded, reason="time limit")
-        if open_ > settings.max_domains:
+        if pool.count > settings.max_domains:
             return BabOutcome("unknown", domains=bounded, reason=f"more than {settings.max_domains} open sub-domains")
-        chosen, pool = _pick(pool, settings.batch)
+        chosen = pool.pick(settings.batch)
         leaves = chosen.scores.amax(1) < 0
         if bool(leaves.any()):
             for i in leaves.nonzero().flatten().tolist():
@@ -191,32 +192,54 @@ def search(
         result = _bound(net, fast, xl, xu, children, settings.steps, check, refine=settings.refine, deadline=deadline)
         if isinstance(result, torch.Tensor):
             return BabOutcome("counterexample", result, bounded)
-        if len(result):
-            pool.append(result)
-        if len(pool) > MAX_CHUNKS:
-            pool = [_Domains.cat(pool)]
+        if time.perf_counter() > deadline:
+            return BabOutcome("unknown", domains=bounded, reason="time limit")
+        pool.add(result)
     if unsure:
         return BabOutcome("unknown", domains=bounded, reason="an LP leaf's minimum is within solver tolerance of 0")
     return BabOutcome("robust", domains=bounded)
 
 
-def _pick(pool: list[_Domains], batch: int) -> tuple[_Domains, list[_Domains]]:
-    """The `batch` open sub-domains with the lowest bounds, and the pool without them (batches
-    that give none are kept as they are, not copied)."""
-    lower = torch.cat([p.lower for p in pool])
-    chosen = torch.zeros(len(lower), dtype=torch.bool)
-    chosen[lower.argsort()[:batch]] = True
-    taken, rest, start = [], [], 0
-    for part in pool:
-        mask = chosen[start : start + len(part)]
-        start += len(part)
-        if not bool(mask.any()):
-            rest.append(part)
-            continue
-        taken.append(part.take(mask.nonzero().flatten()))
-        if not bool(mask.all()):
-            rest.append(part.take((~mask).nonzero().flatten()))
-    return _Domains.cat(taken), rest
+class _Pool:
+    """The open sub-domains, as the batches `_bound` returned them: picking marks sub-domains
+    taken instead of copying the rest; a batch is compacted once half of it is taken, and all
+    are merged when there are more than MAX_CHUNKS."""
+
+    def __init__(self) -> None:
+        self.parts: list[_Domains] = []
+        self.alive: list[torch.Tensor] = []
+        self.count = 0
+
+    def add(self, domains: _Domains) -> None:
+        if len(domains):
+            self.parts.append(domains)
+            self.alive.append(torch.ones(len(domains), dtype=torch.bool))
+            self.count += len(domains)
+        if len(self.parts) > MAX_CHUNKS:
+            merged = _Domains.cat([p.take(a.nonzero().flatten()) for p, a in zip(self.parts, self.alive)])
+            self.parts, self.alive = [merged], [torch.ones(len(merged), dtype=torch.bool)]
+
+    def pick(self, batch: int) -> _Domains:
+        """The `batch` open sub-domains with the lowest bounds, taken out of the pool."""
+        lower = torch.cat([torch.where(a, p.lower, math.inf) for p, a in zip(self.parts, self.alive)])
+        chosen = torch.zeros(len(lower), dtype=torch.bool)
+        chosen[torch.topk(lower, min(batch, self.count), largest=False).indices] = True
+        taken, parts, alive, start = [], [], [], 0
+        for part, live in zip(self.parts, self.alive):
+            mask = chosen[start : start + len(part)]
+            start += len(part)
+            if bool(mask.any()):
+                taken.append(part.take(mask.nonzero().flatten()))
+                live = live & ~mask
+            left = int(live.sum())
+            if left and 2 * left < len(part):
+                part, live = part.take(live.nonzero().flatten()), torch.ones(left, dtype=torch.bool)
+            if left:
+                parts.append(part)
+                alive.append(live)
+        self.parts, self.alive = parts, alive
+        self.count -= int(chosen.sum())
+        return _Domains.cat(taken)
 
 
 def _single(net: ReluNetwork) -> ReluNetwork | None:
