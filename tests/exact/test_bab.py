@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import sys
+import time
 
 import pytest
 import torch
@@ -14,10 +15,13 @@ from hypothesis import strategies as st
 
 from advlab.attacks import PGD
 from advlab.exact import certify, minimal_linf, relu_network
-from advlab.exact.bab import BabSettings, branch_and_bound, supports
+from advlab.exact.bab import BabSettings, branch_and_bound, search, supports
 from advlab.exact.inputs import into_ball
+from advlab.exact.specs import goals, robustness_property
 from tests.exact.nets import conv_net, random_mlp, scaled_mlp
 from tests.exact.test_certify import _between
+
+bab_module = sys.modules["advlab.exact.bab"]
 
 
 def _check(model64: torch.nn.Module, x: torch.Tensor, label: int, eps: float):
@@ -108,3 +112,52 @@ def test_domain_cap_gives_unknown_and_certify_hands_the_rest_to_the_milp(monkeyp
 def test_max_pool_nets_are_left_to_the_milp() -> None:
     assert not supports(relu_network(conv_net(0), (1, 8, 8)))
     assert supports(relu_network(conv_net(0, pool="avg"), (1, 8, 8)))
+
+
+def _goal_search(net, xl, xu, rows, offsets, model64, prop):
+    def check(point: torch.Tensor) -> torch.Tensor | None:
+        with torch.no_grad():
+            ok = bool(prop.inside(point[None])) and bool(prop.violated(model64(point[None])))
+        return point if ok else None
+    return search(net, xl, xu, rows, offsets, time_limit=60, check=check, settings=BabSettings(batch=16, steps=5, root_steps=5))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("float32", [True, False], ids=["float32-steps", "float64"])
+def test_one_search_over_all_goals_agrees_with_one_search_per_goal(seed: int, float32: bool, monkeypatch) -> None:
+    """unsat needs every goal proven: the joint search is robust iff each goal's own search is,
+    and finds a (confirmed) counterexample iff some goal's does; with or without the float32
+    optimisation steps."""
+    if not float32:
+        monkeypatch.setattr(bab_module, "_single", lambda net: None)
+    model = random_mlp(seed, (6, 12, 10, 5), scale=2.0)
+    model64 = copy.deepcopy(model).double()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(6, generator=g, dtype=torch.float64)
+    label = int(model64(x[None]).argmax(1))
+    prop = robustness_property(x, label, 0.05 + 0.1 * (seed % 3), (0.0, 1.0), 5)
+    net = relu_network(model64, (6,))
+    rows, offsets = goals(prop)
+    joint = _goal_search(net, prop.lower, prop.upper, rows, offsets, model64, prop)
+    single = [_goal_search(net, prop.lower, prop.upper, rows[i : i + 1], offsets[i : i + 1], model64, prop)
+              for i in range(len(rows))]
+    assert joint.status != "unknown" and all(s.status != "unknown" for s in single)
+    assert (joint.status == "robust") == all(s.status == "robust" for s in single)
+    if joint.status == "counterexample":
+        with torch.no_grad():
+            assert bool(prop.violated(model64(joint.point[None]))) and bool(prop.inside(joint.point[None]))
+
+
+def test_time_limit_bounds_the_search_within_half_a_second() -> None:
+    """The deadline is checked inside each round's optimisation: a search that cannot finish
+    (every candidate rejected) stops within 0.5 s of its limit."""
+    model = random_mlp(1, (30, 64, 64, 64, 10), scale=1.0)
+    net = relu_network(copy.deepcopy(model).double(), (30,))
+    eye = torch.eye(10, dtype=torch.float64)
+    rows = torch.stack([eye[0] - eye[k] for k in range(1, 10)]).unsqueeze(1)
+    start = time.perf_counter()
+    outcome = search(net, torch.zeros(30, dtype=torch.float64), torch.ones(30, dtype=torch.float64), rows,
+                     torch.zeros(9, 1, dtype=torch.float64), time_limit=1.0, check=lambda p: None)
+    elapsed = time.perf_counter() - start
+    assert outcome.status == "unknown" and outcome.reason == "time limit"
+    assert elapsed < 1.5, elapsed

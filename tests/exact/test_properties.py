@@ -134,5 +134,5 @@ def test_timeout_is_reported_and_bounds_the_call() -> None:
     prop = Property(torch.zeros(30, dtype=torch.float64), torch.ones(30, dtype=torch.float64),
                     ((torch.randn(1, 10, generator=g, dtype=torch.float64), torch.tensor([-1e3], dtype=torch.float64)),), 10)
     verdict = verify_property(model, prop, timeout=0.5)
-    assert verdict.status in ("timeout", "unsat") and verdict.seconds < 5.0
+    assert verdict.status in ("timeout", "unsat") and verdict.seconds < 1.0  # the deadline is checked inside each step
     np.testing.assert_array_less(0, verdict.seconds)

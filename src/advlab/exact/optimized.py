@@ -24,6 +24,8 @@ DeepPoly relaxation.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -106,11 +108,13 @@ def initial_alphas(net: ReluNetwork, hidden: list[Interval], depth: int, rows: i
 def optimise(
     net: ReluNetwork, hidden: list[Interval], depth: int, lam: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor, *,
     steps: int, alphas: list[torch.Tensor | None] | None = None, betas: list[torch.Tensor | None] | None = None,
-    signs: list[torch.Tensor | None] | None = None, stop_below: float | None = None,
+    signs: list[torch.Tensor | None] | None = None, stop_below: float | torch.Tensor | None = None,
+    deadline: float = math.inf,
 ) -> Optimised:
     """Minimise the upper bound of lam . z_depth over the slopes (and multipliers where signs
     are given) by `steps` projected Adam steps; stop early once every row's bound is below
-    `stop_below`. Returns the best bound per row, widened against rounding."""
+    `stop_below`, or when time.perf_counter() passes `deadline` (every iterate is a valid
+    bound). Returns the best bound per row, widened against rounding."""
     signs = signs if signs is not None else [None] * depth
     alphas = initial_alphas(net, hidden, depth, lam.shape[1]) if alphas is None else [a if a is None else a.clone() for a in alphas]
     if betas is None:
@@ -137,6 +141,8 @@ def optimise(
                 kept.copy_(torch.where(better.unsqueeze(-1), now.detach(), kept))
         if optimiser is None or step == steps or (stop_below is not None and bool((best < stop_below).all())):
             break
+        if time.perf_counter() > deadline:
+            break
         optimiser.zero_grad()
         result.upper.sum().backward()
         optimiser.step()
@@ -153,11 +159,13 @@ def optimise(
 
 
 def optimised_hidden(
-    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, *, steps: int
+    net: ReluNetwork, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor, *, steps: int,
+    deadline: float = math.inf,
 ) -> list[Interval]:
     """Tighten the bounds of z_1, ..., z_{L-1} layer by layer with alpha-CROWN (each neuron's
     lower and upper bound its own slopes), intersected with the given (e.g. CROWN) bounds.
-    Only neurons unstable in some box of the batch are re-bounded."""
+    Only neurons unstable in some box of the batch are re-bounded; past `deadline` the
+    optimisation stops early (the bounds stay valid)."""
     out = list(hidden)
     for depth in range(1, len(net.nonlinear)):
         lo, up = out[depth]
@@ -168,7 +176,7 @@ def optimised_hidden(
             continue
         eye = torch.eye(lo.shape[1], dtype=lo.dtype)[index]
         lam = torch.cat([eye, -eye]).expand(lo.shape[0], -1, -1)
-        upper = optimise(net, out, depth, lam, xl, xu, steps=steps).upper
+        upper = optimise(net, out, depth, lam, xl, xu, steps=steps, deadline=deadline).upper
         k = len(index)
         new_lo, new_up = lo.clone(), up.clone()
         new_up[:, index] = torch.minimum(up[:, index], upper[:, :k])

@@ -159,8 +159,8 @@ class _Run:
         crown = spec_bounds(net, hidden, flat, xl, xu)[0]
         if how == "crown":
             return crown.reshape(rows.shape[:2]), None
-        hidden = optimised_hidden(net, hidden, xl, xu, steps=alpha_steps)
-        opt = optimise(net, hidden, len(net.nonlinear), -flat, xl, xu, steps=alpha_steps)
+        hidden = optimised_hidden(net, hidden, xl, xu, steps=alpha_steps, deadline=self.deadline)
+        opt = optimise(net, hidden, len(net.nonlinear), -flat, xl, xu, steps=alpha_steps, deadline=self.deadline)
         lower = torch.maximum(-opt.upper, crown).reshape(rows.shape[:2])
         return lower, opt.last.argmax[0]
 
