@@ -44,7 +44,9 @@ def _widen(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
 
 
 def _affine_interval(a: Affine, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
-    return _widen(*a.interval(lower, upper))
+    """Bounds of a(v) for v in [lower, upper]; an identity (no operator) passes them unchanged:
+    no arithmetic, nothing to widen."""
+    return (lower, upper) if not a.ops else _widen(*a.interval(lower, upper))
 
 
 def interval_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor) -> list[Interval]:
@@ -97,7 +99,7 @@ def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, metho
         relax.append(g.relaxation(*out[-1]))
         lower, upper = _affine_interval(net.affines[depth], *g.interval(*out[-1]))
         index = net.nonlinear[depth].needs_bounds(lower, upper).any(0).nonzero().flatten()
-        if len(index):
+        if len(index) and net.affines[depth].ops:  # through an identity, CROWN = interval
             rows = torch.eye(lower.shape[1], dtype=xl.dtype)[index].expand(xl.shape[0], -1, -1)
             crown_lower, crown_upper = _crown(net, relax, depth, rows, xl, xu)
             lower, upper = lower.clone(), upper.clone()
