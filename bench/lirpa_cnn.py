@@ -59,18 +59,11 @@ from auto_LiRPA.operators import BoundMaxPool  # noqa: E402
 
 from advlab.data.sources import load_idx_dir  # noqa: E402
 from advlab.exact import margin_bounds, relu_network  # noqa: E402
-from advlab.exact.bounds import box, margin_rows  # noqa: E402
+from advlab.exact.bounds import box, rival_rows  # noqa: E402
 from advlab.exact.optimized import alpha_margin_bounds  # noqa: E402
 from advlab.training import load_checkpoint  # noqa: E402
 
 METHODS = ("advlab CROWN", "auto_LiRPA CROWN", "advlab alpha-CROWN", "auto_LiRPA alpha-CROWN")
-
-
-def rival_rows(labels: torch.Tensor, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The classes k != y per example (B, C-1) and the rows e_y - e_k over the logits (B, C-1, C)."""
-    others = torch.arange(classes).expand(len(labels), -1)
-    others = others[others != labels.unsqueeze(1)].reshape(len(labels), classes - 1)
-    return others, margin_rows(labels, classes).gather(1, others.unsqueeze(-1).expand(-1, -1, classes))
 
 
 def lirpa_module(model: torch.nn.Module, shape: tuple[int, ...], steps: int) -> BoundedModule:

@@ -220,3 +220,18 @@ def test_relu_then_max_pool_keeps_the_model_order_and_passes_bounds_through_unch
     points = xl.unsqueeze(1) + (xu - xl).unsqueeze(1) * torch.rand(3, 200, 64, dtype=torch.float64)
     logits = net.logits(points.reshape(-1, 64)).reshape(3, 200, 3)
     assert bool((logits >= lower.unsqueeze(1)).all() and (logits <= upper.unsqueeze(1)).all())
+
+
+def test_a_box_bounds_do_not_depend_on_the_other_boxes_of_its_batch_and_lower_only_equals_both_sides() -> None:
+    from tests.exact.nets import conv_net
+
+    net = relu_network(conv_net(6), (1, 8, 8))
+    x = _inputs(6, n=5)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.05, (0.0, 1.0))
+    together = margin_bounds(net, xl, xu, labels)
+    alone = torch.cat([margin_bounds(net, xl[i : i + 1], xu[i : i + 1], labels[i : i + 1]) for i in range(5)])
+    assert torch.allclose(together, alone, rtol=0, atol=1e-12)
+    hidden = hidden_bounds(net, xl, xu)
+    both = spec_bounds(net, hidden, margin_rows(labels, 4), xl, xu)[0].scatter(1, labels.unsqueeze(1), torch.inf)
+    assert torch.allclose(together, both, rtol=0, atol=1e-8)  # the widening against rounding differs by ~1e-9
