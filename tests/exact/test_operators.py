@@ -4,6 +4,8 @@ padding, BatchNorm, average pooling), CROWN equal to the dense-matrix computatio
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -159,3 +161,77 @@ def test_certified_images_have_an_exact_minimal_distance_above_eps() -> None:
     assert bool(certified.any())
     assert bool((exact.lower[certified] >= eps - 1e-9).all())
     assert bool((certified == (exact.lower > eps)).any())
+
+
+def _as_dense_mlp(model: nn.Module, side: int) -> nn.Sequential:
+    """The same function with every convolution replaced by an nn.Linear holding its matrix:
+    the MLP path of the bound code."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    shape: tuple[int, ...] = (1, side, side)
+    for layer in [m for m in model.modules() if not list(m.children())]:
+        if isinstance(layer, nn.Conv2d):
+            n = math.prod(shape)
+            basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+            with torch.no_grad():
+                columns = nn.functional.conv2d(basis, layer.weight.double(), None, layer.stride, layer.padding)
+                bias = layer(torch.zeros(1, *shape, dtype=torch.float64)).flatten()
+            dense = nn.Linear(n, columns[0].numel()).double()
+            with torch.no_grad():
+                dense.weight.copy_(columns.reshape(n, -1).T)
+                dense.bias.copy_(bias)
+            layers.append(dense)
+            shape = tuple(columns.shape[1:])
+        elif isinstance(layer, (nn.ReLU, nn.Linear)):
+            layers.append(layer.double())
+    return nn.Sequential(*layers).eval()
+
+
+@pytest.mark.parametrize("variant", ["plain", "strided"])
+def test_cnn_bounds_agree_with_the_mlp_path_on_the_cnn_flattened_to_dense(variant: str) -> None:
+    model = small_cnn(4, variant, side=6).double()
+    dense = _as_dense_mlp(model, 6)
+    x = _inputs(4, side=6)
+    assert torch.allclose(dense(x), model(x.reshape(-1, 1, 6, 6)), rtol=0, atol=1e-12)
+    cnn, mlp = relu_network(model, (1, 6, 6)), relu_network(dense, (36,))
+    assert all(isinstance(op, Dense) for a in mlp.affines for op in a.ops)
+    labels = cnn.logits(x).argmax(1)
+    for eps in (0.02, 0.1):
+        xl, xu = box(x, eps, (0.0, 1.0))
+        for method in ("interval", "crown"):
+            mine, reference = margin_bounds(cnn, xl, xu, labels, method=method), margin_bounds(mlp, xl, xu, labels, method=method)
+            assert torch.allclose(mine, reference, rtol=1e-9, atol=1e-9)
+        alpha = alpha_margin_bounds(cnn, xl, xu, labels, steps=5, hidden_steps=5).lower
+        assert torch.allclose(alpha, alpha_margin_bounds(mlp, xl, xu, labels, steps=5, hidden_steps=5).lower, rtol=1e-7, atol=1e-7)
+
+
+def test_relu_then_max_pool_keeps_the_model_order_and_passes_bounds_through_unchanged() -> None:
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(18, 3)).double().eval()
+    net = relu_network(model, (1, 8, 8))
+    assert [type(g).__name__ for g in net.nonlinear] == ["Relu", "MaxPool"]
+    assert net.affines[1].ops == ()  # the identity between them
+    x = _inputs(5)
+    xl, xu = box(x, 0.1, (0.0, 1.0))
+    (l0, u0), (l1, u1) = hidden_bounds(net, xl, xu)
+    # no arithmetic through the identity: the pool sees relu's bounds exactly (zeros stay zeros,
+    # so max-pool ties break on the first input, as auto_LiRPA breaks them)
+    assert torch.equal(l1, l0.clamp_min(0)) and torch.equal(u1, u0.clamp_min(0))
+    lower, upper = spec_bounds(net, [(l0, u0), (l1, u1)], torch.eye(3, dtype=torch.float64).expand(3, -1, -1), xl, xu)
+    points = xl.unsqueeze(1) + (xu - xl).unsqueeze(1) * torch.rand(3, 200, 64, dtype=torch.float64)
+    logits = net.logits(points.reshape(-1, 64)).reshape(3, 200, 3)
+    assert bool((logits >= lower.unsqueeze(1)).all() and (logits <= upper.unsqueeze(1)).all())
+
+
+def test_a_box_bounds_do_not_depend_on_the_other_boxes_of_its_batch_and_lower_only_equals_both_sides() -> None:
+    from tests.exact.nets import conv_net
+
+    net = relu_network(conv_net(6), (1, 8, 8))
+    x = _inputs(6, n=5)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.05, (0.0, 1.0))
+    together = margin_bounds(net, xl, xu, labels)
+    alone = torch.cat([margin_bounds(net, xl[i : i + 1], xu[i : i + 1], labels[i : i + 1]) for i in range(5)])
+    assert torch.allclose(together, alone, rtol=0, atol=1e-12)
+    hidden = hidden_bounds(net, xl, xu)
+    both = spec_bounds(net, hidden, margin_rows(labels, 4), xl, xu)[0].scatter(1, labels.unsqueeze(1), torch.inf)
+    assert torch.allclose(together, both, rtol=0, atol=1e-8)  # the widening against rounding differs by ~1e-9

@@ -48,8 +48,9 @@ def test_cnn_conv_layers_become_sparse_affine_maps() -> None:
     conv = net.affines[0]
     assert conv.weight.shape == (16 * 24 * 24, 784)
     assert conv.sparse == (conv.weight.shape[0] * conv.weight.shape[1] > DENSE_LIMIT)
-    # max-pool moved before the ReLU it followed: relu(max(z)) = max(relu(z))
-    assert [type(g) for g in net.nonlinear] == [MaxPool, Relu, MaxPool, Relu, Relu]
+    # the model's order, ReLU before max-pool (the order auto_LiRPA bounds too)
+    assert [type(g) for g in net.nonlinear] == [Relu, MaxPool, Relu, MaxPool, Relu]
+    assert [len(a.ops) for a in net.affines] == [1, 0, 1, 0, 1, 1]
     _agrees(model, (1, 28, 28), n=4, tol=1e-11)
 
 

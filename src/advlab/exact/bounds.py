@@ -44,7 +44,9 @@ def _widen(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
 
 
 def _affine_interval(a: Affine, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
-    return _widen(*a.interval(lower, upper))
+    """Bounds of a(v) for v in [lower, upper]; an identity (no operator) passes them unchanged:
+    no arithmetic, nothing to widen."""
+    return (lower, upper) if not a.ops else _widen(*a.interval(lower, upper))
 
 
 def interval_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor) -> list[Interval]:
@@ -68,19 +70,56 @@ def _back_substitute(
     return const + (lam.clamp_min(0.0) * xu.unsqueeze(1)).sum(-1) + (lam.clamp_max(0.0) * xl.unsqueeze(1)).sum(-1)
 
 
+def _upper_bounds(
+    net: ReluNetwork, relax: list, depth: int, rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+) -> torch.Tensor:
+    """Upper bounds of rows . z_depth (rows (B, R, width_depth)) -> (B, R), in chunks of rows
+    within ELEMENTS (unwidened)."""
+    widest = max([xl.shape[1]] + [a.widest for a in net.affines[: depth + 1]])
+    chunk = max(1, ELEMENTS // (xl.shape[0] * widest))
+    return torch.cat([_back_substitute(net, relax, depth, rows[:, start : start + chunk], xl, xu)
+                      for start in range(0, rows.shape[1], chunk)], 1)
+
+
 def _crown(
     net: ReluNetwork, relax: list, depth: int, rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
 ) -> Interval:
-    """Bounds of rows . z_depth (rows (B, R, width_depth)), in chunks of rows within ELEMENTS."""
-    widest = max([xl.shape[1]] + [a.widest for a in net.affines[: depth + 1]])
-    chunk = max(1, ELEMENTS // (2 * xl.shape[0] * widest))
-    lowers, uppers = [], []
-    for start in range(0, rows.shape[1], chunk):
-        block = rows[:, start : start + chunk]
-        both = _back_substitute(net, relax, depth, torch.cat([block, -block], 1), xl, xu)
-        lowers.append(-both[:, block.shape[1] :])
-        uppers.append(both[:, : block.shape[1]])
-    return _widen(torch.cat(lowers, 1), torch.cat(uppers, 1))
+    """Bounds of rows . z_depth (rows (B, R, width_depth)): both sides in one pass."""
+    both = _upper_bounds(net, relax, depth, torch.cat([rows, -rows], 1), xl, xu)
+    return _widen(-both[:, rows.shape[1] :], both[:, : rows.shape[1]])
+
+
+def _needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """The neurons of z_depth (B, W) whose tighter bounds can change a relaxation: those its
+    non-linearity needs and, where an identity passes its outputs to the next non-linearity (a
+    ReLU before a max-pool), those whose output is not a single point and the next one needs."""
+    g = net.nonlinear[depth]
+    needs = g.needs_bounds(lower, upper)
+    if depth + 1 < len(net.nonlinear) and not net.affines[depth + 1].ops:
+        out_lower, out_upper = g.interval(lower, upper)
+        needs = needs | (net.nonlinear[depth + 1].needs_bounds(out_lower, out_upper) & (out_upper > out_lower))
+    return needs
+
+
+def _tighten(
+    net: ReluNetwork, relax: list, depth: int, needs: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+    xl: torch.Tensor, xu: torch.Tensor,
+) -> Interval:
+    """The interval bounds of z_depth intersected with CROWN's where `needs` (B, W): each box
+    bounds only its own neurons (one-hot rows, padded with zero rows to the largest count), so a
+    box's bounds do not depend on the others in its batch."""
+    counts = needs.sum(1)
+    most = int(counts.max()) if len(counts) else 0
+    if most == 0:
+        return lower, upper
+    index = torch.argsort(needs.to(torch.int8), dim=1, descending=True, stable=True)[:, :most]  # (B, R)
+    valid = torch.arange(most) < counts.unsqueeze(1)
+    rows = torch.zeros(*index.shape, lower.shape[1], dtype=xl.dtype).scatter_(2, index.unsqueeze(2), valid.unsqueeze(2).to(xl.dtype))
+    crown_lower, crown_upper = _crown(net, relax, depth, rows, xl, xu)
+    old_lower, old_upper = lower.gather(1, index), upper.gather(1, index)
+    lower = lower.scatter(1, index, torch.where(valid, torch.maximum(crown_lower, old_lower), old_lower))
+    upper = upper.scatter(1, index, torch.where(valid, torch.minimum(crown_upper, old_upper), old_upper))
+    return lower, upper
 
 
 def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, method: str = "crown") -> list[Interval]:
@@ -96,13 +135,8 @@ def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, metho
         g = net.nonlinear[depth - 1]
         relax.append(g.relaxation(*out[-1]))
         lower, upper = _affine_interval(net.affines[depth], *g.interval(*out[-1]))
-        index = net.nonlinear[depth].needs_bounds(lower, upper).any(0).nonzero().flatten()
-        if len(index):
-            rows = torch.eye(lower.shape[1], dtype=xl.dtype)[index].expand(xl.shape[0], -1, -1)
-            crown_lower, crown_upper = _crown(net, relax, depth, rows, xl, xu)
-            lower, upper = lower.clone(), upper.clone()
-            lower[:, index] = torch.maximum(crown_lower, lower[:, index])
-            upper[:, index] = torch.minimum(crown_upper, upper[:, index])
+        if net.affines[depth].ops:  # through an identity, CROWN = interval
+            lower, upper = _tighten(net, relax, depth, _needs(net, depth, lower, upper), lower, upper, xl, xu)
         out.append((lower, upper))
     return out
 
@@ -124,10 +158,27 @@ def spec_bounds(
     return _widen(mid - spread, mid + spread)
 
 
+def spec_lower(
+    net: ReluNetwork, hidden: list[Interval], rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+) -> torch.Tensor:
+    """CROWN lower bounds of rows . z_L (rows (B, R, C)) only: half the back-substitution of
+    `spec_bounds` (as auto_LiRPA's `bound_upper=False`)."""
+    relax = [g.relaxation(lo, up) for g, (lo, up) in zip(net.nonlinear, hidden)]
+    lower = -_upper_bounds(net, relax, len(net.nonlinear), -rows, xl, xu)
+    return _widen(lower, lower)[0]
+
+
 def margin_rows(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Per example the rows e_y - e_k over the logits, one per class k ((B, C, C); row y is 0)."""
     eye = torch.eye(num_classes, dtype=dtype)
     return eye[labels].unsqueeze(1) - eye.unsqueeze(0)
+
+
+def rival_rows(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example the classes k != y in class order (B, C-1) and their rows e_y - e_k (B, C-1, C)."""
+    others = torch.arange(num_classes).expand(len(labels), -1)
+    others = others[others != labels.unsqueeze(1)].reshape(len(labels), num_classes - 1)
+    return others, margin_rows(labels, num_classes).gather(1, others.unsqueeze(-1).expand(-1, -1, num_classes))
 
 
 def margin_bounds(
@@ -135,8 +186,12 @@ def margin_bounds(
 ) -> torch.Tensor:
     """Per box and class k, a lower bound on z_y - z_k over the box ((B, C); +inf at k = y)."""
     hidden = hidden_bounds(net, xl, xu, method=method)
-    lower, _ = spec_bounds(net, hidden, margin_rows(labels, net.num_classes), xl, xu, method=method)
-    return lower.scatter(1, labels.unsqueeze(1), math.inf)
+    if method == "interval":
+        lower, _ = spec_bounds(net, hidden, margin_rows(labels, net.num_classes), xl, xu, method=method)
+        return lower.scatter(1, labels.unsqueeze(1), math.inf)
+    others, rows = rival_rows(labels, net.num_classes)
+    lower = torch.full((len(labels), net.num_classes), math.inf, dtype=xl.dtype)
+    return lower.scatter(1, others, spec_lower(net, hidden, rows, xl, xu))
 
 
 def box(x: torch.Tensor, radius: torch.Tensor | float, bounds: tuple[float, float]) -> Interval:

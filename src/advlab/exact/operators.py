@@ -192,16 +192,18 @@ def compact(weight: torch.Tensor) -> torch.Tensor:
 # ---- non-linear operators and their relaxations -------------------------------------------------
 @dataclass(frozen=True)
 class ReluRelaxation:
-    """sl z <= relu(z) <= su z + tu, elementwise; each (B, 1, W) or (B, R, W) (per-row slopes)."""
+    """sl z <= relu(z) <= su z + tu, elementwise; su, tu (B, 1, W), sl (B, 1, W) or (B, R, W)
+    (alpha-CROWN's per-row slopes)."""
 
     sl: torch.Tensor
     su: torch.Tensor
     tu: torch.Tensor
 
     def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """An upper bound lam . relu(z) <= lam' . z + c: (lam', c)."""
-        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
-        return pos * self.su + neg * self.sl, (pos * self.tu).sum(-1)
+        """An upper bound lam . relu(z) <= lam' . z + c: (lam', c); the intercepts summed by a
+        batched matrix product."""
+        const = torch.matmul(lam.clamp_min(0.0), self.tu.transpose(-1, -2)).squeeze(-1)  # tu is (B, 1, W)
+        return lam * torch.where(lam >= 0, self.su, self.sl), const
 
     def intercepts(self, lam: torch.Tensor) -> torch.Tensor:
         """What each neuron's upper intercept adds to the bound of each row (B, R, W)."""
@@ -273,12 +275,19 @@ class MaxPool:
         return self(lower), self(upper)
 
     def needs_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """The inputs of windows that no input dominates (B, W): in a dominated window the
-        relaxation is exact (h = z_m) and stays so under tighter bounds."""
-        open_ = ~self.relaxation(lower, upper).upper_index.ge(0)  # (B, out)
-        index = self.groups.clamp_min(0).expand(lower.shape[0], -1, -1)
-        marks = (open_.unsqueeze(-1) & (self.groups >= 0)).expand_as(index).to(lower.dtype)
-        return lower.new_zeros(lower.shape).scatter_add_(-1, index.flatten(1), marks.flatten(1)) > 0
+        """The inputs that set the relaxation of a window no input dominates (B, W): the one with
+        the largest lower bound (z_m, which tighter bounds may make dominant) and the one with the
+        largest upper bound (the constant max_i u_i). A dominated window is exact (h = z_m) and
+        stays so under tighter bounds."""
+        relax = self.relaxation(lower, upper)
+        open_ = relax.upper_index < 0  # (B, out)
+        index = self.groups.clamp_min(0)
+        gu = upper[..., index].masked_fill(self.groups < 0, -math.inf)
+        top = index.expand(lower.shape[0], -1, -1).gather(-1, gu.argmax(-1, keepdim=True)).squeeze(-1)
+        marks = lower.new_zeros(lower.shape)
+        marks.scatter_add_(-1, relax.lower_index, open_.to(lower.dtype))
+        marks.scatter_add_(-1, top, open_.to(lower.dtype))
+        return marks > 0
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None) -> MaxRelaxation:
         pad = self.groups < 0

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from advlab.exact.bounds import BOUND_SLACK, Interval, hidden_bounds, margin_rows, spec_bounds
+from advlab.exact.bounds import BOUND_SLACK, Interval, hidden_bounds, rival_rows, spec_lower
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 ALPHA_LR, BETA_LR, LR_DECAY = 0.1, 0.05, 0.98  # Adam settings of the alpha-beta-CROWN paper
@@ -205,14 +205,12 @@ def alpha_margin_bounds(
     margin bounds (which tighter hidden bounds can change either way, through the adaptive
     slopes) are kept where better."""
     hidden = hidden_bounds(net, xl, xu)
-    crown = spec_bounds(net, hidden, margin_rows(labels, net.num_classes), xl, xu)[0]
+    classes = net.num_classes
+    others, rows = rival_rows(labels, classes)
+    crown = spec_lower(net, hidden, rows, xl, xu)
     if hidden_steps:
         hidden = optimised_hidden(net, hidden, xl, xu, steps=hidden_steps)
-    classes = net.num_classes
-    others = torch.arange(classes).expand(len(labels), -1)
-    others = others[others != labels.unsqueeze(1)].reshape(len(labels), classes - 1)
-    rows = margin_rows(labels, classes).gather(1, others.unsqueeze(-1).expand(-1, -1, classes))
     opt = optimise(net, hidden, len(net.nonlinear), -rows, xl, xu, steps=steps, stop_below=0.0)
     lower = torch.full((len(labels), classes), torch.inf, dtype=xl.dtype)
-    lower.scatter_(1, others, torch.maximum(-opt.upper, crown.gather(1, others)))
+    lower.scatter_(1, others, torch.maximum(-opt.upper, crown))
     return AlphaBounds(lower, hidden, opt.alphas)

@@ -364,11 +364,10 @@ def _read(model: nn.Module, input_shape: tuple[int, ...], bounds: tuple[float, f
 
 def _canonical(ops: list[LinearOp | Nonlinear], input_shape: tuple[int, ...]) -> ReluNetwork:
     """Chain consecutive linear operators into one Affine (fusing where free); put an identity
-    between consecutive non-linearities and at both ends; pool before a ReLU rather than after
-    it; map one logit z to [0, z]."""
-    for i in range(len(ops) - 1):  # max_i relu(z_i) = relu(max_i z_i): pool first, fewer ReLUs
-        if isinstance(ops[i], Relu) and isinstance(ops[i + 1], MaxPool):
-            ops[i], ops[i + 1] = ops[i + 1], ops[i]
+    between consecutive non-linearities and at both ends; map one logit z to [0, z]. The layers
+    keep the model's order: a ReLU before a max-pool stays there (max_i relu(z_i) equals
+    relu(max_i z_i), but their relaxations differ, and the ReLU-first one needs CROWN rows only
+    for the unstable ReLUs, where the pool-first one needs them for every open window's inputs)."""
     affines: list[Affine] = []
     nonlinear: list[Nonlinear] = []
     width = math.prod(input_shape)
