@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_bounds
+from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_lower
 from advlab.exact.operators import Dense
 from advlab.exact.optimized import Optimised, Pass, back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import Affine, ReluNetwork, Relu
@@ -144,7 +144,7 @@ def search(
     goals, width = rows.shape[0], rows.shape[1]
     flat = rows.reshape(1, goals * width, -1)
     hidden = hidden_bounds(net, xl, xu)
-    crown = spec_bounds(net, hidden, flat, xl, xu)[0]
+    crown = spec_lower(net, hidden, flat, xl, xu)
     if settings.root_steps:
         hidden = optimised_hidden(net, hidden, xl, xu, steps=settings.root_steps, deadline=deadline)
     root = optimise(net, hidden, len(net.nonlinear), -flat, xl, xu, steps=settings.root_steps,

@@ -32,7 +32,7 @@ from torch import nn
 
 from advlab.errors import InputError
 from advlab.exact.bab import search, supports
-from advlab.exact.bounds import hidden_bounds, interval_bounds, spec_bounds
+from advlab.exact.bounds import hidden_bounds, interval_bounds, spec_bounds, spec_lower
 from advlab.exact.encoding import INFEASIBLE, NumpyNetwork, meets, to_numpy
 from advlab.exact.falsify import confirmed, falsify
 from advlab.exact.inputs import check_time_limit
@@ -156,7 +156,7 @@ class _Run:
             hidden = interval_bounds(net, xl, xu)[:-1]
             return spec_bounds(net, hidden, flat, xl, xu, method="interval")[0].reshape(rows.shape[:2]), None
         hidden = hidden_bounds(net, xl, xu)
-        crown = spec_bounds(net, hidden, flat, xl, xu)[0]
+        crown = spec_lower(net, hidden, flat, xl, xu)
         if how == "crown":
             return crown.reshape(rows.shape[:2]), None
         hidden = optimised_hidden(net, hidden, xl, xu, steps=alpha_steps, deadline=self.deadline)
