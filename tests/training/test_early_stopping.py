@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from advlab.errors import CheckpointError, InputError
-from advlab.training import EarlyStopping, EpochCheckpoint, TrainConfig, best_epoch, patience_exhausted, read_metadata, train_model
+from advlab.training import (
+    EarlyStopping,
+    EpochCheckpoint,
+    TrainConfig,
+    best_epoch,
+    patience_exhausted,
+    read_metadata,
+    stopping_epoch,
+    train_model,
+)
 
 from tests.training.small import same_state, small_maxout, state_copy
 
@@ -28,6 +37,15 @@ def test_patience_counts_epochs_since_the_best(patience, stop_after):
     stops = [n for n in range(1, len(CURVE) + 1) if patience_exhausted(CURVE[:n], patience)]
     assert (stops[0] if stops else None) == stop_after
     assert not patience_exhausted([], patience)
+
+
+def test_the_bar_counts_to_the_epoch_the_patience_runs_out():
+    assert stopping_epoch([], 3, 200) == 3  # no error measured yet
+    assert stopping_epoch(CURVE[:5], 3, 200) == 4 + 3  # best at epoch 4
+    assert stopping_epoch(CURVE, 3, 200) == 11 + 3  # a new best at epoch 11 moves it on
+    assert stopping_epoch(CURVE, 3, 12) == 12  # never past the most epochs asked for
+    for n in range(1, len(CURVE) + 1):  # the loop stops once it has trained that many epochs
+        assert patience_exhausted(CURVE[:n], 3) == (n >= stopping_epoch(CURVE[:n], 3, 200))
 
 
 def test_patience_must_be_a_positive_integer():

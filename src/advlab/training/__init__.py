@@ -19,6 +19,7 @@ from advlab.training.loops import (
     cross_entropy,
     error_rate,
     patience_exhausted,
+    stopping_epoch,
     train_model,
 )
 from advlab.training.registered import TrainedModel, default_config, record_errors, train_registered
@@ -38,6 +39,7 @@ __all__ = [
     "error_rate",
     "load_checkpoint",
     "patience_exhausted",
+    "stopping_epoch",
     "read_metadata",
     "read_state",
     "record_errors",

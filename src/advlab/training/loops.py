@@ -113,6 +113,13 @@ def best_epoch(errors: Sequence[float]) -> int:
     return min(range(len(errors)), key=lambda i: errors[i]) + 1
 
 
+def stopping_epoch(errors: Sequence[float], patience: int, most: int) -> int:
+    """The epoch at which early stopping ends a run if the error never falls below today's best
+    again: best_epoch + patience (patience epochs from the start before any error), at most `most`.
+    The training bar counts to it, so its ETA is the time until the patience runs out."""
+    return min(most, (best_epoch(errors) if errors else 0) + patience)
+
+
 def patience_exhausted(errors: Sequence[float], patience: int) -> bool:
     """True when the last `patience` epochs all came after the best one: len(errors) - best_epoch >= patience."""
     return bool(errors) and len(errors) - best_epoch(errors) >= patience
@@ -220,7 +227,12 @@ def train_model(
                 pretrain_autoencoder(model, data, config, progress=progress)
         model.train()
         net = DistributedDataParallel(model) if shard.world > 1 else model
-        bar = progress_bar(config.epochs * len(data), "train", enabled=progress and shard.is_root)
+        def planned() -> int:  # epochs the bar counts to
+            if early_stopping is None:
+                return config.epochs
+            return max(stopping_epoch(history.validation, early_stopping.patience, config.epochs), history.resumed_from)
+
+        bar = progress_bar(planned() * len(data), "train", enabled=progress and shard.is_root)
         bar.update(history.resumed_from * len(data))
         for epoch in range(history.resumed_from, config.epochs):
             if early_stopping is not None and patience_exhausted(history.validation, early_stopping.patience):
@@ -244,6 +256,7 @@ def train_model(
             history.loss.append(float(shard.all_sum(total)) / len(data))
             if early_stopping is not None:
                 history.validation.append(early_stopping.error(model))
+                bar.total = planned() * len(data)
             bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}",
                             **({"val": f"{history.validation[-1]:.4f}"} if history.validation else {}))
             if checkpoint and shard.is_root:
