@@ -8,20 +8,10 @@ from torch import nn
 from advlab.analysis.carlini import run_carlini_checks
 from advlab.analysis.evaluation import evaluate_suite
 from advlab.analysis.masking import suite_checks
+from tests.masked import Rounded
 
 SUITE = [{"attack": "apgd", "params": {"steps": 10}}]
 NAMES = ("attack loss converges", "unbounded eps -> 0", "transfer <= white-box", "more iterations ~ same", "black-box <= white-box")
-
-
-class Rounded(nn.Module):
-    """The model on round(4 x) / 4: zero input gradient almost everywhere."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(torch.round(x * 4) / 4)
 
 
 def _case(masked: bool):

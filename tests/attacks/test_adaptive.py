@@ -11,6 +11,7 @@ from advlab.attacks import AdaptiveAPGD
 from advlab.attacks.adaptive import scale_free_margin
 from advlab.attacks.suites import SUITES
 from tests.invariance import assert_same_per_example
+from tests.masked import Rounded
 
 
 class Counting(nn.Module):
@@ -28,17 +29,6 @@ class Counting(nn.Module):
 
     def _count(self, grad: torch.Tensor) -> None:
         self.backward += grad.shape[0]
-
-
-class Rounded(nn.Module):
-    """The model on round(4 x) / 4: its input gradient is zero almost everywhere."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(torch.round(x * 4) / 4)
 
 
 def _linear(bias: list[float]) -> nn.Module:
