@@ -7,8 +7,9 @@ import pytest
 
 from advlab.analysis.units import UnitsVsDirections
 from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.compare import all_off, generated_notes, is_off, ratio
 from advlab.experiments.szegedy.settings import MinimalDistortion, ModelEval, SzegedyResult, TransferTable
-from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, ratio
+from advlab.report.szegedy_cells import cell
 
 ZOO = list(paper.ZOO_LABELS)
 SPLIT = list(paper.SPLIT_LABELS)
@@ -94,7 +95,7 @@ def test_notes_follow_the_numbers(train_error):
 
 def test_the_longer_training_explains_only_the_model_it_trained():
     from advlab.experiments.szegedy.settings import LongerTraining, ModelEval
-    from advlab.report.szegedy_cells import table1_off, table3_off
+    from advlab.experiments.szegedy.compare import table1_off, table3_off
     from types import SimpleNamespace
 
     def row(key, part, test_error):

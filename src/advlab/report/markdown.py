@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
+from advlab.experiments.text import number, percent
 
-def percent(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{100 * value:.{digits}f}%"
-
-
-def number(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:.{digits}f}"
+__all__ = ["number", "percent", "table"]
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

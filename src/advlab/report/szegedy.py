@@ -10,11 +10,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from advlab.experiments.szegedy import paper
+from advlab.experiments.szegedy.compare import all_off, generated_notes, is_off
 from advlab.experiments.szegedy.settings import ARMS, PoolStudy, SzegedyResult, TransferTable
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import image_grid, save_figure
 from advlab.report.markdown import number, percent, table
-from advlab.report.szegedy_cells import all_off, cell, generated_notes, is_off, off_markdown
+from advlab.report.szegedy_cells import cell, off_markdown
 
 MAGNIFY = 10  # the perturbation is shown as 0.5 + 10 r (Szegedy et al. 2013, Fig. 5)
 
