@@ -49,7 +49,7 @@ from torch import nn
 
 from advlab.attacks.apgd import APGDT, _Run
 from advlab.attacks.base import Perturbed
-from advlab.attacks.losses import margin, targeted_dlr
+from advlab.attacks.losses import margin
 from advlab.attacks.search import exceeds
 from advlab.attacks.square import Square
 from advlab.attacks.targeting import rank_targets
@@ -198,18 +198,10 @@ class AdaptiveAPGD(APGDT):
         the point marked broken)."""
         dead = torch.zeros_like(robust)
         rows = robust.nonzero().squeeze(1)
-        start = self._start(x[rows], index[rows], 0).detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = self.logits(start)
-            if not logits.requires_grad:
-                raise InputError("the model's output has no gradient with respect to its input")
-            if objective == "ce":
-                loss = -torch.nn.functional.cross_entropy(logits, target[rows], reduction="none")
-            else:
-                loss = targeted_dlr(logits, goal[rows], target[rows])
-            (grad,) = torch.autograd.grad(loss.sum(), start)
+        start = self._start(x[rows], index[rows], 0)
+        _, grad, logits = self._loss_grad_at(start, goal[rows], target[rows], objective, True)
         size = self.geometry.dual(grad)
-        hit = logits.detach().argmax(1) != goal[rows]
+        hit = logits.argmax(1) != goal[rows]
         out[rows[hit]] = start.detach()[hit]
         robust[rows[hit]] = False
         dead[rows] = ((size == 0) | ~torch.isfinite(size)) & ~hit

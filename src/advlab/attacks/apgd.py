@@ -202,17 +202,22 @@ class APGD(FixedBudgetAttack):
         return loss / self.eot, grad / self.eot, logits
 
     def _one_loss_grad(self, state: _Run, objective: str, targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z = state.x_adv.detach().requires_grad_(True)
+        return self._loss_grad_at(state.x_adv, state.y, state.target, objective, targeted)
+
+    def _loss_grad_at(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor, objective: str,
+                      targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-example loss, its input gradient, logits) at x: CE or DLR, towards `target` when targeted."""
+        z = x.detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.logits(z)
             if not logits.requires_grad:
                 raise InputError("the model's output has no gradient with respect to its input")
             if objective == "ce":
-                loss = -F.cross_entropy(logits, state.target, reduction="none") if targeted else F.cross_entropy(logits, state.y, reduction="none")
+                loss = -F.cross_entropy(logits, target, reduction="none") if targeted else F.cross_entropy(logits, y, reduction="none")
             elif targeted:
-                loss = targeted_dlr_loss(logits, state.y, state.target)
+                loss = targeted_dlr_loss(logits, y, target)
             else:
-                loss = dlr_loss(logits, state.y)
+                loss = dlr_loss(logits, y)
             (grad,) = torch.autograd.grad(loss.sum(), z)
         return loss.detach(), grad, logits.detach()
 

@@ -25,8 +25,9 @@ example whose best margin m_c (z_y - max_{k!=y} z_k) is above both `discard_rati
 margin at the start) and `discard_factor` * (m_{c/2} - m_c) (its fall since query c/2) stops
 unbroken: at its pace it would not reach 0 within `discard_factor` more doublings of its queries.
 `extra["discarded"]` marks them; `extra["flat"]` marks the examples whose margin never fell below
-its start value (scores blind to the windows tried: saturated or quantised outputs). `restarts` > 1 runs the search again, from a new start
-with new draws (numbered on from the previous restart's), on the examples still unbroken (the
+its start value (scores blind to the windows tried: saturated or quantised outputs).
+
+`restarts` > 1 runs the search again, from a new start with new draws (numbered on from the previous restart's), on the examples still unbroken (the
 reference code's `n_restarts`). The model is never differentiated: everything runs under no_grad.
 Random windows and signs are a function of (seed, example index, iteration), so results do not
 depend on the batch size; they are drawn for blocks of 64 iterations at once, and the running
