@@ -235,3 +235,48 @@ def test_a_box_bounds_do_not_depend_on_the_other_boxes_of_its_batch_and_lower_on
     hidden = hidden_bounds(net, xl, xu)
     both = spec_bounds(net, hidden, margin_rows(labels, 4), xl, xu)[0].scatter(1, labels.unsqueeze(1), torch.inf)
     assert torch.allclose(together, both, rtol=0, atol=1e-8)  # the widening against rounding differs by ~1e-9
+
+
+@pytest.mark.parametrize("per_row_slopes", [False, True])
+def test_a_disjoint_max_pool_stepped_through_with_its_relu_equals_the_two_steps(per_row_slopes: bool) -> None:
+    from advlab.exact.operators import MaxPool, Relu
+    from advlab.exact.relu_network import _max_pool
+
+    gen = torch.Generator().manual_seed(7)
+    pool = _max_pool(nn.MaxPool2d(2), (3, 6, 6))
+    assert pool.disjoint and not _max_pool(nn.MaxPool2d(3, stride=1), (3, 6, 6)).disjoint
+    lower = torch.randn(4, 108, generator=gen, dtype=torch.float64)
+    upper = lower + torch.rand(4, 108, generator=gen, dtype=torch.float64)
+    lower[:, :20] = upper[:, :20]  # single points: ties and dominated windows
+    alpha = torch.rand(4, 5, 108, generator=gen, dtype=torch.float64) if per_row_slopes else None
+    relu = Relu().relaxation(lower, upper, alpha)
+    relax = MaxPool(pool.groups).relaxation(*Relu().interval(lower, upper))
+    assert relax.disjoint
+    lam = torch.randn(4, 5, 27, generator=gen, dtype=torch.float64)
+    on_h, const = relax.back(lam)
+    expected, extra = relu.back(on_h)
+    fused, fused_const = relax.back_through(relu, lam)
+    assert torch.allclose(fused, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(fused_const, const + extra, rtol=0, atol=1e-12)
+
+
+def test_relu_then_overlapping_max_pool_bounds_hold() -> None:
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, stride=1), nn.Conv2d(3, 2, 2), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 3)).double().eval()
+    for p in model.parameters():
+        p.data.mul_(2.0)
+    net = relu_network(model, (1, 8, 8))
+    x = _inputs(8)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.1, (0.0, 1.0))
+    hidden = hidden_bounds(net, xl, xu)
+    lower, upper = spec_bounds(net, hidden, margin_rows(labels, 3), xl, xu)
+    points = _points(xl, xu, 2000, 8)
+    zs = net.pre_activations(points.reshape(-1, 64))
+    for (lo, up), z in zip(hidden, zs[:-1]):
+        z = z.reshape(3, 2000, -1)
+        assert bool((z >= lo.unsqueeze(1)).all() and (z <= up.unsqueeze(1)).all())
+    logits = zs[-1].reshape(3, 2000, 3)
+    margins = logits.gather(2, labels.view(3, 1, 1).expand(3, 2000, 1)) - logits
+    assert bool((margins >= lower.unsqueeze(1)).all() and (margins <= upper.unsqueeze(1)).all())
