@@ -113,14 +113,14 @@ def _crown_neurons(
     uppers, lowers = [], []
     for start in range(0, index.shape[1], chunk):
         part, ok = index[:, start : start + chunk], valid[:, start : start + chunk]
-        rows = torch.zeros(*part.shape, width, dtype=xl.dtype).scatter_(2, part.unsqueeze(2), ok.unsqueeze(2).to(xl.dtype))
+        rows = one_hot_rows(part, ok, width, xl.dtype)
         both = _back_substitute(net, relax, depth, rows, xl, xu, both=True)
         uppers.append(both[:, : part.shape[1]])
         lowers.append(-both[:, part.shape[1] :])
     return _widen(torch.cat(lowers, 1), torch.cat(uppers, 1))
 
 
-def _needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+def relaxation_needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """The neurons of z_depth (B, W) whose tighter bounds can change a relaxation: those its
     non-linearity needs and, where an identity passes its outputs to the next non-linearity (a
     ReLU before a max-pool), those whose output is not a single point and the next one needs."""
@@ -132,6 +132,29 @@ def _needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tenso
     return needs
 
 
+def neuron_rows(needs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per box the neurons it needs (needs (B, W)) as indices (B, K), padded to the largest
+    count K, and which entries are real (B, K)."""
+    counts = needs.sum(1)
+    most = int(counts.max()) if len(counts) else 0
+    index = torch.argsort(needs.to(torch.int8), dim=1, descending=True, stable=True)[:, :most]
+    return index, torch.arange(most) < counts.unsqueeze(1)
+
+
+def one_hot_rows(index: torch.Tensor, valid: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows e_index (B, K, width), zero where not valid."""
+    return torch.zeros(*index.shape, width, dtype=dtype).scatter_(2, index.unsqueeze(2), valid.unsqueeze(2).to(dtype))
+
+
+def intersect_at(bounds: Interval, index: torch.Tensor, valid: torch.Tensor, new: Interval) -> Interval:
+    """bounds (B, W) intersected with new (B, K) at the neurons index (B, K) where valid."""
+    lower, upper = bounds
+    old_lower, old_upper = lower.gather(1, index), upper.gather(1, index)
+    lower = lower.scatter(1, index, torch.where(valid, torch.maximum(new[0], old_lower), old_lower))
+    upper = upper.scatter(1, index, torch.where(valid, torch.minimum(new[1], old_upper), old_upper))
+    return lower, upper
+
+
 def _tighten(
     net: ReluNetwork, relax: list, depth: int, needs: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     xl: torch.Tensor, xu: torch.Tensor,
@@ -139,17 +162,10 @@ def _tighten(
     """The interval bounds of z_depth intersected with CROWN's where `needs` (B, W): each box
     bounds only its own neurons (one-hot rows, padded with zero rows to the largest count), so a
     box's bounds do not depend on the others in its batch."""
-    counts = needs.sum(1)
-    most = int(counts.max()) if len(counts) else 0
-    if most == 0:
+    index, valid = neuron_rows(needs)
+    if index.shape[1] == 0:
         return lower, upper
-    index = torch.argsort(needs.to(torch.int8), dim=1, descending=True, stable=True)[:, :most]  # (B, R)
-    valid = torch.arange(most) < counts.unsqueeze(1)
-    crown_lower, crown_upper = _crown_neurons(net, relax, depth, index, valid, xl, xu)
-    old_lower, old_upper = lower.gather(1, index), upper.gather(1, index)
-    lower = lower.scatter(1, index, torch.where(valid, torch.maximum(crown_lower, old_lower), old_lower))
-    upper = upper.scatter(1, index, torch.where(valid, torch.minimum(crown_upper, old_upper), old_upper))
-    return lower, upper
+    return intersect_at((lower, upper), index, valid, _crown_neurons(net, relax, depth, index, valid, xl, xu))
 
 
 def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, method: str = "crown") -> list[Interval]:
@@ -166,7 +182,7 @@ def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, metho
         relax.append(g.relaxation(*out[-1]))
         lower, upper = _affine_interval(net.affines[depth], *g.interval(*out[-1]))
         if net.affines[depth].ops:  # through an identity, CROWN = interval
-            lower, upper = _tighten(net, relax, depth, _needs(net, depth, lower, upper), lower, upper, xl, xu)
+            lower, upper = _tighten(net, relax, depth, relaxation_needs(net, depth, lower, upper), lower, upper, xl, xu)
         out.append((lower, upper))
     return out
 

@@ -304,18 +304,19 @@ class MaxPool:
         return self(lower), self(upper)
 
     def needs_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """The inputs that set the relaxation of a window no input dominates (B, W): the one with
-        the largest lower bound (z_m, which tighter bounds may make dominant) and the one with the
-        largest upper bound (the constant max_i u_i). A dominated window is exact (h = z_m) and
-        stays so under tighter bounds."""
+        """The inputs that can set the relaxation of a window no input dominates (B, W): every
+        input whose upper bound exceeds the window's largest lower bound l_m (tighter bounds may
+        make one of them dominant, make another the one with the largest lower bound, or lower
+        the constant max_i u_i), and z_m itself. A dominated window is exact (h = z_m) and stays
+        so under tighter bounds; an input with u_i <= l_m never matters."""
         relax = self.relaxation(lower, upper)
         open_ = relax.upper_index < 0  # (B, out)
         index = self.groups.clamp_min(0)
-        gu = upper[..., index].masked_fill(self.groups < 0, -math.inf)
-        top = index.expand(lower.shape[0], -1, -1).gather(-1, gu.argmax(-1, keepdim=True)).squeeze(-1)
+        gu = upper[..., index].masked_fill(self.groups < 0, -math.inf)  # (B, out, k)
+        contends = (gu > lower.gather(-1, relax.lower_index).unsqueeze(-1)) & open_.unsqueeze(-1)
         marks = lower.new_zeros(lower.shape)
+        marks.scatter_add_(-1, index.flatten().expand(lower.shape[0], -1), contends.flatten(1).to(lower.dtype))
         marks.scatter_add_(-1, relax.lower_index, open_.to(lower.dtype))
-        marks.scatter_add_(-1, top, open_.to(lower.dtype))
         return marks > 0
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None) -> MaxRelaxation:
