@@ -21,8 +21,9 @@ for every k != y (a misclassified image never is).
   the margin rows as its C matrix.
 - alpha-CROWN: `alpha_margin_bounds(steps=S, hidden_steps=0)` (CROWN hidden bounds, the margins'
   slopes optimised by S Adam steps, stopping once every margin of the batch is positive) and
-  auto_LiRPA's `method="CROWN-Optimized"` with its defaults (intermediate bounds fixed at CROWN,
-  S iterations, lr 0.5, keep best) and the same stopping rule; sparse alphas off.
+  auto_LiRPA's `method="CROWN-Optimized"` with its defaults (S iterations, lr 0.5, keep best;
+  no intermediate bounds given, so it recomputes them with their own slopes at every iteration,
+  optimised jointly for the margins) and the same stopping rule; sparse alphas off.
 
 auto_LiRPA 0.3 imports three torch.onnx internals that torch 2.x moved or removed; `_shim`
 aliases them in this process (nothing in site-packages is changed).

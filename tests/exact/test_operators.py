@@ -235,3 +235,90 @@ def test_a_box_bounds_do_not_depend_on_the_other_boxes_of_its_batch_and_lower_on
     hidden = hidden_bounds(net, xl, xu)
     both = spec_bounds(net, hidden, margin_rows(labels, 4), xl, xu)[0].scatter(1, labels.unsqueeze(1), torch.inf)
     assert torch.allclose(together, both, rtol=0, atol=1e-8)  # the widening against rounding differs by ~1e-9
+
+
+@pytest.mark.parametrize("per_row_slopes", [False, True])
+def test_a_disjoint_max_pool_stepped_through_with_its_relu_equals_the_two_steps(per_row_slopes: bool) -> None:
+    from advlab.exact.operators import MaxPool, Relu
+    from advlab.exact.relu_network import _max_pool
+
+    gen = torch.Generator().manual_seed(7)
+    pool = _max_pool(nn.MaxPool2d(2), (3, 6, 6))
+    assert pool.disjoint and not _max_pool(nn.MaxPool2d(3, stride=1), (3, 6, 6)).disjoint
+    lower = torch.randn(4, 108, generator=gen, dtype=torch.float64)
+    upper = lower + torch.rand(4, 108, generator=gen, dtype=torch.float64)
+    lower[:, :20] = upper[:, :20]  # single points: ties and dominated windows
+    alpha = torch.rand(4, 5, 108, generator=gen, dtype=torch.float64) if per_row_slopes else None
+    relu = Relu().relaxation(lower, upper, alpha)
+    relax = MaxPool(pool.groups).relaxation(*Relu().interval(lower, upper))
+    assert relax.disjoint
+    lam = torch.randn(4, 5, 27, generator=gen, dtype=torch.float64)
+    on_h, const = relax.back(lam)
+    expected, extra = relu.back(on_h)
+    fused, fused_const = relax.back_through(relu, lam)
+    assert torch.allclose(fused, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(fused_const, const + extra, rtol=0, atol=1e-12)
+
+
+def test_relu_then_overlapping_max_pool_bounds_hold() -> None:
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(3, stride=1), nn.Conv2d(3, 2, 2), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 3)).double().eval()
+    for p in model.parameters():
+        p.data.mul_(2.0)
+    net = relu_network(model, (1, 8, 8))
+    x = _inputs(8)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.1, (0.0, 1.0))
+    hidden = hidden_bounds(net, xl, xu)
+    lower, upper = spec_bounds(net, hidden, margin_rows(labels, 3), xl, xu)
+    points = _points(xl, xu, 2000, 8)
+    zs = net.pre_activations(points.reshape(-1, 64))
+    for (lo, up), z in zip(hidden, zs[:-1]):
+        z = z.reshape(3, 2000, -1)
+        assert bool((z >= lo.unsqueeze(1)).all() and (z <= up.unsqueeze(1)).all())
+    logits = zs[-1].reshape(3, 2000, 3)
+    margins = logits.gather(2, labels.view(3, 1, 1).expand(3, 2000, 1)) - logits
+    assert bool((margins >= lower.unsqueeze(1)).all() and (margins <= upper.unsqueeze(1)).all())
+
+
+def test_a_max_pool_needs_every_input_that_can_set_an_open_window() -> None:
+    from advlab.exact.relu_network import _max_pool
+
+    pool = _max_pool(nn.MaxPool2d(2), (1, 2, 4))  # two windows: inputs (0, 1, 4, 5) and (2, 3, 6, 7)
+    lower = torch.tensor([[0.5, 0.2, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0]], dtype=torch.float64)
+    upper = torch.tensor([[1.0, 0.9, 0.3, 0.2, 0.95, 0.4, 0.1, 0.0]], dtype=torch.float64)
+    # window 1 is open (l_m = 0.9 at input 4, u_0 = 1.0 > 0.9): inputs 0 and 4 can set it, 1 and 5
+    # (u <= 0.9) cannot; window 2 is open with l_m = 0.0: every input with u > 0 can set it
+    assert pool.needs_bounds(lower, upper).tolist() == [[True, False, True, True, True, False, True, False]]
+    upper[0, 0] = 0.8  # now input 4 dominates window 1: nothing there needs tighter bounds
+    assert pool.needs_bounds(lower, upper).tolist() == [[False, False, True, True, False, False, True, False]]
+
+
+def _relu_pool_cnn(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 2), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(24, 8), nn.ReLU(), nn.Linear(8, 4)).double().eval()
+    for p in model.parameters():
+        p.data.mul_(1.5)
+    return model
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crown_and_alpha_bounding_the_needed_neurons_equal_bounding_every_neuron(seed: int, monkeypatch) -> None:
+    """The neurons `relaxation_needs` picks are all that change a relaxation: CROWN and alpha-CROWN
+    with CROWN bounds for every hidden neuron give the same margins (a max-pool's open window is
+    set by every input that can exceed its largest lower bound, as auto_LiRPA, which bounds every
+    neuron, sets it)."""
+    from advlab.exact import bounds
+
+    net = relu_network(_relu_pool_cnn(seed), (1, 12, 12))
+    x = _inputs(seed, n=4, side=12)
+    labels = net.logits(x).argmax(1)
+    xl, xu = box(x, 0.08, (0.0, 1.0))
+    needed = margin_bounds(net, xl, xu, labels)
+    alpha = alpha_margin_bounds(net, xl, xu, labels, steps=5, hidden_steps=0).lower
+    monkeypatch.setattr(bounds, "relaxation_needs", lambda net, depth, lower, upper: torch.ones_like(lower, dtype=torch.bool))
+    every = margin_bounds(net, xl, xu, labels)
+    assert torch.allclose(needed, every, rtol=0, atol=1e-9)
+    assert torch.allclose(alpha, alpha_margin_bounds(net, xl, xu, labels, steps=5, hidden_steps=0).lower, rtol=0, atol=1e-9)

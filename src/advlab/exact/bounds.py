@@ -33,7 +33,8 @@ from advlab.exact.operators import MaxRelaxation, ReluRelaxation
 from advlab.exact.relu_network import Affine, ReluNetwork
 
 BOUND_SLACK = 1e-9  # relative widening of computed bounds, against float64 rounding
-ELEMENTS = 1 << 23  # coefficient entries per back-substitution pass (memory budget)
+ELEMENTS = 1 << 21  # coefficient entries per back-substitution pass (memory budget; 16 MB keeps
+# the buffers in the allocator's heap instead of fresh pages for every pass)
 METHODS = ("interval", "crown")
 Interval = tuple[torch.Tensor, torch.Tensor]
 
@@ -58,16 +59,37 @@ def interval_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor) -> lis
 
 
 def _back_substitute(
-    net: ReluNetwork, relax: list, depth: int, lam: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+    net: ReluNetwork, relax: list, depth: int, lam: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor,
+    *, both: bool = False,
 ) -> torch.Tensor:
-    """Upper bound of lam . z_depth over the box, lam (B, R, width_depth) -> (B, R)."""
-    const = lam @ net.affines[depth].bias
-    lam = net.affines[depth].back(lam)
-    for i in range(depth, 0, -1):  # g_i maps z_{i-1} to h_i
-        lam, extra = relax[i - 1].back(lam)
-        const = const + extra + lam @ net.affines[i - 1].bias
-        lam = net.affines[i - 1].back(lam)
+    """Upper bound of lam . z_depth over the box, lam (B, R, width_depth) -> (B, R); `both`: of
+    lam and of -lam ((B, 2R), the first step shared: the transpose of -lam is minus lam's). A
+    disjoint max-pool fed by a ReLU through the identity is stepped through with the ReLU at once
+    (`MaxRelaxation.back_through`); an identity adds nothing."""
+    const, lam = lam @ net.affines[depth].bias, net.affines[depth].back(lam)
+    if both:
+        const, lam = torch.cat([const, -const], 1), torch.cat([lam, -lam], 1)
+    i = depth  # lam is on z_i; g_i maps z_{i-1} to h_i
+    while i > 0:
+        g = relax[i - 1]
+        if isinstance(g, MaxRelaxation) and g.disjoint and i >= 2 and not net.affines[i - 1].ops \
+                and isinstance(relax[i - 2], ReluRelaxation):
+            lam, extra = g.back_through(relax[i - 2], lam)
+            i -= 1
+        else:
+            lam, extra = g.back(lam)
+        const = const + extra
+        if net.affines[i - 1].ops:
+            const = const + lam @ net.affines[i - 1].bias
+            lam = net.affines[i - 1].back(lam)
+        i -= 1
     return const + (lam.clamp_min(0.0) * xu.unsqueeze(1)).sum(-1) + (lam.clamp_max(0.0) * xl.unsqueeze(1)).sum(-1)
+
+
+def _chunk(net: ReluNetwork, depth: int, boxes: int, width: int) -> int:
+    """Rows per back-substitution pass within ELEMENTS coefficient entries."""
+    widest = max([width] + [a.widest for a in net.affines[: depth + 1]])
+    return max(1, ELEMENTS // (boxes * widest))
 
 
 def _upper_bounds(
@@ -75,21 +97,30 @@ def _upper_bounds(
 ) -> torch.Tensor:
     """Upper bounds of rows . z_depth (rows (B, R, width_depth)) -> (B, R), in chunks of rows
     within ELEMENTS (unwidened)."""
-    widest = max([xl.shape[1]] + [a.widest for a in net.affines[: depth + 1]])
-    chunk = max(1, ELEMENTS // (xl.shape[0] * widest))
+    chunk = _chunk(net, depth, xl.shape[0], xl.shape[1])
     return torch.cat([_back_substitute(net, relax, depth, rows[:, start : start + chunk], xl, xu)
                       for start in range(0, rows.shape[1], chunk)], 1)
 
 
-def _crown(
-    net: ReluNetwork, relax: list, depth: int, rows: torch.Tensor, xl: torch.Tensor, xu: torch.Tensor
+def _crown_neurons(
+    net: ReluNetwork, relax: list, depth: int, index: torch.Tensor, valid: torch.Tensor, xl: torch.Tensor,
+    xu: torch.Tensor,
 ) -> Interval:
-    """Bounds of rows . z_depth (rows (B, R, width_depth)): both sides in one pass."""
-    both = _upper_bounds(net, relax, depth, torch.cat([rows, -rows], 1), xl, xu)
-    return _widen(-both[:, rows.shape[1] :], both[:, : rows.shape[1]])
+    """Bounds of the neurons index (B, K) of z_depth (where valid (B, K); one-hot rows built a
+    chunk at a time): both sides, each chunk's transposes shared by its two signs."""
+    width = net.affines[depth].bias.shape[0]
+    chunk = max(1, _chunk(net, depth, xl.shape[0], xl.shape[1]) // 2)
+    uppers, lowers = [], []
+    for start in range(0, index.shape[1], chunk):
+        part, ok = index[:, start : start + chunk], valid[:, start : start + chunk]
+        rows = one_hot_rows(part, ok, width, xl.dtype)
+        both = _back_substitute(net, relax, depth, rows, xl, xu, both=True)
+        uppers.append(both[:, : part.shape[1]])
+        lowers.append(-both[:, part.shape[1] :])
+    return _widen(torch.cat(lowers, 1), torch.cat(uppers, 1))
 
 
-def _needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+def relaxation_needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     """The neurons of z_depth (B, W) whose tighter bounds can change a relaxation: those its
     non-linearity needs and, where an identity passes its outputs to the next non-linearity (a
     ReLU before a max-pool), those whose output is not a single point and the next one needs."""
@@ -101,6 +132,29 @@ def _needs(net: ReluNetwork, depth: int, lower: torch.Tensor, upper: torch.Tenso
     return needs
 
 
+def neuron_rows(needs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per box the neurons it needs (needs (B, W)) as indices (B, K), padded to the largest
+    count K, and which entries are real (B, K)."""
+    counts = needs.sum(1)
+    most = int(counts.max()) if len(counts) else 0
+    index = torch.argsort(needs.to(torch.int8), dim=1, descending=True, stable=True)[:, :most]
+    return index, torch.arange(most) < counts.unsqueeze(1)
+
+
+def one_hot_rows(index: torch.Tensor, valid: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows e_index (B, K, width), zero where not valid."""
+    return torch.zeros(*index.shape, width, dtype=dtype).scatter_(2, index.unsqueeze(2), valid.unsqueeze(2).to(dtype))
+
+
+def intersect_at(bounds: Interval, index: torch.Tensor, valid: torch.Tensor, new: Interval) -> Interval:
+    """bounds (B, W) intersected with new (B, K) at the neurons index (B, K) where valid."""
+    lower, upper = bounds
+    old_lower, old_upper = lower.gather(1, index), upper.gather(1, index)
+    lower = lower.scatter(1, index, torch.where(valid, torch.maximum(new[0], old_lower), old_lower))
+    upper = upper.scatter(1, index, torch.where(valid, torch.minimum(new[1], old_upper), old_upper))
+    return lower, upper
+
+
 def _tighten(
     net: ReluNetwork, relax: list, depth: int, needs: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     xl: torch.Tensor, xu: torch.Tensor,
@@ -108,18 +162,10 @@ def _tighten(
     """The interval bounds of z_depth intersected with CROWN's where `needs` (B, W): each box
     bounds only its own neurons (one-hot rows, padded with zero rows to the largest count), so a
     box's bounds do not depend on the others in its batch."""
-    counts = needs.sum(1)
-    most = int(counts.max()) if len(counts) else 0
-    if most == 0:
+    index, valid = neuron_rows(needs)
+    if index.shape[1] == 0:
         return lower, upper
-    index = torch.argsort(needs.to(torch.int8), dim=1, descending=True, stable=True)[:, :most]  # (B, R)
-    valid = torch.arange(most) < counts.unsqueeze(1)
-    rows = torch.zeros(*index.shape, lower.shape[1], dtype=xl.dtype).scatter_(2, index.unsqueeze(2), valid.unsqueeze(2).to(xl.dtype))
-    crown_lower, crown_upper = _crown(net, relax, depth, rows, xl, xu)
-    old_lower, old_upper = lower.gather(1, index), upper.gather(1, index)
-    lower = lower.scatter(1, index, torch.where(valid, torch.maximum(crown_lower, old_lower), old_lower))
-    upper = upper.scatter(1, index, torch.where(valid, torch.minimum(crown_upper, old_upper), old_upper))
-    return lower, upper
+    return intersect_at((lower, upper), index, valid, _crown_neurons(net, relax, depth, index, valid, xl, xu))
 
 
 def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, method: str = "crown") -> list[Interval]:
@@ -136,7 +182,7 @@ def hidden_bounds(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, *, metho
         relax.append(g.relaxation(*out[-1]))
         lower, upper = _affine_interval(net.affines[depth], *g.interval(*out[-1]))
         if net.affines[depth].ops:  # through an identity, CROWN = interval
-            lower, upper = _tighten(net, relax, depth, _needs(net, depth, lower, upper), lower, upper, xl, xu)
+            lower, upper = _tighten(net, relax, depth, relaxation_needs(net, depth, lower, upper), lower, upper, xl, xu)
         out.append((lower, upper))
     return out
 
@@ -149,7 +195,10 @@ def spec_bounds(
     depth = len(net.nonlinear)
     if method == "crown":
         relax = [g.relaxation(lo, up) for g, (lo, up) in zip(net.nonlinear, hidden)]
-        return _crown(net, relax, depth, rows, xl, xu)
+        chunk = max(1, _chunk(net, depth, xl.shape[0], xl.shape[1]) // 2)
+        both = torch.cat([_back_substitute(net, relax, depth, rows[:, start : start + chunk], xl, xu, both=True)
+                          .unflatten(1, (2, -1)) for start in range(0, rows.shape[1], chunk)], 2)
+        return _widen(-both[:, 1], both[:, 0])
     lam, const = net.affines[depth].back(rows), rows @ net.affines[depth].bias
     lo, up = (xl, xu) if depth == 0 else net.nonlinear[-1].interval(*hidden[-1])
     centre, radius = (up + lo) / 2, (up - lo) / 2

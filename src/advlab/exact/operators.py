@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -209,24 +210,46 @@ class ReluRelaxation:
         """What each neuron's upper intercept adds to the bound of each row (B, R, W)."""
         return (lam.clamp_min(0.0) * self.tu).detach()
 
+    def take(self, index: torch.Tensor) -> ReluRelaxation:
+        """The relaxation of the neurons index (B, K) only, in that order."""
+        return ReluRelaxation(*(t.gather(-1, index.unsqueeze(1).expand(-1, t.shape[1], -1)) for t in (self.sl, self.su, self.tu)))
+
 
 @dataclass(frozen=True)
 class MaxRelaxation:
-    """z[lower_index] <= h <= z[upper_index] (where upper_index >= 0) or <= upper_const; (B, out)."""
+    """z[lower_index] <= h <= z[upper_index] (where upper_index >= 0: then it equals lower_index,
+    the window is dominated and h = z[lower_index]) or <= upper_const; (B, out). `disjoint`: no
+    input is in two windows (so lower_index never repeats within a box)."""
 
     lower_index: torch.Tensor
     upper_index: torch.Tensor
     upper_const: torch.Tensor
     inputs: int
+    disjoint: bool = False
+
+    def _compact(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """lam . h <= coef . z[lower_index] + const: (coef (B, R, out), const (B, R))."""
+        exact = (self.upper_index >= 0).unsqueeze(1)
+        coef = torch.where(exact, lam, lam.clamp_max(0.0))
+        const = torch.matmul(lam.clamp_min(0.0), torch.where(exact, 0.0, self.upper_const.unsqueeze(1)).transpose(-1, -2))
+        return coef, const.squeeze(-1)
+
+    def _spread(self, coef: torch.Tensor) -> torch.Tensor:
+        """Coefficients on z[lower_index] (B, R, out) as coefficients on z (B, R, inputs)."""
+        out = coef.new_zeros(*coef.shape[:-1], self.inputs)
+        return out.scatter_add_(-1, self.lower_index.unsqueeze(1).expand_as(coef), coef)
 
     def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pos, neg = lam.clamp_min(0.0), lam.clamp_max(0.0)
-        linear = self.upper_index >= 0
-        out = lam.new_zeros(*lam.shape[:-1], self.inputs)
-        out.scatter_add_(-1, self.lower_index.unsqueeze(1).expand_as(lam), neg)
-        out.scatter_add_(-1, self.upper_index.clamp_min(0).unsqueeze(1).expand_as(lam), pos * linear.unsqueeze(1))
-        const = (pos * torch.where(linear, 0.0, self.upper_const).unsqueeze(1)).sum(-1)
-        return out, const
+        coef, const = self._compact(lam)
+        return self._spread(coef), const
+
+    def back_through(self, relu: ReluRelaxation, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`back` of this max-pool, then of the ReLU relaxation `relu` that feeds it, for a
+        disjoint pool: the ReLU step is taken on the picked inputs only (one per window) before
+        they are spread, which gives the same result since no input is picked twice."""
+        coef, const = self._compact(lam)
+        coef, extra = relu.take(self.lower_index).back(coef)
+        return self._spread(coef), const + extra
 
     def intercepts(self, lam: torch.Tensor) -> None:
         return None
@@ -267,6 +290,12 @@ class MaxPool:
 
     groups: torch.Tensor
 
+    @cached_property
+    def disjoint(self) -> bool:
+        """No input in two windows (stride >= kernel)."""
+        valid = self.groups[self.groups >= 0]
+        return len(valid.unique()) == len(valid)
+
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         picked = z[..., self.groups.clamp_min(0)]
         return picked.masked_fill(self.groups < 0, -math.inf).amax(-1)
@@ -275,18 +304,19 @@ class MaxPool:
         return self(lower), self(upper)
 
     def needs_bounds(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """The inputs that set the relaxation of a window no input dominates (B, W): the one with
-        the largest lower bound (z_m, which tighter bounds may make dominant) and the one with the
-        largest upper bound (the constant max_i u_i). A dominated window is exact (h = z_m) and
-        stays so under tighter bounds."""
+        """The inputs that can set the relaxation of a window no input dominates (B, W): every
+        input whose upper bound exceeds the window's largest lower bound l_m (tighter bounds may
+        make one of them dominant, make another the one with the largest lower bound, or lower
+        the constant max_i u_i), and z_m itself. A dominated window is exact (h = z_m) and stays
+        so under tighter bounds; an input with u_i <= l_m never matters."""
         relax = self.relaxation(lower, upper)
         open_ = relax.upper_index < 0  # (B, out)
         index = self.groups.clamp_min(0)
-        gu = upper[..., index].masked_fill(self.groups < 0, -math.inf)
-        top = index.expand(lower.shape[0], -1, -1).gather(-1, gu.argmax(-1, keepdim=True)).squeeze(-1)
+        gu = upper[..., index].masked_fill(self.groups < 0, -math.inf)  # (B, out, k)
+        contends = (gu > lower.gather(-1, relax.lower_index).unsqueeze(-1)) & open_.unsqueeze(-1)
         marks = lower.new_zeros(lower.shape)
+        marks.scatter_add_(-1, index.flatten().expand(lower.shape[0], -1), contends.flatten(1).to(lower.dtype))
         marks.scatter_add_(-1, relax.lower_index, open_.to(lower.dtype))
-        marks.scatter_add_(-1, top, open_.to(lower.dtype))
         return marks > 0
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None) -> MaxRelaxation:
@@ -298,7 +328,8 @@ class MaxPool:
         lower_index = index.expand(lower.shape[0], -1, -1).gather(-1, best).squeeze(-1)
         rest = gu.scatter(-1, best, -math.inf).amax(-1)
         dominated = gl.gather(-1, best).squeeze(-1) >= rest
-        return MaxRelaxation(lower_index, torch.where(dominated, lower_index, -1), gu.amax(-1), lower.shape[-1])
+        return MaxRelaxation(lower_index, torch.where(dominated, lower_index, -1), gu.amax(-1), lower.shape[-1],
+                             self.disjoint)
 
 
 Nonlinear = Relu | MaxPool

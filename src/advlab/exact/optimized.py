@@ -30,10 +30,13 @@ from dataclasses import dataclass
 
 import torch
 
-from advlab.exact.bounds import BOUND_SLACK, Interval, hidden_bounds, rival_rows, spec_lower
+from advlab.exact.bounds import (
+    BOUND_SLACK, Interval, hidden_bounds, intersect_at, neuron_rows, one_hot_rows, relaxation_needs, rival_rows, spec_lower,
+)
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 ALPHA_LR, BETA_LR, LR_DECAY = 0.1, 0.05, 0.98  # Adam settings of the alpha-beta-CROWN paper
+HIDDEN_ELEMENTS = 1 << 22  # coefficient entries per hidden-bound optimisation (autograd keeps each pass)
 
 
 def clamp_splits(hidden: list[Interval], signs: list[torch.Tensor | None]) -> list[Interval]:
@@ -46,10 +49,6 @@ def clamp_splits(hidden: list[Interval], signs: list[torch.Tensor | None]) -> li
         else:
             out.append((torch.where(s > 0, lo.clamp_min(0.0), lo), torch.where(s < 0, up.clamp_max(0.0), up)))
     return out
-
-
-def _unstable(lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    return (lo < 0) & (up > 0)
 
 
 @dataclass
@@ -164,24 +163,25 @@ def optimised_hidden(
 ) -> list[Interval]:
     """Tighten the bounds of z_1, ..., z_{L-1} layer by layer with alpha-CROWN (each neuron's
     lower and upper bound its own slopes), intersected with the given (e.g. CROWN) bounds.
-    Only neurons unstable in some box of the batch are re-bounded; past `deadline` the
-    optimisation stops early (the bounds stay valid)."""
+    Each box re-bounds the neurons whose bounds can change one of its relaxations (a ReLU's
+    unstable inputs; for a ReLU feeding a max-pool, also the inputs that can set an open window's
+    relaxation: `relaxation_needs`, as `hidden_bounds` chooses them), in chunks of rows within
+    HIDDEN_ELEMENTS; a max-pool fed through the identity gets its ReLU's tightened outputs. Past
+    `deadline` the optimisation stops early (the bounds stay valid)."""
     out = list(hidden)
     for depth in range(1, len(net.nonlinear)):
         lo, up = out[depth]
-        if not isinstance(net.nonlinear[depth], Relu):
+        if not net.affines[depth].ops:  # an identity passes the previous non-linearity's bounds
+            new_lo, new_up = net.nonlinear[depth - 1].interval(*out[depth - 1])
+            out[depth] = (torch.maximum(lo, new_lo), torch.minimum(up, new_up))
             continue
-        index = _unstable(lo, up).any(0).nonzero().flatten()
-        if not len(index):
-            continue
-        eye = torch.eye(lo.shape[1], dtype=lo.dtype)[index]
-        lam = torch.cat([eye, -eye]).expand(lo.shape[0], -1, -1)
-        upper = optimise(net, out, depth, lam, xl, xu, steps=steps, deadline=deadline).upper
-        k = len(index)
-        new_lo, new_up = lo.clone(), up.clone()
-        new_up[:, index] = torch.minimum(up[:, index], upper[:, :k])
-        new_lo[:, index] = torch.maximum(lo[:, index], -upper[:, k:])
-        out[depth] = (new_lo, new_up)
+        index, valid = neuron_rows(relaxation_needs(net, depth, lo, up))
+        chunk = max(1, HIDDEN_ELEMENTS // (2 * lo.shape[0] * max(a.widest for a in net.affines[: depth + 1])))
+        for start in range(0, index.shape[1], chunk):  # rows are optimised independently: chunks are exact
+            part, ok = index[:, start : start + chunk], valid[:, start : start + chunk]
+            rows = one_hot_rows(part, ok, lo.shape[1], lo.dtype)
+            upper = optimise(net, out, depth, torch.cat([rows, -rows], 1), xl, xu, steps=steps, deadline=deadline).upper
+            out[depth] = intersect_at(out[depth], part, ok, (-upper[:, part.shape[1] :], upper[:, : part.shape[1]]))
     return out
 
 
