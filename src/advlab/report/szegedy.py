@@ -116,8 +116,8 @@ def longer_section(result: SzegedyResult) -> list[str]:
             f"### {base.label} trained {entry.factor}x longer",
             "",
             f"Does a model nearer the paper's test error move its column of Table 2 towards the paper's? {base.label} trained "
-            f"{m.training['epochs']} epochs instead of {base.training['epochs']} (its training continued from its last "
-            f"checkpoint: the weights of a run that long from the start): train error {percent(m.train_error, 2)} (as trained "
+            f"{m.training['epochs']} epochs instead of {base.training['epochs']} (from the start"
+            f"{', its learning rate decaying to 0 over all of them' if m.training.get('lr_schedule') == 'cosine' else ''}): train error {percent(m.train_error, 2)} (as trained "
             f"{percent(base.train_error, 2)}), test error {cell(m.test_error, known and known[1], percent_digits=2)} (as trained "
             f"{cell(base.test_error, known and known[1], percent_digits=2)}). Fed the same images as Table 2's rows:",
             "",
