@@ -111,3 +111,10 @@ def test_a_cosine_run_cannot_be_resumed_with_other_epochs(tmp_path, embedded):
 def test_unknown_schedules_are_refused_before_any_work(schedule):
     with pytest.raises(InputError, match="lr_schedule must be one of constant, cosine"):
         TrainConfig(lr_schedule=schedule)
+
+
+def test_a_constant_schedule_is_left_out_of_the_records_so_they_read_as_before():
+    assert "lr_schedule" not in TrainConfig(epochs=2).to_dict()
+    cosine = TrainConfig(epochs=2, lr_schedule="cosine").to_dict()
+    assert cosine["lr_schedule"] == "cosine" and TrainConfig(**cosine) == TrainConfig(epochs=2, lr_schedule="cosine")
+    assert TrainConfig(**TrainConfig(epochs=2).to_dict()) == TrainConfig(epochs=2)

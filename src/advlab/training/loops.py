@@ -64,7 +64,12 @@ class TrainConfig:
             raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; lr_schedule only when it is not the default constant, so that the records of constant-rate
+        trainings (checkpoints, reports) read as they did before schedules existed."""
+        out = asdict(self)
+        if self.lr_schedule == "constant":
+            del out["lr_schedule"]
+        return out
 
 
 def scheduled_lr(config: TrainConfig, update: int, updates_per_epoch: int) -> float:
@@ -374,12 +379,11 @@ def _restore(
     """Load weights, optimizer and RNG states from a checkpoint of the same run."""
     weights, state, document = read_state(checkpoint.path)
     stored = {"model": document.get("model"), "architecture": document.get("architecture"), **{k: document.get(k) for k in identity}}
-    if isinstance(stored.get("training"), dict):  # written before schedules existed: constant
-        stored["training"] = {"lr_schedule": "constant", **stored["training"]}
     wanted = json.loads(json.dumps({"model": checkpoint.model_name, "architecture": checkpoint.architecture, **identity}))
-    for run in (stored, wanted):  # with a constant lr nothing in an epoch depends on the total, so a run may be extended
+    for run in (stored, wanted):  # with a constant lr (the default, left out of the record) nothing in an epoch
+        # depends on the total, so a run may be extended
         if isinstance(run.get("training"), dict) and run["training"].get("lr_schedule", "constant") == "constant":
-            run["training"] = {k: v for k, v in run["training"].items() if k != "epochs"}
+            run["training"] = {k: v for k, v in run["training"].items() if k not in ("epochs", "lr_schedule")}
     differences = _differences(stored, wanted)
     if differences:
         raise CheckpointError(f"{checkpoint.path}: cannot resume a different run: " + "; ".join(differences))

@@ -55,7 +55,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     settings = settings or SzegedySettings()
     # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder; they depend on how each model trained
     tables = {k: v for k, v in settings.to_dict().items() if k not in ("pool_study", "longer")}
-    tables["training"] = {name: stages.training_config(name, settings).to_dict() for name in {*settings.zoo, *(n for n, _ in settings.split)}}
+    tables["training"] = {name: asdict(stages.training_config(name, settings)) for name in {*settings.zoo, *(n for n, _ in settings.split)}}
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
     # trained models depend only on these settings (and each on its training, checked per model: `stages.train`),
     # so runs that differ in the attacks share them
