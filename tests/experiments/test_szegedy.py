@@ -162,6 +162,8 @@ def test_notes_state_the_training_the_run_used_not_the_registered_one(run):
     notes = " ".join(szegedy_notes(result))
     assert "2 epochs" in notes and "60 epochs" not in notes and "20 epochs" not in notes  # TINY caps every model at 2
     assert all(row.training["epochs"] == 2 for row in result.models + result.split_models)
+    assert "FC100-100-10: adam lr 0.003 cosine-decayed to 0, batch 64, 2 epochs" in notes  # the sigmoid networks' schedule
+    assert "FC10(1e-2), FC10(1)': adam lr 0.001, batch 256, 2 epochs" in notes  # FC10's: constant
     assert f"{TINY.n_attack} seeded random training images" in notes and f"{result.n_train:,} training" in notes
 
 
@@ -284,13 +286,13 @@ def test_table3_halves_of_a_full_training_set_are_the_papers_two_parts_of_30000(
     assert not torch.equal(parts["P1"].labels, full.labels[:30_000])  # drawn at random, not the first half
 
 
-def test_a_model_trained_longer_continues_its_zoo_training_and_is_fed_table2s_rows(run, embedded):
+def test_a_model_trained_longer_is_trained_from_the_start_and_fed_table2s_rows(run, embedded):
     work, result = run
     (entry,) = result.longer
     base = next(m for m in result.models if m.key == "fc100-100-10")
     assert entry.key == "fc100-100-10" and entry.factor == 2 and entry.model.training["epochs"] == 2 * base.training["epochs"]
+    assert entry.model.training == {**base.training, "epochs": 4}  # the registered schedule, spanning the 4 epochs
     assert entry.rows == result.transfer.rows
-    # continuing the zoo's checkpoint gives the weights of a run of that length from the start
     from advlab.training import default_config, train_registered
 
     straight = train_registered("fc100-100-10", embedded.train, default_config("fc100-100-10", seed=0, epochs=4), progress=False).model
@@ -302,3 +304,35 @@ def test_a_model_trained_longer_continues_its_zoo_training_and_is_fed_table2s_ro
     x = stages.subset(embedded.train, TINY.n_attack, stages.generator(TINY, 2))
     assert entry.clean_error[i] == error_rate_on(longer, x.images, x.labels)
     assert all(0 <= e <= 1 for e in entry.error)
+
+
+def test_a_cached_model_or_checkpoint_of_another_training_is_trained_again(embedded, tmp_path, monkeypatch):
+    """When the registered training changes, the cache holds stale models: `train` retrains them (and no stale
+    checkpoint is resumed)."""
+    from dataclasses import replace
+
+    from advlab.experiments.cache import StageCache
+    from advlab.training import default_config, loops
+
+    settings, data, cache = replace(TINY, max_epochs=2), embedded.train.take(200), StageCache(tmp_path)
+    first, row = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    original, calls = loops._save, []
+
+    def die_after_epoch_1(*args):
+        original(*args)
+        raise KeyboardInterrupt
+
+    other = {"lr_schedule": "constant" if row.training["lr_schedule"] == "cosine" else "cosine"}
+    monkeypatch.setattr(stages, "default_config", lambda name, **kw: default_config(name, **{**kw, **other}))
+    monkeypatch.setattr(loops, "_save", die_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):  # the stale model is not read: a training starts, and is killed
+        stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    monkeypatch.setattr(stages, "default_config", lambda name, **kw: default_config(name, **{**kw, "lr": 0.01}))
+    monkeypatch.setattr(loops, "_save", lambda *args: calls.append(args[6]) or original(*args))
+    retrained, new_row = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert calls == [1, 2]  # the killed checkpoint (another training again) was not resumed
+    assert new_row.training == {**row.training, "lr": 0.01}
+    assert not torch.equal(next(first.parameters()), next(retrained.parameters()))
+    assert stages.is_cached(cache, "m", stages.training_config("fc100-100-10", settings))
+    again, _ = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert calls == [1, 2] and torch.equal(next(again.parameters()), next(retrained.parameters()))  # read, not trained

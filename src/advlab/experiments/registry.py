@@ -146,7 +146,8 @@ def szegedy_notes(result: Any) -> list[str]:
     for row in result.models + result.split_models:
         config = row.training
         if config:
-            schedule = f"{config['optimizer']} lr {config['lr']:g}, batch {config['batch_size']}, {config['epochs']} epochs"
+            decay = " cosine-decayed to 0" if config.get("lr_schedule") == "cosine" else ""
+            schedule = f"{config['optimizer']} lr {config['lr']:g}{decay}, batch {config['batch_size']}, {config['epochs']} epochs"
             by_model.setdefault(schedule, []).append(row.label)
     schedules = "; ".join(f"{', '.join(dict.fromkeys(labels))}: {schedule}" for schedule, labels in by_model.items())
     settings = result.settings

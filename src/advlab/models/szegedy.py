@@ -10,8 +10,11 @@
 - AE400-10: a 400-unit sigmoid autoencoder, pretrained, with a softmax classifier on its code,
   weight decay 1e-6 (`advlab.models.autoencoder`).
 
-The paper trains to convergence on 60,000 images and gives no optimiser; here every model uses
-Adam with a fixed number of epochs, chosen so that training is deterministic and takes seconds.
+The paper trains to convergence on 60,000 images (0% training error for the sigmoid networks) and
+gives no optimiser; here every model uses Adam for a fixed number of epochs, deterministic and
+minutes long. The sigmoid networks' learning rate decays along a cosine to 0 over their 20 epochs
+(`lr_schedule="cosine"`): on full MNIST they then converge (training error 0.01% or less) where a
+constant rate left FC100-100-10 at 1.0% training error and 3.2% test error (the paper: 0% and 1.64%).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from advlab.models.mlp import MLP
 from advlab.models.registry import register
 
 FC10_TRAINING = {"epochs": 60, "lr": 0.001, "batch_size": 256}
-FC_TRAINING = {"epochs": 20, "lr": 0.003, "batch_size": 64, "weight_decay": (1e-5, 1e-5, 1e-6)}
+FC_TRAINING = {"epochs": 20, "lr": 0.003, "batch_size": 64, "weight_decay": (1e-5, 1e-5, 1e-6), "lr_schedule": "cosine"}
 AE_TRAINING = {"epochs": 12, "lr": 0.003, "batch_size": 64, "weight_decay": 1e-6}
 
 

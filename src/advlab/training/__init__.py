@@ -19,6 +19,7 @@ from advlab.training.loops import (
     cross_entropy,
     error_rate,
     patience_exhausted,
+    scheduled_lr,
     stopping_epoch,
     train_model,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "read_state",
     "record_errors",
     "save_checkpoint",
+    "scheduled_lr",
     "train_model",
     "train_registered",
     "update_metadata",

@@ -5,8 +5,9 @@ read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over t
 matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
 order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
 differently). An `AutoencoderClassifier` (an autoencoder below a classifier) is pretrained first
-(`pretrain_autoencoder`). Training can checkpoint every epoch and resume exactly, and stop early
-when an error measured after each epoch stops improving (`EarlyStopping`).
+(`pretrain_autoencoder`). The learning rate is constant or decays along a cosine to 0 over the
+run's updates (`scheduled_lr`). Training can checkpoint every epoch and resume exactly, and stop
+early when an error measured after each epoch stops improving (`EarlyStopping`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -41,6 +44,7 @@ class TrainConfig:
     weight_decay: float | tuple[float, ...] = 0.0  # one for all weight matrices, or one per matrix
     optimizer: str = "adam"  # "adam" or "sgd"
     seed: int = 0
+    lr_schedule: str = "constant"  # "constant", or "cosine": lr decays to 0 over the `epochs` (see `scheduled_lr`)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "seed"):
@@ -56,9 +60,31 @@ class TrainConfig:
             raise InputError(f"need a finite lr > 0 and finite weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         if self.optimizer not in ("adam", "sgd"):
             raise InputError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; lr_schedule only when it is not the default constant, so that the records of constant-rate
+        trainings (checkpoints, reports) read as they did before schedules existed."""
+        out = asdict(self)
+        if self.lr_schedule == "constant":
+            del out["lr_schedule"]
+        return out
+
+
+def scheduled_lr(config: TrainConfig, update: int, updates_per_epoch: int) -> float:
+    """The learning rate of update `update` (0-based) of a run of config.epochs x updates_per_epoch = T updates:
+    constant: lr; cosine: lr * (1 + cos(pi * update / T)) / 2, from lr at the first update towards 0 after the last.
+    A pure function of the update count, so a resumed run takes the same steps as an uninterrupted one."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    total = config.epochs * updates_per_epoch
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(update, total) / total))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 @dataclass
@@ -185,8 +211,10 @@ def train_model(
     fork of it seeded with `config.seed`, so the caller's RNG is left as it was. With `checkpoint`,
     the model, the optimizer and both RNG states are written atomically after every epoch; with
     `resume` and an existing checkpoint, training continues after its last epoch and ends with the
-    same weights, bit for bit, as a run that was never interrupted. Nothing in an epoch depends
-    on `config.epochs`, so resuming with more epochs extends a finished run exactly as a longer run.
+    same weights, bit for bit, as a run that was never interrupted. The learning rate of each update
+    is `scheduled_lr` of its index. With the constant schedule nothing in an epoch depends on
+    `config.epochs`, so resuming with more epochs extends a finished run exactly as a longer run; a
+    decaying schedule spans `config.epochs`, so its resume must ask for the same epochs.
 
     With `early_stopping`, the validation error is measured after every epoch (kept in the history
     and the checkpoint) and training ends, at most `config.epochs` epochs in, as soon as the error
@@ -234,12 +262,14 @@ def train_model(
 
         bar = progress_bar(planned() * len(data), "train", enabled=progress and shard.is_root)
         bar.update(history.resumed_from * len(data))
+        per_epoch = math.ceil(len(data) / config.batch_size)
         for epoch in range(history.resumed_from, config.epochs):
             if early_stopping is not None and patience_exhausted(history.validation, early_stopping.patience):
                 break
             order = torch.randperm(len(data), generator=generator)
             total = torch.zeros((), device=device)
-            for start in range(0, len(data), config.batch_size):
+            for step, start in enumerate(range(0, len(data), config.batch_size)):
+                set_lr(optimizer, scheduled_lr(config, epoch * per_epoch + step, per_epoch))
                 index = order[start : start + config.batch_size]
                 mine = index[shard.rank :: shard.world]
                 share = len(mine) * shard.world / len(index)  # 0 for a rank with no example: it still joins the all-reduce
@@ -350,9 +380,10 @@ def _restore(
     weights, state, document = read_state(checkpoint.path)
     stored = {"model": document.get("model"), "architecture": document.get("architecture"), **{k: document.get(k) for k in identity}}
     wanted = json.loads(json.dumps({"model": checkpoint.model_name, "architecture": checkpoint.architecture, **identity}))
-    for run in (stored, wanted):  # nothing in an epoch depends on the total, so a run may be extended
-        if isinstance(run.get("training"), dict):
-            run["training"] = {k: v for k, v in run["training"].items() if k != "epochs"}
+    for run in (stored, wanted):  # with a constant lr (the default, left out of the record) nothing in an epoch
+        # depends on the total, so a run may be extended
+        if isinstance(run.get("training"), dict) and run["training"].get("lr_schedule", "constant") == "constant":
+            run["training"] = {k: v for k, v in run["training"].items() if k not in ("epochs", "lr_schedule")}
     differences = _differences(stored, wanted)
     if differences:
         raise CheckpointError(f"{checkpoint.path}: cannot resume a different run: " + "; ".join(differences))
@@ -384,8 +415,8 @@ def _restore(
 def pretrain_autoencoder(
     model: AutoencoderClassifier, data: Dataset, config: TrainConfig, *, progress: bool = True
 ) -> list[float]:
-    """Fit the model's encoder and decoder to reconstruct `data` (config's epochs, lr, batch size,
-    seed and weight decay), by binary cross-entropy on sigmoid(W_d h + b_d). Returns the mean
+    """Fit the model's encoder and decoder to reconstruct `data` (config's epochs, lr and its schedule,
+    batch size, seed and weight decay), by binary cross-entropy on sigmoid(W_d h + b_d). Returns the mean
     loss per epoch; the model is left in eval mode."""
     weights = (model.encoder[1].weight, model.decoder.weight)
     decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else (config.weight_decay,) * 2
@@ -398,10 +429,12 @@ def pretrain_autoencoder(
     losses = []
     model.train()
     bar = progress_bar(config.epochs, "pretrain", enabled=progress, unit="epoch")
-    for _ in range(config.epochs):
+    per_epoch = math.ceil(len(data) / config.batch_size)
+    for epoch in range(config.epochs):
         order = torch.randperm(len(data), generator=generator)
         total = torch.zeros((), device=device)
-        for start in range(0, len(data), config.batch_size):
+        for step, start in enumerate(range(0, len(data), config.batch_size)):
+            set_lr(optimizer, scheduled_lr(config, epoch * per_epoch + step, per_epoch))
             x = data.images[order[start : start + config.batch_size]].to(device).flatten(1)
             loss = F.binary_cross_entropy_with_logits(model.decoder(model.encoder(x)), x)
             loss = loss + 0.5 * sum(d * w.pow(2).sum() for d, w in zip(decay, weights))

@@ -73,8 +73,8 @@ def _explain_error(result: SzegedyResult, value: float, reference: float, which:
     comes within 1.5x of the paper's; by training-set size when halving the set measurably raised it."""
     longer = _longer(result, label) if which == "test" and label else None
     if longer is not None and value > reference and within(longer.model.test_error, reference):
-        return (f"training length (tested: the same model trained {longer.factor}x longer, {longer.model.training['epochs']} epochs, "
-                f"has test error {percent(longer.model.test_error, 2)})"), True
+        return (f"training length (tested: the same model trained {longer.factor}x longer, {longer.model.training['epochs']} epochs "
+                f"from the start, has test error {percent(longer.model.test_error, 2)})"), True
     effect = _data_size_effect(result)
     if which == "test" and value > reference and effect and result.n_train < 60_000 and effect[1] > 1.2 * effect[0]:
         full, half, n, n_half = effect

@@ -39,7 +39,8 @@ def arm_layers(arm: str, model: nn.Module) -> tuple[str, ...]:
 
 
 def arm_config(study: PoolStudySettings, seed: int, max_epochs: int | None) -> TrainConfig:
-    """The model's registered training (the paper's weight decays), with the study's epochs, capped by max_epochs."""
+    """The model's registered training (the paper's weight decays; its learning-rate schedule, then spanning
+    the study's epochs), with the study's epochs, capped by max_epochs."""
     epochs = study.epochs or default_config(study.model).epochs
     return default_config(study.model, seed=seed, epochs=min(epochs, max_epochs) if max_epochs else epochs)
 
@@ -80,6 +81,10 @@ def _regularisation(config: TrainConfig, model: nn.Module) -> str:
     return f"{'weight decay' if any(decays) else 'no weight decay'}, {'dropout' if dropout else 'no dropout'}"
 
 
+def _rate(config: TrainConfig) -> str:
+    return f"lr {config.lr:g}" + (" cosine-decayed to 0 over the epochs" if config.lr_schedule == "cosine" else "")
+
+
 def run_setup(arm: str, study: PoolStudySettings, config: TrainConfig, n_train: int) -> dict[str, Any]:
     """This run's setup for `arm`, under the keys of `paper.POOL_SETUP`."""
     model = build_model(study.model)
@@ -93,7 +98,7 @@ def run_setup(arm: str, study: PoolStudySettings, config: TrainConfig, n_train: 
         "pool examples for": held,
         "pool refresh": (f"{replaced} random slots of each pool ({study.refresh_fraction:.0%}) replaced every {study.refresh_every} "
                          "updates; every pool rebuilt at each epoch start"),
-        "training length": f"{config.epochs} fixed epochs ({config.optimizer}, lr {config.lr:g}, batch {config.batch_size}), last-epoch weights",
+        "training length": f"{config.epochs} fixed epochs ({config.optimizer}, {_rate(config)}, batch {config.batch_size}), last-epoch weights",
     }
 
 

@@ -37,6 +37,7 @@ from advlab.experiments.szegedy.settings import (
     TransferTable,
 )
 from advlab.progress import progress_bar
+from advlab.training import default_config
 
 
 def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
@@ -52,10 +53,12 @@ def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
 def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir: str | Path, progress: bool = False) -> SzegedyResult:
     """Run (or resume) every experiment; see `advlab.experiments.szegedy`."""
     settings = settings or SzegedySettings()
-    # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder
+    # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder; they depend on how each model trained
     tables = {k: v for k, v in settings.to_dict().items() if k not in ("pool_study", "longer")}
+    tables["training"] = {name: asdict(stages.training_config(name, settings)) for name in {*settings.zoo, *(n for n, _ in settings.split)}}
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
-    # trained models depend only on these settings, so runs that differ in the attacks share them
+    # trained models depend only on these settings (and each on its training, checked per model: `stages.train`),
+    # so runs that differ in the attacks share them
     training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
     models = StageCache(Path(work_dir) / "cache" / f"models-{fingerprint(training, splits)}")
     seconds: dict[str, float] = {}
@@ -66,7 +69,8 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     # Sec. 4.2 first: its trainings are independent of the tables
     study: PoolStudy | None = None
     if settings.pool_study is not None:
-        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs}
+        chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs,
+                  "training": default_config(settings.pool_study.model).to_dict()}
         pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
         study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
 
@@ -131,7 +135,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     seconds["longer"] = 0.0
     for name, factor in bar([(n, f) for n, f in settings.longer if n in zoo], "train longer"):
         key = f"{name}-x{factor}"
-        start, fresh = time.perf_counter(), not models.path("models", f"{key}.safetensors").is_file()
+        start, fresh = time.perf_counter(), not stages.is_cached(models, key, stages.training_config(name, settings, factor))
         model, row = stages.train(key, name, "train", splits.train, splits.test, settings, models, progress, factor=factor)
         seconds["longer"] += (time.perf_counter() - start) if fresh else 0.0
 

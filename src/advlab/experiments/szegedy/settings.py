@@ -85,9 +85,9 @@ class SzegedySettings:
     figure_examples: int = 6
     seed: int = 0
     pool_study: PoolStudySettings | None = PoolStudySettings()  # Sec. 4.2 (None: not run)
-    # (zoo model, factor): that model trained factor x its epochs (continuing its training exactly), fed
-    # Table 2's rows: does a model nearer the paper's test error move its transfer cells towards the paper's?
-    # (entries whose model is not in the zoo are skipped)
+    # (zoo model, factor): that model trained factor x its epochs from the start (its learning-rate schedule
+    # spanning them all), fed Table 2's rows: does a model nearer the paper's test error move its transfer
+    # cells towards the paper's? (entries whose model is not in the zoo are skipped)
     longer: tuple[tuple[str, int], ...] = (("fc100-100-10", 3),)
 
     def __post_init__(self) -> None:
@@ -136,7 +136,7 @@ class ModelEval:
 
 @dataclass
 class LongerTraining:
-    """A zoo model trained `factor` x its epochs (`model`: its ModelEval), fed Table 2's rows:
+    """A zoo model trained `factor` x its epochs from the start (`model`: its ModelEval), fed Table 2's rows:
     error[i] on row i's images (`TransferTable.rows` order), clean_error[i] on them unperturbed."""
 
     key: str  # the zoo model's key

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from advlab.analysis.noise import equal_norm_noise, gaussian_noise, perturb_to_n
 from advlab.analysis.transfer import distortion, error_rate_on
 from advlab.attacks import AttackResult, make_attack
 from advlab.data import Dataset
-from advlab.errors import DataError, SolverError
+from advlab.errors import DataError, InputError, SolverError
 from advlab.exact import minimal_perturbation
 from advlab.experiments.cache import StageCache
 from advlab.experiments.szegedy.settings import (
@@ -35,7 +35,7 @@ from advlab.experiments.szegedy.settings import (
     display_name,
 )
 from advlab.models import SoftmaxRegression
-from advlab.training import default_config, error_rate, load_checkpoint, save_checkpoint, train_registered
+from advlab.training import TrainConfig, default_config, error_rate, load_checkpoint, read_metadata, save_checkpoint, train_registered
 
 
 def generator(settings: SzegedySettings, stream: int) -> torch.Generator:
@@ -63,18 +63,39 @@ def random_targets(labels: torch.Tensor, classes: int, gen: torch.Generator) -> 
     return (labels + torch.randint(1, classes, labels.shape, generator=gen)) % classes
 
 
+def training_config(model_name: str, settings: SzegedySettings, factor: int = 1) -> TrainConfig:
+    """The model's registered training with the run's seed: its epochs capped by max_epochs, times `factor`
+    (a decaying learning rate then spans all of them)."""
+    epochs = default_config(model_name).epochs
+    return default_config(model_name, seed=settings.seed, epochs=factor * (min(epochs, settings.max_epochs) if settings.max_epochs else epochs))
+
+
+def recorded_training(document: dict[str, Any]) -> TrainConfig | None:
+    """The training settings a cached model or checkpoint records (TrainConfig's defaults for fields added
+    since), None when it records none that parse."""
+    try:
+        return TrainConfig(**document["training"])
+    except (KeyError, TypeError, InputError):
+        return None
+
+
+def is_cached(cache: StageCache, key: str, config: TrainConfig) -> bool:
+    """Whether the model `key` is in the cache, trained with `config` (`train` reads it instead of training)."""
+    path = cache.path("models", f"{key}.safetensors")
+    try:
+        return path.is_file() and recorded_training(read_metadata(path)) == config
+    except Exception:  # noqa: BLE001 - unreadable: `train` recomputes it
+        return False
+
+
 def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, settings: SzegedySettings,
           cache: StageCache, progress: bool, factor: int = 1) -> tuple[nn.Module, ModelEval]:
-    """A zoo or split model, trained with its registered settings (capped by max_epochs), or read from the
-    cache; a training cut short continues from its last epoch's checkpoint.
-
-    factor > 1: factor x the epochs, continuing from the checkpoint of the `factor` 1 training of
-    `model_name` (copied, so that one stays): the same weights as a run of that length from the start."""
+    """A zoo or split model, trained with `training_config` (factor > 1: factor x the epochs, from the start),
+    or read from the cache; a training cut short continues from its last epoch's checkpoint. A cached model or
+    checkpoint trained with other settings (the registered training changed since) is trained again."""
+    config = training_config(model_name, settings, factor)
     path = cache.path("models", f"{key}.safetensors")
-    base = cache.path("checkpoints", f"{model_name}.safetensors")
-    if factor > 1 and not cache.path("checkpoints", f"{key}.safetensors").is_file() and base.is_file():
-        shutil.copyfile(base, cache.path("checkpoints", f"{key}.partial"))
-        cache.path("checkpoints", f"{key}.partial").replace(cache.path("checkpoints", f"{key}.safetensors"))
+    partial = cache.path("checkpoints", f"{key}.safetensors")
     meta = None
     if path.is_file():
         try:
@@ -82,12 +103,19 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
             model, meta = checkpoint.model, checkpoint.metadata
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
             cache.corrupt(path, error)
+        if meta is not None and recorded_training(meta) != config:
+            meta = None
     if meta is None:
-        epochs = default_config(model_name).epochs
-        overrides = {"seed": settings.seed, "epochs": factor * (min(epochs, settings.max_epochs) if settings.max_epochs else epochs)}
+        if partial.is_file():
+            try:
+                stale = recorded_training(read_metadata(partial)) != config
+            except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
+                cache.corrupt(partial, error)
+                stale = False
+            if stale:
+                partial.unlink()
         # checkpointed every epoch: a killed run resumes inside this training, to the same final weights
-        trained = train_registered(model_name, data, default_config(model_name, **overrides), progress=progress,
-                                   checkpoint=cache.path("checkpoints", f"{key}.safetensors"), resume=True,
+        trained = train_registered(model_name, data, config, progress=progress, checkpoint=partial, resume=True,
                                    run={"data": {"train": data.fingerprint()}})
         model = trained.model
         meta = {
