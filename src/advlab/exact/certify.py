@@ -47,6 +47,7 @@ from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.falsify import falsify
 from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
 from advlab.exact.milp import Verifier, decide
+from advlab.exact.operators import Conv
 from advlab.exact.optimized import alpha_margin_bounds
 from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
 from advlab.exact.specs import robustness_property
@@ -156,7 +157,7 @@ def certify(
             if not len(todo):
                 break
             proven = []
-            chunks = todo.split(batch_size)
+            chunks = todo.split(1 if how == "alpha-crown" and _convolutional(net) else batch_size)
             for chunk in progress_bar(len(chunks), f"certify: {how} bounds", enabled=progress, unit="batch", iterable=chunks):
                 xl, xu = box(flat[chunk], eps, bounds)
                 if how == "alpha-crown":
@@ -249,6 +250,14 @@ class _Complete:
         """The candidate as the images' dtype, moved into B(eps), if the float64 model misclassifies it."""
         found = self.verify(x.numpy(), label, point.numpy(), self.eps)
         return None if found is None else torch.from_numpy(found[1])
+
+
+def _convolutional(net: ReluNetwork) -> bool:
+    """Whether the network has a convolution. alpha-CROWN re-bounds every hidden neuron unstable
+    in any box of its batch for every box; on a CNN (about 1,300 of 9,216 first-layer neurons
+    unstable per MNIST image at eps .1, different ones per image) nine images took 195 s at
+    once against 3.4 s each alone, so there it bounds one example per call."""
+    return any(isinstance(op, Conv) for a in net.affines for op in a.ops)
 
 
 def _dtype(model: nn.Module) -> torch.dtype:
