@@ -80,7 +80,7 @@ class BabSettings:
     max_splits: int = 2
     refine: bool = False
     max_domains: int = 100_000
-    milp_unstable: int = 16
+    milp_unstable: int = 32
 
 
 @dataclass(frozen=True)
