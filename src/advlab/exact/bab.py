@@ -80,7 +80,7 @@ class BabSettings:
     max_splits: int = 2
     refine: bool = False
     max_domains: int = 100_000
-    milp_unstable: int = 32
+    milp_unstable: int = 200
 
 
 @dataclass(frozen=True)
@@ -532,8 +532,10 @@ def _milp_leaf(
 ) -> bool | torch.Tensor | None:
     """The exact minimum of max_r (C_r z - d_r) over a sub-domain (`clamped`: its bounds, the
     split ReLUs fixed, the inactive ones constrained to z <= 0) by the MILP of `advlab.exact.encoding` (binaries for its unstable ReLUs and
-    open max-pool windows) with one more variable t >= C_r z - d_r, minimised: True (proven), a
-    confirmed counterexample, or None (too close to 0 to trust, or stopped at the time limit)."""
+    open max-pool windows) with one more variable t >= C_r z - d_r: first feasibility with t <= 0
+    (infeasible: proven), then, if the point found is not confirmed (a tie on the boundary), t
+    minimised: True (proven), a confirmed counterexample, or None (too close to 0 to trust, or
+    stopped at the time limit)."""
     inactive = [None if s is None else (s[0] < 0).numpy() for s in domain.signs]
     var, rows, cols, keep = encode(solver, [(lo[0].numpy(), up[0].numpy()) for lo, up in clamped], xl[0].numpy(),
                                    xu[0].numpy(), inactive)
@@ -541,13 +543,22 @@ def _milp_leaf(
     weight = w[:, keep]
     weight = weight.toarray() if sp.issparse(weight) else np.asarray(weight)
     goal, offset = domain.rows[0].numpy(), domain.offsets[0].numpy()
-    t = var.new(np.full(1, -np.inf), np.full(1, np.inf))
+    deadline = time.perf_counter() + time_limit
+    t = var.new(np.full(1, -np.inf), np.zeros(1))  # t <= 0: first any point meeting the goal
     rows.add([(cols, goal @ weight), (t, -1.0)], -np.inf, offset - goal @ b, len(goal))  # C (W v + b) - d <= t
     cost = np.zeros(var.count)
-    cost[t] = 1.0
     res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(time_limit, 1e-3)})
     if res.status == INFEASIBLE:
         return True
+    if res.x is None:
+        return None
+    point = check(torch.from_numpy(res.x[: xl.shape[1]]))
+    if point is not None:
+        return point
+    # a point on the boundary the float64 model does not confirm: the most violating one instead
+    var.upper[-1] = np.full(1, np.inf)
+    cost[t] = 1.0
+    res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(deadline - time.perf_counter(), 1e-3)})
     if res.x is None:
         return None
     if res.status == 0 and res.fun > LP_MARGIN:

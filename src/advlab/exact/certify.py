@@ -15,11 +15,13 @@ Per example, in this order (each step only for the examples the ones before left
 4. Complete verification (`milp=True`), within `time_limit` seconds per example:
    First (unless attack=False) `advlab.exact.falsify` (random corners and points, slack and temperature-smoothed
    steps that keep moving where the outputs saturate; method "attack"), then
-   ReLU networks: branch and bound on ReLU splits with alpha/beta-CROWN bounds
-   (`advlab.exact.bab`, `bab=True`): "verified" (method "bab") or "broken" by a counterexample
-   the float64 model confirms. Networks with max-pool, `bab=False`, or a search that stopped
-   on its domain cap with time left: the fixed-eps decision MILP (Tjeng, Xiao & Tedrake 2019;
-   `advlab.exact.milp.decide`; method "milp").
+   branch and bound on ReLU splits with alpha/beta-CROWN bounds (`advlab.exact.bab`,
+   `bab=True`; max-pool layers keep their relaxation, and its sub-domains with few unstable
+   ReLUs are decided by the MILP): "verified" (method "bab") or "broken" by a counterexample
+   the float64 model confirms. `bab=False`, or a search that stopped on its domain cap with
+   time left: the fixed-eps decision MILP (Tjeng, Xiao & Tedrake 2019;
+   `advlab.exact.milp.decide`; method "milp"). On convolutional networks alpha-CROWN bounds
+   one example per call (`_convolutional`).
 5. "unknown": the time limit was reached, complete verification was switched off
    (`milp=False`), or the model has a layer the exact tools cannot read (then no bounds
    either; `notes` says which).
@@ -212,8 +214,8 @@ def _attack(
 
 
 class _Complete:
-    """Complete verification of one example: branch and bound for ReLU networks (the MILP for
-    the time it leaves when it stops on its domain cap), the decision MILP otherwise."""
+    """Complete verification of one example: branch and bound (the MILP for the time it leaves
+    when it stops on its domain cap), or the decision MILP when branch and bound is off."""
 
     def __init__(self, net: ReluNetwork, verify: Verifier, eps: float, bounds: tuple[float, float], time_limit: float,
                  bab: bool, notes: list[str], seed: int | None = None) -> None:
