@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from advlab.attacks import PGD
 from advlab.exact import certify, minimal_linf, relu_network
-from advlab.exact.bab import BabSettings, branch_and_bound, search, supports
+from advlab.exact.bab import BabSettings, branch_and_bound, search
 from advlab.exact.inputs import into_ball
 from advlab.exact.specs import goals, robustness_property
-from tests.exact.nets import conv_net, random_mlp, scaled_mlp
+from tests.exact.nets import random_mlp, scaled_mlp
 from tests.exact.test_certify import _between
 
 bab_module = sys.modules["advlab.exact.bab"]
@@ -107,11 +107,6 @@ def test_domain_cap_gives_unknown_and_certify_hands_the_rest_to_the_milp(monkeyp
     assert any("MILP gets the rest" in note for note in result.notes)
     for i, status in enumerate(result.status):
         assert (status in ("certified", "verified")) == bool(exact.lower[i] > 0.08), (i, status)
-
-
-def test_max_pool_nets_are_left_to_the_milp() -> None:
-    assert not supports(relu_network(conv_net(0), (1, 8, 8)))
-    assert supports(relu_network(conv_net(0, pool="avg"), (1, 8, 8)))
 
 
 def _goal_search(net, xl, xu, rows, offsets, model64, prop):

@@ -19,7 +19,17 @@ linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
    meets every row of its goal is a candidate counterexample, accepted only if `check`
    confirms it (the model in float64, inside the box).
 4. A sub-domain without unstable neurons is a polytope on which the network is affine: one LP
-   (HiGHS) gives the exact minimum of max_r (C_r z - d_r) (proof, or a point for `check`).
+   (HiGHS) gives the exact minimum of max_r (C_r z - d_r) (proof, or a point for `check`). With
+   max-pool layers the network is not affine there, and ReLU splits alone never make an open
+   pool window exact, so a sub-domain with at most `milp_unstable` unstable ReLUs goes to the
+   fixed-eps MILP over the sub-domain (`advlab.exact.encoding`: the split ReLUs fixed, binaries
+   for the rest and for the open pool windows), which decides it.
+
+Max-pool layers (and any non-ReLU operator the bound classes of `advlab.exact.operators`
+relax) keep their fixed relaxation and are never split: only ReLUs are. A split that fixes a
+ReLU feeding a max-pool through the identity also tightens the pool's input bounds (the
+ReLU's interval over the split bounds), so the pool's relaxation follows the splits. Per
+sub-domain only the splits are stored; its hidden bounds are the root's clamped by them.
 
 The slopes and multipliers of a round are optimised in float32 where the network is dense
 (the bound at any slopes in [0, 1] and multipliers >= 0 is valid), then the bound itself is
@@ -35,19 +45,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.optimize import linprog
 
 from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_lower
-from advlab.exact.operators import Dense
+from advlab.exact.encoding import HIGHS_OPTIONS, INFEASIBLE, NumpyNetwork, encode, highs
+from advlab.exact.operators import Conv, Dense, Diagonal, MaxPool, MaxRelaxation, ReluRelaxation
 from advlab.exact.optimized import Optimised, Pass, back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import Affine, ReluNetwork, Relu
 
 LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds this (solver tolerance)
-STORED = torch.float32  # slopes and multipliers kept between rounds (warm starts only: any value is sound)
+STORED = torch.float32  # slopes, multipliers and scores kept between rounds (warm starts only: any value is sound)
+SIGN = torch.int8  # split signs as stored per sub-domain
 MAX_CHUNKS = 32  # the open sub-domains are kept in at most this many batches (merged beyond)
 
 
@@ -57,7 +70,9 @@ class BabSettings:
     children; m as large as keeps the children within 2 batch); steps: slope/multiplier steps
     per bound (root_steps at the root); refine: re-bound the hidden layers after each split
     (CROWN over the sub-domain, intersected with the parent's bounds); max_domains: open
-    sub-domains kept before giving up."""
+    sub-domains kept before giving up; milp_unstable: on networks with max-pool, a sub-domain
+    with at most this many unstable ReLUs goes to the MILP (splitting ReLUs alone cannot make
+    a pool's relaxation exact)."""
 
     batch: int = 256
     steps: int = 10
@@ -65,6 +80,7 @@ class BabSettings:
     max_splits: int = 2
     refine: bool = False
     max_domains: int = 100_000
+    milp_unstable: int = 200
 
 
 @dataclass(frozen=True)
@@ -79,43 +95,57 @@ class BabOutcome:
 
 
 def supports(net: ReluNetwork) -> bool:
-    """Branch and bound splits ReLUs: networks with max-pool layers go to the MILP instead."""
-    return all(isinstance(g, Relu) for g in net.nonlinear)
+    """Branch and bound splits ReLUs and keeps the relaxation of every other non-linearity: it
+    runs on networks of ReLU and max-pool layers."""
+    return all(isinstance(g, (Relu, MaxPool)) for g in net.nonlinear)
+
+
+def _pick(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[index]
+
+
+def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
+    return None if parts[0] is None else torch.cat(parts)
 
 
 @dataclass
 class _Domains:
-    """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d), per
-    ReLU layer the bounds of its input over the sub-domain (D, W) each, signs/slopes/multipliers
-    (D, W) / (D, R, W) / (D, R, W) (the last two in STORED precision), lower bounds of max_r (C_r z - d_r) (D,), branching scores
-    (D, sum W)."""
+    """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d); per
+    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the ReLU slopes and split
+    multipliers (D, R, W) (STORED), each None for a layer that is not split (max-pool); lower
+    bounds of max_r (C_r z - d_r) (D,); branching scores over the ReLU layers' neurons,
+    concatenated (D, sum W) (STORED); per layer the bounds of its input (D, W) each where they
+    were re-bounded (`refine`), else None: the root's, clamped by the splits."""
 
     rows: torch.Tensor
     offsets: torch.Tensor
-    hidden: list[Interval]
-    signs: list[torch.Tensor]
-    alphas: list[torch.Tensor]
-    betas: list[torch.Tensor]
+    signs: list[torch.Tensor | None]
+    alphas: list[torch.Tensor | None]
+    betas: list[torch.Tensor | None]
     lower: torch.Tensor
     scores: torch.Tensor
+    hidden: list[Interval] | None = None
 
     def __len__(self) -> int:
         return len(self.lower)
 
     def take(self, index: torch.Tensor) -> _Domains:
-        return _Domains(self.rows[index], self.offsets[index], [(lo[index], up[index]) for lo, up in self.hidden],
-                        [s[index] for s in self.signs], [a[index] for a in self.alphas],
-                        [b[index] for b in self.betas], self.lower[index], self.scores[index])
+        hidden = None if self.hidden is None else [(lo[index], up[index]) for lo, up in self.hidden]
+        return _Domains(self.rows[index], self.offsets[index], [_pick(s, index) for s in self.signs],
+                        [_pick(a, index) for a in self.alphas], [_pick(b, index) for b in self.betas],
+                        self.lower[index], self.scores[index], hidden)
 
     @staticmethod
     def cat(parts: list[_Domains]) -> _Domains:
         if len(parts) == 1:
             return parts[0]
-        hidden = [(torch.cat([lo for lo, _ in z]), torch.cat([up for _, up in z])) for z in zip(*[p.hidden for p in parts])]
-        return _Domains(torch.cat([p.rows for p in parts]), torch.cat([p.offsets for p in parts]), hidden, [torch.cat(z) for z in zip(*[p.signs for p in parts])],
-                        [torch.cat(z) for z in zip(*[p.alphas for p in parts])],
-                        [torch.cat(z) for z in zip(*[p.betas for p in parts])],
-                        torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]))
+        hidden = None if parts[0].hidden is None else [
+            (torch.cat([lo for lo, _ in z]), torch.cat([up for _, up in z])) for z in zip(*[p.hidden for p in parts])]
+        return _Domains(torch.cat([p.rows for p in parts]), torch.cat([p.offsets for p in parts]),
+                        [_join(list(z)) for z in zip(*[p.signs for p in parts])],
+                        [_join(list(z)) for z in zip(*[p.alphas for p in parts])],
+                        [_join(list(z)) for z in zip(*[p.betas for p in parts])],
+                        torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]), hidden)
 
 
 def branch_and_bound(
@@ -155,19 +185,19 @@ def search(
         return BabOutcome("robust")
     if time.perf_counter() > deadline:
         return BabOutcome("unknown", reason="time limit")
-    fast = _single(net)
+    count = len(open_goals)
     alphas = [a if a is None else a[0].reshape(goals, width, -1)[open_goals].to(STORED) for a in root.alphas]
-    signs = [torch.zeros(len(open_goals), lo.shape[1], dtype=torch.float64) for lo, _ in hidden]
-    start = _Domains(rows[open_goals], offsets[open_goals],
-                     [(lo.expand(len(open_goals), -1), up.expand(len(open_goals), -1)) for lo, up in hidden],
-                     signs, alphas, [torch.zeros_like(a) for a in alphas],
-                     torch.zeros(len(open_goals), dtype=torch.float64), torch.zeros(0))
-    first = _bound(net, fast, xl, xu, start, settings.steps, check, refine=False, deadline=deadline)
+    signs = [torch.zeros(count, lo.shape[1], dtype=SIGN) if isinstance(g, Relu) else None
+             for g, (lo, _) in zip(net.nonlinear, hidden)]
+    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, [a if a is None else torch.zeros_like(a) for a in alphas],
+                     torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
+    state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable)
+    first = state.bound(start, settings.steps, root=True)
     if isinstance(first, torch.Tensor):
-        return BabOutcome("counterexample", first, len(open_goals))
+        return BabOutcome("counterexample", first, count)
     pool = _Pool()
     pool.add(first)
-    bounded = len(open_goals)
+    bounded = count
     unsure = False
     while pool.count:
         if time.perf_counter() > deadline:
@@ -175,10 +205,10 @@ def search(
         if pool.count > settings.max_domains:
             return BabOutcome("unknown", domains=bounded, reason=f"more than {settings.max_domains} open sub-domains")
         chosen = pool.pick(settings.batch)
-        leaves = chosen.scores.amax(1) < 0
+        leaves = (chosen.scores >= 0).sum(1) <= state.exact_below
         if bool(leaves.any()):
             for i in leaves.nonzero().flatten().tolist():
-                verdict = _leaf(net, xl, xu, chosen.take(torch.tensor([i])), check, deadline)
+                verdict = state.leaf(chosen.take(torch.tensor([i])))
                 if isinstance(verdict, torch.Tensor):
                     return BabOutcome("counterexample", verdict, bounded)
                 unsure |= verdict is None
@@ -189,14 +219,14 @@ def search(
         m = max(1, min(settings.max_splits, int(math.log2(2 * settings.batch / len(chosen)))))
         children = _split(chosen, chosen.scores.topk(min(m, chosen.scores.shape[1]), dim=1).indices)
         bounded += len(children)
-        result = _bound(net, fast, xl, xu, children, settings.steps, check, refine=settings.refine, deadline=deadline)
+        result = state.bound(children, settings.steps)
         if isinstance(result, torch.Tensor):
             return BabOutcome("counterexample", result, bounded)
         if time.perf_counter() > deadline:
             return BabOutcome("unknown", domains=bounded, reason="time limit")
         pool.add(result)
     if unsure:
-        return BabOutcome("unknown", domains=bounded, reason="an LP leaf's minimum is within solver tolerance of 0")
+        return BabOutcome("unknown", domains=bounded, reason="a leaf's minimum is within solver tolerance of 0")
     return BabOutcome("robust", domains=bounded)
 
 
@@ -242,71 +272,167 @@ class _Pool:
         return _Domains.cat(taken)
 
 
+class _Search:
+    """What every round of one search shares: the network (and its float32 copy), the box, the
+    root's hidden bounds, the candidate check, the deadline and whether sub-domains re-bound
+    (and keep) their hidden bounds."""
+
+    def __init__(self, net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, root: list[Interval],
+                 check: Callable[[torch.Tensor], torch.Tensor | None], deadline: float, refine: bool,
+                 milp_unstable: int) -> None:
+        self.net, self.fast, self.xl, self.xu, self.root = net, _single(net), xl, xu, root
+        self.check, self.deadline, self.refine = check, deadline, refine
+        pools = not all(isinstance(g, Relu) for g in net.nonlinear)
+        self.exact_below = milp_unstable if pools else 0  # unstable ReLUs of a sub-domain solved exactly
+        self._solver: NumpyNetwork | None = None
+
+    def hidden(self, domains: _Domains) -> list[Interval]:
+        """The bounds of every non-linearity's input over each sub-domain (D, W): the stored or
+        root ones, clamped by the splits and passed on through identities (`split_bounds`)."""
+        d = len(domains)
+        base = domains.hidden if domains.hidden is not None else [(lo.expand(d, -1), up.expand(d, -1)) for lo, up in self.root]
+        return split_bounds(self.net, base, domains.signs)
+
+    def bound(self, domains: _Domains, steps: int, *, root: bool = False) -> _Domains | torch.Tensor:
+        """Bound the domains (hidden bounds refined below the root, then alpha and beta optimised,
+        in float32 on the float32 copy when there is one); the open ones with their scores, or a
+        confirmed counterexample."""
+        net, d = self.net, len(domains)
+        xl, xu = self.xl.expand(d, -1), self.xu.expand(d, -1)
+        hidden = self.hidden(domains)
+        if self.refine and not root:
+            hidden = _refined(net, xl, xu, hidden, domains.signs)
+        empty = _empty(hidden, d)
+        opt = _optimised(net, self.fast, hidden, xl, xu, domains, steps, self.deadline)
+        lower = (-opt.upper - domains.offsets).amax(1)
+        candidates = opt.last.argmax  # (D, R, n): each row's minimising corner
+        values = torch.einsum("drc,dqc->drq", net.logits(candidates), domains.rows) - domains.offsets.unsqueeze(1)
+        hits = (values < 0).all(2) if _is_robustness(domains) else (values <= 0).all(2)
+        for i, r in hits.nonzero().tolist():
+            point = self.check(candidates[i, r])
+            if point is not None:
+                return point
+        keep = (~empty & (lower <= 0)).nonzero().flatten()
+        scores = _scores(net, hidden, opt.last.intercepts, d)
+        kept_hidden = [(lo[keep], up[keep]) for lo, up in hidden] if self.refine else None
+        return _Domains(domains.rows[keep], domains.offsets[keep], [_pick(s, keep) for s in domains.signs],
+                        [None if a is None else a[keep].to(STORED) for a in opt.alphas],
+                        [None if b is None else b[keep].to(STORED) for b in opt.betas],
+                        lower[keep], scores[keep].to(STORED), kept_hidden)
+
+    def leaf(self, domain: _Domains) -> bool | torch.Tensor | None:
+        """A sub-domain decided exactly: True (proven), a confirmed counterexample, or None
+        (undecided: a minimum too close to 0 to trust, or the solver stopped at the deadline).
+        One LP where every ReLU is fixed and the network has no max-pool (it is affine there),
+        the MILP over the sub-domain otherwise."""
+        hidden = self.hidden(domain)
+        if all(isinstance(g, Relu) for g in self.net.nonlinear):
+            return _leaf(self.net, self.xl, self.xu, hidden, domain, self.check, self.deadline)
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        if self._solver is None:
+            self._solver = NumpyNetwork.of(self.net)
+        return _milp_leaf(self._solver, hidden, self.xl, self.xu, domain, self.check, left)
+
+
+def split_bounds(net: ReluNetwork, hidden: list[Interval], signs: list[torch.Tensor | None]) -> list[Interval]:
+    """The bounds of each non-linearity's input over sub-domains (D, W): `hidden` clamped by the
+    splits (`clamp_splits`), and where the affine map between two non-linearities is the identity
+    (a ReLU feeding a max-pool) intersected with the earlier one's interval image, so that a split
+    ReLU tightens the bounds (and the relaxation) of the pool it feeds."""
+    out = clamp_splits(hidden, signs)
+    for j in range(1, len(out)):
+        if not net.affines[j].ops:
+            lo, up = net.nonlinear[j - 1].interval(*out[j - 1])
+            out[j] = (torch.maximum(out[j][0], lo), torch.minimum(out[j][1], up))
+    return out
+
+
+def _scores(net: ReluNetwork, hidden: list[Interval], intercepts: list[torch.Tensor | None], d: int) -> torch.Tensor:
+    """Per unstable ReLU how much splitting it could lower one of the rows' bounds, -1 for stable
+    ones; the ReLU layers concatenated (D, sum W). The BaBSR score (Bunel et al. 2020, Sec. 5.1):
+    the intercept its upper relaxation adds; for a ReLU feeding a max-pool through the identity
+    also `_pool_gain`, since there its positive coefficients go to the pool's constant upper bound
+    (on the MNIST CNN nearly all of the gap is in the pools, and BaBSR alone scores those ReLUs 0)."""
+    parts = []
+    for i, (g, (lo, up), t) in enumerate(zip(net.nonlinear, hidden, intercepts)):
+        if not isinstance(g, Relu):
+            continue
+        feeds_pool = i + 1 < len(net.nonlinear) and not net.affines[i + 1].ops and isinstance(net.nonlinear[i + 1], MaxPool)
+        if feeds_pool:
+            t = t + _pool_gain(net.nonlinear[i + 1], hidden[i + 1], intercepts[i + 1])
+        parts.append(torch.where((lo < 0) & (up > 0), t.amax(1), -1.0))
+    return torch.cat(parts, 1) if parts else torch.zeros(d, 0, dtype=torch.float64)
+
+
+def _pool_gain(pool: MaxPool, bounds: Interval, constants: torch.Tensor) -> torch.Tensor:
+    """Per pool input and row (D, R, W): for the input with the largest upper bound U of an open
+    window, what the window's constant (`constants`, (D, R, out): lam+ U) drops by when that input
+    is split inactive (its upper bound becomes 0, the constant the next largest, U2):
+    lam+ (U - max(U2, 0)); 0 for every other input."""
+    lower, upper = bounds
+    index = pool.groups.clamp_min(0)
+    gu = upper[..., index].masked_fill(pool.groups < 0, -math.inf)  # (D, out, k)
+    top2 = gu.topk(min(2, gu.shape[-1]), dim=-1)
+    first = top2.values[..., 0]
+    second = top2.values[..., 1].clamp_min(0.0) if gu.shape[-1] > 1 else torch.zeros_like(first)
+    share = torch.where(first > 0, (first - second) / first.clamp_min(1e-300), 0.0)
+    top = index.expand(len(upper), -1, -1).gather(-1, top2.indices[..., :1]).squeeze(-1)  # (D, out)
+    gain = torch.zeros(*constants.shape[:2], upper.shape[-1], dtype=constants.dtype)
+    return gain.scatter_add_(-1, top.unsqueeze(1).expand(-1, constants.shape[1], -1), constants * share.unsqueeze(1))
+
+
 def _single(net: ReluNetwork) -> ReluNetwork | None:
-    """A float32 copy of a network of dense layers (None for any other), for the optimisation."""
-    if not all(isinstance(op, Dense) and not op.sparse for a in net.affines for op in a.ops):
-        return None
+    """A float32 copy of the network (None if it has a sparse matrix), for the optimisation."""
     affines = []
     for a in net.affines:
-        single = Affine(tuple(Dense(op.weight.float(), op.bias.float()) for op in a.ops), a.width)
+        ops: list[Dense | Conv | Diagonal] = []
+        for op in a.ops:
+            if isinstance(op, Dense) and not op.sparse:
+                ops.append(Dense(op.weight.float(), op.bias.float()))
+            elif isinstance(op, Conv):
+                ops.append(replace(op, weight=op.weight.float(), bias=op.bias.float()))
+            elif isinstance(op, Diagonal):
+                ops.append(replace(op, scale=op.scale.float(), shift=op.shift.float()))
+            else:
+                return None
+        single = Affine(tuple(ops), a.width)
         single.__dict__["bias"] = a.bias.float()  # the cached offset, in float32 (Affine computes it in float64)
         affines.append(single)
     return ReluNetwork(tuple(affines), net.nonlinear, net.input_shape)
 
 
-def _empty(clamped: list[Interval]) -> torch.Tensor:
-    empty = torch.zeros(len(clamped[0][0]), dtype=torch.bool)
+def _empty(clamped: list[Interval], d: int) -> torch.Tensor:
+    empty = torch.zeros(d, dtype=torch.bool)
     for lo, up in clamped:
         empty |= (lo > up).any(1)
     return empty
 
 
 def _split(chosen: _Domains, neurons: torch.Tensor) -> _Domains:
-    """2^m children per domain, one per sign pattern of its m given neurons (flat indices,
-    (D, m)): s = +1 (active) or -1 (inactive) on each; children in pattern-major order."""
-    widths = [s.shape[1] for s in chosen.signs]
+    """2^m children per domain, one per sign pattern of its m given neurons (flat indices over
+    the ReLU layers, (D, m)): s = +1 (active) or -1 (inactive) on each; children in
+    pattern-major order."""
+    layers = [i for i, s in enumerate(chosen.signs) if s is not None]
     d, m = neurons.shape
     children = _Domains.cat([chosen] * (1 << m))
-    children.signs = [s.clone() for s in children.signs]
+    children.signs = [s if s is None else s.clone() for s in children.signs]
     pattern = torch.arange(1 << m).repeat_interleave(d)
     for j in range(m):
-        sign = torch.where((pattern >> j) & 1 == 1, -1.0, 1.0).double()
+        sign = torch.where((pattern >> j) & 1 == 1, -1, 1).to(SIGN)
         flat = neurons[:, j].repeat(1 << m)
         start = 0
-        for layer, width in enumerate(widths):
+        for layer in layers:
+            width = children.signs[layer].shape[1]
             rows = ((flat >= start) & (flat < start + width)).nonzero().flatten()
             children.signs[layer][rows, flat[rows] - start] = sign[rows]
             start += width
-    children.hidden = clamp_splits(children.hidden, children.signs)
     return children
 
 
-def _bound(
-    net: ReluNetwork, fast: ReluNetwork | None, xl: torch.Tensor, xu: torch.Tensor, domains: _Domains, steps: int,
-    check: Callable[[torch.Tensor], torch.Tensor | None], *, refine: bool, deadline: float = math.inf,
-) -> _Domains | torch.Tensor:
-    """Bound the domains (hidden bounds refined, then alpha and beta optimised, in float32 on
-    `fast` when given); the open ones with their scores, or a confirmed counterexample."""
-    d = len(domains)
-    xl, xu = xl.expand(d, -1), xu.expand(d, -1)
-    hidden = _refined(net, xl, xu, domains) if refine else domains.hidden
-    empty = _empty(hidden)
-    opt = _optimised(net, fast, hidden, xl, xu, domains, steps, deadline)
-    lower = (-opt.upper - domains.offsets).amax(1)
-    candidates = opt.last.argmax  # (D, R, n): each row's minimising corner
-    values = torch.einsum("drc,dqc->drq", net.logits(candidates), domains.rows) - domains.offsets.unsqueeze(1)
-    hits = (values < 0).all(2) if _is_robustness(domains) else (values <= 0).all(2)
-    for d, r in hits.nonzero().tolist():
-        point = check(candidates[d, r])
-        if point is not None:
-            return point
-    keep = ~empty & (lower <= 0)
-    scores = torch.cat([torch.where((lo < 0) & (up > 0), t.amax(1), -1.0)
-                        for (lo, up), t in zip(hidden, opt.last.intercepts)], 1)
-    index = keep.nonzero().flatten()
-    return _Domains(domains.rows[index], domains.offsets[index], [(lo[index], up[index]) for lo, up in hidden],
-                    [s[index] for s in domains.signs], [a[index].to(STORED) for a in opt.alphas],
-                    [b[index].to(STORED) for b in opt.betas], lower[index], scores[index])
+def _as(signs: list[torch.Tensor | None], dtype: torch.dtype) -> list[torch.Tensor | None]:
+    return [s if s is None else s.to(dtype) for s in signs]
 
 
 def _optimised(
@@ -317,22 +443,58 @@ def _optimised(
     optimised in float32 on `fast` and then evaluated once in float64 at the best parameters."""
     depth = len(net.nonlinear)
     if fast is None:
-        return optimise(net, hidden, depth, -domains.rows, xl, xu, steps=steps,
-                        alphas=[a.double() for a in domains.alphas], betas=[b.double() for b in domains.betas],
-                        signs=domains.signs, stop_below=-domains.offsets, deadline=deadline)
+        return optimise(net, hidden, depth, -domains.rows, xl, xu, steps=steps, alphas=_as(domains.alphas, torch.float64),
+                        betas=_as(domains.betas, torch.float64), signs=_as(domains.signs, torch.float64),
+                        stop_below=-domains.offsets, deadline=deadline)
     single = torch.float32
-    opt = optimise(fast, [(lo.to(single), up.to(single)) for lo, up in hidden], depth, -domains.rows.to(single),
-                   xl.to(single), xu.to(single), steps=steps, alphas=[a.to(single) for a in domains.alphas],
-                   betas=[b.to(single) for b in domains.betas], signs=[s.to(single) for s in domains.signs],
+    hidden32 = [(lo.to(single), up.to(single)) for lo, up in hidden]
+    opt = optimise(_relaxed(fast, hidden32), hidden32, depth, -domains.rows.to(single),
+                   xl.to(single), xu.to(single), steps=steps, alphas=_as(domains.alphas, single),
+                   betas=_as(domains.betas, single), signs=_as(domains.signs, single),
                    stop_below=-domains.offsets.to(single), deadline=deadline)
-    alphas, betas = [a.double() for a in opt.alphas], [b.double() for b in opt.betas]
+    alphas, betas = _as(opt.alphas, torch.float64), _as(opt.betas, torch.float64)
     with torch.no_grad():
-        upper = back_substitute(net, hidden, depth, -domains.rows, xl, xu, alphas, betas, domains.signs).upper
+        upper = back_substitute(net, hidden, depth, -domains.rows, xl, xu, alphas, betas,
+                                _as(domains.signs, torch.float64)).upper
     # branching scores and candidate corners from the last iterate, as on the float64 path (the
     # intercepts at the best iterate branch far worse: 3-7x the sub-domains on mnistfc 256x4)
-    last = Pass(opt.last.upper.double(), opt.last.argmax.double(),
-                [t if t is None else t.double() for t in opt.last.intercepts])
+    last = Pass(opt.last.upper.double(), opt.last.argmax.double(), _as(opt.last.intercepts, torch.float64))
     return Optimised(upper + BOUND_SLACK * (1.0 + upper.abs()), alphas, betas, last)
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """A non-linearity over input bounds that stay fixed during one optimisation: its relaxation
+    computed once (a ReLU's lower slopes, the parameters, set per call), not at every step."""
+
+    op: Relu | MaxPool
+    relax: ReluRelaxation | MaxRelaxation
+    unstable: torch.Tensor | None = None  # (B, 1, W), ReLU only
+    active: torch.Tensor | None = None
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.op(z)
+
+    def interval(self, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+        return self.op.interval(lower, upper)
+
+    def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None
+                   ) -> ReluRelaxation | MaxRelaxation:
+        if alpha is None or self.unstable is None:
+            return self.relax
+        return ReluRelaxation(torch.where(self.unstable, alpha, self.active), self.relax.su, self.relax.tu)
+
+
+def _relaxed(net: ReluNetwork, hidden: list[Interval]) -> ReluNetwork:
+    """The network with every non-linearity's relaxation over `hidden` computed once."""
+    fixed = []
+    for g, (lo, up) in zip(net.nonlinear, hidden):
+        if isinstance(g, Relu):
+            unstable = ((lo < 0) & (up > 0)).unsqueeze(1)
+            fixed.append(_Fixed(g, g.relaxation(lo, up), unstable, (lo >= 0).to(lo.dtype).unsqueeze(1)))
+        else:
+            fixed.append(_Fixed(g, g.relaxation(lo, up)))
+    return ReluNetwork(net.affines, tuple(fixed), net.input_shape)
 
 
 def _is_robustness(domains: _Domains) -> bool:
@@ -340,37 +502,77 @@ def _is_robustness(domains: _Domains) -> bool:
     return domains.rows.shape[1] == 1 and not bool(domains.offsets.any())
 
 
-def _refined(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domains: _Domains) -> list[Interval]:
+def _refined(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, hidden: list[Interval],
+             signs: list[torch.Tensor | None]) -> list[Interval]:
     """Each domain's hidden bounds, layer by layer from the second, intersected with CROWN over
     the sub-domain (the earlier layers' relaxations use their split-clamped bounds), then
     clamped by the splits again. Only neurons unstable in some domain are re-bounded."""
-    hidden = list(domains.hidden)
+    hidden = list(hidden)
     none: list[torch.Tensor | None] = [None] * len(hidden)
     for depth in range(1, len(hidden)):
         lo, up = hidden[depth]
         index = ((lo < 0) & (up > 0)).any(0).nonzero().flatten()
         if not len(index):
             continue
-        eye = torch.eye(lo.shape[1], dtype=lo.dtype)[index]
+        eye = torch.zeros(len(index), lo.shape[1], dtype=lo.dtype).scatter_(1, index.unsqueeze(1), 1.0)
         upper = back_substitute(net, hidden, depth, torch.cat([eye, -eye]).expand(len(lo), -1, -1), xl, xu,
-                                none, none, domains.signs).upper
+                                none, none, none).upper
         upper = upper + BOUND_SLACK * (1.0 + upper.abs())
         k = len(index)
         lo, up = lo.clone(), up.clone()
         up[:, index] = torch.minimum(up[:, index], upper[:, :k])
         lo[:, index] = torch.maximum(lo[:, index], -upper[:, k:])
-        hidden[depth] = clamp_splits([(lo, up)], [domains.signs[depth]])[0]
+        hidden[depth] = clamp_splits([(lo, up)], [signs[depth]])[0]
     return hidden
 
 
+def _milp_leaf(
+    solver: NumpyNetwork, clamped: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
+    check: Callable[[torch.Tensor], torch.Tensor | None], time_limit: float,
+) -> bool | torch.Tensor | None:
+    """The exact minimum of max_r (C_r z - d_r) over a sub-domain (`clamped`: its bounds, the
+    split ReLUs fixed, the inactive ones constrained to z <= 0) by the MILP of `advlab.exact.encoding` (binaries for its unstable ReLUs and
+    open max-pool windows) with one more variable t >= C_r z - d_r: first feasibility with t <= 0
+    (infeasible: proven), then, if the point found is not confirmed (a tie on the boundary), t
+    minimised: True (proven), a confirmed counterexample, or None (too close to 0 to trust, or
+    stopped at the time limit)."""
+    inactive = [None if s is None else (s[0] < 0).numpy() for s in domain.signs]
+    var, rows, cols, keep = encode(solver, [(lo[0].numpy(), up[0].numpy()) for lo, up in clamped], xl[0].numpy(),
+                                   xu[0].numpy(), inactive)
+    w, b = solver.weights[-1], solver.biases[-1]
+    weight = w[:, keep]
+    weight = weight.toarray() if sp.issparse(weight) else np.asarray(weight)
+    goal, offset = domain.rows[0].numpy(), domain.offsets[0].numpy()
+    deadline = time.perf_counter() + time_limit
+    t = var.new(np.full(1, -np.inf), np.zeros(1))  # t <= 0: first any point meeting the goal
+    rows.add([(cols, goal @ weight), (t, -1.0)], -np.inf, offset - goal @ b, len(goal))  # C (W v + b) - d <= t
+    cost = np.zeros(var.count)
+    res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(time_limit, 1e-3)})
+    if res.status == INFEASIBLE:
+        return True
+    if res.x is None:
+        return None
+    point = check(torch.from_numpy(res.x[: xl.shape[1]]))
+    if point is not None:
+        return point
+    # a point on the boundary the float64 model does not confirm: the most violating one instead
+    var.upper[-1] = np.full(1, np.inf)
+    cost[t] = 1.0
+    res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(deadline - time.perf_counter(), 1e-3)})
+    if res.x is None:
+        return None
+    if res.status == 0 and res.fun > LP_MARGIN:
+        return True
+    return check(torch.from_numpy(res.x[: xl.shape[1]]))
+
+
 def _leaf(
-    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
+    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, clamped: list[Interval], domain: _Domains,
     check: Callable[[torch.Tensor], torch.Tensor | None], deadline: float = math.inf,
 ) -> bool | torch.Tensor | None:
-    """The exact minimum of max_r (C_r z - d_r) over a sub-domain with every ReLU fixed, by one LP: True
-    (proven), a confirmed counterexample, or None (a minimum too close to 0 to trust, or the LP
-    stopped at the deadline)."""
-    clamped = domain.hidden
+    """The exact minimum of max_r (C_r z - d_r) over a sub-domain of a ReLU network with every
+    ReLU fixed (`clamped`: its bounds), by one LP: True (proven), a confirmed counterexample, or
+    None (a minimum too close to 0 to trust, or the LP stopped at the deadline)."""
     n = xl.shape[1]
     m, c = torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)  # z = m x + c
     a_ub, b_ub = [], []

@@ -137,16 +137,22 @@ def _rows_of(weight: Any, index: np.ndarray, keep: np.ndarray) -> Any:
 
 
 def encode(
-    net: NumpyNetwork, hidden: list[tuple[np.ndarray, np.ndarray]], xl: np.ndarray, xu: np.ndarray
+    net: NumpyNetwork, hidden: list[tuple[np.ndarray, np.ndarray]], xl: np.ndarray, xu: np.ndarray,
+    inactive: list[np.ndarray | None] | None = None,
 ) -> tuple[_Variables, _Rows, np.ndarray, np.ndarray]:
     """Variables and constraints whose feasible set projects exactly onto the network's graph
     over the box; returns them with the columns of the last hidden layer's kept units and the
-    mask of those units (logits = W_L[:, keep] @ v[columns] + b_L)."""
+    mask of those units (logits = W_L[:, keep] @ v[columns] + b_L). `inactive`: per layer the
+    ReLU inputs constrained to z <= 0 (branch and bound's splits; bounds alone only drop them)."""
     var, rows = _Variables(), _Rows()
     cols = var.new(xl, xu)
     keep = np.ones(net.size, dtype=bool)
-    for w, b, g, (lo, up) in zip(net.weights, net.biases, net.nonlinear, hidden):
+    inactive = inactive if inactive is not None else [None] * len(hidden)
+    for w, b, g, (lo, up), off in zip(net.weights, net.biases, net.nonlinear, hidden, inactive):
         if isinstance(g, Relu):
+            if off is not None and off.any():
+                index = np.flatnonzero(off)
+                rows.add([(cols, _rows_of(w, index, keep))], -np.inf, -b[index], len(index))  # z <= 0
             cols, keep = _relu(var, rows, w, b, lo, up, cols, keep)
         else:
             cols, keep = _max_pool(var, rows, w, b, g, lo, up, cols, keep)

@@ -251,8 +251,9 @@ class MaxRelaxation:
         coef, extra = relu.take(self.lower_index).back(coef)
         return self._spread(coef), const + extra
 
-    def intercepts(self, lam: torch.Tensor) -> None:
-        return None
+    def intercepts(self, lam: torch.Tensor) -> torch.Tensor:
+        """What each open window's constant upper bound adds to the bound of each row (B, R, out)."""
+        return (lam.clamp_min(0.0) * torch.where(self.upper_index >= 0, 0.0, self.upper_const).unsqueeze(1)).detach()
 
 
 @dataclass(frozen=True)
