@@ -68,7 +68,7 @@ def test_verdicts_are_sound_against_the_milp_and_attacks(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_max_pool_networks_go_to_the_milp(seed: int) -> None:
+def test_max_pool_networks_are_settled_with_the_milps_verdict(seed: int) -> None:
     model = conv_net(seed, pool="max")
     x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
     label = int(model(x).argmax(1))
