@@ -18,7 +18,8 @@ from torch import nn
 
 from advlab.attacks import PGD
 from advlab.exact import certify, minimal_linf, relu_network
-from advlab.exact.bab import BabSettings, branch_and_bound, search, split_bounds, supports
+from advlab.exact.bab import BabSettings, branch_and_bound, search, supports
+from advlab.exact.branching import pool_gain, split_bounds
 from advlab.exact.bounds import box, hidden_bounds
 from advlab.exact.inputs import into_ball
 from advlab.exact.operators import MaxPool, Relu
@@ -117,8 +118,8 @@ def test_leaves_go_to_the_milp_on_max_pool_nets(monkeypatch) -> None:
     """Without optimisation the search reaches sub-domains with at most 4 unstable ReLUs; there
     (the pools are not split) the MILP over the sub-domain decides them."""
     calls = []
-    original = bab_module._milp_leaf
-    monkeypatch.setattr(bab_module, "_milp_leaf", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = bab_module.milp_leaf
+    monkeypatch.setattr(bab_module, "milp_leaf", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = pool_net(4)
     x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(4))
     y = model(x).argmax(1)
@@ -195,7 +196,7 @@ def test_pool_scores_point_at_the_relu_that_sets_an_open_window_constant() -> No
     upper = torch.tensor([[2.0, 0.5, 0.4, 0.0]], dtype=torch.float64)
     relax = pool.relaxation(lower, upper)
     lam = torch.tensor([[[3.0]]], dtype=torch.float64)
-    gain = bab_module._pool_gain(pool, (lower, upper), relax.intercepts(lam))
+    gain = pool_gain(pool, (lower, upper), relax.intercepts(lam))
     assert torch.allclose(gain, torch.tensor([[[3.0 * (2.0 - 0.5), 0.0, 0.0, 0.0]]], dtype=torch.float64))
 
 

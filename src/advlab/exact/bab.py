@@ -19,7 +19,7 @@ linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
    meets every row of its goal is a candidate counterexample, accepted only if `check`
    confirms it (the model in float64, inside the box).
 4. A sub-domain without unstable neurons is a polytope on which the network is affine: one LP
-   (HiGHS) gives the exact minimum of max_r (C_r z - d_r) (proof, or a point for `check`). With
+   (HiGHS, `advlab.exact.leaves`) gives the exact minimum of max_r (C_r z - d_r) (proof, or a point for `check`). With
    max-pool layers the network is not affine there, and ReLU splits alone never make an open
    pool window exact, so a sub-domain with at most `milp_unstable` unstable ReLUs goes to the
    fixed-eps MILP over the sub-domain (`advlab.exact.encoding`: the split ReLUs fixed, binaries
@@ -47,18 +47,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.optimize import linprog
 
 from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_lower
-from advlab.exact.encoding import HIGHS_OPTIONS, INFEASIBLE, NumpyNetwork, encode, highs
+from advlab.exact.branching import branching_scores, split_bounds
+from advlab.exact.encoding import NumpyNetwork
+from advlab.exact.leaves import lp_leaf, milp_leaf
 from advlab.exact.operators import Conv, Dense, Diagonal, MaxPool, MaxRelaxation, ReluRelaxation
 from advlab.exact.optimized import Optimised, Pass, back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import Affine, ReluNetwork, Relu
 
-LP_MARGIN = 1e-6  # an LP leaf is proven only when its minimum margin exceeds this (solver tolerance)
 STORED = torch.float32  # slopes, multipliers and scores kept between rounds (warm starts only: any value is sound)
 SIGN = torch.int8  # split signs as stored per sub-domain
 MAX_CHUNKS = 32  # the open sub-domains are kept in at most this many batches (merged beyond)
@@ -313,7 +311,7 @@ class _Search:
             if point is not None:
                 return point
         keep = (~empty & (lower <= 0)).nonzero().flatten()
-        scores = _scores(net, hidden, opt.last.intercepts, d)
+        scores = branching_scores(net, hidden, opt.last.intercepts, d)
         kept_hidden = [(lo[keep], up[keep]) for lo, up in hidden] if self.refine else None
         return _Domains(domains.rows[keep], domains.offsets[keep], [_pick(s, keep) for s in domains.signs],
                         [None if a is None else a[keep].to(STORED) for a in opt.alphas],
@@ -327,60 +325,13 @@ class _Search:
         the MILP over the sub-domain otherwise."""
         hidden = self.hidden(domain)
         if all(isinstance(g, Relu) for g in self.net.nonlinear):
-            return _leaf(self.net, self.xl, self.xu, hidden, domain, self.check, self.deadline)
+            return lp_leaf(self.net, self.xl, self.xu, hidden, domain.rows[0], domain.offsets[0], self.check, self.deadline)
         left = self.deadline - time.perf_counter()
         if left <= 0:
             return None
         if self._solver is None:
             self._solver = NumpyNetwork.of(self.net)
-        return _milp_leaf(self._solver, hidden, self.xl, self.xu, domain, self.check, left)
-
-
-def split_bounds(net: ReluNetwork, hidden: list[Interval], signs: list[torch.Tensor | None]) -> list[Interval]:
-    """The bounds of each non-linearity's input over sub-domains (D, W): `hidden` clamped by the
-    splits (`clamp_splits`), and where the affine map between two non-linearities is the identity
-    (a ReLU feeding a max-pool) intersected with the earlier one's interval image, so that a split
-    ReLU tightens the bounds (and the relaxation) of the pool it feeds."""
-    out = clamp_splits(hidden, signs)
-    for j in range(1, len(out)):
-        if not net.affines[j].ops:
-            lo, up = net.nonlinear[j - 1].interval(*out[j - 1])
-            out[j] = (torch.maximum(out[j][0], lo), torch.minimum(out[j][1], up))
-    return out
-
-
-def _scores(net: ReluNetwork, hidden: list[Interval], intercepts: list[torch.Tensor | None], d: int) -> torch.Tensor:
-    """Per unstable ReLU how much splitting it could lower one of the rows' bounds, -1 for stable
-    ones; the ReLU layers concatenated (D, sum W). The BaBSR score (Bunel et al. 2020, Sec. 5.1):
-    the intercept its upper relaxation adds; for a ReLU feeding a max-pool through the identity
-    also `_pool_gain`, since there its positive coefficients go to the pool's constant upper bound
-    (on the MNIST CNN nearly all of the gap is in the pools, and BaBSR alone scores those ReLUs 0)."""
-    parts = []
-    for i, (g, (lo, up), t) in enumerate(zip(net.nonlinear, hidden, intercepts)):
-        if not isinstance(g, Relu):
-            continue
-        feeds_pool = i + 1 < len(net.nonlinear) and not net.affines[i + 1].ops and isinstance(net.nonlinear[i + 1], MaxPool)
-        if feeds_pool:
-            t = t + _pool_gain(net.nonlinear[i + 1], hidden[i + 1], intercepts[i + 1])
-        parts.append(torch.where((lo < 0) & (up > 0), t.amax(1), -1.0))
-    return torch.cat(parts, 1) if parts else torch.zeros(d, 0, dtype=torch.float64)
-
-
-def _pool_gain(pool: MaxPool, bounds: Interval, constants: torch.Tensor) -> torch.Tensor:
-    """Per pool input and row (D, R, W): for the input with the largest upper bound U of an open
-    window, what the window's constant (`constants`, (D, R, out): lam+ U) drops by when that input
-    is split inactive (its upper bound becomes 0, the constant the next largest, U2):
-    lam+ (U - max(U2, 0)); 0 for every other input."""
-    lower, upper = bounds
-    index = pool.groups.clamp_min(0)
-    gu = upper[..., index].masked_fill(pool.groups < 0, -math.inf)  # (D, out, k)
-    top2 = gu.topk(min(2, gu.shape[-1]), dim=-1)
-    first = top2.values[..., 0]
-    second = top2.values[..., 1].clamp_min(0.0) if gu.shape[-1] > 1 else torch.zeros_like(first)
-    share = torch.where(first > 0, (first - second) / first.clamp_min(1e-300), 0.0)
-    top = index.expand(len(upper), -1, -1).gather(-1, top2.indices[..., :1]).squeeze(-1)  # (D, out)
-    gain = torch.zeros(*constants.shape[:2], upper.shape[-1], dtype=constants.dtype)
-    return gain.scatter_add_(-1, top.unsqueeze(1).expand(-1, constants.shape[1], -1), constants * share.unsqueeze(1))
+        return milp_leaf(self._solver, hidden, self.xl, self.xu, domain.rows[0], domain.offsets[0], domain.signs, self.check, left)
 
 
 def _single(net: ReluNetwork) -> ReluNetwork | None:
@@ -524,84 +475,3 @@ def _refined(net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, hidden: list[
         lo[:, index] = torch.maximum(lo[:, index], -upper[:, k:])
         hidden[depth] = clamp_splits([(lo, up)], [signs[depth]])[0]
     return hidden
-
-
-def _milp_leaf(
-    solver: NumpyNetwork, clamped: list[Interval], xl: torch.Tensor, xu: torch.Tensor, domain: _Domains,
-    check: Callable[[torch.Tensor], torch.Tensor | None], time_limit: float,
-) -> bool | torch.Tensor | None:
-    """The exact minimum of max_r (C_r z - d_r) over a sub-domain (`clamped`: its bounds, the
-    split ReLUs fixed, the inactive ones constrained to z <= 0) by the MILP of `advlab.exact.encoding` (binaries for its unstable ReLUs and
-    open max-pool windows) with one more variable t >= C_r z - d_r: first feasibility with t <= 0
-    (infeasible: proven), then, if the point found is not confirmed (a tie on the boundary), t
-    minimised: True (proven), a confirmed counterexample, or None (too close to 0 to trust, or
-    stopped at the time limit)."""
-    inactive = [None if s is None else (s[0] < 0).numpy() for s in domain.signs]
-    var, rows, cols, keep = encode(solver, [(lo[0].numpy(), up[0].numpy()) for lo, up in clamped], xl[0].numpy(),
-                                   xu[0].numpy(), inactive)
-    w, b = solver.weights[-1], solver.biases[-1]
-    weight = w[:, keep]
-    weight = weight.toarray() if sp.issparse(weight) else np.asarray(weight)
-    goal, offset = domain.rows[0].numpy(), domain.offsets[0].numpy()
-    deadline = time.perf_counter() + time_limit
-    t = var.new(np.full(1, -np.inf), np.zeros(1))  # t <= 0: first any point meeting the goal
-    rows.add([(cols, goal @ weight), (t, -1.0)], -np.inf, offset - goal @ b, len(goal))  # C (W v + b) - d <= t
-    cost = np.zeros(var.count)
-    res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(time_limit, 1e-3)})
-    if res.status == INFEASIBLE:
-        return True
-    if res.x is None:
-        return None
-    point = check(torch.from_numpy(res.x[: xl.shape[1]]))
-    if point is not None:
-        return point
-    # a point on the boundary the float64 model does not confirm: the most violating one instead
-    var.upper[-1] = np.full(1, np.inf)
-    cost[t] = 1.0
-    res = highs(cost, var, rows, {**HIGHS_OPTIONS, "time_limit": max(deadline - time.perf_counter(), 1e-3)})
-    if res.x is None:
-        return None
-    if res.status == 0 and res.fun > LP_MARGIN:
-        return True
-    return check(torch.from_numpy(res.x[: xl.shape[1]]))
-
-
-def _leaf(
-    net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, clamped: list[Interval], domain: _Domains,
-    check: Callable[[torch.Tensor], torch.Tensor | None], deadline: float = math.inf,
-) -> bool | torch.Tensor | None:
-    """The exact minimum of max_r (C_r z - d_r) over a sub-domain of a ReLU network with every
-    ReLU fixed (`clamped`: its bounds), by one LP: True (proven), a confirmed counterexample, or
-    None (a minimum too close to 0 to trust, or the LP stopped at the deadline)."""
-    n = xl.shape[1]
-    m, c = torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)  # z = m x + c
-    a_ub, b_ub = [], []
-    for affine, (lo, up) in zip(net.affines, clamped):
-        m, c = affine.dense() @ m, affine(c)
-        active = lo[0] >= 0
-        # active: -(m x + c) <= 0; inactive: m x + c <= 0
-        sign = torch.where(active, -1.0, 1.0).double()
-        a_ub.append(sign.unsqueeze(1) * m)
-        b_ub.append(-sign * c)
-        m, c = m * active.unsqueeze(1), c * active
-    last = net.affines[-1]
-    m, c = last.dense() @ m, last(c)
-    # minimise t subject to C_r z - d_r <= t for every row: variables (x, t)
-    goal, offset = domain.rows[0], domain.offsets[0]
-    a_ub = [torch.cat([a, torch.zeros(len(a), 1, dtype=torch.float64)], 1) for a in a_ub]
-    a_ub.append(torch.cat([goal @ m, -torch.ones(len(goal), 1, dtype=torch.float64)], 1))
-    b_ub.append(offset - goal @ c)
-    cost = torch.zeros(n + 1, dtype=torch.float64)
-    cost[n] = 1.0
-    box_bounds = np.concatenate([np.stack([xl[0].numpy(), xu[0].numpy()], 1), [[-np.inf, np.inf]]])
-    res = linprog(cost.numpy(), A_ub=torch.cat(a_ub).numpy(), b_ub=torch.cat(b_ub).numpy(),
-                  bounds=box_bounds, method="highs",
-                  options={"time_limit": max(deadline - time.perf_counter(), 1e-3)} if deadline < math.inf else None)
-    if res.status == 2:
-        return True
-    if res.status != 0:
-        return None
-    if res.fun > LP_MARGIN:
-        return True
-    point = check(torch.from_numpy(res.x[:n]))
-    return point if point is not None else None
