@@ -18,7 +18,7 @@ from advlab.exact import certify, minimal_linf, relu_network
 from advlab.exact.bab import BabSettings, branch_and_bound, search
 from advlab.exact.inputs import into_ball
 from advlab.exact.specs import goals, robustness_property
-from tests.exact.nets import random_mlp, scaled_mlp
+from tests.exact.nets import conv_net, random_mlp, scaled_mlp
 from tests.exact.test_certify import _between
 
 bab_module = sys.modules["advlab.exact.bab"]
@@ -143,16 +143,22 @@ def test_one_search_over_all_goals_agrees_with_one_search_per_goal(seed: int, fl
             assert bool(prop.violated(model64(joint.point[None]))) and bool(prop.inside(joint.point[None]))
 
 
-def test_time_limit_bounds_the_search_within_half_a_second() -> None:
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_time_limit_bounds_the_search_within_half_a_second(network: str) -> None:
     """The deadline is checked inside each round's optimisation: a search that cannot finish
-    (every candidate rejected) stops within 0.5 s of its limit."""
-    model = random_mlp(1, (30, 64, 64, 64, 10), scale=1.0)
-    net = relu_network(copy.deepcopy(model).double(), (30,))
-    eye = torch.eye(10, dtype=torch.float64)
-    rows = torch.stack([eye[0] - eye[k] for k in range(1, 10)]).unsqueeze(1)
+    (every candidate rejected) stops within 0.5 s of its limit, on a dense net and on one with
+    convolutions and max-pooling."""
+    if network == "mlp":
+        model, shape, n = random_mlp(1, (30, 64, 64, 64, 10), scale=1.0), (30,), 30
+    else:
+        model, shape, n = conv_net(3, channels=4), (1, 8, 8), 64
+    net = relu_network(copy.deepcopy(model).double(), shape)
+    classes = int(model(torch.zeros(1, *shape)).shape[1])
+    eye = torch.eye(classes, dtype=torch.float64)
+    rows = torch.stack([eye[0] - eye[k] for k in range(1, classes)]).unsqueeze(1)
     start = time.perf_counter()
-    outcome = search(net, torch.zeros(30, dtype=torch.float64), torch.ones(30, dtype=torch.float64), rows,
-                     torch.zeros(9, 1, dtype=torch.float64), time_limit=1.0, check=lambda p: None)
+    outcome = search(net, torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64), rows,
+                     torch.zeros(classes - 1, 1, dtype=torch.float64), time_limit=1.0, check=lambda p: None)
     elapsed = time.perf_counter() - start
     assert outcome.status == "unknown" and outcome.reason == "time limit"
     assert elapsed < 1.5, elapsed

@@ -6,9 +6,7 @@ model confirms, and stops at its time limit."""
 from __future__ import annotations
 
 import copy
-import math
 import sys
-import time
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from torch import nn
 
 from advlab.attacks import PGD
 from advlab.exact import certify, minimal_linf, relu_network
-from advlab.exact.bab import BabSettings, branch_and_bound, search, supports
+from advlab.exact.bab import BabSettings, branch_and_bound, supports
 from advlab.exact.branching import pool_gain, split_bounds
 from advlab.exact.bounds import box, hidden_bounds
 from advlab.exact.inputs import into_ball
@@ -198,18 +196,3 @@ def test_pool_scores_point_at_the_relu_that_sets_an_open_window_constant() -> No
     lam = torch.tensor([[[3.0]]], dtype=torch.float64)
     gain = pool_gain(pool, (lower, upper), relax.intercepts(lam))
     assert torch.allclose(gain, torch.tensor([[[3.0 * (2.0 - 0.5), 0.0, 0.0, 0.0]]], dtype=torch.float64))
-
-
-def test_time_limit_bounds_the_search_on_a_cnn() -> None:
-    """A search that cannot finish (every candidate rejected) stops within 0.5 s of its limit."""
-    model = conv_net(3, channels=4)
-    net = relu_network(copy.deepcopy(model).double(), (1, 8, 8))
-    eye = torch.eye(4, dtype=torch.float64)
-    rows = torch.stack([eye[0] - eye[k] for k in range(1, 4)]).unsqueeze(1)
-    start = time.perf_counter()
-    outcome = search(net, torch.zeros(64, dtype=torch.float64), torch.ones(64, dtype=torch.float64), rows,
-                     torch.zeros(3, 1, dtype=torch.float64), time_limit=1.0, check=lambda p: None)
-    elapsed = time.perf_counter() - start
-    assert outcome.status == "unknown" and outcome.reason == "time limit"
-    assert elapsed < 1.5, elapsed
-    assert math.isfinite(elapsed)
