@@ -32,9 +32,7 @@ from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
-
-LR_SCHEDULES = ("constant", "cosine")
-
+from advlab.training.schedule import LR_SCHEDULES, scheduled_lr, set_lr
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,21 +68,6 @@ class TrainConfig:
         if self.lr_schedule == "constant":
             del out["lr_schedule"]
         return out
-
-
-def scheduled_lr(config: TrainConfig, update: int, updates_per_epoch: int) -> float:
-    """The learning rate of update `update` (0-based) of a run of config.epochs x updates_per_epoch = T updates:
-    constant: lr; cosine: lr * (1 + cos(pi * update / T)) / 2, from lr at the first update towards 0 after the last.
-    A pure function of the update count, so a resumed run takes the same steps as an uninterrupted one."""
-    if config.lr_schedule == "constant":
-        return config.lr
-    total = config.epochs * updates_per_epoch
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(update, total) / total))
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 @dataclass
