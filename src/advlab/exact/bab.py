@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_lower
-from advlab.exact.branching import branching_scores, split_bounds, split_children_bounds
+from advlab.exact.branching import branching_scores, split_bounds
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.leaves import lp_leaf, milp_leaf
 from advlab.exact.operators import Conv, Dense, Diagonal, MaxPool, MaxRelaxation, ReluRelaxation
@@ -70,9 +70,7 @@ class BabSettings:
     (CROWN over the sub-domain, intersected with the parent's bounds); max_domains: open
     sub-domains kept before giving up; milp_unstable: on networks with max-pool, a sub-domain
     with at most this many unstable ReLUs goes to the MILP (splitting ReLUs alone cannot make
-    a pool's relaxation exact); candidates: on networks of ReLUs only, the neurons with the best
-    BaBSR scores whose splits are bounded before choosing (filtered smart branching; 1: BaBSR
-    alone)."""
+    a pool's relaxation exact)."""
 
     batch: int = 256
     steps: int = 10
@@ -81,7 +79,6 @@ class BabSettings:
     refine: bool = False
     max_domains: int = 100_000
     milp_unstable: int = 200
-    candidates: int = 5
 
 
 @dataclass(frozen=True)
@@ -192,7 +189,7 @@ def search(
              for g, (lo, _) in zip(net.nonlinear, hidden)]
     start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, [a if a is None else torch.zeros_like(a) for a in alphas],
                      torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
-    state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable, settings.candidates)
+    state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable)
     first = state.bound(start, settings.steps, root=True)
     if isinstance(first, torch.Tensor):
         return BabOutcome("counterexample", first, count)
@@ -218,7 +215,7 @@ def search(
             continue
         # split on several neurons at once while the batch has room (fewer, fuller rounds)
         m = max(1, min(settings.max_splits, int(math.log2(2 * settings.batch / len(chosen)))))
-        children = _split(chosen, state.branch(chosen, m))
+        children = _split(chosen, chosen.scores.topk(min(m, chosen.scores.shape[1]), dim=1).indices)
         bounded += len(children)
         result = state.bound(children, settings.steps)
         if isinstance(result, torch.Tensor):
@@ -280,12 +277,11 @@ class _Search:
 
     def __init__(self, net: ReluNetwork, xl: torch.Tensor, xu: torch.Tensor, root: list[Interval],
                  check: Callable[[torch.Tensor], torch.Tensor | None], deadline: float, refine: bool,
-                 milp_unstable: int, candidates: int) -> None:
+                 milp_unstable: int) -> None:
         self.net, self.fast, self.xl, self.xu, self.root = net, _single(net), xl, xu, root
         self.check, self.deadline, self.refine = check, deadline, refine
         pools = not all(isinstance(g, Relu) for g in net.nonlinear)
         self.exact_below = milp_unstable if pools else 0  # unstable ReLUs of a sub-domain solved exactly
-        self.candidates = 1 if pools else candidates
         self._solver: NumpyNetwork | None = None
 
     def hidden(self, domains: _Domains) -> list[Interval]:
@@ -294,24 +290,6 @@ class _Search:
         d = len(domains)
         base = domains.hidden if domains.hidden is not None else [(lo.expand(d, -1), up.expand(d, -1)) for lo, up in self.root]
         return split_bounds(self.net, base, domains.signs)
-
-    def branch(self, domains: _Domains, m: int) -> torch.Tensor:
-        """The m neurons each sub-domain splits on (D, m): the best BaBSR scores, or with
-        `candidates` > 1 the candidates among those whose weaker child gets the best bound
-        (`split_children_bounds`, in float32 on the float32 copy when there is one)."""
-        m = min(m, domains.scores.shape[1])
-        k = min(max(self.candidates, m), domains.scores.shape[1])
-        top = domains.scores.topk(k, dim=1)
-        if k == m:
-            return top.indices
-        net, dtype = (self.fast, torch.float32) if self.fast is not None else (self.net, torch.float64)
-        d = len(domains)
-        base = domains.hidden if domains.hidden is not None else [(lo.expand(d, -1), up.expand(d, -1)) for lo, up in self.root]
-        children = split_children_bounds(net, [(lo.to(dtype), up.to(dtype)) for lo, up in base], domains.signs,
-                                         _as(domains.alphas, dtype), _as(domains.betas, dtype), domains.rows.to(dtype),
-                                         domains.offsets.to(dtype), top.indices, self.xl.to(dtype), self.xu.to(dtype))
-        weaker = torch.where(top.values.T >= 0, children.amin(0), -math.inf)  # (k, D); stable neurons last
-        return top.indices.gather(1, weaker.T.topk(m, dim=1).indices)
 
     def bound(self, domains: _Domains, steps: int, *, root: bool = False) -> _Domains | torch.Tensor:
         """Bound the domains (hidden bounds refined below the root, then alpha and beta optimised,

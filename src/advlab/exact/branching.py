@@ -6,8 +6,6 @@ identities so that a split ReLU feeding a max-pool tightens the pool's relaxatio
 `branching_scores`: the BaBSR score (Bunel et al. 2020, "Branch and bound for piecewise linear
 neural network verification", Sec. 5.1), the intercept a ReLU's upper relaxation adds to the
 bound, plus `pool_gain` for a ReLU that sets an open max-pool window's constant upper bound.
-`split_children_bounds`: filtered smart branching, the bounds both children of each of the
-best-scored candidates would get, so that the split is chosen by what it does to the bound.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import torch
 
 from advlab.exact.bounds import Interval
 from advlab.exact.operators import MaxPool
-from advlab.exact.optimized import back_substitute, clamp_splits
+from advlab.exact.optimized import clamp_splits
 from advlab.exact.relu_network import ReluNetwork, Relu
 
 
@@ -67,41 +65,3 @@ def pool_gain(pool: MaxPool, bounds: Interval, constants: torch.Tensor) -> torch
     top = index.expand(len(upper), -1, -1).gather(-1, top2.indices[..., :1]).squeeze(-1)  # (D, out)
     gain = torch.zeros(*constants.shape[:2], upper.shape[-1], dtype=constants.dtype)
     return gain.scatter_add_(-1, top.unsqueeze(1).expand(-1, constants.shape[1], -1), constants * share.unsqueeze(1))
-
-
-def split_children_bounds(
-    net: ReluNetwork, base: list[Interval], signs: list[torch.Tensor | None], alphas: list[torch.Tensor | None],
-    betas: list[torch.Tensor | None], rows: torch.Tensor, offsets: torch.Tensor, candidates: torch.Tensor,
-    xl: torch.Tensor, xu: torch.Tensor,
-) -> torch.Tensor:
-    """Filtered smart branching (FSB; De Palma et al. 2021, "Improved branch and bound for neural
-    network verification via Lagrangian decomposition", Sec. 5): the bound each split of a
-    candidate would give, one back-substitution per child at the sub-domain's slopes and
-    multipliers (the new split's multiplier 0), not optimised. base: per non-linearity the
-    bounds of its input before the splits (D, W); signs (D, W) / alphas, betas (D, R, W) per
-    layer (None where not split); rows (D, R, C), offsets (D, R); candidates (D, k) flat ReLU
-    indices as in `branching_scores`. Returns the lower bound of max_r (C_r z - d_r) over each
-    child (2, k, D): [0] the candidate split active (z >= 0), [1] inactive (z <= 0)."""
-    d, k = candidates.shape
-    copies = 2 * k * d
-    rep = torch.arange(d).repeat(2 * k)
-    flat = candidates.T.reshape(-1).repeat(2)  # copy order: sign-major, then candidate, then domain
-    sign = torch.cat([torch.ones(k * d), -torch.ones(k * d)]).to(xl.dtype)
-    child_signs: list[torch.Tensor | None] = []
-    start = 0
-    for s in signs:
-        if s is None:
-            child_signs.append(None)
-            continue
-        width = s.shape[1]
-        s = s[rep].to(xl.dtype)
-        here = ((flat >= start) & (flat < start + width)).nonzero().flatten()
-        s[here, flat[here] - start] = sign[here]
-        child_signs.append(s)
-        start += width
-    hidden = split_bounds(net, [(lo[rep], up[rep]) for lo, up in base], child_signs)
-    with torch.no_grad():
-        upper = back_substitute(net, hidden, len(net.nonlinear), -rows[rep], xl.expand(copies, -1), xu.expand(copies, -1),
-                                [None if a is None else a[rep] for a in alphas],
-                                [None if b is None else b[rep] for b in betas], child_signs).upper
-    return (-upper - offsets[rep]).amax(1).reshape(2, k, d)
