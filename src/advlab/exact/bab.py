@@ -187,7 +187,8 @@ def search(
     alphas = [a if a is None else a[0].reshape(goals, width, -1)[open_goals].to(STORED) for a in root.alphas]
     signs = [torch.zeros(count, lo.shape[1], dtype=SIGN) if isinstance(g, Relu) else None
              for g, (lo, _) in zip(net.nonlinear, hidden)]
-    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, [a if a is None else torch.zeros_like(a) for a in alphas],
+    betas = [None if s is None else torch.zeros_like(a) for a, s in zip(alphas, signs)]
+    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, betas,
                      torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
     state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable)
     first = state.bound(start, settings.steps, root=True)
@@ -431,8 +432,10 @@ class _Fixed:
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None
                    ) -> ReluRelaxation | MaxRelaxation:
-        if alpha is None or self.unstable is None:
+        if alpha is None:
             return self.relax
+        if self.unstable is None:  # a max-pool: its upper slopes
+            return self.op.relaxation(lower, upper, alpha)
         return ReluRelaxation(torch.where(self.unstable, alpha, self.active), self.relax.su, self.relax.tu)
 
 
