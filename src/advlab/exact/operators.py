@@ -231,6 +231,7 @@ class MaxRelaxation:
     reach: torch.Tensor
     inputs: int
     disjoint: bool = False
+    lower_slot: torch.Tensor | None = None  # (B, out, 1): lower_index's place in upper_index (k' = k)
 
     def _parts(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """lam . h <= neg . z[lower_index] + up . z[upper_index] + const: (neg (B, R, out),
@@ -246,6 +247,9 @@ class MaxRelaxation:
 
     def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         neg, up, const = self._parts(lam)
+        if self.lower_slot is not None:  # the upper inputs are the whole window: one spread
+            slot = self.lower_slot.unsqueeze(1).expand(*neg.shape, 1)
+            return self._spread(self.upper_index, up.scatter_add(-1, slot, neg.unsqueeze(-1))), const
         return self._spread(self.lower_index, neg) + self._spread(self.upper_index, up), const
 
     def back_through(self, relu: ReluRelaxation, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,6 +310,11 @@ class MaxPool:
     """h_o = max over the inputs in groups[o] (int64 (out, k), -1 pads short windows)."""
 
     groups: torch.Tensor
+
+    @cached_property
+    def padded(self) -> bool:
+        """Some window is short (padding or the edge): -1 entries in groups."""
+        return bool((self.groups < 0).any())
 
     @cached_property
     def disjoint(self) -> bool:
@@ -385,16 +394,18 @@ class MaxPool:
             return MaxRelaxation(lower_index, upper_index, slope.unsqueeze(1).unsqueeze(-1), const.unsqueeze(1),
                                  reach.unsqueeze(1), lower.shape[-1], self.disjoint)
         pad = self.groups < 0
-        a = alpha.unflatten(-1, self.groups.shape).clamp(0.0, 1.0).masked_fill(pad, 0.0)  # (B, R, out, k)
+        a = alpha.unflatten(-1, self.groups.shape).clamp(0.0, 1.0)  # (B, R, out, k)
         exact = torch.zeros_like(gl).scatter(-1, best, 1.0).unsqueeze(1)
         a = torch.where(dominated.unsqueeze(1).unsqueeze(-1), exact, a)
-        l0, u0 = gl.masked_fill(pad, 0.0).unsqueeze(1), gu.masked_fill(pad, 0.0).unsqueeze(1)
-        corner = (u0 - a * (u0 - l0)).masked_fill(pad, -math.inf).amax(-1)
-        const = corner - (a * l0).sum(-1)
-        const = torch.where(dominated.unsqueeze(1), 0.0, const)
+        l0, u0 = gl.unsqueeze(1), gu.unsqueeze(1)
+        if self.padded:
+            a, l0, u0 = a.masked_fill(pad, 0.0), l0.masked_fill(pad, 0.0), u0.masked_fill(pad, 0.0)
+        corner = u0 - a * (u0 - l0)
+        corner = (corner.masked_fill(pad, -math.inf) if self.padded else corner).amax(-1)
+        const = torch.where(dominated.unsqueeze(1), 0.0, corner - (a * l0).sum(-1))
         reach = torch.where(dominated.unsqueeze(1), 0.0, const + (a * u0).sum(-1))
         upper_index = self.groups.clamp_min(0).expand(lower.shape[0], -1, -1)
-        return MaxRelaxation(lower_index, upper_index, a, const, reach, lower.shape[-1], self.disjoint)
+        return MaxRelaxation(lower_index, upper_index, a, const, reach, lower.shape[-1], self.disjoint, best)
 
 
 def _top_line(gl: torch.Tensor, gu: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
