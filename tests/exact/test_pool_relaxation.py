@@ -15,7 +15,7 @@ from torch import nn
 from advlab.attacks import PGD
 from advlab.exact import margin_bounds, minimal_linf, relu_network
 from advlab.exact.bounds import box, hidden_bounds, rival_rows
-from advlab.exact.operators import MaxPool
+from advlab.exact.operators import MaxPool, Relu
 from advlab.exact.optimized import alpha_margin_bounds, back_substitute, initial_alphas
 from advlab.exact.relu_network import _max_pool
 
@@ -59,7 +59,7 @@ def test_the_relaxation_holds_on_sampled_points_and_on_every_corner(kind: str, s
     lower, upper = _random_bounds(gen, 3, width)
     alpha = None
     if slopes != "crown":  # "wild": far outside [0, 1], clipped by the relaxation
-        alpha = torch.rand(3, 2, out * k, generator=gen, dtype=torch.float64)
+        alpha = torch.rand(3, 2, 2 * out * k, generator=gen, dtype=torch.float64)
         alpha = alpha * 4 - 1.5 if slopes == "wild" else alpha
     points = lower.unsqueeze(1) + (upper - lower).unsqueeze(1) * torch.rand(3, 300, width, generator=gen, dtype=torch.float64)
     corners = torch.where(torch.rand(3, 300, width, generator=gen) < 0.5, lower.unsqueeze(1), upper.unsqueeze(1))
@@ -76,7 +76,7 @@ def test_the_constant_is_the_smallest_valid_one_by_brute_force_over_the_corners(
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
         lower, upper = _random_bounds(gen, 1, 4)
-        alpha = torch.rand(1, 1, 4, generator=gen, dtype=torch.float64)
+        alpha = torch.rand(1, 1, 8, generator=gen, dtype=torch.float64)
         corners = torch.tensor(list(itertools.product([0, 1], repeat=4)), dtype=torch.float64)
         z = (lower + (upper - lower) * corners).unsqueeze(0)  # (1, 16, 4)
         _, above = _linear_bounds(pool, lower, upper, alpha, z)
@@ -95,7 +95,7 @@ def test_crown_choice_is_below_the_old_constant_and_exact_on_a_dominated_window(
     assert coef.tolist() == [[[0.5, 0.0]]] and const.tolist() == [[1.0]]
     on_z = coef - torch.tensor([1.0, 0.0], dtype=torch.float64)  # the bound of max(z) - z1 over the box
     assert float(const + (on_z.clamp_min(0) * upper + on_z.clamp_max(0) * lower).sum()) == 1.0
-    old, old_const = pool.relaxation(lower, upper, torch.zeros(1, 1, 2, dtype=torch.float64)).back(torch.ones(1, 1, 1, dtype=torch.float64))
+    old, old_const = pool.relaxation(lower, upper, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)).back(torch.ones(1, 1, 1, dtype=torch.float64))
     assert old.tolist() == [[[0.0, 0.0]]] and old_const.tolist() == [[2.0]]  # slopes 0: the constant max_i u_i
     dominated = pool.relaxation(torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([[3.0, 1.0]], dtype=torch.float64))
     for lam in (1.0, -1.0):
@@ -123,7 +123,9 @@ def _constant_pool_margins(net, xl, xu, labels) -> torch.Tensor:
     others, rows = rival_rows(labels, net.num_classes)
     depth = len(net.nonlinear)
     alphas = initial_alphas(net, hidden, depth, rows.shape[1])
-    alphas = [a if isinstance(g, type(net.nonlinear[0])) else torch.zeros_like(a) for a, g in zip(alphas, net.nonlinear)]
+    half = [a.shape[-1] // 2 for a in alphas]  # a pool's upper slopes, then its lower weights (one-hot at m)
+    alphas = [a if isinstance(g, Relu) else torch.cat([torch.zeros_like(a[..., :h]), a[..., h:]], -1)
+              for a, g, h in zip(alphas, net.nonlinear, half)]
     none = [None] * depth
     return -back_substitute(net, hidden, depth, -rows, xl, xu, alphas, none, none).upper
 

@@ -26,7 +26,8 @@ linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
    for the rest and for the open pool windows), which decides it.
 
 Max-pool layers (and any non-ReLU operator the bound classes of `advlab.exact.operators`
-relax) keep their fixed relaxation and are never split: only ReLUs are. A split that fixes a
+relax) are never split: only ReLUs are; a max-pool's upper slopes and lower weights are
+optimised with the ReLU slopes (`MaxPool.relaxation`). A split that fixes a
 ReLU feeding a max-pool through the identity also tightens the pool's input bounds (the
 ReLU's interval over the split bounds), so the pool's relaxation follows the splits. Per
 sub-domain only the splits are stored; its hidden bounds are the root's clamped by them.
@@ -109,8 +110,9 @@ def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
 @dataclass
 class _Domains:
     """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d); per
-    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the ReLU slopes and split
-    multipliers (D, R, W) (STORED), each None for a layer that is not split (max-pool); lower
+    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the slopes (D, R, W; a max-pool's
+    (D, R, 2 out k)) and split multipliers (D, R, W) (STORED), signs and multipliers None for a
+    layer that is not split (max-pool); lower
     bounds of max_r (C_r z - d_r) (D,); branching scores over the ReLU layers' neurons,
     concatenated (D, sum W) (STORED); per layer the bounds of its input (D, W) each where they
     were re-bounded (`refine`), else None: the root's, clamped by the splits."""

@@ -17,9 +17,12 @@ quantity):
   inputs whose bounds change the relaxation (a ReLU's unstable inputs; every input of a pool).
 
 ReLU with l < 0 < u:  a z <= relu(z) <= u (z - l) / (u - l), a = 1 if u >= -l else 0 (CROWN's
-adaptive slope) or any a in [0, 1] (alpha-CROWN); max over a window: z_m <= max(z) <= max_i u_i,
-m the input with the largest lower bound, and max(z) = z_m when l_m >= u_i for every other input
-(DeepPoly's max-pool relaxation, Singh et al. 2019, Sec. 4).
+adaptive slope) or any a in [0, 1] (alpha-CROWN); max over a window: z_m <= max(z), m the input
+with the largest lower bound (or any convex combination of the inputs, alpha-CROWN), and
+max(z) <= sum_i a_i (z_i - l_i) + max_j (u_j - a_j (u_j - l_j)) for any a in [0, 1]^k (the
+smallest constant valid over the box for these slopes; a = 0 is DeepPoly's constant max_i u_i,
+Singh et al. 2019, Sec. 4; CROWN's choice is the line of least volume, `MaxPool.relaxation`), and
+max(z) = z_m when l_m >= u_i for every other input.
 """
 
 from __future__ import annotations
@@ -231,7 +234,7 @@ class MaxRelaxation:
     reach: torch.Tensor
     inputs: int
     disjoint: bool = False
-    lower_slot: torch.Tensor | None = None  # (B, out, 1): lower_index's place in upper_index (k' = k)
+    lower_weight: torch.Tensor | None = None  # (B, S, out, k): h >= sum_j w_j z[upper_index_j] instead
 
     def _parts(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """lam . h <= neg . z[lower_index] + up . z[upper_index] + const: (neg (B, R, out),
@@ -247,9 +250,8 @@ class MaxRelaxation:
 
     def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         neg, up, const = self._parts(lam)
-        if self.lower_slot is not None:  # the upper inputs are the whole window: one spread
-            slot = self.lower_slot.unsqueeze(1).expand(*neg.shape, 1)
-            return self._spread(self.upper_index, up.scatter_add(-1, slot, neg.unsqueeze(-1))), const
+        if self.lower_weight is not None:  # the upper inputs are the whole window: one spread
+            return self._spread(self.upper_index, up + neg.unsqueeze(-1) * self.lower_weight), const
         return self._spread(self.lower_index, neg) + self._spread(self.upper_index, up), const
 
     def back_through(self, relu: ReluRelaxation, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,18 +361,21 @@ class MaxPool:
         return gl.gather(-1, best).squeeze(-1) >= gu.scatter(-1, best, -math.inf).amax(-1)
 
     def initial_slopes(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-        """The slopes of CROWN's relaxation (`relaxation` without alpha) over each window's inputs,
-        flat (B, out * k): the start of alpha-CROWN's optimisation."""
+        """CROWN's relaxation (`relaxation` without alpha) as alpha-CROWN's parameters, flat
+        (B, 2 out k): the upper slopes over each window's inputs, then the lower weights (one-hot
+        at m): the start of the optimisation."""
         gl, gu, best = self._windows(lower, upper)
         top, slope, _ = _top_line(gl, gu, best)
         dominated = self._dominated(gl, gu, best)
         slopes = torch.zeros_like(gl).scatter(-1, top, slope.unsqueeze(-1))
-        return torch.where(dominated.unsqueeze(-1), torch.zeros_like(gl).scatter(-1, best, 1.0), slopes).flatten(-2)
+        exact = torch.zeros_like(gl).scatter(-1, best, 1.0)
+        return torch.cat([torch.where(dominated.unsqueeze(-1), exact, slopes).flatten(-2), exact.flatten(-2)], -1)
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None) -> MaxRelaxation:
         """Linear bounds on each window's max over the inputs' bounds (B, W). Below: the input m
-        with the largest lower bound. Above, for slopes a in [0, 1]^k (alpha (B, R, out * k),
-        clipped to [0, 1]; None: CROWN's choice below):
+        with the largest lower bound or, with alpha, any convex combination sum_i w_i z_i of the
+        window's inputs (w = b / sum_i b_i for weights b in [0, 1]^k; z_m where they are all 0).
+        Above, for slopes a in [0, 1]^k (None: CROWN's choice below):
 
             max_i z_i <= sum_i a_i (z_i - l_i) + max_j (u_j - a_j (u_j - l_j)),
 
@@ -380,7 +385,9 @@ class MaxPool:
         volume over the box, as CROWN's ReLU upper bound): a single slope on the input t with
         the largest upper bound U, a_t = (U - g) / (U - l_t), g = max(l_m, U2), U2 the
         second-largest upper bound, giving g + a_t (z_t - l_t) <= U (the old constant bound) on
-        the whole box. A dominated window (l_m >= u_i for every other input i) is exactly z_m."""
+        the whole box. A dominated window (l_m >= u_i for every other input i) is exactly z_m.
+        alpha (B, R, 2 out k): per row the slopes a of every window, then the weights b, both
+        clipped to [0, 1] (`initial_slopes` gives CROWN's choice in this layout)."""
         gl, gu, best = self._windows(lower, upper)
         dominated = self._dominated(gl, gu, best)
         lower_index = self.groups.clamp_min(0).expand(lower.shape[0], -1, -1).gather(-1, best).squeeze(-1)
@@ -394,9 +401,13 @@ class MaxPool:
             return MaxRelaxation(lower_index, upper_index, slope.unsqueeze(1).unsqueeze(-1), const.unsqueeze(1),
                                  reach.unsqueeze(1), lower.shape[-1], self.disjoint)
         pad = self.groups < 0
-        a = alpha.unflatten(-1, self.groups.shape).clamp(0.0, 1.0)  # (B, R, out, k)
+        a, b = alpha.unflatten(-1, (2, *self.groups.shape)).clamp(0.0, 1.0).unbind(-3)  # (B, R, out, k) each
         exact = torch.zeros_like(gl).scatter(-1, best, 1.0).unsqueeze(1)
         a = torch.where(dominated.unsqueeze(1).unsqueeze(-1), exact, a)
+        if self.padded:
+            b = b.masked_fill(pad, 0.0)
+        total = b.sum(-1, keepdim=True)
+        weight = torch.where((total > 0) & ~dominated.unsqueeze(1).unsqueeze(-1), b / total.clamp_min(1e-30), exact)
         l0, u0 = gl.unsqueeze(1), gu.unsqueeze(1)
         if self.padded:
             a, l0, u0 = a.masked_fill(pad, 0.0), l0.masked_fill(pad, 0.0), u0.masked_fill(pad, 0.0)
@@ -405,7 +416,7 @@ class MaxPool:
         const = torch.where(dominated.unsqueeze(1), 0.0, corner - (a * l0).sum(-1))
         reach = torch.where(dominated.unsqueeze(1), 0.0, const + (a * u0).sum(-1))
         upper_index = self.groups.clamp_min(0).expand(lower.shape[0], -1, -1)
-        return MaxRelaxation(lower_index, upper_index, a, const, reach, lower.shape[-1], self.disjoint, best)
+        return MaxRelaxation(lower_index, upper_index, a, const, reach, lower.shape[-1], self.disjoint, weight)
 
 
 def _top_line(gl: torch.Tensor, gu: torch.Tensor, best: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

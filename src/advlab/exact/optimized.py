@@ -20,11 +20,12 @@ optimised with the slopes. Every iterate is a valid bound: the best one per row 
 A max-pool's upper bound is linear too: max_i z_i <= sum_i a_i (z_i - l_i) + max_j (u_j - a_j (u_j - l_j))
 holds on the box for any slopes a in [0, 1]^k per window (`MaxPool.relaxation`), so its slopes
 are free parameters as well, one set per row, started at CROWN's choice and optimised with the
-ReLU slopes (the constant max_j u_j of DeepPoly is the case a = 0).
+ReLU slopes (the constant max_j u_j of DeepPoly is the case a = 0), and so are the weights of its
+lower bound, any convex combination of the window's inputs (auto_LiRPA's optimised max-pool).
 
 Conventions as in `bounds`: upper bounds of lam . z_depth, rows (B, R, width), float64, every
-result widened by BOUND_SLACK; alphas[i] is (B, R, W_i) for a ReLU layer and (B, R, out_i k_i)
-for a max-pool (slopes over each window's inputs, flat).
+result widened by BOUND_SLACK; alphas[i] is (B, R, W_i) for a ReLU layer and (B, R, 2 out_i k_i)
+for a max-pool (upper slopes, then lower weights, over each window's inputs, flat).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class Optimised:
 
 def initial_alphas(net: ReluNetwork, hidden: list[Interval], depth: int, rows: int) -> list[torch.Tensor | None]:
     """CROWN's slopes, one copy per row: for a ReLU its adaptive lower slope (1 where u >= -l,
-    else 0), (B, R, W_i); for a max-pool the upper slopes over each window's inputs
-    (`MaxPool.initial_slopes`), (B, R, out_i * k_i)."""
+    else 0), (B, R, W_i); for a max-pool the upper slopes and lower weights over each window's
+    inputs (`MaxPool.initial_slopes`), (B, R, 2 out_i k_i)."""
     out: list[torch.Tensor | None] = []
     for g, (lo, up) in zip(net.nonlinear[:depth], hidden[:depth]):
         start = (up >= -lo).to(lo.dtype) if isinstance(g, Relu) else g.initial_slopes(lo, up)
