@@ -240,7 +240,11 @@ class MaxRelaxation:
         """lam . h <= neg . z[lower_index] + up . z[upper_index] + const: (neg (B, R, out),
         up (B, R, out, k'), const (B, R))."""
         pos = lam.clamp_min(0.0)
-        return lam.clamp_max(0.0), pos.unsqueeze(-1) * self.upper_slope, (pos * self.upper_const).sum(-1)
+        if self.upper_const.shape[1] == 1:  # one constant per window for every row: a matrix product
+            const = torch.matmul(pos, self.upper_const.transpose(-1, -2)).squeeze(-1)
+        else:
+            const = (pos * self.upper_const).sum(-1)
+        return lam.clamp_max(0.0), pos.unsqueeze(-1) * self.upper_slope, const
 
     def _spread(self, index: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         """Coefficients (B, R, ...) on z[index] (index (B, ...)) as coefficients on z (B, R, inputs)."""
@@ -248,7 +252,20 @@ class MaxRelaxation:
         out = coef.new_zeros(*coef.shape[:-1], self.inputs)
         return out.scatter_add_(-1, index.flatten(1).unsqueeze(1).expand_as(coef), coef)
 
+    def _pairs(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """With one upper input per window: lam . h <= coef . z[index] + const with index (B, 2 out)
+        the lower then the upper input of every window, a dominated window's whole row on its
+        lower input (B, R, 2 out)."""
+        neg, up, const = self._parts(lam)
+        top, up = self.upper_index[..., 0], up[..., 0]
+        same = (top == self.lower_index).unsqueeze(1)
+        coef = torch.cat([neg + torch.where(same, up, 0.0), torch.where(same, 0.0, up)], -1)
+        return torch.cat([self.lower_index, top], -1), coef, const
+
     def back(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.upper_index.shape[-1] == 1:
+            index, coef, const = self._pairs(lam)
+            return self._spread(index, coef), const
         neg, up, const = self._parts(lam)
         if self.lower_weight is not None:  # the upper inputs are the whole window: one spread
             return self._spread(self.upper_index, up + neg.unsqueeze(-1) * self.lower_weight), const
@@ -257,19 +274,16 @@ class MaxRelaxation:
     def back_through(self, relu: ReluRelaxation, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`back` of this max-pool, then of the ReLU relaxation `relu` that feeds it, for a
         disjoint pool: with one upper input per window the ReLU step is taken on the two picked
-        inputs only (their coefficients summed where they are the same input) before they are
-        spread, which gives the same result since no input is in two windows."""
+        inputs of each window only (`_pairs`: distinct inputs, their coefficients summed where
+        they are the same one) before they are spread, which gives the same result since no
+        input is in two windows."""
         if self.upper_index.shape[-1] != 1:
             on_h, const = self.back(lam)
             coef, extra = relu.back(on_h)
             return coef, const + extra
-        neg, up, const = self._parts(lam)
-        top = self.upper_index[..., 0]
-        same = (top == self.lower_index).unsqueeze(1)
-        up = up[..., 0]
-        first, extra = relu.take(self.lower_index).back(neg + torch.where(same, up, 0.0))
-        second, more = relu.take(top).back(torch.where(same, 0.0, up))
-        return self._spread(self.lower_index, first) + self._spread(top, second), const + extra + more
+        index, coef, const = self._pairs(lam)
+        coef, extra = relu.take(index).back(coef)
+        return self._spread(index, coef), const + extra
 
     def intercepts(self, lam: torch.Tensor) -> torch.Tensor:
         """What each open window's upper function reaches over the box, weighted by the row's
