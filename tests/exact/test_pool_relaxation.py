@@ -95,9 +95,11 @@ def test_crown_choice_is_below_the_old_constant_and_exact_on_a_dominated_window(
     assert coef.tolist() == [[[0.5, 0.0]]] and const.tolist() == [[1.0]]
     on_z = coef - torch.tensor([1.0, 0.0], dtype=torch.float64)  # the bound of max(z) - z1 over the box
     assert float(const + (on_z.clamp_min(0) * upper + on_z.clamp_max(0) * lower).sum()) == 1.0
-    old, old_const = pool.relaxation(lower, upper, torch.tensor([[[0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)).back(torch.ones(1, 1, 1, dtype=torch.float64))
+    constant = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)  # slopes 0, lower weight on z1
+    old, old_const = pool.relaxation(lower, upper, constant).back(torch.ones(1, 1, 1, dtype=torch.float64))
     assert old.tolist() == [[[0.0, 0.0]]] and old_const.tolist() == [[2.0]]  # slopes 0: the constant max_i u_i
-    dominated = pool.relaxation(torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.tensor([[3.0, 1.0]], dtype=torch.float64))
+    dominated = pool.relaxation(torch.tensor([[1.0, 0.0]], dtype=torch.float64),
+                                torch.tensor([[3.0, 1.0]], dtype=torch.float64))
     for lam in (1.0, -1.0):
         coef, const = dominated.back(torch.full((1, 1, 1), lam, dtype=torch.float64))
         assert coef.tolist() == [[[lam, 0.0]]] and const.tolist() == [[0.0]]
@@ -144,11 +146,13 @@ def test_margins_are_sound_and_tighter_than_with_the_constant_upper_bound(seed: 
     old = _constant_pool_margins(net, xl, xu, labels)
     assert bool((crown_rivals >= old - 1e-7).all()) and bool((crown_rivals > old + 1e-3).any())
     assert bool((alpha_rivals >= crown_rivals - 1e-7).all())
-    points = xl.unsqueeze(1) + (xu - xl).unsqueeze(1) * torch.rand(8, 500, 64, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(9)
+    points = xl.unsqueeze(1) + (xu - xl).unsqueeze(1) * torch.rand(8, 500, 64, generator=gen, dtype=torch.float64)
     adv = PGD(model, eps=0.15, steps=40, loss="margin", seed=seed)(x.reshape(-1, 1, 8, 8), labels).x_adv
     points = torch.cat([points, adv.reshape(8, 1, 64)], 1)
     logits = net.logits(points.reshape(-1, 64)).reshape(8, 501, 3)
-    margins = (logits.gather(2, labels.view(8, 1, 1).expand(8, 501, 1)) - logits).gather(2, others.unsqueeze(1).expand(-1, 501, -1))
+    margins = logits.gather(2, labels.view(8, 1, 1).expand(8, 501, 1)) - logits
+    margins = margins.gather(2, others.unsqueeze(1).expand(-1, 501, -1))
     assert bool((margins >= alpha_rivals.unsqueeze(1)).all())
 
 
