@@ -98,6 +98,9 @@ def test_crown_choice_is_below_the_old_constant_and_exact_on_a_dominated_window(
     constant = torch.tensor([[[0.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)  # slopes 0, lower weight on z1
     old, old_const = pool.relaxation(lower, upper, constant).back(torch.ones(1, 1, 1, dtype=torch.float64))
     assert old.tolist() == [[[0.0, 0.0]]] and old_const.tolist() == [[2.0]]  # slopes 0: the constant max_i u_i
+    tiny = torch.tensor([[[0.0, 0.0, 1e-300, 1e-310]]], dtype=torch.float64)  # lower weights that still sum to 1
+    coef, const = pool.relaxation(lower - 5, upper - 5, tiny).back(-torch.ones(1, 1, 1, dtype=torch.float64))
+    assert abs(float(coef.sum()) + 1.0) < 1e-12 and bool((coef < 0).all())
     dominated = pool.relaxation(torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                                 torch.tensor([[3.0, 1.0]], dtype=torch.float64))
     for lam in (1.0, -1.0):

@@ -421,7 +421,7 @@ class MaxPool:
         if self.padded:
             b = b.masked_fill(pad, 0.0)
         total = b.sum(-1, keepdim=True)
-        weight = torch.where((total > 0) & ~dominated.unsqueeze(1).unsqueeze(-1), b / total.clamp_min(1e-30), exact)
+        weight = torch.where((total > 0) & ~dominated.unsqueeze(1).unsqueeze(-1), b / torch.where(total > 0, total, 1.0), exact)
         l0, u0 = gl.unsqueeze(1), gu.unsqueeze(1)
         if self.padded:
             a, l0, u0 = a.masked_fill(pad, 0.0), l0.masked_fill(pad, 0.0), u0.masked_fill(pad, 0.0)
@@ -444,7 +444,8 @@ def _top_line(gl: torch.Tensor, gu: torch.Tensor, best: torch.Tensor) -> tuple[t
     low = gl.gather(-1, top).squeeze(-1)
     width = big - low
     slope = torch.where(width > 0, ((big - floor) / torch.where(width > 0, width, 1.0)).clamp(0.0, 1.0), 0.0)
-    return top, slope, torch.where(width > 0, floor - slope * low, big)
+    # the smallest valid constant for this slope (`MaxPool.relaxation`): g - a_t l_t up to rounding
+    return top, slope, torch.maximum(big - slope * width, second) - slope * low
 
 
 Nonlinear = Relu | MaxPool
