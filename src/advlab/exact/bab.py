@@ -26,7 +26,8 @@ linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3):
    for the rest and for the open pool windows), which decides it.
 
 Max-pool layers (and any non-ReLU operator the bound classes of `advlab.exact.operators`
-relax) keep their fixed relaxation and are never split: only ReLUs are. A split that fixes a
+relax) are never split: only ReLUs are; a max-pool's upper slopes and lower weights are
+optimised with the ReLU slopes (`MaxPool.relaxation`). A split that fixes a
 ReLU feeding a max-pool through the identity also tightens the pool's input bounds (the
 ReLU's interval over the split bounds), so the pool's relaxation follows the splits. Per
 sub-domain only the splits are stored; its hidden bounds are the root's clamped by them.
@@ -109,8 +110,9 @@ def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
 @dataclass
 class _Domains:
     """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d); per
-    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the ReLU slopes and split
-    multipliers (D, R, W) (STORED), each None for a layer that is not split (max-pool); lower
+    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the slopes (D, R, W; a max-pool's
+    (D, R, 2 out k)) and split multipliers (D, R, W) (STORED), signs and multipliers None for a
+    layer that is not split (max-pool); lower
     bounds of max_r (C_r z - d_r) (D,); branching scores over the ReLU layers' neurons,
     concatenated (D, sum W) (STORED); per layer the bounds of its input (D, W) each where they
     were re-bounded (`refine`), else None: the root's, clamped by the splits."""
@@ -187,7 +189,8 @@ def search(
     alphas = [a if a is None else a[0].reshape(goals, width, -1)[open_goals].to(STORED) for a in root.alphas]
     signs = [torch.zeros(count, lo.shape[1], dtype=SIGN) if isinstance(g, Relu) else None
              for g, (lo, _) in zip(net.nonlinear, hidden)]
-    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, [a if a is None else torch.zeros_like(a) for a in alphas],
+    betas = [None if s is None else torch.zeros_like(a) for a, s in zip(alphas, signs)]
+    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, betas,
                      torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
     state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable)
     first = state.bound(start, settings.steps, root=True)
@@ -431,8 +434,10 @@ class _Fixed:
 
     def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None
                    ) -> ReluRelaxation | MaxRelaxation:
-        if alpha is None or self.unstable is None:
+        if alpha is None:
             return self.relax
+        if self.unstable is None:  # a max-pool: its upper slopes
+            return self.op.relaxation(lower, upper, alpha)
         return ReluRelaxation(torch.where(self.unstable, alpha, self.active), self.relax.su, self.relax.tu)
 
 

@@ -11,9 +11,11 @@ intersected with the data bounds) and returns, per box, bounds that hold for eve
   replacing each non-linearity by a linear lower or upper bound (chosen by the sign of its
   coefficient) that holds over its input bounds:
     ReLU with l < 0 < u:  (u >= -l) z <= relu(z) <= u (z - l) / (u - l)  (adaptive lower slope);
-    max over a window:    z_m <= max(z) <= max_i u_i, m the input with the largest lower bound,
-                          and max(z) = z_m when l_m >= u_i for every other input i
-                          (the max-pool relaxation of DeepPoly, Singh et al. 2019, Sec. 4);
+    max over a window:    z_m <= max(z) <= g + a_t (z_t - l_t), m the input with the largest
+                          lower bound, t the one with the largest upper bound U, g = max(l_m, U2)
+                          (U2 the second-largest upper bound), a_t = (U - g) / (U - l_t): the
+                          line of least volume, below DeepPoly's constant max_i u_i (Singh et al.
+                          2019, Sec. 4); max(z) = z_m when l_m >= u_i for every other input i;
   until lam . z_j <= c + Lam x, maximised over the box in closed form. Hidden bounds are
   computed layer by layer and intersected with the interval ones.
 

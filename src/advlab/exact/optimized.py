@@ -17,9 +17,15 @@ propagation with per-neuron split constraints", Sec. 3.2, Lagrangian relaxation)
 so the multipliers enter the back-substitution as + beta s on the coefficient of z_j and are
 optimised with the slopes. Every iterate is a valid bound: the best one per row is kept.
 
+A max-pool's upper bound is linear too: max_i z_i <= sum_i a_i (z_i - l_i) + max_j (u_j - a_j (u_j - l_j))
+holds on the box for any slopes a in [0, 1]^k per window (`MaxPool.relaxation`), so its slopes
+are free parameters as well, one set per row, started at CROWN's choice and optimised with the
+ReLU slopes (the constant max_j u_j of DeepPoly is the case a = 0), and so are the weights of its
+lower bound, any convex combination of the window's inputs (auto_LiRPA's optimised max-pool).
+
 Conventions as in `bounds`: upper bounds of lam . z_depth, rows (B, R, width), float64, every
-result widened by BOUND_SLACK; pure-ReLU layers get slopes, max-pool layers keep their fixed
-DeepPoly relaxation.
+result widened by BOUND_SLACK; alphas[i] is (B, R, W_i) for a ReLU layer and (B, R, 2 out_i k_i)
+for a max-pool (upper slopes, then lower weights, over each window's inputs, flat).
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def back_substitute(
     alphas: list[torch.Tensor | None], betas: list[torch.Tensor | None], signs: list[torch.Tensor | None],
 ) -> Pass:
     """Upper bound of lam . z_depth (lam (B, R, width_depth)) over the box and the splits, with
-    ReLU lower slopes alphas[i] (B, R, W_i) (None: CROWN's adaptive slope) and multipliers
+    ReLU lower slopes or max-pool upper slopes alphas[i] (None: CROWN's choice) and multipliers
     betas[i] >= 0 on the split constraints signs[i] (B, W_i). `hidden` must already be clamped."""
     const = lam @ net.affines[depth].bias
     lam = net.affines[depth].back(lam)
@@ -76,7 +82,7 @@ def back_substitute(
         intercepts[i] = relax.intercepts(lam)
         lam, extra = relax.back(lam)
         const = const + extra
-        if betas[i] is not None:
+        if betas[i] is not None and signs[i] is not None:
             lam = lam + betas[i] * signs[i].unsqueeze(1)
         const = const + lam @ net.affines[i].bias
         lam = net.affines[i].back(lam)
@@ -97,10 +103,13 @@ class Optimised:
 
 
 def initial_alphas(net: ReluNetwork, hidden: list[Interval], depth: int, rows: int) -> list[torch.Tensor | None]:
-    """CROWN's adaptive slopes (1 where u >= -l, else 0), one copy per row: (B, R, W_i)."""
+    """CROWN's slopes, one copy per row: for a ReLU its adaptive lower slope (1 where u >= -l,
+    else 0), (B, R, W_i); for a max-pool the upper slopes and lower weights over each window's
+    inputs (`MaxPool.initial_slopes`), (B, R, 2 out_i k_i)."""
     out: list[torch.Tensor | None] = []
     for g, (lo, up) in zip(net.nonlinear[:depth], hidden[:depth]):
-        out.append((up >= -lo).to(lo.dtype).unsqueeze(1).expand(-1, rows, -1).clone() if isinstance(g, Relu) else None)
+        start = (up >= -lo).to(lo.dtype) if isinstance(g, Relu) else g.initial_slopes(lo, up)
+        out.append(start.unsqueeze(1).expand(-1, rows, -1).clone())
     return out
 
 
