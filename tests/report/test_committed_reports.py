@@ -16,8 +16,6 @@ from advlab.experiments.goodfellow import goodfellow_fig2
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 REPORTS = ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2", "goodfellow-claims")
-# committed before their reruns on full MNIST (issue 21): their command wrote to results/, not to their docs folder
-OUT_ELSEWHERE = {"adversarial-generalization"}  # not rerun since issue 21
 MACHINE_PATH = re.compile(r"(^|[\s`'\"(])/(work|tmp|home|root|Users|mnt|var)/")
 
 
@@ -72,10 +70,7 @@ def test_the_recorded_data_path_is_the_commands_and_relative(name):
         assert not MACHINE_PATH.search(text), f"a machine path in docs/{name}: {MACHINE_PATH.search(text).group(0)!r}"
 
 
-STALE = pytest.mark.xfail(strict=True, reason="committed before issue 21's reruns: its command wrote to results/")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=STALE) if n in OUT_ELSEWHERE else n for n in REPORTS])
+@pytest.mark.parametrize("name", REPORTS)
 def test_the_command_wrote_into_the_reports_own_folder(name):
     _, results = _document(name)
     assert _option(results["command"], "--out") == f"docs/{name}"
