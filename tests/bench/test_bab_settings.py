@@ -4,8 +4,6 @@ L-inf distance (robust below it, a counterexample above)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,17 +12,9 @@ import torch
 pytest.importorskip("onnx")
 from advlab.exact import minimal_linf  # noqa: E402
 from tests.formats.onnx_nets import export, mlp  # noqa: E402
+from tests.bench import bench_script  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bab_settings.py"
 INPUTS, OUTPUTS = 6, 3
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bab_settings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _robustness(x: torch.Tensor, label: int, eps: float) -> str:
@@ -44,7 +34,7 @@ def test_convert_recovers_the_ball_and_run_decides_like_the_exact_distance(tmp_p
     exact = minimal_linf(model.float(), x[None].float(), torch.tensor([label]), time_limit=30)
     assert exact.status[0] == "optimal"
     distance = float(exact.lower[0])
-    script = _script()
+    script = bench_script("bab_settings")
     for eps, expected in ((round(distance * 0.8, 6), "robust"), (round(distance * 1.25, 6), "counterexample")):
         prop = tmp_path / f"prop_0_{eps}.vnnlib"
         prop.write_text(_robustness(x, label, eps))

@@ -4,10 +4,6 @@ alpha-CROWN over the same relaxation)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -15,16 +11,8 @@ from torch import nn
 from advlab.exact.bounds import hidden_bounds
 from advlab.exact.optimized import optimise, optimised_hidden
 from advlab.exact.relu_network import relu_network
+from tests.bench import bench_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "root_bounds.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("root_bounds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -36,7 +24,7 @@ def test_lp_bounds_hold_and_are_at_least_alpha_tight(seed: int) -> None:
     centre = torch.rand(5, dtype=torch.float64) - 0.5
     xl, xu = (centre - 0.3).unsqueeze(0), (centre + 0.3).unsqueeze(0)
     hidden = optimised_hidden(net, hidden_bounds(net, xl, xu), xl, xu, steps=20)
-    rb = _script()
+    rb = bench_script("root_bounds")
     samples = xl + (xu - xl) * torch.rand(4000, 5, dtype=torch.float64)
     samples = torch.cat([samples, torch.where(torch.rand(4000, 5) < 0.5, xl, xu)])  # corners too
     zs = net.pre_activations(samples)

@@ -5,7 +5,6 @@ construction, and other tools' results CSVs in VNN-COMP 2021's format."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import sys
 from pathlib import Path
@@ -15,17 +14,9 @@ import torch
 
 pytest.importorskip("onnx")
 from tests.formats.onnx_nets import export, mlp  # noqa: E402
+from tests.bench import bench_script  # noqa: E402
 
-RUNNER = Path(__file__).resolve().parents[2] / "bench" / "vnncomp.py"
 INPUTS, OUTPUTS = 6, 3
-
-
-def _runner():
-    spec = importlib.util.spec_from_file_location("vnncomp_runner", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def _vnnlib(x: torch.Tensor, eps: float, region: str) -> str:
@@ -74,7 +65,7 @@ def _results(folder: Path, runner, tmp_path: Path, *extra: str) -> tuple[int, Pa
 
 
 def test_runs_the_folder_and_reports_per_network(bench: Path, tmp_path: Path, capsys) -> None:
-    runner = _runner()
+    runner = bench_script("vnncomp")
     code, out = _results(bench, runner, tmp_path, "--tools", str(bench / "tools"), "--exclude", "wrong",
                          "--reference", "agrees", "--timeout", "20")
     printed = capsys.readouterr().out
@@ -93,7 +84,7 @@ def test_runs_the_folder_and_reports_per_network(bench: Path, tmp_path: Path, ca
 
 
 def test_a_contradiction_refuted_by_the_counterexample_is_marked_and_passes(bench: Path, tmp_path: Path, capsys) -> None:
-    code, _ = _results(bench, _runner(), tmp_path, "--tool", f"wrong={bench / 'tools' / 'wrong.csv'}")
+    code, _ = _results(bench, bench_script("vnncomp"), tmp_path, "--tool", f"wrong={bench / 'tools' / 'wrong.csv'}")
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "CONTRADICTION: net.onnx prop_sat.vnnlib: advlab sat, wrong unsat (advlab's counterexample re-checked)" in printed
@@ -102,7 +93,7 @@ def test_a_contradiction_refuted_by_the_counterexample_is_marked_and_passes(benc
 def test_a_violation_advlab_misses_is_a_contradiction_and_fails(bench: Path, tmp_path: Path, capsys) -> None:
     claims = tmp_path / "claims.csv"
     claims.write_text("mnistfc,net.onnx,prop_unsat.vnnlib,0,violated,2\n")
-    code, _ = _results(bench, _runner(), tmp_path, "--tool", f"claims={claims}")
+    code, _ = _results(bench, bench_script("vnncomp"), tmp_path, "--tool", f"claims={claims}")
     printed = capsys.readouterr().out
     assert code == 1
     assert "missed: net.onnx prop_unsat.vnnlib (advlab: unsat)" in printed
@@ -112,7 +103,7 @@ def test_a_violation_advlab_misses_is_a_contradiction_and_fails(bench: Path, tmp
 @pytest.mark.parametrize("onnxruntime", [True, False])
 def test_a_counterexample_that_does_not_hold_fails_the_recheck(bench: Path, tmp_path: Path, capsys, monkeypatch,
                                                                 onnxruntime: bool) -> None:
-    runner = _runner()
+    runner = bench_script("vnncomp")
     if not onnxruntime:
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # the fallback: advlab's converter in float64
     code, out = _results(bench, runner, tmp_path)
@@ -128,7 +119,7 @@ def test_a_counterexample_that_does_not_hold_fails_the_recheck(bench: Path, tmp_
 
 
 def test_the_property_must_hold_at_the_counterexample(bench: Path, tmp_path: Path, capsys) -> None:
-    runner = _runner()
+    runner = bench_script("vnncomp")
     (tmp_path / "f").mkdir()
     folder = tmp_path / "f"
     for path in bench.iterdir():
@@ -143,7 +134,7 @@ def test_the_property_must_hold_at_the_counterexample(bench: Path, tmp_path: Pat
 
 
 def test_counterexample_reader_takes_the_inputs_in_order(tmp_path: Path) -> None:
-    runner = _runner()
+    runner = bench_script("vnncomp")
     path = tmp_path / "cex.txt"
     path.write_text("sat\n((X_1 0.25)\n (X_0 -0.0)\n (Y_0 1e-3))\n")
     assert runner.read_counterexample(path, 2).tolist() == [0.0, 0.25]
