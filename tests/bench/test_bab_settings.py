@@ -12,15 +12,13 @@ import torch
 pytest.importorskip("onnx")
 from advlab.exact import minimal_linf  # noqa: E402
 from tests.formats.onnx_nets import export, mlp  # noqa: E402
-from tests.bench import bench_script  # noqa: E402
+from tests.bench import bench_script, vnnlib_box  # noqa: E402
 
 INPUTS, OUTPUTS = 6, 3
 
 
 def _robustness(x: torch.Tensor, label: int, eps: float) -> str:
-    lines = [f"(declare-const X_{i} Real)" for i in range(INPUTS)] + [f"(declare-const Y_{j} Real)" for j in range(OUTPUTS)]
-    for i, v in enumerate(x.tolist()):
-        lines += [f"(assert (<= X_{i} {min(v + eps, 1.0)!r}))", f"(assert (>= X_{i} {max(v - eps, 0.0)!r}))"]
+    lines = vnnlib_box(x, eps, OUTPUTS, clip=True)
     rivals = " ".join(f"(and (>= Y_{k} Y_{label}))" for k in range(OUTPUTS) if k != label)
     return "\n".join(lines + [f"(assert (or {rivals}))"]) + "\n"
 

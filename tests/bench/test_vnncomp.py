@@ -14,16 +14,13 @@ import torch
 
 pytest.importorskip("onnx")
 from tests.formats.onnx_nets import export, mlp  # noqa: E402
-from tests.bench import bench_script  # noqa: E402
+from tests.bench import bench_script, vnnlib_box  # noqa: E402
 
 INPUTS, OUTPUTS = 6, 3
 
 
 def _vnnlib(x: torch.Tensor, eps: float, region: str) -> str:
-    lines = [f"(declare-const X_{i} Real)" for i in range(INPUTS)] + [f"(declare-const Y_{j} Real)" for j in range(OUTPUTS)]
-    for i, v in enumerate(x.tolist()):
-        lines += [f"(assert (<= X_{i} {v + eps!r}))", f"(assert (>= X_{i} {v - eps!r}))"]
-    return "\n".join(lines + [f"(assert {region})"]) + "\n"
+    return "\n".join(vnnlib_box(x, eps, OUTPUTS, clip=False) + [f"(assert {region})"]) + "\n"
 
 
 # name -> (counterexample region, advlab's verdict by construction)
