@@ -57,7 +57,7 @@ def run(path: str, seconds: float, overrides: list[str], lr: list[float] | None,
     from advlab.exact.relu_network import relu_network
 
     torch.set_num_threads(1)
-    data = torch.load(path)
+    data = torch.load(path, weights_only=True)  # tensors and numbers only: nothing executed
     layers: list[nn.Module] = []
     for w, b in zip(data["weights"], data["biases"]):
         linear = nn.Linear(w.shape[1], w.shape[0]).double()

@@ -38,7 +38,7 @@ def test_convert_recovers_the_ball_and_run_decides_like_the_exact_distance(tmp_p
         prop.write_text(_robustness(x, label, eps))
         out = tmp_path / f"{eps}.pt"
         script.convert(str(tmp_path / "net.onnx"), str(prop), str(out))
-        saved = torch.load(out)
+        saved = torch.load(out, weights_only=True)
         assert saved["label"] == label and saved["eps"] == eps
         assert torch.allclose(saved["x"], x, atol=1e-12)
         capsys.readouterr()
