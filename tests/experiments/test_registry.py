@@ -46,3 +46,17 @@ def test_full_mnist_is_read_whole():
     assert (len(splits.train), len(splits.test)) == (60_000, 10_000)
     counts = splits.train.labels.bincount().tolist()
     assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]  # MNIST's, per its README
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_epochs_gives_goodfellow_advtrain_fixed_epochs_for_every_model(monkeypatch, embedded, tmp_path, quick):
+    from advlab.experiments import registry
+    from advlab.experiments.goodfellow_advtrain import VARIANTS, FixedEpochs
+
+    seen = {}
+    monkeypatch.setattr(registry, "load_mnist", lambda data_dir: embedded)
+    monkeypatch.setattr(registry, "goodfellow_advtrain", lambda splits, out, **kwargs: seen.update(kwargs))
+    request = Request(data_dir=None, out=tmp_path, epochs=3, quick=quick, models=("maxout-1600",))
+    check_request(get_experiment("goodfellow-advtrain"), request)
+    get_experiment("goodfellow-advtrain").run(request)
+    assert seen["schedule"] == FixedEpochs({name: (3, 3) for name in VARIANTS}) and seen["models"] == ("maxout-1600",)

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--device", default="cpu", help="adversarial-generalization: where to train (cpu, cuda, cuda:N, auto)")
     reproduce.add_argument("--jobs", type=checks.positive_int, default=1, help="adversarial-generalization: trainings at once")
     reproduce.add_argument("--epochs", type=checks.positive_int, help="adversarial-generalization: epochs per training "
-                           "(default: each model's registered epochs)")
+                           "(default: each model's registered epochs); goodfellow-advtrain: train every model this many "
+                           "epochs on all training images instead of early stopping")
     reproduce.add_argument("--train-images", type=checks.positive_int, help="adversarial-generalization: the first N "
                            "training images of each set (default: all)")
     reproduce.add_argument("--models", type=checks.name_list, help="goodfellow-advtrain: comma-separated model pairs to train, "

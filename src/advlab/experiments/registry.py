@@ -22,6 +22,7 @@ from advlab.experiments.goodfellow_advtrain import (
     DEFAULT_MODELS,
     FIXED_EPOCHS,
     FixedEpochs,
+    VARIANTS,
     PaperSchedule,
     check_models,
     goodfellow_advtrain,
@@ -80,7 +81,7 @@ class Request:
     progress: bool = True
     device: str = "cpu"  # adversarial-generalization: where the models train
     jobs: int = 1  # adversarial-generalization: trainings run at once (worker processes)
-    epochs: int | None = None  # adversarial-generalization: epochs per training (None: registered)
+    epochs: int | None = None  # adversarial-generalization, goodfellow-advtrain: epochs per training (None: the default schedule)
     train_images: int | None = None  # adversarial-generalization: first N training images (None: all)
     models: tuple[str, ...] | None = None  # goodfellow-advtrain: which model pairs, in order (None: all)
 
@@ -173,6 +174,8 @@ def _advtrain(request: Request) -> Any:
         splits = Splits(splits.train.take(q["train"]), splits.test.take(q["test"]), f"{splits.source} (quick: first {q['train']} / {q['test']})")
         kwargs = {"schedule": FixedEpochs(q["epochs"]), "eval_limit": q["eval_limit"], "curve_eps": (0.0, 0.1, 0.25)}
         out = request.out / "checkpoints-quick"
+    if request.epochs is not None:  # fixed epochs instead of early stopping, for every model and both trainings
+        kwargs["schedule"] = FixedEpochs({name: (request.epochs, request.epochs) for name in VARIANTS})
     return goodfellow_advtrain(splits, out, models=request.models or DEFAULT_MODELS, eps=request.eps, seed=request.seed,
                                progress=request.progress, **kwargs)
 
@@ -239,7 +242,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             with_generalization=True,
             quick=(f"1 epoch per model on the first {QUICK_ADVTRAIN['train']} training and {QUICK_ADVTRAIN['test']} test "
                    f"images (no early stopping), PGD and curves on {QUICK_ADVTRAIN['eval_limit']}: a smoke run, not the paper's numbers"),
-            options=("eps", "models"),
+            options=("eps", "models", "epochs"),
         ),
         Experiment(
             "szegedy", "Szegedy et al. 2013, Intriguing properties of neural networks", _szegedy,
