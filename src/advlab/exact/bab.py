@@ -54,7 +54,8 @@ from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_
 from advlab.exact.branching import branching_scores, split_bounds
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.leaves import lp_leaf, milp_leaf
-from advlab.exact.operators import Conv, Dense, Diagonal, MaxPool, MaxRelaxation, ReluRelaxation
+from advlab.exact.linear_operators import Conv, Dense, Diagonal
+from advlab.exact.operators import MaxPool, MaxRelaxation, ReluRelaxation
 from advlab.exact.optimized import Optimised, Pass, back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import Affine, ReluNetwork, Relu
 
