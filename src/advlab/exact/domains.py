@@ -6,9 +6,9 @@ split), stored with the slopes and multipliers that bounded it (warm starts for 
 and its lower bound of max_r (C_r z - d_r). `Domains` holds D of them as tensors with a leading
 axis D; `Pool` keeps the open ones and hands out those with the lowest bounds; `split` gives
 the 2^m children of a sub-domain split on m neurons (Bunel et al. 2020, "Branch and bound for
-piecewise linear neural network verification", Sec. 5; Wang et al. 2021, "Beta-CROWN",
-Sec. 3). `relaxed` fixes every non-linearity's relaxation over a batch's hidden bounds, so that
-one optimisation of its slopes and multipliers computes it once, not at every step.
+piecewise linear neural network verification"; Wang et al. 2021, "Beta-CROWN", Sec. 3).
+`relaxed` fixes every non-linearity's relaxation over a batch's hidden bounds, so that one
+optimisation of its slopes and multipliers computes it once, not at every step.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ MAX_CHUNKS = 32  # the open sub-domains are kept in at most this many batches (m
 
 
 def indexed(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """t[index]; None for a layer that stores nothing."""
     return None if t is None else t[index]
 
 
