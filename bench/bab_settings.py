@@ -87,8 +87,9 @@ def run(path: str, seconds: float, overrides: list[str], lr: list[float] | None,
 
         bab._optimised = with_rates
     lowest: list[float] = []
-    if hasattr(bab, "_Pool"):
-        pick = bab._Pool.pick
+    pool = getattr(bab, "Pool", None) or getattr(bab, "_Pool", None)  # the name today, then before advlab.exact.domains
+    if pool is not None:
+        pick = pool.pick
 
         def recording(self, batch):
             chosen = pick(self, batch)
@@ -96,7 +97,7 @@ def run(path: str, seconds: float, overrides: list[str], lr: list[float] | None,
                 lowest.append(float(chosen.lower.min()))
             return chosen
 
-        bab._Pool.pick = recording
+        pool.pick = recording
     print(settings, flush=True)
     wall, cpu = time.time(), time.process_time()
     out = bab.branch_and_bound(net, x, label, eps, (0.0, 1.0), time_limit=seconds, check=check, settings=settings)

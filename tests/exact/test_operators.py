@@ -13,7 +13,7 @@ from torch import nn
 from advlab.attacks import PGD
 from advlab.exact import hidden_bounds, margin_bounds, minimal_linf, relu_network, spec_bounds
 from advlab.exact.bounds import box, margin_rows
-from advlab.exact.operators import Conv, Dense, Diagonal
+from advlab.exact.linear_operators import Conv, Dense, Diagonal
 from advlab.exact.optimized import alpha_margin_bounds
 from tests.exact.test_bounds import _points
 

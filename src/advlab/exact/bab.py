@@ -30,7 +30,8 @@ relax) are never split: only ReLUs are; a max-pool's upper slopes and lower weig
 optimised with the ReLU slopes (`MaxPool.relaxation`). A split that fixes a
 ReLU feeding a max-pool through the identity also tightens the pool's input bounds (the
 ReLU's interval over the split bounds), so the pool's relaxation follows the splits. Per
-sub-domain only the splits are stored; its hidden bounds are the root's clamped by them.
+sub-domain only the splits are stored; its hidden bounds are the root's clamped by them
+(the batched sub-domains, their pool and their splitting: `advlab.exact.domains`).
 
 The slopes and multipliers of a round are optimised in float32 where the network is dense
 (the bound at any slopes in [0, 1] and multipliers >= 0 is valid), then the bound itself is
@@ -52,15 +53,13 @@ import torch
 
 from advlab.exact.bounds import BOUND_SLACK, Interval, box, hidden_bounds, spec_lower
 from advlab.exact.branching import branching_scores, split_bounds
+from advlab.exact.domains import SIGN, STORED, Domains, Pool, indexed, relaxed, split
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.leaves import lp_leaf, milp_leaf
-from advlab.exact.operators import Conv, Dense, Diagonal, MaxPool, MaxRelaxation, ReluRelaxation
+from advlab.exact.linear_operators import Conv, Dense, Diagonal
+from advlab.exact.operators import MaxPool
 from advlab.exact.optimized import Optimised, Pass, back_substitute, clamp_splits, optimise, optimised_hidden
 from advlab.exact.relu_network import Affine, ReluNetwork, Relu
-
-STORED = torch.float32  # slopes, multipliers and scores kept between rounds (warm starts only: any value is sound)
-SIGN = torch.int8  # split signs as stored per sub-domain
-MAX_CHUNKS = 32  # the open sub-domains are kept in at most this many batches (merged beyond)
 
 
 @dataclass(frozen=True)
@@ -97,55 +96,6 @@ def supports(net: ReluNetwork) -> bool:
     """Branch and bound splits ReLUs and keeps the relaxation of every other non-linearity: it
     runs on networks of ReLU and max-pool layers."""
     return all(isinstance(g, (Relu, MaxPool)) for g in net.nonlinear)
-
-
-def _pick(t: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
-    return None if t is None else t[index]
-
-
-def _join(parts: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if parts[0] is None else torch.cat(parts)
-
-
-@dataclass
-class _Domains:
-    """Open sub-domains, batched: their goal's rows (D, R, C) and offsets (D, R) (C z <= d); per
-    non-linearity the split signs (D, W) in {-1, 0, +1} (SIGN), the slopes (D, R, W; a max-pool's
-    (D, R, 2 out k)) and split multipliers (D, R, W) (STORED), signs and multipliers None for a
-    layer that is not split (max-pool); lower
-    bounds of max_r (C_r z - d_r) (D,); branching scores over the ReLU layers' neurons,
-    concatenated (D, sum W) (STORED); per layer the bounds of its input (D, W) each where they
-    were re-bounded (`refine`), else None: the root's, clamped by the splits."""
-
-    rows: torch.Tensor
-    offsets: torch.Tensor
-    signs: list[torch.Tensor | None]
-    alphas: list[torch.Tensor | None]
-    betas: list[torch.Tensor | None]
-    lower: torch.Tensor
-    scores: torch.Tensor
-    hidden: list[Interval] | None = None
-
-    def __len__(self) -> int:
-        return len(self.lower)
-
-    def take(self, index: torch.Tensor) -> _Domains:
-        hidden = None if self.hidden is None else [(lo[index], up[index]) for lo, up in self.hidden]
-        return _Domains(self.rows[index], self.offsets[index], [_pick(s, index) for s in self.signs],
-                        [_pick(a, index) for a in self.alphas], [_pick(b, index) for b in self.betas],
-                        self.lower[index], self.scores[index], hidden)
-
-    @staticmethod
-    def cat(parts: list[_Domains]) -> _Domains:
-        if len(parts) == 1:
-            return parts[0]
-        hidden = None if parts[0].hidden is None else [
-            (torch.cat([lo for lo, _ in z]), torch.cat([up for _, up in z])) for z in zip(*[p.hidden for p in parts])]
-        return _Domains(torch.cat([p.rows for p in parts]), torch.cat([p.offsets for p in parts]),
-                        [_join(list(z)) for z in zip(*[p.signs for p in parts])],
-                        [_join(list(z)) for z in zip(*[p.alphas for p in parts])],
-                        [_join(list(z)) for z in zip(*[p.betas for p in parts])],
-                        torch.cat([p.lower for p in parts]), torch.cat([p.scores for p in parts]), hidden)
 
 
 def branch_and_bound(
@@ -190,13 +140,13 @@ def search(
     signs = [torch.zeros(count, lo.shape[1], dtype=SIGN) if isinstance(g, Relu) else None
              for g, (lo, _) in zip(net.nonlinear, hidden)]
     betas = [None if s is None else torch.zeros_like(a) for a, s in zip(alphas, signs)]
-    start = _Domains(rows[open_goals], offsets[open_goals], signs, alphas, betas,
-                     torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
+    start = Domains(rows[open_goals], offsets[open_goals], signs, alphas, betas,
+                    torch.zeros(count, dtype=torch.float64), torch.zeros(count, 0, dtype=STORED))
     state = _Search(net, xl, xu, hidden, check, deadline, settings.refine, settings.milp_unstable)
     first = state.bound(start, settings.steps, root=True)
     if isinstance(first, torch.Tensor):
         return BabOutcome("counterexample", first, count)
-    pool = _Pool()
+    pool = Pool()
     pool.add(first)
     bounded = count
     unsure = False
@@ -218,7 +168,7 @@ def search(
             continue
         # split on several neurons at once while the batch has room (fewer, fuller rounds)
         m = max(1, min(settings.max_splits, int(math.log2(2 * settings.batch / len(chosen)))))
-        children = _split(chosen, chosen.scores.topk(min(m, chosen.scores.shape[1]), dim=1).indices)
+        children = split(chosen, chosen.scores.topk(min(m, chosen.scores.shape[1]), dim=1).indices)
         bounded += len(children)
         result = state.bound(children, settings.steps)
         if isinstance(result, torch.Tensor):
@@ -229,48 +179,6 @@ def search(
     if unsure:
         return BabOutcome("unknown", domains=bounded, reason="a leaf's minimum is within solver tolerance of 0")
     return BabOutcome("robust", domains=bounded)
-
-
-class _Pool:
-    """The open sub-domains, as the batches `_bound` returned them: picking marks sub-domains
-    taken instead of copying the rest; a batch is compacted once half of it is taken, and all
-    are merged when there are more than MAX_CHUNKS."""
-
-    def __init__(self) -> None:
-        self.parts: list[_Domains] = []
-        self.alive: list[torch.Tensor] = []
-        self.count = 0
-
-    def add(self, domains: _Domains) -> None:
-        if len(domains):
-            self.parts.append(domains)
-            self.alive.append(torch.ones(len(domains), dtype=torch.bool))
-            self.count += len(domains)
-        if len(self.parts) > MAX_CHUNKS:
-            merged = _Domains.cat([p.take(a.nonzero().flatten()) for p, a in zip(self.parts, self.alive)])
-            self.parts, self.alive = [merged], [torch.ones(len(merged), dtype=torch.bool)]
-
-    def pick(self, batch: int) -> _Domains:
-        """The `batch` open sub-domains with the lowest bounds, taken out of the pool."""
-        lower = torch.cat([torch.where(a, p.lower, math.inf) for p, a in zip(self.parts, self.alive)])
-        chosen = torch.zeros(len(lower), dtype=torch.bool)
-        chosen[torch.topk(lower, min(batch, self.count), largest=False).indices] = True
-        taken, parts, alive, start = [], [], [], 0
-        for part, live in zip(self.parts, self.alive):
-            mask = chosen[start : start + len(part)]
-            start += len(part)
-            if bool(mask.any()):
-                taken.append(part.take(mask.nonzero().flatten()))
-                live = live & ~mask
-            left = int(live.sum())
-            if left and 2 * left < len(part):
-                part, live = part.take(live.nonzero().flatten()), torch.ones(left, dtype=torch.bool)
-            if left:
-                parts.append(part)
-                alive.append(live)
-        self.parts, self.alive = parts, alive
-        self.count -= int(chosen.sum())
-        return _Domains.cat(taken)
 
 
 class _Search:
@@ -287,14 +195,14 @@ class _Search:
         self.exact_below = milp_unstable if pools else 0  # unstable ReLUs of a sub-domain solved exactly
         self._solver: NumpyNetwork | None = None
 
-    def hidden(self, domains: _Domains) -> list[Interval]:
+    def hidden(self, domains: Domains) -> list[Interval]:
         """The bounds of every non-linearity's input over each sub-domain (D, W): the stored or
         root ones, clamped by the splits and passed on through identities (`split_bounds`)."""
         d = len(domains)
         base = domains.hidden if domains.hidden is not None else [(lo.expand(d, -1), up.expand(d, -1)) for lo, up in self.root]
         return split_bounds(self.net, base, domains.signs)
 
-    def bound(self, domains: _Domains, steps: int, *, root: bool = False) -> _Domains | torch.Tensor:
+    def bound(self, domains: Domains, steps: int, *, root: bool = False) -> Domains | torch.Tensor:
         """Bound the domains (hidden bounds refined below the root, then alpha and beta optimised,
         in float32 on the float32 copy when there is one); the open ones with their scores, or a
         confirmed counterexample."""
@@ -316,12 +224,12 @@ class _Search:
         keep = (~empty & (lower <= 0)).nonzero().flatten()
         scores = branching_scores(net, hidden, opt.last.intercepts, d)
         kept_hidden = [(lo[keep], up[keep]) for lo, up in hidden] if self.refine else None
-        return _Domains(domains.rows[keep], domains.offsets[keep], [_pick(s, keep) for s in domains.signs],
-                        [None if a is None else a[keep].to(STORED) for a in opt.alphas],
-                        [None if b is None else b[keep].to(STORED) for b in opt.betas],
-                        lower[keep], scores[keep].to(STORED), kept_hidden)
+        return Domains(domains.rows[keep], domains.offsets[keep], [indexed(s, keep) for s in domains.signs],
+                       [None if a is None else a[keep].to(STORED) for a in opt.alphas],
+                       [None if b is None else b[keep].to(STORED) for b in opt.betas],
+                       lower[keep], scores[keep].to(STORED), kept_hidden)
 
-    def leaf(self, domain: _Domains) -> bool | torch.Tensor | None:
+    def leaf(self, domain: Domains) -> bool | torch.Tensor | None:
         """A sub-domain decided exactly: True (proven), a confirmed counterexample, or None
         (undecided: a minimum too close to 0 to trust, or the solver stopped at the deadline).
         One LP where every ReLU is fixed and the network has no max-pool (it is affine there),
@@ -364,34 +272,13 @@ def _empty(clamped: list[Interval], d: int) -> torch.Tensor:
     return empty
 
 
-def _split(chosen: _Domains, neurons: torch.Tensor) -> _Domains:
-    """2^m children per domain, one per sign pattern of its m given neurons (flat indices over
-    the ReLU layers, (D, m)): s = +1 (active) or -1 (inactive) on each; children in
-    pattern-major order."""
-    layers = [i for i, s in enumerate(chosen.signs) if s is not None]
-    d, m = neurons.shape
-    children = _Domains.cat([chosen] * (1 << m))
-    children.signs = [s if s is None else s.clone() for s in children.signs]
-    pattern = torch.arange(1 << m).repeat_interleave(d)
-    for j in range(m):
-        sign = torch.where((pattern >> j) & 1 == 1, -1, 1).to(SIGN)
-        flat = neurons[:, j].repeat(1 << m)
-        start = 0
-        for layer in layers:
-            width = children.signs[layer].shape[1]
-            rows = ((flat >= start) & (flat < start + width)).nonzero().flatten()
-            children.signs[layer][rows, flat[rows] - start] = sign[rows]
-            start += width
-    return children
-
-
 def _as(signs: list[torch.Tensor | None], dtype: torch.dtype) -> list[torch.Tensor | None]:
     return [s if s is None else s.to(dtype) for s in signs]
 
 
 def _optimised(
     net: ReluNetwork, fast: ReluNetwork | None, hidden: list[Interval], xl: torch.Tensor, xu: torch.Tensor,
-    domains: _Domains, steps: int, deadline: float,
+    domains: Domains, steps: int, deadline: float,
 ) -> Optimised:
     """alpha/beta-optimised upper bounds of -C_r z over the domains: in float64 on `net`, or
     optimised in float32 on `fast` and then evaluated once in float64 at the best parameters."""
@@ -402,7 +289,7 @@ def _optimised(
                         stop_below=-domains.offsets, deadline=deadline)
     single = torch.float32
     hidden32 = [(lo.to(single), up.to(single)) for lo, up in hidden]
-    opt = optimise(_relaxed(fast, hidden32), hidden32, depth, -domains.rows.to(single),
+    opt = optimise(relaxed(fast, hidden32), hidden32, depth, -domains.rows.to(single),
                    xl.to(single), xu.to(single), steps=steps, alphas=_as(domains.alphas, single),
                    betas=_as(domains.betas, single), signs=_as(domains.signs, single),
                    stop_below=-domains.offsets.to(single), deadline=deadline)
@@ -416,44 +303,7 @@ def _optimised(
     return Optimised(upper + BOUND_SLACK * (1.0 + upper.abs()), alphas, betas, last)
 
 
-@dataclass(frozen=True)
-class _Fixed:
-    """A non-linearity over input bounds that stay fixed during one optimisation: its relaxation
-    computed once (a ReLU's lower slopes, the parameters, set per call), not at every step."""
-
-    op: Relu | MaxPool
-    relax: ReluRelaxation | MaxRelaxation
-    unstable: torch.Tensor | None = None  # (B, 1, W), ReLU only
-    active: torch.Tensor | None = None
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return self.op(z)
-
-    def interval(self, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
-        return self.op.interval(lower, upper)
-
-    def relaxation(self, lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor | None = None
-                   ) -> ReluRelaxation | MaxRelaxation:
-        if alpha is None:
-            return self.relax
-        if self.unstable is None:  # a max-pool: its upper slopes
-            return self.op.relaxation(lower, upper, alpha)
-        return ReluRelaxation(torch.where(self.unstable, alpha, self.active), self.relax.su, self.relax.tu)
-
-
-def _relaxed(net: ReluNetwork, hidden: list[Interval]) -> ReluNetwork:
-    """The network with every non-linearity's relaxation over `hidden` computed once."""
-    fixed = []
-    for g, (lo, up) in zip(net.nonlinear, hidden):
-        if isinstance(g, Relu):
-            unstable = ((lo < 0) & (up > 0)).unsqueeze(1)
-            fixed.append(_Fixed(g, g.relaxation(lo, up), unstable, (lo >= 0).to(lo.dtype).unsqueeze(1)))
-        else:
-            fixed.append(_Fixed(g, g.relaxation(lo, up)))
-    return ReluNetwork(net.affines, tuple(fixed), net.input_shape)
-
-
-def _is_robustness(domains: _Domains) -> bool:
+def _is_robustness(domains: Domains) -> bool:
     """One zero-offset row per goal: candidates need a strictly negative margin (as before)."""
     return domains.rows.shape[1] == 1 and not bool(domains.offsets.any())
 

@@ -48,8 +48,8 @@ from advlab.exact.bounds import box, margin_bounds
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.falsify import falsify
 from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
+from advlab.exact.linear_operators import Conv
 from advlab.exact.milp import Verifier, decide
-from advlab.exact.operators import Conv
 from advlab.exact.optimized import alpha_margin_bounds
 from advlab.exact.relu_network import ReluNetwork, UnsupportedModelError, relu_network
 from advlab.exact.specs import robustness_property

@@ -73,7 +73,8 @@ def back_substitute(
 ) -> Pass:
     """Upper bound of lam . z_depth (lam (B, R, width_depth)) over the box and the splits, with
     ReLU lower slopes or max-pool upper slopes alphas[i] (None: CROWN's choice) and multipliers
-    betas[i] >= 0 on the split constraints signs[i] (B, W_i). `hidden` must already be clamped."""
+    betas[i] >= 0 on the split constraints signs[i] (B, W_i); betas[i] is None exactly where
+    signs[i] is (a layer without splits). `hidden` must already be clamped."""
     const = lam @ net.affines[depth].bias
     lam = net.affines[depth].back(lam)
     intercepts: list[torch.Tensor | None] = [None] * depth
@@ -82,7 +83,7 @@ def back_substitute(
         intercepts[i] = relax.intercepts(lam)
         lam, extra = relax.back(lam)
         const = const + extra
-        if betas[i] is not None and signs[i] is not None:
+        if betas[i] is not None:
             lam = lam + betas[i] * signs[i].unsqueeze(1)
         const = const + lam @ net.affines[i].bias
         lam = net.affines[i].back(lam)

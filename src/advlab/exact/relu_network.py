@@ -8,7 +8,7 @@ reshape, such as `x.flatten(1)` written inside a forward): the model is then the
     z_0 = A_0 x,   h_i = g_i(z_{i-1}),   z_i = A_i h_i  (i = 1..L),   logits = z_L,
 
 with A_i affine and g_i a ReLU or a max-pool. Each A_i is a chain of linear operators
-(`advlab.exact.operators`: Dense for Linear, Conv for Conv2d and AvgPool2d, Diagonal for
+(`advlab.exact.linear_operators`: Dense for Linear, Conv for Conv2d and AvgPool2d, Diagonal for
 Normalize, BatchNorm in eval mode and ONNX Elementwise layers; Flatten, Reshape, Identity and
 Dropout are no operator at all), neighbours fused where that is free (BatchNorm into its
 convolution, Normalize into a dense layer), so that bounds apply a convolution and its
@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.errors import InputError
-from advlab.exact.operators import DENSE_LIMIT, Conv, Dense, Diagonal, MaxPool, Nonlinear, Relu, compact, fuse
-from advlab.exact.operators import Linear as LinearOp
+from advlab.exact.linear_operators import DENSE_LIMIT, Conv, Dense, Diagonal, compact, fuse
+from advlab.exact.linear_operators import Linear as LinearOp
+from advlab.exact.operators import MaxPool, Nonlinear, Relu
 from advlab.formats.onnx import Elementwise, Reshape
 from advlab.models.layers import Normalize
 
@@ -49,7 +50,7 @@ class UnsupportedModelError(InputError):
 
 @dataclass(frozen=True)
 class Affine:
-    """v -> W v + b on flat vectors as a chain of linear operators (`advlab.exact.operators`),
+    """v -> W v + b on flat vectors as a chain of linear operators (`advlab.exact.linear_operators`),
     applied one after the other: W is never formed for bounds; `weight` forms it (for the
     solvers) from the images of basis vectors, sparse when large."""
 
