@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advlab.attacks import PGD
+from advlab.attacks.witness import into_ball
 from advlab.exact import certify, minimal_linf, relu_network
 from advlab.exact.bab import BabSettings, branch_and_bound, search
-from advlab.exact.inputs import into_ball
 from advlab.exact.specs import goals, robustness_property
 from tests.exact.nets import conv_net, random_mlp, scaled_mlp
 from tests.exact.test_certify import _between

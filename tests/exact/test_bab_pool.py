@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advlab.attacks import PGD
+from advlab.attacks.witness import into_ball
 from advlab.exact import certify, minimal_linf, relu_network
 from advlab.exact.bab import BabSettings, branch_and_bound, supports
 from advlab.exact.branching import pool_gain, split_bounds
 from advlab.exact.bounds import box, hidden_bounds
-from advlab.exact.inputs import into_ball
 from advlab.exact.operators import MaxPool, Relu
 from tests.exact.nets import conv_net
 

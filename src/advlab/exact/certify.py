@@ -43,11 +43,12 @@ import torch
 from torch import nn
 
 from advlab.attacks import PGD
+from advlab.attacks.witness import into_ball
 from advlab.exact.bab import branch_and_bound, supports
 from advlab.exact.bounds import box, margin_bounds
 from advlab.exact.encoding import NumpyNetwork
 from advlab.exact.falsify import falsify
-from advlab.exact.inputs import check_time_limit, into_ball, linf_distance, prepare
+from advlab.exact.inputs import check_time_limit, linf_distance, prepare
 from advlab.exact.linear_operators import Conv
 from advlab.exact.milp import Verifier, decide
 from advlab.exact.optimized import alpha_margin_bounds

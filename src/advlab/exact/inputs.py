@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.witness import into_ball  # noqa: F401  (the solvers' shared helper, re-exported)
 from advlab.errors import InputError
 from advlab.exact.relu_network import check_fixed
 from advlab.models.layers import as_multiclass_logits

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from advlab.attacks.witness import into_ball
 from advlab.exact.bounds import box, certified_radii, hidden_bounds, margin_bounds
-from advlab.exact.inputs import into_ball
 from advlab.exact.encoding import INFEASIBLE, NumpyNetwork, reach, region_witness, to_numpy
 from advlab.exact.relu_network import ReluNetwork
 from advlab.models.layers import as_multiclass_logits
