@@ -11,7 +11,7 @@ C = "reproduce goodfellow-claims --data-dir {data} --no-progress"
 ROWS = [
     (f"{C} --images 5 --out {{new}}", "--images applies to szegedy only, not goodfellow-claims"),
     (f"{C} --jobs 2 --out {{new}}", "--jobs applies to adversarial-generalization only, not goodfellow-claims"),
-    (f"{C} --epochs 2 --out {{new}}", "--epochs applies to adversarial-generalization only, not goodfellow-claims"),
+    (f"{C} --epochs 2 --out {{new}}", "--epochs applies to adversarial-generalization, goodfellow-advtrain only, not goodfellow-claims"),
     (f"{C} --eps -1 --out {{new}}", "argument --eps"),
     (f"{C} --eps 2 --out {{new}}", "eps"),
     (f"{C} --out {{file}}", "exists and is not a directory"),

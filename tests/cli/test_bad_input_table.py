@@ -200,7 +200,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("reproduce", f"{R} --seed -3 --out {{new}}", "argument --seed", ""),
     ("reproduce", f"{R} --jobs 2 --out {{new}}", "--jobs applies to adversarial-generalization only", ""),
     ("reproduce", f"{R} --jobs 0 --out {{new}}", "argument --jobs", ""),
-    ("reproduce", f"{R} --epochs 2 --out {{new}}", "--epochs applies to adversarial-generalization only", ""),
+    ("reproduce", f"{R} --epochs 2 --out {{new}}", "--epochs applies to adversarial-generalization, goodfellow-advtrain only", ""),
     ("reproduce", f"{R} --device cuda:9 --out {{new}}", "--device cuda:9", ""),
     ("reproduce", "reproduce goodfellow-fig2 --data-dir {data_labels_negative} --no-progress --out {new}", "label -3 outside", ""),
     # ---- explore -------------------------------------------------------------------------------
