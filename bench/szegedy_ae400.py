@@ -41,19 +41,25 @@ def overrides(text: str) -> dict[str, Any]:
     return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
 
 
-def measure(splits, images: int, changes: dict[str, Any], settings: SzegedySettings) -> dict[str, Any]:
-    """Train AE400-10 with `changes` on the registered training, attack the szegedy run's first `images`."""
+def szegedy_images(splits, images: int, settings: SzegedySettings) -> tuple[torch.Tensor, ...]:
+    """The first `images` of the szegedy run's attacked training images, their labels and its targets."""
+    attacked = stages.subset(splits.train, settings.n_attack, stages.generator(settings, 2))
+    classes = int(splits.train.labels.max()) + 1
+    targets = stages.random_targets(attacked.labels, classes, stages.generator(settings, 4))
+    return attacked.images[:images], attacked.labels[:images], targets[:images]
+
+
+def measure(splits, attacked: tuple[torch.Tensor, ...], changes: dict[str, Any], settings: SzegedySettings) -> dict[str, Any]:
+    """Train AE400-10 with `changes` on the registered training and attack `attacked` (images, labels, targets)."""
     config = default_config(MODEL, seed=settings.seed, **changes)
     start = time.perf_counter()
     model = train_registered(MODEL, splits.train, config, progress=False).model.eval()
     trained = time.perf_counter() - start
-    attacked = stages.subset(splits.train, settings.n_attack, stages.generator(settings, 2))
-    targets = stages.random_targets(attacked.labels, 10, stages.generator(settings, 4))
-    x, y, t = attacked.images[:images], attacked.labels[:images], targets[:images]
+    x, y, t = attacked
     result = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))(x, y, targets=t)
     row = stages.adversarial_row(result, None)
     return {"variant": changes, "train_error": error_rate(model, splits.train), "test_error": error_rate(model, splits.test),
-            "distortion": stages.row_distortion(row), "adversarial": len(row.labels), "images": images,
+            "distortion": stages.row_distortion(row), "adversarial": len(row.labels), "images": len(x),
             "train_seconds": round(trained, 1), "attack_seconds": round(time.perf_counter() - start - trained, 1)}
 
 
@@ -75,8 +81,9 @@ def main() -> None:
     torch.set_num_threads(1)
     splits, settings = load_mnist(args.data_dir), SzegedySettings()
     print(f"{LABEL} on {splits.source}; paper: train / test error / distortion {paper.TABLE1[LABEL]}", flush=True)
+    attacked = szegedy_images(splits, args.images, settings)
     for changes in args.variant or [{}]:
-        figures = measure(splits, args.images, changes, settings)
+        figures = measure(splits, attacked, changes, settings)
         print(line(figures), flush=True)
         if args.json:
             with open(args.json, "a") as out:
