@@ -1,4 +1,4 @@
-"""Bad input to `reproduce goodfellow-advtrain --models`, through the CLI's bad-input contract
+"""Bad input to `reproduce goodfellow-advtrain --models` and `--seeds`, through the CLI's bad-input contract
 (exit 2, one line `advlab: error: ...`, nothing created or changed): the rows of the shared table's test."""
 
 import pytest
@@ -13,6 +13,9 @@ ROWS = [
     (f"{G} --models maxout,maxout", "models must be distinct names"),
     (f"{G} --models maxout,,cnn", "argument --models: expected comma-separated names"),
     (f"{R} --models maxout --out {{new}}", "--models applies to goodfellow-advtrain only"),
+    (f"{G} --seeds 0", "argument --seeds"),
+    (f"{G} --seed {2**63 - 1} --seeds 2", "--seeds must be >= 1 with --seed + --seeds <= 2**63"),
+    (f"{R} --seeds 2 --out {{new}}", "--seeds applies to goodfellow-advtrain only"),
 ]
 
 

@@ -10,8 +10,10 @@ from advlab.experiments.goodfellow_advtrain import (
     FixedEpochs,
     PaperSchedule,
     check_models,
+    check_seeds,
     goodfellow_advtrain,
 )
+from advlab.experiments.verdict import claim_verdict, verdict_text
 from advlab.training import best_epoch, read_metadata
 
 
@@ -93,11 +95,11 @@ def test_setup_differences_are_computed_from_the_settings(paper_run):
     _, experiment = paper_run
     differences = experiment.setup_differences("maxout")
     assert differences == ["training images: 240 (paper: 60000)"]  # the 240-unit claim states no schedule
-    experiment.pairs["maxout-1600"] = experiment.pairs["maxout"]  # the same run read against the 1600-unit claim
+    experiment.runs["maxout-1600"] = experiment.runs["maxout"]  # the same run read against the 1600-unit claim
     try:
         wider = experiment.setup_differences("maxout-1600")
     finally:
-        del experiment.pairs["maxout-1600"]
+        del experiment.runs["maxout-1600"]
     assert "units per layer: 240 (paper: 1600)" in wider and "patience (epochs): 1 (paper: 100)" in wider
     assert "seeds: 1 (paper: 5)" in wider and "validation images: 40 (paper: 10000)" in wider
     assert not any(d.startswith("model selection") for d in wider)  # the paper's rule is the one run
@@ -113,3 +115,36 @@ def test_fixed_epochs_train_every_image_for_the_given_epochs(tmp_path, tiny):
     assert experiment.setup_differences("maxout") == ["training images: 240 (paper: 60000)"]
     assert experiment.setup("maxout")["model selection"] == "fixed epochs, last-epoch weights"
 
+
+
+def test_seeds_must_be_distinct_and_at_least_one(tmp_path, tiny):
+    for seeds in ([], [1, 1]):
+        with pytest.raises(InputError, match="seeds must be one or more distinct"):
+            check_seeds(seeds)
+        with pytest.raises(InputError, match="seeds must be one or more distinct"):
+            goodfellow_advtrain(tiny, tmp_path, models=["maxout"], seeds=seeds)
+    assert not any(tmp_path.iterdir())
+
+
+def test_each_seed_trains_its_own_pair_and_the_verdict_reads_the_per_seed_changes(paper_run, tiny):
+    """Seeds 0 and 1: seed 0's pair is the one-seed run's (its checkpoints reused), seed 1's is new and
+    differs, and the clean-error verdict is computed from the two paired changes."""
+    folder, one_seed = paper_run
+    two = goodfellow_advtrain(tiny, folder, models=["maxout"], schedule=SCHEDULE, seeds=(0, 1), eval_limit=20,
+                              curve_eps=(0.0, 0.25))
+    assert two.seeds == [0, 1] and len(two.runs["maxout"]) == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["seed-0", "seed-1"]
+    first, second = two.runs["maxout"]
+    for again, before in zip(first, one_seed.pairs["maxout"]):
+        assert again.resumed_from == before.train_config["epochs"] and again.clean_error == before.clean_error
+        assert again.checkpoint == str(folder / "seed-0" / f"maxout-{again.training}.safetensors")
+    assert second[0].train_config["seed"] == 1 and second[0].checkpoint.endswith("seed-1/maxout-standard.safetensors")
+    first_weights, second_weights = (next(iter(pair[0].trained.state_dict().values())) for pair in (first, second))
+    assert not torch.equal(first_weights, second_weights)
+    changes = [a.clean_error / s.clean_error - 1 for s, a in two.runs["maxout"]]
+    assert two.clean_error_changes("maxout") == changes
+    verdict = claim_verdict(changes, 0.0084 / 0.0094 - 1)
+    assert two.clean_error_verdict("maxout") == verdict_text(verdict, two.setup_differences("maxout"))
+    assert two.fgsm_ratio("maxout") == pytest.approx((first[1].fgsm_error + second[1].fgsm_error) / (first[0].fgsm_error + second[0].fgsm_error))
+    saved = two.to_dict()["models"]["maxout"]
+    assert [r["seed"] for r in saved["runs"]] == [0, 1] and saved["clean_error_changes"] == changes

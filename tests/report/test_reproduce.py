@@ -29,7 +29,7 @@ def test_goodfellow_advtrain_quick_trains_one_epoch_on_a_subset(tmp_path):
     paths, lines = reproduce("goodfellow-advtrain", Request(data_dir=None, out=tmp_path, quick=True, progress=False), command="c")
     assert {p.name for p in paths} == {"results.json", "report.md", "curves.png"}
     assert any("FGSM error ratio" in line for line in lines)
-    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints-quick").iterdir())
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints-quick" / "seed-0").iterdir())
     assert checkpoints == sorted(f"{m}-{t}.safetensors" for m in ("cnn", "maxout", "maxout-1600") for t in ("adversarial", "standard"))
     assert "quick" in (tmp_path / "report.md").read_text() and QUICK_ADVTRAIN["epochs"]["maxout"] == (1, 1)
 

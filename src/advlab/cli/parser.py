@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "training images of each set (default: all)")
     reproduce.add_argument("--models", type=checks.name_list, help="goodfellow-advtrain: comma-separated model pairs to train, "
                            "in order (default: maxout,maxout-1600,cnn)")
+    reproduce.add_argument("--seeds", type=checks.positive_int, default=1, help="goodfellow-advtrain: train each pair with "
+                           "this many seeds, --seed, --seed + 1, ... (default 1; the clean-error verdict needs 2 or more)")
     reproduce.add_argument("--no-progress", action="store_true")
     data_dir(reproduce, named=False)
     reproduce.set_defaults(func=cmd_reproduce, check=checks.check_reproduce)

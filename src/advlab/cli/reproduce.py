@@ -14,7 +14,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     request = Request(data_dir=args.data_dir, out=Path(args.out), seed=args.seed, quick=args.quick, images=args.images,
                       eps=args.eps, progress=not args.no_progress, device=str(args.device), jobs=args.jobs, epochs=args.epochs,
-                      train_images=args.train_images, models=args.models)
+                      train_images=args.train_images, models=args.models, seeds=args.seeds)
     print(f"{args.experiment}: writing to {args.out} (a rerun resumes) ...", flush=True)
     paths, lines = reproduce(args.experiment, request, command=command_line())
     for line in lines:

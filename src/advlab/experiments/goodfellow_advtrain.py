@@ -16,8 +16,10 @@ of 60,000) as validation, trains on the rest until the validation error (clean f
 training, FGSM at eps for adversarial training) has not improved for `patience` epochs, then
 retrains on every training image for the epoch of the lowest validation error. `FixedEpochs`
 trains each model a fixed number of epochs on every training image (tests and --quick).
-Every training is checkpointed after each epoch, so re-running with the same settings and
-`checkpoint_dir` resumes interrupted trainings and reuses finished ones, to the same weights.
+Every training is checkpointed after each epoch (under `checkpoint_dir/seed-S/`), so re-running
+with the same settings and `checkpoint_dir` resumes interrupted trainings and reuses finished ones,
+to the same weights. Each pair is trained once per seed; the clean-error claim's verdict is read
+from the per-seed relative changes (`advlab.experiments.verdict`, conclusive from 2 seeds).
 
 Each trained model is measured on the test split: clean error, FGSM error, mean confidence on
 the misclassified FGSM examples and transfer error on the whole split; PGD error, robustness
@@ -26,6 +28,7 @@ curves and the gradient-masking checks on its first `eval_limit` images. Nothing
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,6 +185,9 @@ class TrainedModel:
         return {**out, "selection": asdict(self.selection) if self.selection else None, "evaluation": self.evaluation.to_dict()}
 
 
+Pair = tuple[TrainedModel, TrainedModel]  # (standard, adversarial), one seed
+
+
 @dataclass
 class AdvTrainExperiment:
     data_source: str
@@ -190,19 +196,34 @@ class AdvTrainExperiment:
     eval_limit: int
     eps: float
     alpha: float
-    seed: int
+    seeds: list[int]
     schedule: dict[str, Any]
-    pairs: dict[str, tuple[TrainedModel, TrainedModel]]  # variant -> (standard, adversarial)
+    runs: dict[str, list[Pair]]  # variant -> its pair for each seed, in the order of `seeds`
     paper: dict[str, dict[str, dict[str, float]]]
 
+    @property
+    def pairs(self) -> dict[str, Pair]:
+        """Each variant's pair of the first seed (the one the figures and the robustness tables show)."""
+        return {name: runs[0] for name, runs in self.runs.items()}
+
+    def mean(self, model: str, training: str, metric: str) -> float:
+        """`metric` (a TrainedModel field) of `model`'s `training` ("standard" or "adversarial") copy, averaged over seeds."""
+        index = ("standard", "adversarial").index(training)
+        return statistics.fmean(getattr(pair[index], metric) for pair in self.runs[model])
+
     def fgsm_ratio(self, model: str) -> float:
-        standard, adversarial = self.pairs[model]
-        return adversarial.fgsm_error / standard.fgsm_error if standard.fgsm_error else float("nan")
+        """Mean FGSM error of the adversarially trained copies over the standard ones' (over seeds)."""
+        standard = self.mean(model, "standard", "fgsm_error")
+        return self.mean(model, "adversarial", "fgsm_error") / standard if standard else float("nan")
+
+    def clean_error_changes(self, model: str) -> list[float]:
+        """adversarial / standard - 1 of the clean test error, one per seed (paired by seed)."""
+        return [a.clean_error / s.clean_error - 1 for s, a in self.runs[model] if s.clean_error]
 
     def setup(self, model: str) -> dict[str, Any]:
         """This run's setup for `model`, under the keys of PAPER_SETUP."""
         standard, _ = self.pairs[model]
-        ours: dict[str, Any] = {"training images": self.n_train, "eps": self.eps, "alpha": self.alpha, "seeds": 1,
+        ours: dict[str, Any] = {"training images": self.n_train, "eps": self.eps, "alpha": self.alpha, "seeds": len(self.seeds),
                                 "units per layer": standard.architecture.get("hidden")}
         if self.schedule["name"] == FIXED_EPOCHS:
             ours["model selection"] = "fixed epochs, last-epoch weights"
@@ -218,25 +239,38 @@ class AdvTrainExperiment:
 
     def clean_error_verdict(self, model: str) -> str | None:
         """The verdict (`advlab.experiments.verdict`) on the paper's relative change of clean test error for
-        `model`, from this run's one seed (so at best inconclusive); None where the paper states no such claim."""
+        `model`, from the per-seed changes (inconclusive with one seed); None where the paper states no such claim."""
+        relative = self.paper_clean_error_change(model)
+        if relative is None:
+            return None
+        return verdict_text(claim_verdict(self.clean_error_changes(model), relative), self.setup_differences(model))
+
+    def paper_clean_error_change(self, model: str) -> float | None:
+        """The paper's relative change of clean test error with adversarial training; None where it states none."""
         paper = self.paper.get(model, {})
         if "clean_error" not in paper.get("standard", {}) or "clean_error" not in paper.get("adversarial", {}):
             return None
-        standard, adversarial = self.pairs[model]
-        change = [adversarial.clean_error / standard.clean_error - 1] if standard.clean_error else []
-        relative = paper["adversarial"]["clean_error"] / paper["standard"]["clean_error"] - 1
-        return verdict_text(claim_verdict(change, relative), self.setup_differences(model))
+        return paper["adversarial"]["clean_error"] / paper["standard"]["clean_error"] - 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "data_source": self.data_source, "n_train": self.n_train, "n_test": self.n_test, "eval_limit": self.eval_limit,
-            "eps": self.eps, "alpha": self.alpha, "seed": self.seed, "schedule": self.schedule, "paper": self.paper,
+            "eps": self.eps, "alpha": self.alpha, "seeds": self.seeds, "schedule": self.schedule, "paper": self.paper,
             "paper_setup": PAPER_SETUP, "target_ratio": TARGET_RATIO, "paper_fgsm_ratio": PAPER_FGSM_RATIO,
             "models": {name: {"fgsm_ratio": self.fgsm_ratio(name), "setup_differences": self.setup_differences(name),
+                              "clean_error_changes": self.clean_error_changes(name),
                               "clean_error_verdict": self.clean_error_verdict(name),
-                              "standard": s.to_dict(), "adversarial": a.to_dict()}
-                       for name, (s, a) in self.pairs.items()},
+                              "runs": [{"seed": seed, "standard": s.to_dict(), "adversarial": a.to_dict()}
+                                       for seed, (s, a) in zip(self.seeds, runs)]}
+                       for name, runs in self.runs.items()},
         }
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """At least one seed, none twice."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be one or more distinct integers, got {list(seeds)}")
+    return list(seeds)
 
 
 def check_models(models: Sequence[str]) -> list[str]:
@@ -304,14 +338,14 @@ def goodfellow_advtrain(
     eps: float = 0.25,
     alpha: float = 0.5,
     schedule: Schedule | None = None,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     eval_limit: int = 1000,
     curve_eps: Sequence[float] = DEFAULT_EPS,
     progress: bool = False,
 ) -> AdvTrainExperiment:
-    """Standard vs FGSM-adversarially trained copies of each model in `models` (in that order),
-    trained by `schedule` (default `PaperSchedule()`) and measured as in the paper."""
-    models = check_models(models)
+    """Standard vs FGSM-adversarially trained copies of each model in `models` (in that order), once per
+    seed in `seeds`, trained by `schedule` (default `PaperSchedule()`) and measured as in the paper."""
+    models, seeds = check_models(models), check_seeds(seeds)
     schedule = schedule or PaperSchedule()
     if isinstance(schedule, FixedEpochs):
         missing = [m for m in models if m not in schedule.epochs]
@@ -320,34 +354,43 @@ def goodfellow_advtrain(
     else:
         schedule.split(splits.train)  # refuses, before any work, a training set too small to split
     objective = AdversarialObjective("fgsm", eps=eps, alpha=alpha)
-    directory = Path(checkpoint_dir)
     subset = splits.test.take(eval_limit)
     curve = sorted({*curve_eps, eps})
-    pairs = {}
+    runs: dict[str, list[Pair]] = {}
     for name in models:
-        trained = {training: train_pair_member(name, splits, obj, schedule, eps, seed, directory, progress)
-                   for training, obj in (("standard", None), ("adversarial", objective))}
-        results = []
-        for training, other in (("standard", "adversarial"), ("adversarial", "standard")):
-            run, selection = trained[training]
-            model = run.model
-            fgsm_error, confidence = _fgsm(model, splits.test, eps)
-            transfer_error, _ = _fgsm(model, splits.test, eps, source=trained[other][0].model)
-            evaluation = evaluate_robustness(
-                model, subset.images, subset.labels, eps=curve, seed=seed, progress=progress,
-                source_model=trained["standard"][0].model if training == "adversarial" else None, source_name=f"standard {name}",
-            )
-            results.append(TrainedModel(
-                model=name, training=training, checkpoint=str(directory / f"{name}-{training}.safetensors"),
-                architecture=run.architecture, objective=objective.to_dict() if training == "adversarial" else {"name": "cross_entropy"},
-                train_config=run.config.to_dict(), selection=selection, resumed_from=run.history.resumed_from,
-                train_seconds=run.seconds, train_error=error_rate(model, splits.train), clean_error=error_rate(model, splits.test),
-                fgsm_error=fgsm_error, fgsm_confidence_on_errors=confidence, transfer_error=transfer_error,
-                pgd_error=evaluation.point("pgd", eps).error if "pgd" in evaluation.attacks else None,
-                evaluation=evaluation, trained=model,
-            ))
-        pairs[name] = (results[0], results[1])
+        runs[name] = []
+        for seed in seeds:
+            directory = Path(checkpoint_dir) / f"seed-{seed}"
+            trained = [train_pair_member(name, splits, obj, schedule, eps, seed, directory, progress) for obj in (None, objective)]
+            runs[name].append(_measure_pair(name, trained, splits, subset, objective, eps, curve, seed, directory, progress))
     return AdvTrainExperiment(
         data_source=splits.source, n_train=len(splits.train), n_test=len(splits.test), eval_limit=len(subset),
-        eps=eps, alpha=alpha, seed=seed, schedule=schedule.to_dict(), pairs=pairs, paper=PAPER,
+        eps=eps, alpha=alpha, seeds=seeds, schedule=schedule.to_dict(), runs=runs, paper=PAPER,
     )
+
+
+def _measure_pair(
+    name: str, trained: list[tuple[TrainingRun, Selection | None]], splits: Splits, subset: Dataset,
+    objective: AdversarialObjective, eps: float, curve: list[float], seed: int, directory: Path, progress: bool,
+) -> Pair:
+    """The (standard, adversarial) pair `trained` measured on the test split (robustness curves on `subset`)."""
+    (standard, _), (adversarial, _) = trained
+    results = []
+    for training, (run, selection), other in (("standard", trained[0], adversarial), ("adversarial", trained[1], standard)):
+        model = run.model
+        fgsm_error, confidence = _fgsm(model, splits.test, eps)
+        transfer_error, _ = _fgsm(model, splits.test, eps, source=other.model)
+        evaluation = evaluate_robustness(
+            model, subset.images, subset.labels, eps=curve, seed=seed, progress=progress,
+            source_model=standard.model if training == "adversarial" else None, source_name=f"standard {name}",
+        )
+        results.append(TrainedModel(
+            model=name, training=training, checkpoint=str(directory / f"{name}-{training}.safetensors"),
+            architecture=run.architecture, objective=objective.to_dict() if training == "adversarial" else {"name": "cross_entropy"},
+            train_config=run.config.to_dict(), selection=selection, resumed_from=run.history.resumed_from,
+            train_seconds=run.seconds, train_error=error_rate(model, splits.train), clean_error=error_rate(model, splits.test),
+            fgsm_error=fgsm_error, fgsm_confidence_on_errors=confidence, transfer_error=transfer_error,
+            pgd_error=evaluation.point("pgd", eps).error if "pgd" in evaluation.attacks else None,
+            evaluation=evaluation, trained=model,
+        ))
+    return results[0], results[1]

@@ -84,6 +84,7 @@ class Request:
     epochs: int | None = None  # adversarial-generalization, goodfellow-advtrain: epochs per training (None: the default schedule)
     train_images: int | None = None  # adversarial-generalization: first N training images (None: all)
     models: tuple[str, ...] | None = None  # goodfellow-advtrain: which model pairs, in order (None: all)
+    seeds: int = 1  # goodfellow-advtrain: train each pair with seeds seed, seed + 1, ..., seed + seeds - 1
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,8 @@ def _advtrain(request: Request) -> Any:
         out = request.out / "checkpoints-quick"
     if request.epochs is not None:  # fixed epochs instead of early stopping, for every model and both trainings
         kwargs["schedule"] = FixedEpochs({name: (request.epochs, request.epochs) for name in VARIANTS})
-    return goodfellow_advtrain(splits, out, models=request.models or DEFAULT_MODELS, eps=request.eps, seed=request.seed,
-                               progress=request.progress, **kwargs)
+    return goodfellow_advtrain(splits, out, models=request.models or DEFAULT_MODELS, eps=request.eps,
+                               seeds=range(request.seed, request.seed + request.seeds), progress=request.progress, **kwargs)
 
 
 def _generalization(request: Request) -> Any:
@@ -242,7 +243,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             with_generalization=True,
             quick=(f"1 epoch per model on the first {QUICK_ADVTRAIN['train']} training and {QUICK_ADVTRAIN['test']} test "
                    f"images (no early stopping), PGD and curves on {QUICK_ADVTRAIN['eval_limit']}: a smoke run, not the paper's numbers"),
-            options=("eps", "models", "epochs"),
+            options=("eps", "models", "epochs", "seeds"),
         ),
         Experiment(
             "szegedy", "Szegedy et al. 2013, Intriguing properties of neural networks", _szegedy,
@@ -284,11 +285,13 @@ def check_request(experiment: Experiment, request: Request) -> None:
     if request.quick and experiment.quick is None:
         raise InputError(f"{experiment.name} has no --quick mode")
     defaults = Request(data_dir=None, out=request.out)
-    for option in ("images", "device", "jobs", "epochs", "train_images", "models"):
+    for option in ("images", "device", "jobs", "epochs", "train_images", "models", "seeds"):
         if getattr(request, option) != getattr(defaults, option) and option not in experiment.options:
             users = sorted(e.name for e in EXPERIMENTS.values() if option in e.options)
             raise InputError(f"--{option.replace('_', '-')} applies to {', '.join(users)} only, not {experiment.name}")
     if request.models is not None:
         check_models(request.models)
+    if request.seeds < 1 or request.seed + request.seeds > 2**63:
+        raise InputError(f"--seeds must be >= 1 with --seed + --seeds <= 2**63, got --seed {request.seed} --seeds {request.seeds}")
     if request.images is not None and request.images < 1:
         raise InputError(f"--images must be >= 1, got {request.images}")

@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from advlab.experiments.adversarial_generalization import GeneralizationResult
 from advlab.experiments.goodfellow_advtrain import PAPER_FGSM_RATIO, TARGET_RATIO, AdvTrainExperiment, TrainedModel
+from advlab.experiments.verdict import claim_verdict
 from advlab.io import write_json_atomic, write_text_atomic
 from advlab.report.figures import save_figure
 from advlab.report.markdown import number, percent, table
@@ -73,24 +74,48 @@ def _ratio(ours: float | None, paper: float | None) -> str:
     return f"{ours / paper:.2f}" if ours is not None and paper else "—"
 
 
-def _cells(trained: TrainedModel, paper: dict[str, float]) -> list[str]:
-    selection = trained.selection
+def _mean(copies: list[TrainedModel], metric: str, digits: int = 1) -> str:
+    """The mean of `metric` over the seeds' copies, ± the sample standard deviation (percentage points) from 2 seeds."""
+    values = [getattr(t, metric) for t in copies]
+    if any(v is None for v in values):
+        return "—"
+    spread = f" ± {100 * statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    return percent(statistics.fmean(values), digits) + spread
+
+
+def _with_ratio(copies: list[TrainedModel], metric: str, paper: float | None, digits: int = 1) -> str:
+    """`_mean` with the mean's ratio to the paper's figure in brackets."""
+    return f"{_mean(copies, metric, digits)} ({_ratio(statistics.fmean(getattr(t, metric) for t in copies), paper)})"
+
+
+def _selections(copies: list[TrainedModel]) -> str:
+    selected = [t.selection for t in copies if t.selection]
+    if not selected:
+        return "—"
+    if len(selected) == 1:
+        s = selected[0]
+        return f"{s.measure}: lowest {percent(min(s.validation), 2)} at epoch {s.best_epoch} of {len(s.validation)}"
+    return (f"{selected[0].measure}: lowest " + ", ".join(percent(min(s.validation), 2) for s in selected)
+            + " at epochs " + ", ".join(f"{s.best_epoch} of {len(s.validation)}" for s in selected))
+
+
+def _cells(copies: list[TrainedModel], paper: dict[str, float]) -> list[str]:
     return [
-        f"{percent(trained.clean_error, 2)} ({_ratio(trained.clean_error, paper.get('clean_error'))})",
-        f"{percent(trained.fgsm_error)} ({_ratio(trained.fgsm_error, paper.get('fgsm_error'))})",
-        percent(trained.pgd_error),
-        f"{percent(trained.fgsm_confidence_on_errors)} ({_ratio(trained.fgsm_confidence_on_errors, paper.get('mean_confidence_on_errors'))})",
-        f"{percent(trained.transfer_error)} ({_ratio(trained.transfer_error, paper.get('transfer_error'))})",
-        percent(trained.train_error, 2),
-        f"{selection.measure}: lowest {percent(min(selection.validation), 2)} at epoch {selection.best_epoch} of "
-        f"{len(selection.validation)}" if selection else "—",
-        str(trained.train_config["epochs"]),
+        _with_ratio(copies, "clean_error", paper.get("clean_error"), 2),
+        _with_ratio(copies, "fgsm_error", paper.get("fgsm_error")),
+        _mean(copies, "pgd_error"),
+        _with_ratio(copies, "fgsm_confidence_on_errors", paper.get("mean_confidence_on_errors")),
+        _with_ratio(copies, "transfer_error", paper.get("transfer_error")),
+        _mean(copies, "train_error", 2),
+        _selections(copies),
+        ", ".join(str(t.train_config["epochs"]) for t in copies),
     ]
 
 
 def results_table(experiment: AdvTrainExperiment, name: str) -> str:
-    """Paper against advlab for one pair; each advlab cell with its ratio to the paper's figure in brackets."""
-    standard, adversarial = experiment.pairs[name]
+    """Paper against advlab for one pair; each advlab cell the mean over seeds (± standard deviation) with its ratio
+    to the paper's figure in brackets."""
+    standard, adversarial = ([pair[i] for pair in experiment.runs[name]] for i in (0, 1))
     paper = experiment.paper.get(name, {"standard": {}, "adversarial": {}})
 
     def paper_column(kind: str) -> list[str]:
@@ -128,9 +153,12 @@ def write_advtrain_report(
         "",
         f"Produced by: `{command}`",
         "",
-        f"Data: {experiment.data_source}; eps = {experiment.eps:g}, alpha = {experiment.alpha:g}, seed {experiment.seed}. "
-        f"The paper's numbers are for maxout networks trained on all 60,000 training images; a cell in brackets is "
-        f"advlab's figure over the paper's.",
+        f"Data: {experiment.data_source}; eps = {experiment.eps:g}, alpha = {experiment.alpha:g}, "
+        + (f"seed {experiment.seeds[0]}. " if len(experiment.seeds) == 1 else
+           f"seeds {', '.join(map(str, experiment.seeds))}: each advlab cell is the mean over seeds ± the standard "
+           f"deviation, in percentage points. ")
+        + "The paper's numbers are for maxout networks trained on all 60,000 training images; a cell in brackets is "
+        "advlab's figure over the paper's.",
         "",
     ]
     for name, (standard, adversarial) in experiment.pairs.items():
@@ -147,13 +175,7 @@ def write_advtrain_report(
             f"(target <= 1/3: {verdict}; the paper's final model over its Sec. 4 maxout: {PAPER_FGSM_RATIO:.3f}).",
             "",
         ]
-        claim = experiment.clean_error_verdict(name)
-        if claim and standard.clean_error:
-            paper = experiment.paper[name]
-            relative = paper["adversarial"]["clean_error"] / paper["standard"]["clean_error"] - 1
-            lines += [f"Clean test error with adversarial training, relative to without: "
-                      f"{adversarial.clean_error / standard.clean_error - 1:+.1%} (paper: {relative:+.1%}); verdict "
-                      f"(advlab.experiments.verdict, which needs 2 or more seeds to be conclusive; this run has 1): **{claim}**.", ""]
+        lines += _seed_section(experiment, name)
         if differences:
             lines += [f"Setup differs from the paper's for {name}: " + "; ".join(differences) + ".", ""]
         if adversarial.pgd_error is not None:
@@ -167,7 +189,8 @@ def write_advtrain_report(
             lines += [f"Gradient-masking checks flagged for the adversarially trained {name}: {', '.join(flagged)}.", ""]
         for trained in (standard, adversarial):
             lines += [
-                f"### {name}, {trained.training} training: robustness on the first {experiment.eval_limit:,} test images",
+                f"### {name}, {trained.training} training: robustness on the first {experiment.eval_limit:,} test images"
+                + (f" (seed {experiment.seeds[0]})" if len(experiment.seeds) > 1 else ""),
                 "",
                 evaluation_table(trained.evaluation),
                 "",
@@ -180,11 +203,11 @@ def write_advtrain_report(
     if selected:
         lines += ["![validation error during early stopping](selection.png)", ""]
     lines += [*(extra_sections or []), "## Settings", ""]
-    for name, pair in experiment.pairs.items():
-        for trained in pair:
+    for name, runs in experiment.runs.items():
+        for seed, trained in ((seed, t) for seed, pair in zip(experiment.seeds, runs) for t in pair):
             selection = trained.selection
             lines.append(
-                f"- {name}, {trained.training}: architecture {trained.architecture}, objective {trained.objective}, "
+                f"- {name}, {trained.training}, seed {seed}: architecture {trained.architecture}, objective {trained.objective}, "
                 f"training {trained.train_config}, {trained.train_seconds:.1f} s training in this run"
                 + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
                 + (f"; selection run: {selection.n_fit:,} images, validated on {selection.n_validation:,} ({selection.measure}), "
@@ -205,15 +228,39 @@ def write_advtrain_report(
 def summary(experiment: AdvTrainExperiment) -> list[str]:
     """One line per trained model and one FGSM ratio per pair, for the command line."""
     lines = []
-    for name, (standard, adversarial) in experiment.pairs.items():
-        for t in (standard, adversarial):
+    for name, runs in experiment.runs.items():
+        for seed, t in ((seed, t) for seed, pair in zip(experiment.seeds, runs) for t in pair):
             if t.selection:
-                lines.append(f"  {name} {t.training:>11}: early stopping chose epoch {t.selection.best_epoch} of "
+                lines.append(f"  {name} {t.training:>11} seed {seed}: early stopping chose epoch {t.selection.best_epoch} of "
                              f"{len(t.selection.validation)} ({t.selection.measure} {percent(min(t.selection.validation), 2)})")
-            lines.append(f"  {name} {t.training:>11}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "
+            lines.append(f"  {name} {t.training:>11} seed {seed}: clean error {percent(t.clean_error, 2)}, FGSM error {percent(t.fgsm_error)} "
                          f"(confidence on errors {percent(t.fgsm_confidence_on_errors)}), PGD error {percent(t.pgd_error)}, "
                          f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
         lines.append(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
+        if experiment.clean_error_verdict(name):
+            lines.append(f"  {name}: clean-error claim over {len(runs)} seed(s): {experiment.clean_error_verdict(name)}")
+    return lines
+
+
+def _seed_section(experiment: AdvTrainExperiment, name: str) -> list[str]:
+    """The clean-error claim's verdict from the per-seed changes, and (from 2 seeds) the table of seeds."""
+    lines = []
+    runs, paper = experiment.runs[name], experiment.paper_clean_error_change(name)
+    if len(runs) > 1:
+        rows = [[seed, percent(s.clean_error, 2), percent(a.clean_error, 2),
+                 f"{a.clean_error / s.clean_error - 1:+.1%}" if s.clean_error else "—", percent(s.fgsm_error), percent(a.fgsm_error),
+                 " / ".join(str(t.train_config["epochs"]) for t in (s, a))]
+                for seed, (s, a) in zip(experiment.seeds, runs)]
+        lines += [table(["seed", "clean error, standard", "clean error, adversarial", "relative change", "FGSM error, standard",
+                         "FGSM error, adversarial", "epochs (standard / adversarial)"], rows), ""]
+    changes = experiment.clean_error_changes(name)
+    if paper is not None and changes:
+        verdict = claim_verdict(changes, paper)
+        bounds = (f", one-sided 95% bounds [{verdict.lower:+.1%}, {verdict.upper:+.1%}], p = {number(verdict.p_value)}"
+                  if verdict.lower is not None else "")
+        lines += [f"Clean test error with adversarial training, relative to without: {statistics.fmean(changes):+.1%} "
+                  f"(mean over {len(changes)} seed(s){bounds}; paper: {paper:+.1%}); verdict (advlab.experiments.verdict, "
+                  f"conclusive from 2 seeds): **{experiment.clean_error_verdict(name)}**.", ""]
     return lines
 
 
