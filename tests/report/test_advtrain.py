@@ -35,7 +35,7 @@ def test_each_seed_has_its_row_and_the_verdict_states_its_bounds(two_seeds):
     for seed, (s, a) in zip((3, 4), experiment.runs["maxout"]):
         assert f"| {seed} | {100 * s.clean_error:.2f}% | {100 * a.clean_error:.2f}% |" in report
     verdict = claim_verdict(experiment.clean_error_changes("maxout"), 0.0084 / 0.0094 - 1)
-    assert f"mean over 2 seed(s), one-sided 95% bounds [{verdict.lower:+.1%}, {verdict.upper:+.1%}]" in report
+    assert f"mean over 2 seeds, one-sided 95% bounds [{verdict.lower:+.1%}, {verdict.upper:+.1%}]" in report
     assert f"**{experiment.clean_error_verdict('maxout')}**" in report
     assert results["seeds"] == [3, 4] and [r["seed"] for r in results["models"]["maxout"]["runs"]] == [3, 4]
     assert sum("- maxout, " in line and ", seed " in line for line in report.splitlines()) == 4  # settings: 2 seeds x 2
@@ -45,4 +45,4 @@ def test_the_summary_names_every_seed_and_the_verdict(two_seeds):
     experiment, _, _ = two_seeds
     lines = summary(experiment)
     assert sum("seed 3" in line for line in lines) == 2 and sum("seed 4" in line for line in lines) == 2
-    assert lines[-1] == f"  maxout: clean-error claim over 2 seed(s): {experiment.clean_error_verdict('maxout')}"
+    assert lines[-1] == f"  maxout: clean-error claim over 2 seeds: {experiment.clean_error_verdict('maxout')}"

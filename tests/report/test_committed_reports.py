@@ -13,6 +13,8 @@ import pytest
 
 from advlab.data import load_mnist
 from advlab.experiments.goodfellow import goodfellow_fig2
+from advlab.experiments.registry import get_experiment
+from advlab.report.reproduce import generalization_sections
 from tests.conftest import shared_data
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -124,3 +126,13 @@ def test_the_goodfellow_claims_report_is_its_results_formatted(tmp_path):
     for row in results["rows"]:
         if row["ratio"] is not None:
             assert row["ratio"] == pytest.approx(row["advlab"] / row["paper"])
+
+
+@pytest.mark.parametrize("name", [n for n, e in REPORTS.items() if get_experiment(e).with_generalization])
+def test_the_generalization_section_is_the_committed_studys(name, monkeypatch):
+    """A report that includes the generalization study holds exactly the section its writer makes of the
+    committed docs/adversarial-generalization/results.json (never a stale copy of an older study)."""
+    report, _ = _document(name)
+    monkeypatch.chdir(DOCS.parent)  # the reports were written with --out docs/NAME, relative to the repository
+    section = "\n".join(generalization_sections(Path("docs") / name))
+    assert section and section in report

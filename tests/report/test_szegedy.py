@@ -83,10 +83,10 @@ def test_off_cells_carry_the_explanation_their_numbers_support():
     assert table1[("FC100-100-10", "targeted distortion")].explanation == "not explained"
 
 
-@pytest.mark.parametrize("train_error", [0.03, 0.067, 0.12])
-def test_notes_follow_the_numbers(train_error):
+@pytest.mark.parametrize(("train_error", "relation"), [(0.03, "lower than"), (0.067, "equal to"), (0.12, "higher than"),
+                                                     (0.06699, "equal to"), (0.06704, "equal to"), (0.06706, "higher than")])
+def test_notes_follow_the_numbers_as_printed(train_error, relation):
     note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): training error"))
-    relation = "lower than" if train_error < 0.067 else "higher than" if train_error > 0.067 else "equal to"
     assert f"{100 * train_error:.2f}%, {relation} the paper's 6.70%" in note
     distortion_note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): targeted"))
     assert "0.080 is 2.00x the untargeted 0.040; paper 0.062 (within 1.5x)" in distortion_note

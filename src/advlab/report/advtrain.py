@@ -238,7 +238,7 @@ def summary(experiment: AdvTrainExperiment) -> list[str]:
                          f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
         lines.append(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
         if experiment.clean_error_verdict(name):
-            lines.append(f"  {name}: clean-error claim over {len(runs)} seed(s): {experiment.clean_error_verdict(name)}")
+            lines.append(f"  {name}: clean-error claim over {len(runs)} seed{'s' * (len(runs) > 1)}: {experiment.clean_error_verdict(name)}")
     return lines
 
 
@@ -258,8 +258,9 @@ def _seed_section(experiment: AdvTrainExperiment, name: str) -> list[str]:
         verdict = claim_verdict(changes, paper)
         bounds = (f", one-sided 95% bounds [{verdict.lower:+.1%}, {verdict.upper:+.1%}], p = {number(verdict.p_value)}"
                   if verdict.lower is not None else "")
+        over = f"mean over {len(changes)} seeds" if len(changes) > 1 else "one seed"
         lines += [f"Clean test error with adversarial training, relative to without: {statistics.fmean(changes):+.1%} "
-                  f"(mean over {len(changes)} seed(s){bounds}; paper: {paper:+.1%}); verdict (advlab.experiments.verdict, "
+                  f"({over}{bounds}; paper: {paper:+.1%}); verdict (advlab.experiments.verdict, "
                   f"conclusive from 2 seeds): **{experiment.clean_error_verdict(name)}**.", ""]
     return lines
 

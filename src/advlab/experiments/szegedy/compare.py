@@ -185,7 +185,8 @@ def generated_notes(result: SzegedyResult) -> list[str]:
         if known is None:
             continue
         train, test = m.train_error, m.test_error
-        relation = "lower than" if train < known[0] else "higher than" if train > known[0] else "equal to"
+        shown, papers = round(train, 4), round(known[0], 4)  # as printed (percent, 2 decimals)
+        relation = "lower than" if shown < papers else "higher than" if shown > papers else "equal to"
         notes.append(f"{m.label}: training error {percent(train, 2)}, {relation} the paper's {percent(known[0], 2)}; "
                      f"test error {percent(test, 2)} against {percent(known[1], 2)}.")
     if result.n_train < 60_000:
