@@ -41,13 +41,15 @@ def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_
     assert "Setup differs from the paper's for maxout: training images: 300 (paper: 60000)." in report
     assert list(first["models"]) == ["maxout"] and first["schedule"]["patience"] == 1
     maxout = first["models"]["maxout"]
-    adversarial = maxout["adversarial"]
+    assert first["seeds"] == [0] and [run["seed"] for run in maxout["runs"]] == [0]
+    adversarial, standard = maxout["runs"][0]["adversarial"], maxout["runs"][0]["standard"]
     assert adversarial["train_config"]["epochs"] == adversarial["selection"]["best_epoch"] and adversarial["objective"]["alpha"] == 0.5
     assert adversarial["selection"]["n_fit"] == 250 and adversarial["selection"]["n_validation"] == 50
-    assert maxout["fgsm_ratio"] == pytest.approx(adversarial["fgsm_error"] / maxout["standard"]["fgsm_error"])
-    assert (tmp_path / "curves.png").is_file() and len(list((tmp_path / "checkpoints").glob("*.safetensors"))) == 4
+    assert maxout["fgsm_ratio"] == pytest.approx(adversarial["fgsm_error"] / standard["fgsm_error"])
+    assert (tmp_path / "curves.png").is_file() and len(list((tmp_path / "checkpoints" / "seed-0").glob("*.safetensors"))) == 4
     assert (tmp_path / "selection.png").is_file() and "![validation error during early stopping](selection.png)" in report
     assert main(argv) == 0  # a second run reuses every finished checkpoint
     second = json.loads((tmp_path / "results.json").read_text())
-    assert second["models"]["maxout"]["adversarial"]["resumed_from"] == adversarial["train_config"]["epochs"]
-    assert second["models"]["maxout"]["standard"]["fgsm_error"] == maxout["standard"]["fgsm_error"]
+    again = second["models"]["maxout"]["runs"][0]
+    assert again["adversarial"]["resumed_from"] == adversarial["train_config"]["epochs"]
+    assert again["standard"]["fgsm_error"] == standard["fgsm_error"]

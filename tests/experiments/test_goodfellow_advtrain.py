@@ -118,7 +118,7 @@ def test_fixed_epochs_train_every_image_for_the_given_epochs(tmp_path, tiny):
 
 
 def test_seeds_must_be_distinct_and_at_least_one(tmp_path, tiny):
-    for seeds in ([], [1, 1]):
+    for seeds in ([], [1, 1], [-1], [1.0], [True], [2**63]):
         with pytest.raises(InputError, match="seeds must be one or more distinct"):
             check_seeds(seeds)
         with pytest.raises(InputError, match="seeds must be one or more distinct"):
@@ -138,7 +138,8 @@ def test_each_seed_trains_its_own_pair_and_the_verdict_reads_the_per_seed_change
     for again, before in zip(first, one_seed.pairs["maxout"]):
         assert again.resumed_from == before.train_config["epochs"] and again.clean_error == before.clean_error
         assert again.checkpoint == str(folder / "seed-0" / f"maxout-{again.training}.safetensors")
-    assert second[0].train_config["seed"] == 1 and second[0].checkpoint.endswith("seed-1/maxout-standard.safetensors")
+    assert [t.train_config["seed"] for t in second] == [1, 1] and [t.train_config["seed"] for t in first] == [0, 0]
+    assert second[0].checkpoint.endswith("seed-1/maxout-standard.safetensors")
     first_weights, second_weights = (next(iter(pair[0].trained.state_dict().values())) for pair in (first, second))
     assert not torch.equal(first_weights, second_weights)
     changes = [a.clean_error / s.clean_error - 1 for s, a in two.runs["maxout"]]

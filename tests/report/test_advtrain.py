@@ -46,3 +46,11 @@ def test_the_summary_names_every_seed_and_the_verdict(two_seeds):
     lines = summary(experiment)
     assert sum("seed 3" in line for line in lines) == 2 and sum("seed 4" in line for line in lines) == 2
     assert lines[-1] == f"  maxout: clean-error claim over 2 seeds: {experiment.clean_error_verdict('maxout')}"
+
+
+def test_figures_over_seeds_say_so_and_the_first_seeds_tables_name_it(two_seeds):
+    experiment, report, _ = two_seeds
+    adversarial = [pair[1].pgd_error for pair in experiment.runs["maxout"]]
+    assert f"errs on {100 * statistics.fmean(adversarial):.1f}% ± {100 * statistics.stdev(adversarial):.1f} (mean over seeds)" in report
+    assert f"over the standard one's (their means over seeds): {experiment.fgsm_ratio('maxout'):.3f}" in report
+    assert "### maxout, standard training: robustness on the first 10 test images (seed 3)" in report

@@ -84,7 +84,8 @@ def test_off_cells_carry_the_explanation_their_numbers_support():
 
 
 @pytest.mark.parametrize(("train_error", "relation"), [(0.03, "lower than"), (0.067, "equal to"), (0.12, "higher than"),
-                                                     (0.06699, "equal to"), (0.06704, "equal to"), (0.06706, "higher than")])
+                                                     (0.06699, "equal to"), (0.06704, "equal to"), (0.06706, "higher than"),
+                                                     (4023 / 60000, "higher than")])
 def test_notes_follow_the_numbers_as_printed(train_error, relation):
     note = next(n for n in generated_notes(fake_result(train_error)) if n.startswith("FC10(1e-4): training error"))
     assert f"{100 * train_error:.2f}%, {relation} the paper's 6.70%" in note

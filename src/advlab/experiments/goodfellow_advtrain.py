@@ -267,10 +267,12 @@ class AdvTrainExperiment:
 
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """At least one seed, none twice."""
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise InputError(f"seeds must be one or more distinct integers, got {list(seeds)}")
-    return list(seeds)
+    """At least one seed, none twice, each an integer in 0..2**63-1."""
+    listed = list(seeds)
+    valid = all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in listed)
+    if not listed or not valid or len(set(listed)) != len(listed):
+        raise InputError(f"seeds must be one or more distinct integers in 0..2**63-1, got {listed}")
+    return listed
 
 
 def check_models(models: Sequence[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from pathlib import Path
@@ -31,7 +32,7 @@ def curves_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str]) 
             if transfer:
                 axis.plot([p.eps for p in transfer], [100 * p.accuracy for p in transfer], linestyle=":", marker="x",
                           color="gray", label=f"{trained.training}: fgsm from {transfer[0].source}")
-        axis.set_title(f"{name} ({experiment.eval_limit:,} test images)")
+        axis.set_title(f"{name} ({experiment.eval_limit:,} test images, seed {experiment.seeds[0]})")
         axis.set_xlabel("eps (L-inf)")
         axis.set_ylabel("accuracy (%)")
         axis.set_ylim(-2, 102)
@@ -58,7 +59,7 @@ def selection_figure(experiment: AdvTrainExperiment, path: str | os.PathLike[str
                       label=f"{trained.training}: {selection.measure}")
             axis.plot([selection.best_epoch], [100 * selection.validation[selection.best_epoch - 1]], "o", markersize=12,
                       markerfacecolor="none", color=color)
-        axis.set_title(f"{name}: validation error during selection")
+        axis.set_title(f"{name}: validation error during selection (seed {experiment.seeds[0]})")
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylabel("validation error (%)")
@@ -77,7 +78,7 @@ def _ratio(ours: float | None, paper: float | None) -> str:
 def _mean(copies: list[TrainedModel], metric: str, digits: int = 1) -> str:
     """The mean of `metric` over the seeds' copies, ± the sample standard deviation (percentage points) from 2 seeds."""
     values = [getattr(t, metric) for t in copies]
-    if any(v is None for v in values):
+    if any(v is None or math.isnan(v) for v in values):
         return "—"
     spread = f" ± {100 * statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
     return percent(statistics.fmean(values), digits) + spread
@@ -85,7 +86,8 @@ def _mean(copies: list[TrainedModel], metric: str, digits: int = 1) -> str:
 
 def _with_ratio(copies: list[TrainedModel], metric: str, paper: float | None, digits: int = 1) -> str:
     """`_mean` with the mean's ratio to the paper's figure in brackets."""
-    return f"{_mean(copies, metric, digits)} ({_ratio(statistics.fmean(getattr(t, metric) for t in copies), paper)})"
+    mean = statistics.fmean(getattr(t, metric) for t in copies)
+    return f"{_mean(copies, metric, digits)} ({_ratio(mean, paper) if math.isfinite(mean) else '—'})"
 
 
 def _selections(copies: list[TrainedModel]) -> str:
@@ -171,22 +173,27 @@ def write_advtrain_report(
             "",
             results_table(experiment, name),
             "",
-            f"FGSM error of the adversarially trained {name} over the standard one's: {ratio:.3f} "
+            f"FGSM error of the adversarially trained {name} over the standard one's"
+            + (" (their means over seeds)" if len(experiment.seeds) > 1 else "") + f": {ratio:.3f} "
             f"(target <= 1/3: {verdict}; the paper's final model over its Sec. 4 maxout: {PAPER_FGSM_RATIO:.3f}).",
             "",
         ]
         lines += _seed_section(experiment, name)
         if differences:
             lines += [f"Setup differs from the paper's for {name}: " + "; ".join(differences) + ".", ""]
+        copies = [[pair[i] for pair in experiment.runs[name]] for i in (0, 1)]
         if adversarial.pgd_error is not None:
+            over = " (mean over seeds)" if len(experiment.seeds) > 1 else ""
             lines += [
-                f"Against PGD at eps={experiment.eps:g} the adversarially trained {name} errs on {percent(adversarial.pgd_error)} "
-                f"of the first {experiment.eval_limit:,} test images (standard: {percent(standard.pgd_error)}).",
+                f"Against PGD at eps={experiment.eps:g} the adversarially trained {name} errs on {_mean(copies[1], 'pgd_error')}"
+                f"{over} of the first {experiment.eval_limit:,} test images (standard: {_mean(copies[0], 'pgd_error')}).",
                 "",
             ]
-        flagged = [c.name for c in adversarial.evaluation.flagged]
-        if flagged:
-            lines += [f"Gradient-masking checks flagged for the adversarially trained {name}: {', '.join(flagged)}.", ""]
+        flagged = {seed: [c.name for c in a.evaluation.flagged] for seed, a in zip(experiment.seeds, copies[1])}
+        if any(flagged.values()):
+            per_seed = (", ".join(next(iter(flagged.values()))) if len(flagged) == 1 else
+                        "; ".join(f"seed {seed}: {', '.join(names) or 'none'}" for seed, names in flagged.items()))
+            lines += [f"Gradient-masking checks flagged for the adversarially trained {name}: {per_seed}.", ""]
         for trained in (standard, adversarial):
             lines += [
                 f"### {name}, {trained.training} training: robustness on the first {experiment.eval_limit:,} test images"
@@ -238,7 +245,8 @@ def summary(experiment: AdvTrainExperiment) -> list[str]:
                          f"transfer error {percent(t.transfer_error)}; flagged checks: {len(t.evaluation.flagged)}")
         lines.append(f"  {name}: FGSM error ratio adversarial / standard = {experiment.fgsm_ratio(name):.3f} (target <= 0.333)")
         if experiment.clean_error_verdict(name):
-            lines.append(f"  {name}: clean-error claim over {len(runs)} seed{'s' * (len(runs) > 1)}: {experiment.clean_error_verdict(name)}")
+            n = len(experiment.clean_error_changes(name))
+            lines.append(f"  {name}: clean-error claim over {n} seed{'s' * (n > 1)}: {experiment.clean_error_verdict(name)}")
     return lines
 
 

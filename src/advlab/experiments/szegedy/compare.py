@@ -185,7 +185,7 @@ def generated_notes(result: SzegedyResult) -> list[str]:
         if known is None:
             continue
         train, test = m.train_error, m.test_error
-        shown, papers = round(train, 4), round(known[0], 4)  # as printed (percent, 2 decimals)
+        shown, papers = (float(f"{100 * v:.2f}") for v in (train, known[0]))  # as printed (percent, 2 decimals)
         relation = "lower than" if shown < papers else "higher than" if shown > papers else "equal to"
         notes.append(f"{m.label}: training error {percent(train, 2)}, {relation} the paper's {percent(known[0], 2)}; "
                      f"test error {percent(test, 2)} against {percent(known[1], 2)}.")
