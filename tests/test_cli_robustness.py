@@ -38,7 +38,7 @@ def test_reproduce_goodfellow_advtrain_runs_and_resumes(tmp_path, capsys, small_
     report = (tmp_path / "report.md").read_text()
     assert "89.4%" in report and "0.84%" in report and "gradient-masking check" in report
     assert "this run on 300" in report  # the training-set size of this run, not a fixed figure
-    assert "Setup differs from the paper's for maxout: training images: 300 (paper: 60000)." in report
+    assert "Setup differs from the paper's for maxout: training images: 300 (paper: 60000); optimiser: adam" in report
     assert list(first["models"]) == ["maxout"] and first["schedule"]["patience"] == 1
     maxout = first["models"]["maxout"]
     assert first["seeds"] == [0] and [run["seed"] for run in maxout["runs"]] == [0]

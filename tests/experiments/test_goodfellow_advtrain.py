@@ -94,7 +94,8 @@ def test_a_rerun_resumes_every_training_to_the_same_results(paper_run, tiny):
 def test_setup_differences_are_computed_from_the_settings(paper_run):
     _, experiment = paper_run
     differences = experiment.setup_differences("maxout")
-    assert differences == ["training images: 240 (paper: 60000)"]  # the 240-unit claim states no schedule
+    assert differences == ["training images: 240 (paper: 60000)", "optimiser: adam, no max-norm constraint (paper: SGD with momentum and a max-norm constraint (the maxout paper's))",
+                           "patience (epochs): 1 (paper: 100)"]  # the 240-unit claim states its patience, not its selection
     experiment.runs["maxout-1600"] = experiment.runs["maxout"]  # the same run read against the 1600-unit claim
     try:
         wider = experiment.setup_differences("maxout-1600")
@@ -112,7 +113,8 @@ def test_fixed_epochs_train_every_image_for_the_given_epochs(tmp_path, tiny):
                                      curve_eps=(0.0,))
     standard, adversarial = experiment.pairs["maxout"]
     assert standard.selection is None and (standard.train_config["epochs"], adversarial.train_config["epochs"]) == (1, 2)
-    assert experiment.setup_differences("maxout") == ["training images: 240 (paper: 60000)"]
+    assert experiment.setup_differences("maxout") == ["training images: 240 (paper: 60000)", "optimiser: adam, no max-norm constraint (paper: SGD with momentum and a max-norm constraint (the maxout paper's))",
+                                                      "patience (epochs): not done (paper: 100)"]
     assert experiment.setup("maxout")["model selection"] == "fixed epochs, last-epoch weights"
 
 

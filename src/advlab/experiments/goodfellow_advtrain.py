@@ -84,11 +84,13 @@ PAPER_FGSM_RATIO = 0.179 / 0.894  # the final adversarially trained model's FGSM
 FIXED_EPOCHS = "fixed epochs"  # a schedule's name in results
 PAPER_SELECTION = ("early stopping on validation error (adversarial for adversarial training), then retraining on all "
                    "training images for the chosen epochs")
+PAPER_OPTIMISER = "SGD with momentum and a max-norm constraint (the maxout paper's)"
 # The setup the paper states for each claim (Sec. 6, and the original maxout result it follows).
 PAPER_SETUP: dict[str, dict[str, Any]] = {
-    "maxout": {"training images": PAPER_TRAIN_IMAGES, "units per layer": 240, "eps": 0.25, "alpha": 0.5},
+    "maxout": {"training images": PAPER_TRAIN_IMAGES, "units per layer": 240, "eps": 0.25, "alpha": 0.5,
+               "optimiser": PAPER_OPTIMISER, "patience (epochs)": 100},
     "maxout-1600": {
-        "training images": PAPER_TRAIN_IMAGES, "units per layer": 1600, "eps": 0.25, "alpha": 0.5,
+        "training images": PAPER_TRAIN_IMAGES, "units per layer": 1600, "eps": 0.25, "alpha": 0.5, "optimiser": PAPER_OPTIMISER,
         "model selection": PAPER_SELECTION,
         "validation images": 10_000, "patience (epochs)": 100, "seeds": 5,
     },
@@ -224,7 +226,8 @@ class AdvTrainExperiment:
         """This run's setup for `model`, under the keys of PAPER_SETUP."""
         standard, _ = self.pairs[model]
         ours: dict[str, Any] = {"training images": self.n_train, "eps": self.eps, "alpha": self.alpha, "seeds": len(self.seeds),
-                                "units per layer": standard.architecture.get("hidden")}
+                                "units per layer": standard.architecture.get("hidden"),
+                                "optimiser": f"{standard.train_config['optimizer']}, no max-norm constraint"}
         if self.schedule["name"] == FIXED_EPOCHS:
             ours["model selection"] = "fixed epochs, last-epoch weights"
         else:
