@@ -35,7 +35,7 @@ ROWS: list[tuple[str, str]] = [
     ("data info --data folder:{folders}/twice", "name the same number twice"),
     # ---- --model without weights ------------------------------------------------------------------
     (f"attack --model tests.cli.bad_models:untrained {M}", "no --weights FILE.safetensors"),
-    (f"evaluate --model tests.cli.bad_models:untrained --data-dir {{data}} --limit 5 --no-progress --out {{new}}",
+    ("evaluate --model tests.cli.bad_models:untrained --data-dir {data} --limit 5 --no-progress --out {new}",
      "pass --weights none to use it untrained on purpose"),
     ("exact --model tests.cli.bad_models:untrained --data-dir {data} --limit 3 --no-progress --out {new}", "no --weights"),
     # ---- global options after the subcommand are checked as before it -------------------------------
