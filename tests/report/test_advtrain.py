@@ -54,3 +54,12 @@ def test_figures_over_seeds_say_so_and_the_first_seeds_tables_name_it(two_seeds)
     assert f"errs on {100 * statistics.fmean(adversarial):.1f}% ± {100 * statistics.stdev(adversarial):.1f} (mean over seeds)" in report
     assert f"over the standard one's (their means over seeds): {experiment.fgsm_ratio('maxout'):.3f}" in report
     assert "### maxout, standard training: robustness on the first 10 test images (seed 3)" in report
+
+
+def test_the_settings_give_each_trainings_time_over_all_runs(two_seeds):
+    experiment, report, results = two_seeds
+    for pair in experiment.runs["maxout"]:
+        for trained in pair:
+            assert trained.total_train_seconds is not None and trained.total_train_seconds > 0
+            assert f"{trained.total_train_seconds:.0f} s of training over all runs" in report
+    assert results["models"]["maxout"]["runs"][0]["standard"]["total_train_seconds"] == experiment.runs["maxout"][0][0].total_train_seconds

@@ -17,6 +17,7 @@ from advlab.errors import CheckpointError, InputError
 from advlab.exact.linear import logistic_loss_direction, max_linear_linf
 from advlab.models import MaxoutNet, SoftmaxRegression
 from advlab.training import AdversarialObjective, EpochCheckpoint, TrainConfig, read_metadata, save_checkpoint, train_model
+from advlab.training.checkpoints import update_metadata
 
 from tests.training.small import same_state, small_maxout, state_copy
 
@@ -120,7 +121,29 @@ def test_resume_extends_a_run_to_the_same_weights(tmp_path, embedded, objective)
     history = train_model(resumed, data, TrainConfig(epochs=3, **settings), objective=objective, checkpoint=checkpoint, resume=True, progress=False)
     assert history.resumed_from == 1 and len(history.loss) == 3
     assert same_state(state_copy(straight), state_copy(resumed))
-    assert read_metadata(checkpoint.path)["progress"] == {"epoch": 3, "epochs": 3, "complete": True, "loss": history.loss}
+    progress = read_metadata(checkpoint.path)["progress"]
+    assert progress == {"epoch": 3, "epochs": 3, "complete": True, "loss": history.loss, "seconds": history.seconds}
+
+
+def test_training_time_adds_up_over_resumed_runs(tmp_path, embedded):
+    """progress.seconds: the wall time of every epoch, the first run's carried into the resumed one; a
+    checkpoint that predates the record resumes with the time unknown (None), never a wrong total."""
+    data = embedded.train.take(64)
+    settings = {"lr": 1e-3, "batch_size": 32, "seed": 1}
+    checkpoint = EpochCheckpoint(tmp_path / "m.safetensors", "maxout", {"hidden": 16, "pieces": 2})
+    first = train_model(small_maxout(), data, TrainConfig(epochs=1, **settings), checkpoint=checkpoint, progress=False)
+    assert first.seconds > 0 and read_metadata(checkpoint.path)["progress"]["seconds"] == first.seconds
+    second = train_model(small_maxout(), data, TrainConfig(epochs=2, **settings), checkpoint=checkpoint, resume=True, progress=False)
+    assert second.seconds > first.seconds and read_metadata(checkpoint.path)["progress"]["seconds"] == second.seconds
+    document = read_metadata(checkpoint.path)
+    del document["progress"]["seconds"]  # as written before the time was recorded
+    update_metadata(checkpoint.path, {"progress": document["progress"]})
+    third = train_model(small_maxout(), data, TrainConfig(epochs=3, **settings), checkpoint=checkpoint, resume=True, progress=False)
+    assert third.seconds is None and read_metadata(checkpoint.path)["progress"]["seconds"] is None
+    for bad in (-1.0, "1", True):
+        update_metadata(checkpoint.path, {"progress": {**document["progress"], "seconds": bad}})
+        with pytest.raises(CheckpointError, match="progress.seconds must be a number"):
+            train_model(small_maxout(), data, TrainConfig(epochs=3, **settings), checkpoint=checkpoint, resume=True, progress=False)
 
 
 def test_resume_refuses_another_run(tmp_path, embedded):

@@ -157,6 +157,7 @@ class Selection:
     stopped_early: bool  # the patience ran out (else max_epochs was reached)
     checkpoint: str
     seconds: float  # spent in this run
+    total_seconds: float | None  # its epochs' wall time over every run that resumed it (None: not recorded)
 
 
 @dataclass
@@ -172,6 +173,7 @@ class TrainedModel:
     selection: Selection | None  # None under FixedEpochs
     resumed_from: int  # epochs found in the checkpoint when this run started
     train_seconds: float  # spent in this run
+    total_train_seconds: float | None  # its epochs' wall time over every run that resumed it (None: not recorded)
     train_error: float
     clean_error: float
     fgsm_error: float
@@ -330,7 +332,7 @@ def train_pair_member(
                       path, progress, stopping)
     curve = selected.history.validation
     selection = Selection(len(fit), len(validation), measure, curve, best_epoch(curve),
-                          len(curve) < schedule.max_epochs, str(path), selected.seconds)
+                          len(curve) < schedule.max_epochs, str(path), selected.seconds, selected.history.seconds)
     config = default_config(variant.model, epochs=selection.best_epoch, seed=seed)
     return _train(variant, splits.train, splits.source, config, objective, final, progress), selection
 
@@ -393,7 +395,7 @@ def _measure_pair(
             model=name, training=training, checkpoint=str(directory / f"{name}-{training}.safetensors"),
             architecture=run.architecture, objective=objective.to_dict() if training == "adversarial" else {"name": "cross_entropy"},
             train_config=run.config.to_dict(), selection=selection, resumed_from=run.history.resumed_from,
-            train_seconds=run.seconds, train_error=error_rate(model, splits.train), clean_error=error_rate(model, splits.test),
+            train_seconds=run.seconds, total_train_seconds=run.history.seconds, train_error=error_rate(model, splits.train), clean_error=error_rate(model, splits.test),
             fgsm_error=fgsm_error, fgsm_confidence_on_errors=confidence, transfer_error=transfer_error,
             pgd_error=evaluation.point("pgd", eps).error if "pgd" in evaluation.attacks else None,
             evaluation=evaluation, trained=model,

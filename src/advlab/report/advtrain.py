@@ -90,6 +90,12 @@ def _with_ratio(copies: list[TrainedModel], metric: str, paper: float | None, di
     return f"{_mean(copies, metric, digits)} ({_ratio(mean, paper) if math.isfinite(mean) else '—'})"
 
 
+def _seconds(this_run: float, total: float | None) -> str:
+    """Training time: over all the runs that trained it, and in this run."""
+    over_all = f"{total:.0f} s of training over all runs" if total is not None else "training time of earlier runs not recorded"
+    return f"{over_all}, {this_run:.1f} s in this run"
+
+
 def _selections(copies: list[TrainedModel]) -> str:
     selected = [t.selection for t in copies if t.selection]
     if not selected:
@@ -215,11 +221,11 @@ def write_advtrain_report(
             selection = trained.selection
             lines.append(
                 f"- {name}, {trained.training}, seed {seed}: architecture {trained.architecture}, objective {trained.objective}, "
-                f"training {trained.train_config}, {trained.train_seconds:.1f} s training in this run"
+                f"training {trained.train_config}, {_seconds(trained.train_seconds, trained.total_train_seconds)}"
                 + (f" (resumed after epoch {trained.resumed_from})" if trained.resumed_from else "")
                 + (f"; selection run: {selection.n_fit:,} images, validated on {selection.n_validation:,} ({selection.measure}), "
                    f"{len(selection.validation)} epochs ({'patience ran out' if selection.stopped_early else 'epoch limit reached'}), "
-                   f"{selection.seconds:.1f} s in this run, its checkpoint `{selection.checkpoint}`" if selection else "")
+                   f"{_seconds(selection.seconds, selection.total_seconds)}, its checkpoint `{selection.checkpoint}`" if selection else "")
                 + f"; final checkpoint `{trained.checkpoint}`"
             )
     attacks = {p.attack: {k: v for k, v in p.params.items() if k != "eps"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ class TrainHistory:
     loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     resumed_from: int = 0  # epochs already done in the checkpoint a resumed run started from
     validation: list[float] = field(default_factory=list)  # with early stopping: the validation error after each epoch
+    # wall seconds of all its epochs, over every run that resumed it; None when a checkpoint written
+    # before this was recorded was resumed (the earlier runs' time is unknown)
+    seconds: float | None = 0.0
 
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -249,6 +253,7 @@ def train_model(
         for epoch in range(history.resumed_from, config.epochs):
             if early_stopping is not None and patience_exhausted(history.validation, early_stopping.patience):
                 break
+            started = time.perf_counter()
             order = torch.randperm(len(data), generator=generator)
             total = torch.zeros((), device=device)
             for step, start in enumerate(range(0, len(data), config.batch_size)):
@@ -270,6 +275,8 @@ def train_model(
             if early_stopping is not None:
                 history.validation.append(early_stopping.error(model))
                 bar.total = planned() * len(data)
+            if history.seconds is not None:
+                history.seconds += time.perf_counter() - started
             bar.set_postfix(epoch=epoch + 1, loss=f"{history.loss[-1]:.4f}",
                             **({"val": f"{history.validation[-1]:.4f}"} if history.validation else {}))
             if checkpoint and shard.is_root:
@@ -338,6 +345,7 @@ def _save(
             **checkpoint.extra,
             **identity,
             "progress": {"epoch": epoch, "epochs": epochs, "complete": epoch == epochs or bool(stopped), "loss": history.loss,
+                         "seconds": history.seconds,
                          **({} if stopped is None else {"stopped_early": stopped, "validation": history.validation})},
             "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
         },
@@ -389,10 +397,13 @@ def _restore(
             torch.cuda.set_rng_state(state["rng/cuda"], device)
         loss = [float(v) for v in document["progress"]["loss"]]
         validation = [float(v) for v in document["progress"].get("validation", [])]
+        seconds = document["progress"].get("seconds")
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf):
+            raise ValueError(f"progress.seconds must be a number >= 0, got {seconds!r}")
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
         raise CheckpointError(f"{checkpoint.path}: corrupt training state, cannot resume ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})") from None
-    return TrainHistory(loss=loss, resumed_from=done, validation=validation)
+    return TrainHistory(loss=loss, resumed_from=done, validation=validation, seconds=None if seconds is None else float(seconds))
 
 
 def pretrain_autoencoder(
