@@ -210,10 +210,14 @@ class AdvTrainExperiment:
         """Each variant's pair of the first seed (the one the figures and the robustness tables show)."""
         return {name: runs[0] for name, runs in self.runs.items()}
 
-    def mean(self, model: str, training: str, metric: str) -> float:
-        """`metric` (a TrainedModel field) of `model`'s `training` ("standard" or "adversarial") copy, averaged over seeds."""
+    def copies(self, model: str, training: str) -> list[TrainedModel]:
+        """`model`'s `training` ("standard" or "adversarial") copy of each seed, in the order of `seeds`."""
         index = ("standard", "adversarial").index(training)
-        return statistics.fmean(getattr(pair[index], metric) for pair in self.runs[model])
+        return [pair[index] for pair in self.runs[model]]
+
+    def mean(self, model: str, training: str, metric: str) -> float:
+        """`metric` (a TrainedModel field) of `model`'s `training` copies, averaged over seeds."""
+        return statistics.fmean(getattr(t, metric) for t in self.copies(model, training))
 
     def fgsm_ratio(self, model: str) -> float:
         """Mean FGSM error of the adversarially trained copies over the standard ones' (over seeds)."""

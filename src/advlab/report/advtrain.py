@@ -123,7 +123,7 @@ def _cells(copies: list[TrainedModel], paper: dict[str, float]) -> list[str]:
 def results_table(experiment: AdvTrainExperiment, name: str) -> str:
     """Paper against advlab for one pair; each advlab cell the mean over seeds (± standard deviation) with its ratio
     to the paper's figure in brackets."""
-    standard, adversarial = ([pair[i] for pair in experiment.runs[name]] for i in (0, 1))
+    standard, adversarial = (experiment.copies(name, training) for training in ("standard", "adversarial"))
     paper = experiment.paper.get(name, {"standard": {}, "adversarial": {}})
 
     def paper_column(kind: str) -> list[str]:
@@ -187,7 +187,7 @@ def write_advtrain_report(
         lines += _seed_section(experiment, name)
         if differences:
             lines += [f"Setup differs from the paper's for {name}: " + "; ".join(differences) + ".", ""]
-        copies = [[pair[i] for pair in experiment.runs[name]] for i in (0, 1)]
+        copies = [experiment.copies(name, training) for training in ("standard", "adversarial")]
         if adversarial.pgd_error is not None:
             over = " (mean over seeds)" if len(experiment.seeds) > 1 else ""
             lines += [
