@@ -30,3 +30,25 @@ def test_fig2_notes_are_computed_from_the_runs(embedded):
     notes = " ".join(get_experiment("goodfellow-fig2").notes([experiment]))
     assert f"{experiment.n_train:,} training" in notes and f"{experiment.fgsm_error:.1%}" in notes
     assert "does not depend" not in notes  # no claim that the runs did not measure
+
+
+def test_softmax_weight_decay_runs_retrain_the_same_way(embedded):
+    """A sensitivity run with the main run's own weight decay reproduces its numbers exactly (the
+    same training, seed and attack), and the confidence on FGSM examples falls as the decay grows."""
+    main_decay = goodfellow_softmax(embedded, weight_decays=()).train_config["weight_decay"]
+    experiment = goodfellow_softmax(embedded, weight_decays=(1e-4, main_decay))
+    low, same = experiment.weight_decay_runs
+    assert (same.fgsm_error, same.clean_error, same.train_error) == (experiment.fgsm_error, experiment.clean_error, experiment.train_error)
+    assert same.mean_adv_confidence == experiment.mean_adv_confidence
+    assert low.mean_adv_confidence > experiment.mean_adv_confidence
+    assert experiment.to_dict()["weight_decay_runs"][0]["weight_decay"] == 1e-4
+
+
+def test_softmax_notes_state_what_the_weight_decay_runs_measured(embedded):
+    from advlab.experiments.registry import get_experiment
+
+    experiment = goodfellow_softmax(embedded)
+    notes = " ".join(get_experiment("goodfellow-softmax").notes([experiment]))
+    for run in experiment.weight_decay_runs:
+        assert f"{run.weight_decay:g} gives {run.mean_adv_confidence:.1%}" in notes
+    assert "../shared/data/mnist:" not in notes  # no figure measured elsewhere, beforehand

@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 
 from advlab.data import load_mnist
-from advlab.experiments.goodfellow import goodfellow_fig2
+from advlab.experiments.goodfellow import goodfellow_fig2, goodfellow_softmax
 from advlab.experiments.registry import get_experiment
 from advlab.report.reproduce import generalization_sections
 from tests.conftest import shared_data
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # docs/FOLDER: the experiment whose report it holds
-REPORTS = {name: name for name in ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2", "goodfellow-claims")}
+REPORTS = {name: name for name in ("szegedy", "goodfellow-advtrain", "adversarial-generalization", "goodfellow-fig2", "goodfellow-softmax",
+                                          "goodfellow-claims")}
 REPORTS["goodfellow-advtrain-1600"] = "goodfellow-advtrain"  # the 1600-unit maxout pair, on fixed epochs
 MACHINE_PATH = re.compile(r"(^|[\s`'\"(])/(work|tmp|home|root|Users|mnt|var)/")
 
@@ -94,22 +95,35 @@ def _same_numbers(committed: dict[str, Any], rerun: dict[str, Any]) -> None:
         assert rerun[key] == pytest.approx(committed[key], abs=one_example + 1e-12), key
     for key in ("mean_adv_confidence", "mean_confidence_on_errors"):
         assert rerun[key] == pytest.approx(committed[key], abs=2e-3), key
+    for ours, theirs in zip(rerun["weight_decay_runs"], committed.get("weight_decay_runs", []), strict=True):
+        assert ours["weight_decay"] == theirs["weight_decay"]
+        for key in ("clean_error", "fgsm_error"):
+            assert ours[key] == pytest.approx(theirs[key], abs=one_example + 1e-12), key
+        assert ours["mean_adv_confidence"] == pytest.approx(theirs["mean_adv_confidence"], abs=2e-3)
 
 
-def test_fig2_numbers_are_what_its_command_gives_on_the_embedded_data(embedded):
-    _, results = _document("goodfellow-fig2")
+FGSM_REPORTS = {"goodfellow-fig2": goodfellow_fig2, "goodfellow-softmax": goodfellow_softmax}
+
+
+def _rerun(name: str, splits: Any, committed: dict[str, Any]) -> dict[str, Any]:
+    sweep = {"weight_decays": tuple(r["weight_decay"] for r in committed.get("weight_decay_runs", []))} if name == "goodfellow-softmax" else {}
+    return FGSM_REPORTS[name](splits, eps=committed["eps"], seed=committed["seed"], **sweep).to_dict()
+
+
+@pytest.mark.parametrize("name", FGSM_REPORTS)
+def test_fgsm_numbers_are_what_its_command_gives_on_the_embedded_data(name, embedded):
+    _, results = _document(name)
     committed = next(e for e in results["experiments"] if e["data_source"].startswith("embedded"))
-    rerun = goodfellow_fig2(embedded, eps=committed["eps"], seed=committed["seed"]).to_dict()
-    _same_numbers(committed, rerun)
+    _same_numbers(committed, _rerun(name, embedded, committed))
 
 
 @pytest.mark.mnist
-def test_fig2_numbers_are_what_its_command_gives_on_its_data_dir():
-    _, results = _document("goodfellow-fig2")
+@pytest.mark.parametrize("name", FGSM_REPORTS)
+def test_fgsm_numbers_are_what_its_command_gives_on_its_data_dir(name):
+    _, results = _document(name)
     committed = results["experiments"][0]
     data_dir = shared_data(Path(_option(results["command"], "--data-dir")).name)  # skips when absent
-    rerun = goodfellow_fig2(load_mnist(data_dir), eps=committed["eps"], seed=committed["seed"]).to_dict()
-    _same_numbers(committed, rerun)
+    _same_numbers(committed, _rerun(name, load_mnist(data_dir), committed))
 
 
 def test_the_goodfellow_claims_report_is_its_results_formatted(tmp_path):

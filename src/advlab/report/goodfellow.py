@@ -39,11 +39,17 @@ def fig2_figure(experiment: FGSMExperiment, path: str | os.PathLike[str]) -> Non
     save_figure(figure, path)
 
 
+def _beside_paper(value: float, paper: float | None) -> str:
+    """'99.4% (0.99x the paper's)' where the paper has the figure, else the value alone."""
+    return percent(value) if paper is None else f"{percent(value)} ({value / paper:.2f}x)"
+
+
 def _column(experiment: FGSMExperiment) -> list[str]:
+    paper = experiment.paper
     return [
-        percent(experiment.clean_error),
-        percent(experiment.fgsm_error),
-        percent(experiment.mean_adv_confidence),
+        _beside_paper(experiment.clean_error, paper.get("clean_error")),
+        _beside_paper(experiment.fgsm_error, paper.get("fgsm_error")),
+        _beside_paper(experiment.mean_adv_confidence, paper.get("mean_confidence")),
         percent(experiment.mean_confidence_on_errors),
         percent(experiment.train_error),
         f"{experiment.n_train:,} / {experiment.n_test:,}",
@@ -89,6 +95,7 @@ def write_report(
         fig2_figure(primary, out / figure_name)
         written.append(out / figure_name)
         lines += [f"![Fig. 2 panels]({figure_name})", ""]
+    lines += _weight_decay_section(experiments)
     lines += ["## Settings", ""]
     for e in experiments:
         lines.append(
@@ -100,6 +107,22 @@ def write_report(
     write_json_atomic(out / "results.json", {"command": command, "experiments": [e.to_dict() for e in experiments]})
     write_text_atomic(out / "report.md", "\n".join(lines))
     return [out / "results.json", out / "report.md", *written]
+
+
+def _weight_decay_section(experiments: list[FGSMExperiment]) -> list[str]:
+    """Each source's model retrained with other weight decays (the paper states none), beside the run's own."""
+    rows = []
+    for e in (e for e in experiments if e.weight_decay_runs):
+        own = (e.train_config["weight_decay"], e.train_error, e.clean_error, e.fgsm_error, e.mean_adv_confidence, " (this run)")
+        others = [(r.weight_decay, r.train_error, r.clean_error, r.fgsm_error, r.mean_adv_confidence, "") for r in e.weight_decay_runs]
+        paper = e.paper.get("mean_confidence")
+        rows += [[e.data_source, f"{decay:g}{mark}", percent(train), percent(clean), _beside_paper(fgsm, e.paper.get("fgsm_error")),
+                  _beside_paper(confidence, paper)] for decay, train, clean, fgsm, confidence, mark in sorted([own, *others])]
+    if not rows:
+        return []
+    header = ["data", "weight decay", "training error", "clean test error", "FGSM test error", "mean confidence on FGSM examples"]
+    return ["## Weight decay", "", "The paper states none for this model; the same training with others, attacked the same way "
+            "(ratios to the paper's figures in brackets):", "", table(header, rows), ""]
 
 
 def write_fig2(experiments: list[FGSMExperiment], out_dir: str | os.PathLike[str], *, command: str, notes: list[str]) -> list[Path]:
