@@ -9,7 +9,8 @@ the paper's test error (2.22% vs 1.90%) but its mean targeted distortion is 0.06
     OMP_NUM_THREADS=1 PYTHONPATH=src python bench/szegedy_ae400.py --data-dir ../shared/data/mnist-full \
         --images 100 --variant epochs=12 --variant epochs=3 --variant weight_decay=1e-4 --variant weight_decay=1e-3
 
-Each --variant is comma-separated `key=value` overrides of the registered training (`TrainConfig` fields).
+Each --variant is comma-separated `key=value` overrides of the registered training (`TrainConfig` fields) or,
+as `arch.KEY=value`, of its architecture (`AutoencoderClassifier`: `sparsity`, `sparsity_weight`, `fine_tune`).
 The attacked images and targets are the first --images of the szegedy run's own (its 300 training images,
 its seeded targets), attacked by its L-BFGS (cross-entropy, T = 1); the distortion is Table 1's measure.
 """
@@ -50,10 +51,12 @@ def szegedy_images(splits, images: int, settings: SzegedySettings) -> tuple[torc
 
 
 def measure(splits, attacked: tuple[torch.Tensor, ...], changes: dict[str, Any], settings: SzegedySettings) -> dict[str, Any]:
-    """Train AE400-10 with `changes` on the registered training and attack `attacked` (images, labels, targets)."""
-    config = default_config(MODEL, seed=settings.seed, **changes)
+    """Train AE400-10 with `changes` on the registered training (keys `arch.NAME`: on its architecture)
+    and attack `attacked` (images, labels, targets)."""
+    architecture = {key.removeprefix("arch."): value for key, value in changes.items() if key.startswith("arch.")}
+    config = default_config(MODEL, seed=settings.seed, **{k: v for k, v in changes.items() if not k.startswith("arch.")})
     start = time.perf_counter()
-    model = train_registered(MODEL, splits.train, config, progress=False).model.eval()
+    model = train_registered(MODEL, splits.train, config, architecture=architecture, progress=False).model.eval()
     trained = time.perf_counter() - start
     x, y, t = attacked
     result = make_attack(settings.attack, model, seed=settings.seed, **dict(settings.attack_params))(x, y, targets=t)

@@ -25,3 +25,10 @@ def test_a_variant_is_measured_on_the_runs_own_images_with_its_changes(embedded)
     assert 0 < figures["adversarial"] <= 3 and 0 < figures["distortion"] < 1
     assert 0 <= figures["train_error"] < 0.5 and 0 <= figures["test_error"] < 0.5
     assert "AE400" not in ae400.line(figures) and "distortion" in ae400.line(figures)
+
+
+def test_a_variant_may_change_the_architecture(embedded):
+    settings = SzegedySettings()
+    changes = {"epochs": 1, "arch.fine_tune": False, "arch.hidden": 16}
+    figures = ae400.measure(embedded, ae400.szegedy_images(embedded, 2, settings), changes, settings)
+    assert figures["variant"] == changes and 0 <= figures["adversarial"] <= 2

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -58,3 +60,46 @@ def test_autoencoder_is_pretrained_then_fine_tuned(embedded, monkeypatch):
     monkeypatch.setattr(loops, "pretrain_autoencoder", lambda *a, **k: calls.append(1) or pretrain_autoencoder(*a, **k))
     train_model(model, data, TrainConfig(epochs=1, lr=3e-3), progress=False)
     assert calls == [1] and all(p.requires_grad for p in model.parameters())
+
+
+def test_a_sparse_autoencoders_penalty_is_the_mean_kl_divergence():
+    model = AutoencoderClassifier(4, 2, 3, sparsity=0.1, sparsity_weight=2.0)
+    code = torch.tensor([[0.1, 0.5], [0.1, 0.3]])  # unit means 0.1 (on target) and 0.4
+    kl = 0.1 * math.log(0.1 / 0.4) + 0.9 * math.log(0.9 / 0.6)
+    assert float(model.sparsity_penalty(code)) == pytest.approx(2.0 * (0 + kl) / 2)
+    assert float(AutoencoderClassifier(4, 2, 3).sparsity_penalty(code)) == 0.0
+    for bad in ({"sparsity": 1.0}, {"sparsity": 0.0}, {"sparsity_weight": 1.0}, {"sparsity": 0.1, "sparsity_weight": -1.0},
+                {"sparsity": 0.1, "sparsity_weight": float("nan")}):
+        with pytest.raises(InputError):
+            AutoencoderClassifier(4, 2, 3, **bad)
+
+
+def test_sparse_pretraining_lowers_the_mean_code_activation(embedded):
+    data = Dataset(embedded.train.images[:300], embedded.train.labels[:300], "small")
+    means = []
+    for architecture in ({}, {"sparsity": 0.05, "sparsity_weight": 1.0}):
+        model = build_model("ae400-10", hidden=32, **architecture)
+        pretrain_autoencoder(model, data, TrainConfig(epochs=3, lr=3e-3), progress=False)
+        with torch.no_grad():
+            means.append(float(model.encoder(data.images).mean()))
+    assert means[1] < means[0] / 2
+
+
+def test_an_encoder_not_fine_tuned_keeps_its_pretrained_weights(embedded):
+    """fine_tune=False (the paper's AE400-10: its layer "was not fine-tuned"): after training, the encoder is
+    exactly the pretrained one, the classifier has trained, and gradients still reach the input."""
+    data = Dataset(embedded.train.images[:300], embedded.train.labels[:300], "small")
+    config = TrainConfig(epochs=2, lr=3e-3, seed=3)
+    pretrained = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=False)
+    model = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=False)
+    classifier = model.classifier.weight.detach().clone()
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)  # train_model pretrains under its fork of the RNG seeded so
+        pretrain_autoencoder(pretrained, data, config, progress=False)
+    train_model(model, data, config, progress=False)
+    assert torch.equal(model.encoder[1].weight, pretrained.encoder[1].weight)
+    assert torch.equal(model.encoder[1].bias, pretrained.encoder[1].bias)
+    assert not torch.equal(model.classifier.weight, classifier)
+    x = data.images[:4].clone().requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

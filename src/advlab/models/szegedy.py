@@ -55,5 +55,7 @@ def fc_sigmoid(in_features: int, hidden: Sequence[int], num_classes: int, activa
 
 @register("ae400-10", fixed=True, description="AE400-10: pretrained 400-unit sigmoid autoencoder + softmax (Szegedy et al. 2013, Table 1)",
           training=AE_TRAINING, in_features=784, hidden=400, num_classes=10)
-def ae400_10(in_features: int, hidden: int, num_classes: int) -> nn.Module:
-    return AutoencoderClassifier(in_features, hidden, num_classes)
+def ae400_10(in_features: int, hidden: int, num_classes: int, sparsity: float | None = None, sparsity_weight: float = 0.0,
+             fine_tune: bool = True) -> nn.Module:
+    return AutoencoderClassifier(in_features, hidden, num_classes, sparsity=sparsity, sparsity_weight=sparsity_weight,
+                                 fine_tune=fine_tune)

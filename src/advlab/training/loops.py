@@ -217,7 +217,8 @@ def train_model(
     """
     objective = objective or cross_entropy
     shard = current_shard()
-    params = [p for p in model.parameters() if p.requires_grad]
+    fixed = set(model.encoder.parameters()) if isinstance(model, AutoencoderClassifier) and not model.fine_tune else set()
+    params = [p for p in model.parameters() if p.requires_grad and p not in fixed]  # a pretrained encoder not fine-tuned stays
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
     else:
@@ -263,7 +264,7 @@ def train_model(
                 share = len(mine) * shard.world / len(index)  # 0 for a rank with no example: it still joins the all-reduce
                 mine = mine if len(mine) else index[:1]
                 x, y = data.images[mine].to(device), data.labels[mine].to(device)
-                optimizer.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)
                 loss = objective(net, x, y) * share
                 if config.weight_decay:
                     loss = loss + weight_penalty(model, config.weight_decay)
@@ -430,7 +431,8 @@ def pretrain_autoencoder(
         for step, start in enumerate(range(0, len(data), config.batch_size)):
             set_lr(optimizer, scheduled_lr(config, epoch * per_epoch + step, per_epoch))
             x = data.images[order[start : start + config.batch_size]].to(device).flatten(1)
-            loss = F.binary_cross_entropy_with_logits(model.decoder(model.encoder(x)), x)
+            code = model.encoder(x)
+            loss = F.binary_cross_entropy_with_logits(model.decoder(code), x) + model.sparsity_penalty(code)
             loss = loss + 0.5 * sum(d * w.pow(2).sum() for d, w in zip(decay, weights))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
