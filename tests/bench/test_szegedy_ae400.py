@@ -20,8 +20,9 @@ def test_variants_parse_into_training_overrides():
 
 def test_a_variant_is_measured_on_the_runs_own_images_with_its_changes(embedded):
     settings = SzegedySettings()
-    figures = ae400.measure(embedded, ae400.szegedy_images(embedded, 3, settings), {"epochs": 1, "weight_decay": 1e-3}, settings)
-    assert figures["variant"] == {"epochs": 1, "weight_decay": 1e-3} and figures["images"] == 3
+    changes = {"epochs": 1, "weight_decay": 1e-3, "arch.fine_tune": True}  # fine-tuned: one epoch classifies the images
+    figures = ae400.measure(embedded, ae400.szegedy_images(embedded, 3, settings), changes, settings)
+    assert figures["variant"] == changes and figures["images"] == 3
     assert 0 < figures["adversarial"] <= 3 and 0 < figures["distortion"] < 1
     assert 0 <= figures["train_error"] < 0.5 and 0 <= figures["test_error"] < 0.5
     assert "AE400" not in ae400.line(figures) and "distortion" in ae400.line(figures)

@@ -77,7 +77,7 @@ def test_a_sparse_autoencoders_penalty_is_the_mean_kl_divergence():
 def test_sparse_pretraining_lowers_the_mean_code_activation(embedded):
     data = Dataset(embedded.train.images[:300], embedded.train.labels[:300], "small")
     means = []
-    for architecture in ({}, {"sparsity": 0.05, "sparsity_weight": 1.0}):
+    for architecture in ({"sparsity_weight": 0.0}, {"sparsity": 0.05, "sparsity_weight": 1.0}):
         model = build_model("ae400-10", hidden=32, **architecture)
         pretrain_autoencoder(model, data, TrainConfig(epochs=3, lr=3e-3), progress=False)
         with torch.no_grad():

@@ -30,6 +30,7 @@ from advlab.experiments.goodfellow_advtrain import (
 from advlab.experiments.goodfellow_claims import ClaimsSettings, goodfellow_claims
 from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import SzegedySettings
+from advlab.models.registry import get_spec
 
 PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
 PAPER_ENSEMBLE = 12  # Goodfellow et al. 2014, Sec. 9: maxout networks in the ensemble
@@ -168,10 +169,18 @@ def szegedy_notes(result: Any) -> list[str]:
         "FC10(lambda): advlab minimises mean cross-entropy + lambda * 0.5 * ||W||^2 (the paper does not say how its "
         "lambda is normalised).",
         f"Training (fixed epochs, the paper's weight decays; AE400-10's epochs are its autoencoder pretraining's and then "
-        f"the classifier's, encoder fine-tuned): {schedules}.",
+        f"the classifier's, {_autoencoder_words()}): {schedules}.",
         f"Attacked: {settings['n_attack']} seeded random training images per model (Tables 1-2) and {settings['n_attack_test']} "
         f"test images per split model (Table 4) of the {result.n_train:,} training / {result.n_test:,} test images ({result.data_source}).",
     ]
+
+
+def _autoencoder_words() -> str:
+    """How the registered AE400-10 trains, in words (its architecture keywords)."""
+    arch = get_spec("ae400-10").architecture
+    sparse = (f"sparse (target mean activation {arch['sparsity']:g}, penalty weight {arch['sparsity_weight']:g})"
+              if arch["sparsity_weight"] > 0 else "not sparse")
+    return f"the autoencoder {sparse}, its encoder {'fine-tuned' if arch['fine_tune'] else 'fixed while the classifier trains'}"
 
 
 QUICK_ADVTRAIN = {"train": 1000, "test": 1000, "eval_limit": 100, "epochs": {"maxout": (1, 1), "maxout-1600": (1, 1), "cnn": (1, 1)}}
