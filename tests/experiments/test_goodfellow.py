@@ -2,6 +2,7 @@ import pytest
 
 from advlab.data import load_mnist
 from advlab.experiments.goodfellow import goodfellow_fig2, goodfellow_softmax
+from advlab.experiments.text import percent
 
 
 def test_fig2_on_embedded_data(embedded):
@@ -28,7 +29,7 @@ def test_fig2_notes_are_computed_from_the_runs(embedded):
 
     experiment = goodfellow_fig2(embedded)
     notes = " ".join(get_experiment("goodfellow-fig2").notes([experiment]))
-    assert f"{experiment.n_train:,} training" in notes and f"{experiment.fgsm_error:.1%}" in notes
+    assert f"{experiment.n_train:,} training" in notes and f"{percent(experiment.fgsm_error)} with" in notes
     assert "does not depend" not in notes  # no claim that the runs did not measure
 
 
@@ -50,5 +51,14 @@ def test_softmax_notes_state_what_the_weight_decay_runs_measured(embedded):
     experiment = goodfellow_softmax(embedded)
     notes = " ".join(get_experiment("goodfellow-softmax").notes([experiment]))
     for run in experiment.weight_decay_runs:
-        assert f"{run.weight_decay:g} gives {run.mean_adv_confidence:.1%}" in notes
+        assert f"{run.weight_decay:g} gives {percent(run.mean_adv_confidence)}" in notes
     assert "../shared/data/mnist:" not in notes  # no figure measured elsewhere, beforehand
+
+
+def test_notes_never_round_a_rate_to_100_percent(embedded):
+    """A rate that is not exactly 1 is not printed as 100.0% in the notes either (the tables already keep it)."""
+    from advlab.experiments.registry import data_notes
+
+    experiment = goodfellow_fig2(embedded)
+    experiment.fgsm_error = 0.9996
+    assert "99.96% with" in " ".join(data_notes([experiment]))

@@ -30,6 +30,7 @@ from advlab.experiments.goodfellow_advtrain import (
 from advlab.experiments.goodfellow_claims import ClaimsSettings, goodfellow_claims
 from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import SzegedySettings
+from advlab.experiments.text import percent
 from advlab.models.registry import get_spec
 
 PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
@@ -39,7 +40,7 @@ PAPER_ENSEMBLE = 12  # Goodfellow et al. 2014, Sec. 9: maxout networks in the en
 def data_notes(experiments: list[Any]) -> list[str]:
     """What each FGSM experiment trained on, against the paper's 60,000-image training set (from the results)."""
     sizes = "; ".join(f"{e.data_source}: {e.n_train:,} training / {e.n_test:,} test images" for e in experiments)
-    errors = ", ".join(f"{e.fgsm_error:.1%} with {e.n_train:,} training images" for e in experiments)
+    errors = ", ".join(f"{percent(e.fgsm_error)} with {e.n_train:,} training images" for e in experiments)
     return [f"The paper trains on the {PAPER_TRAIN_IMAGES:,}-image MNIST training set (its classes' share of it); these runs: {sizes}. "
             f"FGSM error here: {errors}."]
 
@@ -48,10 +49,10 @@ def weight_decay_note(experiment: Any) -> str:
     """What the softmax runs with other weight decays measured (the paper states none)."""
     runs = sorted([(experiment.train_config["weight_decay"], experiment.fgsm_error, experiment.mean_adv_confidence),
                    *((r.weight_decay, r.fgsm_error, r.mean_adv_confidence) for r in experiment.weight_decay_runs)])
-    confidences = ", ".join(f"{decay:g} gives {confidence:.1%}" for decay, _, confidence in runs)
+    confidences = ", ".join(f"{decay:g} gives {percent(confidence)}" for decay, _, confidence in runs)
     return (f"{experiment.data_source}: the paper gives no weight decay for its softmax model; the mean confidence on "
-            f"FGSM examples depends on it ({confidences}; paper {experiment.paper['mean_confidence']:.1%}) "
-            f"while the FGSM error stays between {min(r[1] for r in runs):.1%} and {max(r[1] for r in runs):.1%}; "
+            f"FGSM examples depends on it ({confidences}; paper {percent(experiment.paper['mean_confidence'])}) "
+            f"while the FGSM error stays between {percent(min(r[1] for r in runs))} and {percent(max(r[1] for r in runs))}; "
             f"advlab's default is {experiment.train_config['weight_decay']:g}.")
 
 
