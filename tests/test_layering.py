@@ -6,7 +6,8 @@ Allowed order (each layer may import those before it):
     -> experiments -> report -> cli (and the package's own __init__, its facade)
 
 exact, training and analysis are siblings: none of them imports another. Every import counts,
-also those inside functions or under TYPE_CHECKING (a cycle held off at run time is still one).
+also those inside functions, under TYPE_CHECKING or by `importlib.import_module("advlab...")` (a
+cycle held off at run time is still one).
 """
 
 from __future__ import annotations
@@ -56,7 +57,18 @@ def _imports(path: Path, name: str) -> set[str]:
             for alias in node.names:  # `from advlab.models import linear` imports a module
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if candidate in MODULES else base)
+        elif _is_dynamic_import(node):  # importlib.import_module("advlab.report.x") imports it as surely
+            found.add(node.args[0].value)
     return found
+
+
+def _is_dynamic_import(node: ast.AST) -> bool:
+    """A call import_module("advlab...") / __import__("advlab...") with the module named by a literal."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return False
+    function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    name = node.args[0].value
+    return function in ("import_module", "__import__") and isinstance(name, str) and name.split(".")[0] == "advlab"
 
 
 MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}

@@ -10,13 +10,11 @@ when k = n); it covers the true rate with probability at least 1 - a for every r
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -245,13 +243,6 @@ class RobustnessEvaluation:
         if path is not None:
             write_text_atomic(path, text)
         return text
-
-    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> list[Path]:
-        """PATH.png (300 dpi), PATH.pdf and PATH.svg: robust accuracy against eps, the certified
-        band and each attack (drawn by `advlab.report.robustness.plot_evaluation`; loaded when
-        called, so the analysis layer never needs matplotlib)."""
-        report = importlib.import_module("advlab.report.robustness")
-        return report.plot_evaluation(self, path, title=title)  # type: ignore[no-any-return]
 
 @dataclass
 class PerExample:
