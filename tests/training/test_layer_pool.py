@@ -76,16 +76,30 @@ def test_a_refresh_replaces_exactly_the_requested_share_of_each_pool(trained, da
         assert pool.attacked[layer] == pool.slots + replaced
 
 
-def test_the_schedule_rebuilds_each_epoch_and_refreshes_every_k_updates(data):
-    pool = LayerPool(data, batch_size=16, layers=(INPUT, "act2"), pool_size=8, refresh_every=2, refresh_fraction=0.5, attack=FAST)
+def test_the_pools_are_built_once_and_refreshed_every_k_updates_across_epochs(data):
+    pool = LayerPool(data, batch_size=16, layers=(INPUT, "act2"), pool_size=8, refresh_every=4, refresh_fraction=0.5, attack=FAST)
     assert pool.steps_per_epoch == 6
     train_model(net(), data, TrainConfig(epochs=2, lr=0.03, batch_size=16, seed=0), objective=pool, progress=False)
-    # per epoch per layer: 4 slots at update 0, then 2 at updates 2 and 4
-    assert pool.attacked == {INPUT: 2 * (4 + 2 + 2), "act2": 2 * (4 + 2 + 2)}
+    # per layer: all 4 slots at update 0, then 2 at updates 4 and 8 (not rebuilt at update 6, the second epoch's start)
+    assert pool.attacked == {INPUT: 4 + 2 + 2, "act2": 4 + 2 + 2}
+
+
+def test_the_pool_state_round_trips_and_refuses_another_pools(data, trained):
+    pool = LayerPool(data, batch_size=16, layers=(INPUT, "act1"), pool_size=8, refresh_every=2, attack=FAST)
+    pool(trained, data.images[:16], data.labels[:16])
+    again = LayerPool(data, batch_size=16, layers=(INPUT, "act1"), pool_size=8, refresh_every=2, attack=FAST)
+    again.load_state(pool.state())
+    assert again.state().keys() == pool.state().keys()
+    assert all(torch.equal(again.state()[k], v) for k, v in pool.state().items())
+    assert again.attacked == pool.attacked and again.reached == pool.reached
+    for other in (LayerPool(data, batch_size=16, layers=(INPUT, "act1"), pool_size=6, attack=FAST),
+                  LayerPool(data, batch_size=16, layers=(INPUT,), pool_size=8, attack=FAST)):
+        with pytest.raises((ValueError, KeyError)):
+            other.load_state(pool.state())
 
 
 def _train(data, seed, epochs, checkpoint=None):
-    pool = LayerPool(data, batch_size=16, layers=sigmoid_layers(net()), pool_size=12, refresh_every=2, attack=FAST)
+    pool = LayerPool(data, batch_size=16, layers=sigmoid_layers(net()), pool_size=12, refresh_every=4, attack=FAST)
     model = net(seed)
     ckpt = EpochCheckpoint(checkpoint, "mlp", model.architecture()) if checkpoint else None
     train_model(model, data, TrainConfig(epochs=epochs, lr=0.03, batch_size=16, seed=seed), objective=pool, progress=False,
@@ -94,6 +108,8 @@ def _train(data, seed, epochs, checkpoint=None):
 
 
 def test_training_is_deterministic_by_seed_and_resumes_to_the_same_weights(data, tmp_path):
+    """Resumed after its first epoch (6 updates; the pools refresh every 4, so the resume falls between
+    two refreshes), the training continues from the checkpointed pools to the same weights."""
     first, again, other = _train(data, 0, 2), _train(data, 0, 2), _train(data, 1, 2)
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), other.parameters()))

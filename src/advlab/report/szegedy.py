@@ -167,11 +167,12 @@ def pool_section(study: PoolStudy) -> list[str]:
         "only; a pool per layer (the input and each sigmoid layer's output h_k: the targeted box-constrained L-BFGS of Sec. 4.1 "
         "on the sub-network above layer k, h_k's box [0, 1], towards a random wrong label, with the true label kept; such an "
         "example trains only the layers above k). Pools (`advlab.training.objectives.LayerPool`): "
-        f"{s['pool_size']} slots in all, split evenly among the arm's layers; a random {s['refresh_fraction']:.0%} of each pool "
-        f"replaced every {s['refresh_every']} updates, every pool rebuilt at each epoch start (so that a resumed training "
-        f"continues exactly); {s['fraction']:g} pool examples per clean example in each minibatch; attack {s['attack']}.",
+        f"{s['pool_size']} slots in all, split evenly among the arm's layers, built at the first update; then a random "
+        f"{s['refresh_fraction']:.0%} of each pool replaced every {s['refresh_every']} updates, across epochs (the pools are "
+        f"checkpointed with the training, so a resumed training continues exactly); {s['fraction']:g} pool examples per clean "
+        f"example in each minibatch; attack {s['attack']}.",
         "",
-        table(["arm", "pool layers", "seeds", "epochs", "train error", "test error", "per seed", "pool examples kept: share of those attacked (all seeds; a resumed training counts from its last start)",
+        table(["arm", "pool layers", "seeds", "epochs", "train error", "test error", "per seed", "pool examples kept: share of those attacked (all seeds)",
                "time per training"], runs_rows),
         "",
         "Verdict (`advlab.experiments.verdict`, each pool arm against no pool, paired by seed; L and U the one-sided 95% bounds "

@@ -232,7 +232,7 @@ def train_model(
         if device.type == "cuda":
             torch.cuda.default_generators[device.index or 0].manual_seed(config.seed)
         if checkpoint and resume and checkpoint.path.is_file():
-            history = _restore(checkpoint, identity, model, optimizer, generator, device)
+            history = _restore(checkpoint, identity, model, optimizer, generator, device, objective)
             if early_stopping is not None and len(history.validation) != history.resumed_from:
                 raise CheckpointError(f"{checkpoint.path}: holds {len(history.validation)} validation errors for "
                                       f"{history.resumed_from} epochs; cannot resume it with early stopping")
@@ -282,7 +282,7 @@ def train_model(
                             **({"val": f"{history.validation[-1]:.4f}"} if history.validation else {}))
             if checkpoint and shard.is_root:
                 stopped = None if early_stopping is None else patience_exhausted(history.validation, early_stopping.patience)
-                _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history, stopped)
+                _save(checkpoint, identity, model, optimizer, generator, device, epoch + 1, config.epochs, history, objective, stopped)
     bar.close()
     model.eval()
     return history
@@ -331,9 +331,11 @@ def _save(
     epoch: int,
     epochs: int,
     history: TrainHistory,
+    objective: Objective,
     stopped: bool | None = None,
 ) -> None:
-    """Write the training state after `epoch`; `stopped`: None without early stopping, else whether its patience ran out."""
+    """Write the training state after `epoch` (the objective's own state too, where it has one); `stopped`: None
+    without early stopping, else whether its patience ran out."""
     state = optimizer.state_dict()
     tensors = {f"optimizer/{i}/{k}": v for i, entry in state["state"].items() for k, v in entry.items() if isinstance(v, torch.Tensor)}
     scalars = {str(i): {k: v for k, v in entry.items() if not isinstance(v, torch.Tensor)} for i, entry in state["state"].items()}
@@ -350,8 +352,14 @@ def _save(
                          **({} if stopped is None else {"stopped_early": stopped, "validation": history.validation})},
             "optimizer": {"param_groups": state["param_groups"], "scalars": scalars},
         },
-        state={**tensors, **_rng_states(generator, device)},
+        state={**tensors, **_rng_states(generator, device), **{f"objective/{k}": v for k, v in _objective_state(objective).items()}},
     )
+
+
+def _objective_state(objective: Objective) -> dict[str, torch.Tensor]:
+    """An objective's own state (e.g. Szegedy's pools) to checkpoint with the training: its `state()`, if it has one."""
+    state = getattr(objective, "state", None)
+    return state() if callable(state) else {}
 
 
 def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
@@ -367,8 +375,10 @@ def _restore(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     device: torch.device,
+    objective: Objective,
 ) -> TrainHistory:
-    """Load weights, optimizer and RNG states from a checkpoint of the same run."""
+    """Load weights, optimizer and RNG states (and the objective's own state, where it has one) from a checkpoint
+    of the same run."""
     weights, state, document = read_state(checkpoint.path)
     stored = {"model": document.get("model"), "architecture": document.get("architecture"), **{k: document.get(k) for k in identity}}
     wanted = json.loads(json.dumps({"model": checkpoint.model_name, "architecture": checkpoint.architecture, **identity}))
@@ -392,6 +402,9 @@ def _restore(
                 _, index, key = name.split("/", 2)
                 entries.setdefault(int(index), {})[key] = value  # load_state_dict moves it to the parameter's device
         optimizer.load_state_dict({"state": entries, "param_groups": document["optimizer"]["param_groups"]})
+        load_state = getattr(objective, "load_state", None)
+        if callable(load_state):
+            load_state({k.removeprefix("objective/"): v for k, v in state.items() if k.startswith("objective/")})
         generator.set_state(state["rng/shuffle"])
         torch.set_rng_state(state["rng/torch"])
         if device.type == "cuda" and "rng/cuda" in state:

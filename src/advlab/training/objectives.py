@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -142,9 +142,10 @@ class LayerPool:
     loss) until upper_k(h') outputs the target; y is the image's true label. A slot whose attack
     did not reach its target (or whose image upper_k . lower_k misclassified) stays empty.
 
-    Schedule, counted in updates from the start of each epoch: at update 0 every slot of every
-    pool is regenerated on the current model; then every `refresh_every` updates a random
-    `refresh_fraction` of each pool's slots (round, at least 1) is replaced by new examples.
+    Schedule, counted in updates over the whole training: at its first update every slot of every
+    pool is generated on the current model; then every `refresh_every` updates a random
+    `refresh_fraction` of each pool's slots (round, at least 1) is replaced by new examples, so the
+    pools are refreshed continuously, across epochs, as the paper's.
     Loss of a minibatch of n images with m = round(fraction * n) slots drawn uniformly among the
     filled ones (all layers together):
 
@@ -153,10 +154,12 @@ class LayerPool:
     so a pool example of layer k trains the layers above k only (h' is a constant).
 
     Randomness (images, targets, slots replaced, slots drawn) comes from torch's global RNG, which
-    `train_model` forks from its seed and checkpoints every epoch; as every pool is rebuilt at the
-    start of each epoch, a resumed run (which starts at an epoch boundary) continues exactly.
-    `attacked` and `reached` count, per layer, the examples attacked and kept by this object.
+    `train_model` forks from its seed and checkpoints every epoch; the pools, the update count and
+    the counters are checkpointed with it (`state`, `load_state`), so a resumed run continues
+    exactly. `attacked` and `reached` count, per layer, the examples attacked and kept over the run.
     """
+
+    REFRESH: ClassVar[str] = "continuous: a random subset replaced"  # the schedule below, in Sec. 4.2's words
 
     data: Dataset = field(repr=False)
     batch_size: int
@@ -204,8 +207,8 @@ class LayerPool:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "szegedy_layer_pool", "layers": list(self.layers), "pool_size": self.pool_size,
-                "refresh_every": self.refresh_every, "refresh_fraction": self.refresh_fraction, "fraction": self.fraction,
-                "attack": dict(self.attack), "seed": self.seed}
+                "refresh": self.REFRESH, "refresh_every": self.refresh_every, "refresh_fraction": self.refresh_fraction,
+                "fraction": self.fraction, "attack": dict(self.attack), "seed": self.seed}
 
     def pool(self, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Layer's pool: (perturbed activations, true labels, filled mask), one row per slot."""
@@ -240,11 +243,36 @@ class LayerPool:
             slots = torch.arange(self.slots) if whole else torch.randperm(self.slots)[: self.refreshed]
             self.generate(model, layer, slots)
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds so that a resumed training continues exactly: the update count, and
+        per layer its pool and counters."""
+        out = {"updates": torch.tensor(self._calls)}
+        for layer, (features, labels, filled) in self._pools.items():
+            out |= {f"{layer}/features": features, f"{layer}/labels": labels, f"{layer}/filled": filled,
+                    f"{layer}/counts": torch.tensor([self.attacked[layer], self.reached[layer]])}
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state()` of the same pool settings (a ValueError for anything else)."""
+        calls = int(state["updates"])
+        pools, counts = {}, {}
+        for layer in self.layers if calls else ():
+            features, labels, filled = (state[f"{layer}/{name}"] for name in ("features", "labels", "filled"))
+            if len(features) != self.slots or labels.shape != (self.slots,) or filled.shape != (self.slots,) \
+                    or labels.dtype != torch.long or filled.dtype != torch.bool or not features.is_floating_point():
+                raise ValueError(f"the pool of layer {layer!r} does not have {self.slots} slots")
+            pools[layer] = (features.clone(), labels.clone(), filled.clone())
+            counts[layer] = [int(c) for c in state[f"{layer}/counts"]]
+        if calls < 0 or set(k.split("/")[0] for k in state) - {"updates", *self.layers}:
+            raise ValueError("the pool state holds other layers or a negative update count")
+        self._calls, self._pools = calls, pools
+        for layer, (attacked, reached) in counts.items():
+            self.attacked[layer], self.reached[layer] = attacked, reached
+
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        step = self._calls % self.steps_per_epoch
-        if step == 0:
+        if not self._pools:
             self.refresh(model, whole=True)
-        elif step % self.refresh_every == 0:
+        elif self._calls % self.refresh_every == 0:
             self.refresh(model)
         self._calls += 1
         losses = [F.cross_entropy(as_multiclass_logits(model(x)), y, reduction="sum")]

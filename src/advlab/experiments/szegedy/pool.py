@@ -96,8 +96,9 @@ def run_setup(arm: str, study: PoolStudySettings, config: TrainConfig, n_train: 
         "regularisation": _regularisation(config, model),
         "training images": n_train,
         "pool examples for": held,
-        "pool refresh": (f"{replaced} random slots of each pool ({study.refresh_fraction:.0%}) replaced every {study.refresh_every} "
-                         "updates; every pool rebuilt at each epoch start"),
+        "pool refresh": LayerPool.REFRESH if layers else "no pool",
+        "pool schedule": (f"every pool built at the first update; then {replaced} random slots of each ({study.refresh_fraction:.0%}) "
+                          f"replaced every {study.refresh_every} updates, across epochs"),
         "training length": f"{config.epochs} fixed epochs ({config.optimizer}, {_rate(config)}, batch {config.batch_size}), last-epoch weights",
     }
 

@@ -38,6 +38,7 @@ from advlab.experiments.szegedy.settings import (
 )
 from advlab.progress import progress_bar
 from advlab.training import default_config
+from advlab.training.objectives import LayerPool
 
 
 def fingerprint(settings: SzegedySettings | dict, splits: Splits) -> str:
@@ -70,7 +71,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     study: PoolStudy | None = None
     if settings.pool_study is not None:
         chosen = {"pool_study": settings.pool_study.to_dict(), "max_epochs": settings.max_epochs,
-                  "training": default_config(settings.pool_study.model).to_dict()}
+                  "training": default_config(settings.pool_study.model).to_dict(), "refresh": LayerPool.REFRESH}
         pools = StageCache(Path(work_dir) / "cache" / f"pool-{fingerprint(chosen, splits)}")
         study, seconds["sec4.2 pool"] = pool_study(splits.train, splits.test, settings.pool_study, settings.max_epochs, pools, progress=progress)
 
