@@ -14,7 +14,7 @@ from advlab.experiments.szegedy import paper, stages
 from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import ARMS, PoolStudySettings, SzegedySettings, display_name
 from advlab.report.szegedy import write_report
-from advlab.training import load_checkpoint
+from advlab.training import load_checkpoint, train_registered
 
 TINY = SzegedySettings(
     zoo=("fc10-1e-2", "fc100-100-10"),
@@ -334,6 +334,26 @@ def test_a_cached_model_or_checkpoint_of_another_training_is_trained_again(embed
     assert calls == [1, 2]  # the killed checkpoint (another training again) was not resumed
     assert new_row.training == {**row.training, "lr": 0.01}
     assert not torch.equal(next(first.parameters()), next(retrained.parameters()))
-    assert stages.is_cached(cache, "m", stages.training_config("fc100-100-10", settings))
+    assert stages.is_cached(cache, "m", "fc100-100-10", stages.training_config("fc100-100-10", settings))
     again, _ = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
     assert calls == [1, 2] and torch.equal(next(again.parameters()), next(retrained.parameters()))  # read, not trained
+
+
+def test_a_cached_model_of_another_registered_architecture_is_trained_again(embedded, tmp_path, monkeypatch):
+    """A model cached before its registered architecture changed (AE400-10 made a sparse autoencoder, not
+    fine-tuned, on 2026-12-08) is not read as today's: `is_cached` says no and `train` trains it again."""
+    from dataclasses import replace
+
+    from advlab.experiments.cache import StageCache
+
+    settings, data, cache = replace(TINY, max_epochs=1), embedded.train.take(200), StageCache(tmp_path)
+    config = stages.training_config("fc100-100-10", settings)
+    first, _ = stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert stages.is_cached(cache, "m", "fc100-100-10", config)
+    today = stages.registered_architecture("fc100-100-10")
+    monkeypatch.setattr(stages, "registered_architecture", lambda name: {**today, "hidden": [100, 50]})
+    assert not stages.is_cached(cache, "m", "fc100-100-10", config)
+    trained = []
+    monkeypatch.setattr(stages, "train_registered", lambda *a, **k: trained.append(a[0]) or train_registered(*a, **k))
+    stages.train("m", "fc100-100-10", "train", data, embedded.test, settings, cache, False)
+    assert trained == ["fc100-100-10"]

@@ -85,20 +85,22 @@ def test_sparse_pretraining_lowers_the_mean_code_activation(embedded):
     assert means[1] < means[0] / 2
 
 
-def test_an_encoder_not_fine_tuned_keeps_its_pretrained_weights(embedded):
-    """fine_tune=False (the paper's AE400-10: its layer "was not fine-tuned"): after training, the encoder is
-    exactly the pretrained one, the classifier has trained, and gradients still reach the input."""
+@pytest.mark.parametrize("fine_tune", [False, True])
+def test_the_classifiers_training_keeps_what_pretraining_made(embedded, fine_tune):
+    """After pretraining, the decoder is never trained again (only the weight decay would move it), and the
+    encoder only with fine_tune (the paper's AE400-10: its layer "was not fine-tuned"); the classifier trains,
+    and gradients still reach the input."""
     data = Dataset(embedded.train.images[:300], embedded.train.labels[:300], "small")
-    config = TrainConfig(epochs=2, lr=3e-3, seed=3)
-    pretrained = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=False)
-    model = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=False)
+    config = TrainConfig(epochs=2, lr=3e-3, seed=3, weight_decay=1e-3)
+    pretrained = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=fine_tune)
+    model = build_model("ae400-10", seed=config.seed, hidden=32, fine_tune=fine_tune)
     classifier = model.classifier.weight.detach().clone()
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)  # train_model pretrains under its fork of the RNG seeded so
         pretrain_autoencoder(pretrained, data, config, progress=False)
     train_model(model, data, config, progress=False)
-    assert torch.equal(model.encoder[1].weight, pretrained.encoder[1].weight)
-    assert torch.equal(model.encoder[1].bias, pretrained.encoder[1].bias)
+    assert torch.equal(model.decoder.weight, pretrained.decoder.weight) and torch.equal(model.decoder.bias, pretrained.decoder.bias)
+    assert torch.equal(model.encoder[1].weight, pretrained.encoder[1].weight) is not fine_tune
     assert not torch.equal(model.classifier.weight, classifier)
     x = data.images[:4].clone().requires_grad_(True)
     model(x).sum().backward()

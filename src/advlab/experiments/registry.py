@@ -32,6 +32,7 @@ from advlab.experiments.szegedy.run import szegedy
 from advlab.experiments.szegedy.settings import SzegedySettings
 from advlab.experiments.text import percent
 from advlab.models.registry import get_spec
+from advlab.training import default_config
 
 PAPER_TRAIN_IMAGES = 60_000  # both papers train on MNIST's whole training set
 PAPER_ENSEMBLE = 12  # Goodfellow et al. 2014, Sec. 9: maxout networks in the ensemble
@@ -45,15 +46,17 @@ def data_notes(experiments: list[Any]) -> list[str]:
             f"FGSM error here: {errors}."]
 
 
-def weight_decay_note(experiment: Any) -> str:
-    """What the softmax runs with other weight decays measured (the paper states none)."""
+def weight_decay_notes(experiment: Any) -> list[str]:
+    """What the softmax runs with other weight decays measured (the paper states none); nothing without such runs."""
+    if not experiment.weight_decay_runs:
+        return []
     runs = sorted([(experiment.train_config["weight_decay"], experiment.fgsm_error, experiment.mean_adv_confidence),
                    *((r.weight_decay, r.fgsm_error, r.mean_adv_confidence) for r in experiment.weight_decay_runs)])
     confidences = ", ".join(f"{decay:g} gives {percent(confidence)}" for decay, _, confidence in runs)
-    return (f"{experiment.data_source}: the paper gives no weight decay for its softmax model; the mean confidence on "
+    return [f"{experiment.data_source}: the paper gives no weight decay for its softmax model; the mean confidence on "
             f"FGSM examples depends on it ({confidences}; paper {percent(experiment.paper['mean_confidence'])}) "
             f"while the FGSM error stays between {percent(min(r[1] for r in runs))} and {percent(max(r[1] for r in runs))}; "
-            f"advlab's default is {experiment.train_config['weight_decay']:g}.")
+            f"advlab's default is {default_config(experiment.model).weight_decay:g}."]
 
 
 CONFIDENCE_NOTE = ("Confidence is the softmax probability of the predicted class (for logistic regression, "
@@ -252,8 +255,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         Experiment(
             "goodfellow-softmax", "Goodfellow et al. 2014, Sec. 5: softmax regression on MNIST", _goodfellow("softmax"),
-            notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE, *map(weight_decay_note, result)],
-            quick="already takes seconds: --quick changes nothing", options=("eps",),
+            notes=lambda result: [*data_notes(result), CONFIDENCE_NOTE, *(n for e in result for n in weight_decay_notes(e))],
+            quick="about a minute on full MNIST (three trainings): --quick changes nothing", options=("eps",),
         ),
         Experiment(
             "goodfellow-advtrain", "Goodfellow et al. 2014, Sec. 6: adversarial training", _advtrain,

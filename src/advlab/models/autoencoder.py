@@ -7,8 +7,8 @@ penalty: `sparsity_weight` times the mean over code units j of KL(rho || rho_j),
 activation over the minibatch); `train_model` then fits the classifier and, with `fine_tune`,
 the encoder with it (the usual "pretrain, then fine-tune" of 2013). The paper's AE400-10 is "a single
 layer sparse autoencoder" whose layer "was not fine-tuned": `fine_tune=False` keeps the pretrained
-encoder fixed while the classifier trains. The decoder is kept (it is part of the trained model)
-but is not on the path from images to logits.
+encoder fixed while the classifier trains. The decoder is kept as pretraining left it (it is part
+of the trained model, but not on the path from images to logits).
 """
 
 from __future__ import annotations

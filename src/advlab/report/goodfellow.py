@@ -40,7 +40,7 @@ def fig2_figure(experiment: FGSMExperiment, path: str | os.PathLike[str]) -> Non
 
 
 def _beside_paper(value: float, paper: float | None) -> str:
-    """'99.4% (0.99x the paper's)' where the paper has the figure, else the value alone."""
+    """'99.4% (0.99x)', the ratio to the paper's figure where the paper has one, else the value alone."""
     return percent(value) if paper is None else f"{percent(value)} ({value / paper:.2f}x)"
 
 
@@ -122,7 +122,7 @@ def _weight_decay_section(experiments: list[FGSMExperiment]) -> list[str]:
         return []
     header = ["data", "weight decay", "training error", "clean test error", "FGSM test error", "mean confidence on FGSM examples"]
     return ["## Weight decay", "", "The paper states none for this model; the same training with others, attacked the same way "
-            "(ratios to the paper's figures in brackets):", "", table(header, rows), ""]
+            "(ratios to the paper's figures in parentheses):", "", table(header, rows), ""]
 
 
 def write_fig2(experiments: list[FGSMExperiment], out_dir: str | os.PathLike[str], *, command: str, notes: list[str]) -> list[Path]:

@@ -217,8 +217,7 @@ def train_model(
     """
     objective = objective or cross_entropy
     shard = current_shard()
-    fixed = set(model.encoder.parameters()) if isinstance(model, AutoencoderClassifier) and not model.fine_tune else set()
-    params = [p for p in model.parameters() if p.requires_grad and p not in fixed]  # a pretrained encoder not fine-tuned stays
+    params = [p for p in model.parameters() if p.requires_grad and p not in _kept_as_pretrained(model)]
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
     else:
@@ -286,6 +285,14 @@ def train_model(
     bar.close()
     model.eval()
     return history
+
+
+def _kept_as_pretrained(model: nn.Module) -> set[nn.Parameter]:
+    """An autoencoder's parameters that the classifier's training leaves as pretraining left them: the decoder (not
+    on the path to the logits: only the weight decay would move it) and, unless fine-tuned, the encoder."""
+    if not isinstance(model, AutoencoderClassifier):
+        return set()
+    return {*model.decoder.parameters(), *(() if model.fine_tune else model.encoder.parameters())}
 
 
 def check_labels(model: nn.Module, data: Dataset) -> None:

@@ -56,11 +56,13 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     settings = settings or SzegedySettings()
     # the tables' stages do not depend on the Sec. 4.2 study, which has its own folder; they depend on how each model trained
     tables = {k: v for k, v in settings.to_dict().items() if k not in ("pool_study", "longer")}
-    tables["training"] = {name: asdict(stages.training_config(name, settings)) for name in {*settings.zoo, *(n for n, _ in settings.split)}}
+    names = {*settings.zoo, *(n for n, _ in settings.split)}
+    tables["training"] = {name: asdict(stages.training_config(name, settings)) for name in names}
+    tables["architecture"] = {name: stages.registered_architecture(name) for name in names}
     cache = StageCache(Path(work_dir) / "cache" / fingerprint(tables, splits))
     # trained models depend only on these settings (and each on its training, checked per model: `stages.train`),
     # so runs that differ in the attacks share them
-    training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")}
+    training = {k: settings.to_dict()[k] for k in ("zoo", "split", "max_epochs", "seed")} | {"architecture": tables["architecture"]}
     models = StageCache(Path(work_dir) / "cache" / f"models-{fingerprint(training, splits)}")
     seconds: dict[str, float] = {}
 
@@ -136,7 +138,7 @@ def szegedy(splits: Splits, settings: SzegedySettings | None = None, *, work_dir
     seconds["longer"] = 0.0
     for name, factor in bar([(n, f) for n, f in settings.longer if n in zoo], "train longer"):
         key = f"{name}-x{factor}"
-        start, fresh = time.perf_counter(), not stages.is_cached(models, key, stages.training_config(name, settings, factor))
+        start, fresh = time.perf_counter(), not stages.is_cached(models, key, name, stages.training_config(name, settings, factor))
         model, row = stages.train(key, name, "train", splits.train, splits.test, settings, models, progress, factor=factor)
         seconds["longer"] += (time.perf_counter() - start) if fresh else 0.0
 

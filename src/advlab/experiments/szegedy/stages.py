@@ -35,6 +35,7 @@ from advlab.experiments.szegedy.settings import (
     display_name,
 )
 from advlab.models import SoftmaxRegression
+from advlab.models.registry import get_spec
 from advlab.training import TrainConfig, default_config, error_rate, load_checkpoint, read_metadata, save_checkpoint, train_registered
 
 
@@ -79,11 +80,23 @@ def recorded_training(document: dict[str, Any]) -> TrainConfig | None:
         return None
 
 
-def is_cached(cache: StageCache, key: str, config: TrainConfig) -> bool:
-    """Whether the model `key` is in the cache, trained with `config` (`train` reads it instead of training)."""
+def registered_architecture(model_name: str) -> dict[str, Any]:
+    """The registered architecture keywords of `model_name`, as a checkpoint records them (JSON)."""
+    return json.loads(json.dumps(get_spec(model_name).architecture))
+
+
+def trained_as_now(document: Mapping[str, Any], model_name: str, config: TrainConfig) -> bool:
+    """Whether a cached model or checkpoint records the training `config` and today's registered architecture of
+    `model_name` (a change to either, e.g. AE400-10 made a sparse autoencoder, means training it again)."""
+    return recorded_training(dict(document)) == config and document.get("architecture") == registered_architecture(model_name)
+
+
+def is_cached(cache: StageCache, key: str, model_name: str, config: TrainConfig) -> bool:
+    """Whether the model `key` is in the cache, trained as `model_name` is now with `config` (`train` reads it instead
+    of training)."""
     path = cache.path("models", f"{key}.safetensors")
     try:
-        return path.is_file() and recorded_training(read_metadata(path)) == config
+        return path.is_file() and trained_as_now(read_metadata(path), model_name, config)
     except Exception:  # noqa: BLE001 - unreadable: `train` recomputes it
         return False
 
@@ -92,23 +105,21 @@ def train(key: str, model_name: str, part: str, data: Dataset, test: Dataset, se
           cache: StageCache, progress: bool, factor: int = 1) -> tuple[nn.Module, ModelEval]:
     """A zoo or split model, trained with `training_config` (factor > 1: factor x the epochs, from the start),
     or read from the cache; a training cut short continues from its last epoch's checkpoint. A cached model or
-    checkpoint trained with other settings (the registered training changed since) is trained again."""
+    checkpoint trained otherwise (the registered training or architecture changed since) is trained again."""
     config = training_config(model_name, settings, factor)
     path = cache.path("models", f"{key}.safetensors")
     partial = cache.path("checkpoints", f"{key}.safetensors")
     meta = None
-    if path.is_file():
+    if is_cached(cache, key, model_name, config):
         try:
             checkpoint = load_checkpoint(path, expected_model=model_name)
             model, meta = checkpoint.model, checkpoint.metadata
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
             cache.corrupt(path, error)
-        if meta is not None and recorded_training(meta) != config:
-            meta = None
     if meta is None:
         if partial.is_file():
             try:
-                stale = recorded_training(read_metadata(partial)) != config
+                stale = not trained_as_now(read_metadata(partial), model_name, config)
             except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is recomputed
                 cache.corrupt(partial, error)
                 stale = False
