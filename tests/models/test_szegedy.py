@@ -8,7 +8,8 @@ from advlab.errors import InputError
 from advlab.models import AutoencoderClassifier, MLP, SoftmaxRegression, build_model, get_spec
 from advlab.training import TrainConfig, train_model
 from advlab.training import loops
-from advlab.training.loops import pretrain_autoencoder, weight_penalty
+from advlab.training.loops import weight_penalty
+from advlab.training.pretraining import pretrain_autoencoder
 
 
 @pytest.mark.parametrize(

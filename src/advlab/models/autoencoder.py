@@ -1,7 +1,7 @@
 """An autoencoder's code under a softmax classifier: Szegedy et al. 2013's AE400-10 (Sec. 4.1).
 
 images -> sigmoid(W_e x + b_e) (the code, `hidden` units) -> W_c h + b_c (logits).
-`advlab.training.loops.pretrain_autoencoder` first fits the autoencoder x ~ sigmoid(W_d h + b_d)
+`advlab.training.pretraining.pretrain_autoencoder` first fits the autoencoder x ~ sigmoid(W_d h + b_d)
 by binary cross-entropy (plus the weight decay, and with `sparsity` rho a sparse autoencoder's
 penalty: `sparsity_weight` times the mean over code units j of KL(rho || rho_j), rho_j unit j's mean
 activation over the minibatch); `train_model` then fits the classifier and, with `fine_tune`,

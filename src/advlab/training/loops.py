@@ -5,7 +5,7 @@ read as [0, z], which is logistic loss) plus 0.5 * weight_decay * ||W||^2 over t
 matrices (not the biases); weight_decay may also give one coefficient per weight matrix, in the
 order of `model.parameters()` (Szegedy et al. 2013 decay each layer of their networks
 differently). An `AutoencoderClassifier` (an autoencoder below a classifier) is pretrained first
-(`pretrain_autoencoder`). The learning rate is constant or decays along a cosine to 0 over the
+(`advlab.training.pretraining`). The learning rate is constant or decays along a cosine to 0 over the
 run's updates (`scheduled_lr`). Training can checkpoint every epoch and resume exactly, and stop
 early when an error measured after each epoch stops improving (`EarlyStopping`).
 """
@@ -33,6 +33,7 @@ from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
+from advlab.training.pretraining import kept_as_pretrained, pretrain_autoencoder
 from advlab.training.schedule import LR_SCHEDULES, scheduled_lr, set_lr
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def train_model(
     """
     objective = objective or cross_entropy
     shard = current_shard()
-    params = [p for p in model.parameters() if p.requires_grad and p not in _kept_as_pretrained(model)]
+    params = [p for p in model.parameters() if p.requires_grad and p not in kept_as_pretrained(model)]
     if config.optimizer == "adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
     else:
@@ -285,14 +286,6 @@ def train_model(
     bar.close()
     model.eval()
     return history
-
-
-def _kept_as_pretrained(model: nn.Module) -> set[nn.Parameter]:
-    """An autoencoder's parameters that the classifier's training leaves as pretraining left them: the decoder (not
-    on the path to the logits: only the weight decay would move it) and, unless fine-tuned, the encoder."""
-    if not isinstance(model, AutoencoderClassifier):
-        return set()
-    return {*model.decoder.parameters(), *(() if model.fine_tune else model.encoder.parameters())}
 
 
 def check_labels(model: nn.Module, data: Dataset) -> None:
@@ -425,44 +418,6 @@ def _restore(
         raise CheckpointError(f"{checkpoint.path}: corrupt training state, cannot resume ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})") from None
     return TrainHistory(loss=loss, resumed_from=done, validation=validation, seconds=None if seconds is None else float(seconds))
-
-
-def pretrain_autoencoder(
-    model: AutoencoderClassifier, data: Dataset, config: TrainConfig, *, progress: bool = True
-) -> list[float]:
-    """Fit the model's encoder and decoder to reconstruct `data` (config's epochs, lr and its schedule,
-    batch size, seed and weight decay), by binary cross-entropy on sigmoid(W_d h + b_d). Returns the mean
-    loss per epoch; the model is left in eval mode."""
-    weights = (model.encoder[1].weight, model.decoder.weight)
-    decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else (config.weight_decay,) * 2
-    params = [*model.encoder.parameters(), *model.decoder.parameters()]
-    optimizer: torch.optim.Optimizer = (
-        torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else torch.optim.SGD(params, lr=config.lr, momentum=0.9)
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    device = next(model.parameters()).device
-    losses = []
-    model.train()
-    bar = progress_bar(config.epochs, "pretrain", enabled=progress, unit="epoch")
-    per_epoch = math.ceil(len(data) / config.batch_size)
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(data), generator=generator)
-        total = torch.zeros((), device=device)
-        for step, start in enumerate(range(0, len(data), config.batch_size)):
-            set_lr(optimizer, scheduled_lr(config, epoch * per_epoch + step, per_epoch))
-            x = data.images[order[start : start + config.batch_size]].to(device).flatten(1)
-            code = model.encoder(x)
-            loss = F.binary_cross_entropy_with_logits(model.decoder(code), x) + model.sparsity_penalty(code)
-            loss = loss + 0.5 * sum(d * w.pow(2).sum() for d, w in zip(decay, weights))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach() * len(x)
-        losses.append(float(total) / len(data))
-        bar.update()
-    bar.close()
-    model.eval()
-    return losses
 
 
 def error_rate(model: nn.Module, data: Dataset) -> float:
