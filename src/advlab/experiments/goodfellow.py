@@ -35,7 +35,7 @@ FIG2_CLASSES = (3, 7)
 class WeightDecayRun:
     """The same model and data retrained with another weight decay, attacked the same way."""
 
-    weight_decay: float
+    weight_decay: float | tuple[float, ...]
     train_error: float
     clean_error: float
     fgsm_error: float
@@ -69,6 +69,12 @@ class FGSMExperiment:
     test_images: torch.Tensor = field(repr=False)
     weight_decay_runs: list[WeightDecayRun] = field(default_factory=list)  # empty unless asked for
 
+    def by_weight_decay(self) -> list[tuple[WeightDecayRun, bool]]:
+        """This run and the runs with other weight decays, by weight decay; True marks this run."""
+        own = WeightDecayRun(self.train_config["weight_decay"], self.train_error, self.clean_error, self.fgsm_error,
+                             self.mean_adv_confidence)
+        return sorted([(own, True), *((run, False) for run in self.weight_decay_runs)], key=lambda pair: pair[0].weight_decay)
+
     def to_dict(self) -> dict[str, Any]:
         """The numbers, JSON-ready (the model, images and per-example arrays left out)."""
         skip = {"attack", "trained", "test_images", "weights", "weight_decay_runs"}
@@ -96,18 +102,12 @@ def run_fgsm_experiment(
     trained = train_registered(model_name, data.train, config, progress=progress)
     model, config, train_seconds = trained.model, trained.config, trained.seconds
     result = FGSM(model, eps=eps)(data.test.images, data.test.labels)
+    own = _measured(config.weight_decay, model, data, result)
     wrong = ~result.adv_correct
     weight_decay_runs = []
     for weight_decay in weight_decays:
         other = train_registered(model_name, data.train, replace(config, weight_decay=weight_decay), progress=progress).model
-        attacked = FGSM(other, eps=eps)(data.test.images, data.test.labels)
-        weight_decay_runs.append(WeightDecayRun(
-            weight_decay=weight_decay,
-            train_error=error_rate(other, data.train),
-            clean_error=float((~attacked.clean_correct).double().mean()),
-            fgsm_error=float((~attacked.adv_correct).double().mean()),
-            mean_adv_confidence=float(attacked.adv_confidence.double().mean()),
-        ))
+        weight_decay_runs.append(_measured(weight_decay, other, data, FGSM(other, eps=eps)(data.test.images, data.test.labels)))
     return FGSMExperiment(
         model=model_name,
         data_source=splits.source,
@@ -117,10 +117,10 @@ def run_fgsm_experiment(
         eps=eps,
         seed=seed,
         train_config=config.to_dict(),
-        train_error=error_rate(model, data.train),
-        clean_error=float((~result.clean_correct).double().mean()),
-        fgsm_error=float(wrong.double().mean()),
-        mean_adv_confidence=float(result.adv_confidence.double().mean()),
+        train_error=own.train_error,
+        clean_error=own.clean_error,
+        fgsm_error=own.fgsm_error,
+        mean_adv_confidence=own.mean_adv_confidence,
         mean_confidence_on_errors=float(result.adv_confidence[wrong].double().mean()) if bool(wrong.any()) else float("nan"),
         train_seconds=train_seconds,
         attack_seconds=result.seconds,
@@ -131,6 +131,17 @@ def run_fgsm_experiment(
         weights=linear_weights(model)[0].detach().cpu(),
         trained=model,
         test_images=data.test.images,
+    )
+
+
+def _measured(weight_decay: float | tuple[float, ...], model: torch.nn.Module, data: Splits, result: AttackResult) -> WeightDecayRun:
+    """A trained model's training error and its clean and FGSM figures on the test split (`result`)."""
+    return WeightDecayRun(
+        weight_decay=weight_decay,
+        train_error=error_rate(model, data.train),
+        clean_error=float((~result.clean_correct).double().mean()),
+        fgsm_error=float((~result.adv_correct).double().mean()),
+        mean_adv_confidence=float(result.adv_confidence.double().mean()),
     )
 
 

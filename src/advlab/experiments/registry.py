@@ -50,12 +50,12 @@ def weight_decay_notes(experiment: Any) -> list[str]:
     """What the softmax runs with other weight decays measured (the paper states none); nothing without such runs."""
     if not experiment.weight_decay_runs:
         return []
-    runs = sorted([(experiment.train_config["weight_decay"], experiment.fgsm_error, experiment.mean_adv_confidence),
-                   *((r.weight_decay, r.fgsm_error, r.mean_adv_confidence) for r in experiment.weight_decay_runs)])
-    confidences = ", ".join(f"{decay:g} gives {percent(confidence)}" for decay, _, confidence in runs)
+    runs = [run for run, _ in experiment.by_weight_decay()]
+    confidences = ", ".join(f"{r.weight_decay:g} gives {percent(r.mean_adv_confidence)}" for r in runs)
+    errors = [r.fgsm_error for r in runs]
     return [f"{experiment.data_source}: the paper gives no weight decay for its softmax model; the mean confidence on "
             f"FGSM examples depends on it ({confidences}; paper {percent(experiment.paper['mean_confidence'])}) "
-            f"while the FGSM error stays between {percent(min(r[1] for r in runs))} and {percent(max(r[1] for r in runs))}; "
+            f"while the FGSM error stays between {percent(min(errors))} and {percent(max(errors))}; "
             f"advlab's default is {default_config(experiment.model).weight_decay:g}."]
 
 

@@ -113,11 +113,9 @@ def _weight_decay_section(experiments: list[FGSMExperiment]) -> list[str]:
     """Each source's model retrained with other weight decays (the paper states none), beside the run's own."""
     rows = []
     for e in (e for e in experiments if e.weight_decay_runs):
-        own = (e.train_config["weight_decay"], e.train_error, e.clean_error, e.fgsm_error, e.mean_adv_confidence, " (this run)")
-        others = [(r.weight_decay, r.train_error, r.clean_error, r.fgsm_error, r.mean_adv_confidence, "") for r in e.weight_decay_runs]
-        paper = e.paper.get("mean_confidence")
-        rows += [[e.data_source, f"{decay:g}{mark}", percent(train), percent(clean), _beside_paper(fgsm, e.paper.get("fgsm_error")),
-                  _beside_paper(confidence, paper)] for decay, train, clean, fgsm, confidence, mark in sorted([own, *others])]
+        rows += [[e.data_source, f"{r.weight_decay:g}{' (this run)' if own else ''}", percent(r.train_error), percent(r.clean_error),
+                  _beside_paper(r.fgsm_error, e.paper.get("fgsm_error")), _beside_paper(r.mean_adv_confidence, e.paper.get("mean_confidence"))]
+                 for r, own in e.by_weight_decay()]
     if not rows:
         return []
     header = ["data", "weight decay", "training error", "clean test error", "FGSM test error", "mean confidence on FGSM examples"]

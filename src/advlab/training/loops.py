@@ -34,7 +34,7 @@ from advlab.models.inference import predict
 from advlab.models.layers import as_multiclass_logits
 from advlab.training.checkpoints import read_state, save_checkpoint
 from advlab.training.pretraining import kept_as_pretrained, pretrain_autoencoder
-from advlab.training.schedule import LR_SCHEDULES, scheduled_lr, set_lr
+from advlab.training.schedule import LR_SCHEDULES, make_optimizer, scheduled_lr, set_lr
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -218,11 +218,8 @@ def train_model(
     """
     objective = objective or cross_entropy
     shard = current_shard()
-    params = [p for p in model.parameters() if p.requires_grad and p not in kept_as_pretrained(model)]
-    if config.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
-    else:
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+    kept = kept_as_pretrained(model)
+    optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad and p not in kept])
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     identity = _identity(checkpoint, config, objective, early_stopping) if checkpoint else {}

@@ -14,15 +14,14 @@ from torch import nn
 from advlab.data.dataset import Dataset
 from advlab.models.autoencoder import AutoencoderClassifier
 from advlab.progress import progress_bar
-from advlab.training.schedule import Scheduled, scheduled_lr, set_lr
+from advlab.training.schedule import Optimized, make_optimizer, scheduled_lr, set_lr
 
 
-class PretrainSettings(Scheduled, Protocol):
+class PretrainSettings(Optimized, Protocol):
     """What pretraining reads of a training's settings (`TrainConfig` has it)."""
 
     batch_size: int
     weight_decay: float | tuple[float, ...]
-    optimizer: str
     seed: int
 
 
@@ -35,9 +34,7 @@ def pretrain_autoencoder(
     weights = (model.encoder[1].weight, model.decoder.weight)
     decay = config.weight_decay[:2] if isinstance(config.weight_decay, tuple) else (config.weight_decay,) * 2
     params = [*model.encoder.parameters(), *model.decoder.parameters()]
-    optimizer: torch.optim.Optimizer = (
-        torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam" else torch.optim.SGD(params, lr=config.lr, momentum=0.9)
-    )
+    optimizer = make_optimizer(config, params)
     generator = torch.Generator().manual_seed(config.seed)
     device = next(model.parameters()).device
     losses = []

@@ -8,6 +8,7 @@ function of the update count, so a resumed run takes the same steps as an uninte
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -36,3 +37,16 @@ def scheduled_lr(config: Scheduled, update: int, updates_per_epoch: int) -> floa
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+class Optimized(Scheduled, Protocol):
+    """What building a training's optimizer reads of its settings (`TrainConfig` has it)."""
+
+    optimizer: str  # "adam" or "sgd"
+
+
+def make_optimizer(config: Optimized, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.9 (`config.optimizer` "adam" / "sgd"), at config.lr, over `params`."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
